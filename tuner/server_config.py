@@ -1,0 +1,73 @@
+"""ServerConfig: exactly what one trial launches, as an argv list and an env mapping (never a shell string).
+
+`flags` keeps the values in the same forms a `vllm serve --config` file uses (scalars, booleans, lists,
+mappings for JSON-valued flags), so one structure gives both the argv and the exported YAML.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from tuner.search_space import SearchSpace
+from tuner.spec import StudySpec
+
+SECRET_NAME = re.compile(r"TOKEN|KEY|SECRET|PASSWORD", re.IGNORECASE)
+REDACTED = "***"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    command: tuple[str, ...]
+    model: str
+    flags: dict[str, Any] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+
+    def argv(self, host: str, port: int) -> list[str]:
+        return [*self.command, "--model", self.model, *flags_to_argv(self.flags), "--host", host, "--port", str(port)]
+
+    def redacted_env(self) -> dict[str, str]:
+        return redact_env(self.env)
+
+
+def flag_to_argv(flag: str, value: Any) -> list[str]:
+    if value is None:
+        return []
+    if value is True:
+        return [flag]
+    if value is False:
+        return ["--no-" + flag[2:]]
+    if isinstance(value, dict):
+        return [flag, json.dumps(value, separators=(",", ":"))]
+    if isinstance(value, (list, tuple)):
+        return [flag, *(str(v) for v in value)]
+    return [flag, str(value)]
+
+
+def flags_to_argv(flags: dict[str, Any]) -> list[str]:
+    return [arg for flag, value in flags.items() for arg in flag_to_argv(flag, value)]
+
+
+def redact_env(env: dict[str, str]) -> dict[str, str]:
+    return {k: (REDACTED if SECRET_NAME.search(k) else v) for k, v in env.items()}
+
+
+def build_server_config(spec: StudySpec, space: SearchSpace, params: dict[str, Any]) -> ServerConfig:
+    """Merge the study's fixed flags and env with the sampled parameters into one ServerConfig."""
+    flags: dict[str, Any] = dict(spec.server.flags)
+    env: dict[str, str] = dict(spec.server.env)
+    json_keys: dict[str, dict[str, Any]] = {}
+    for name, value in space.active(params).items():
+        p = space.parameters[name]
+        if value is None:
+            continue  # null leaves the target at the server's default
+        if p.env:
+            env[p.env] = str(int(value) if isinstance(value, bool) else value)
+        elif p.key:
+            json_keys.setdefault(p.flag, {})[p.key] = value
+        else:
+            flags[p.flag] = value
+    for flag, keys in json_keys.items():
+        flags[flag] = {**space.json_flags.get(flag, {}), **keys}
+    return ServerConfig(command=tuple(spec.server.command), model=spec.model, flags=flags, env=env)

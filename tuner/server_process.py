@@ -1,0 +1,201 @@
+"""One vLLM server process: launched on a free port in its own process group, watched until ready, torn down.
+
+    with ServerProcess(config, log_path, timeouts) as server:
+        server.wait_ready()          # raises ServerStartupFailed with a failure class
+        ... load server.base_url ...
+    # leaving the block always ends the whole process group
+
+The command runs under tuner._reaper, which ends the group if this process dies without cleaning up.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tuner.errors import ServerStartupFailed
+from tuner.failures import FailureClass, classify, first_fatal_line
+from tuner.server_config import ServerConfig
+from tuner.spec import Timeouts
+
+POLL_S = 0.25
+TAIL_BYTES = 256 * 1024
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    # Another process may take the port before the server binds it; that shows as "Address already in use",
+    # an infra failure, and the trial is retried on a new port.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def read_tail(path: Path, max_bytes: int = TAIL_BYTES) -> str:
+    try:
+        with path.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - max_bytes))
+            return f.read().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+def last_lines(text: str, n: int) -> str:
+    return "\n".join(text.splitlines()[-n:])
+
+
+class ServerProcess:
+    def __init__(self, config: ServerConfig, log_path: Path, timeouts: Timeouts, host: str = "127.0.0.1",
+                 port: int | None = None) -> None:
+        self.config = config
+        self.log_path = log_path
+        self.timeouts = timeouts
+        self.host = host
+        self.port = port or free_port(host)
+        self.argv = config.argv(host, self.port)
+        self._proc: subprocess.Popen | None = None
+        self.started_at: float | None = None
+        self.startup_s: float | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **self.config.env, "PYTHONUNBUFFERED": "1"}
+        with self.log_path.open("wb") as log:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "tuner._reaper", str(self.timeouts.shutdown_grace_s), "--", *self.argv],
+                stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, env=env,
+                start_new_session=True,  # own session and process group: signals reach the server and its children
+            )
+        self.started_at = time.monotonic()
+
+    def exit_code(self) -> int | None:
+        return self._proc.poll() if self._proc else None
+
+    def log_text(self) -> str:
+        return read_tail(self.log_path)
+
+    def log_tail(self, lines: int = 60) -> str:
+        return last_lines(self.log_text(), lines)
+
+    def wait_ready(self) -> float:
+        """Block until GET /health answers 200; return the startup time in seconds.
+
+        Watches the process and its log while waiting, so a fatal startup error ends the wait within seconds.
+        """
+        assert self._proc is not None and self.started_at is not None, "start() first"
+        deadline = self.started_at + self.timeouts.startup_s
+        fatal_seen_at: float | None = None
+        offset = 0
+        with httpx.Client(timeout=2.0) as client:
+            while True:
+                code = self._proc.poll()
+                if code is not None:
+                    time.sleep(POLL_S)  # let the last log lines land
+                    diagnosis = classify(code, self.log_text())
+                    raise ServerStartupFailed(diagnosis.failure_class.value, diagnosis.detail)
+                if self._healthy(client):
+                    self.startup_s = time.monotonic() - self.started_at
+                    return self.startup_s
+                offset, fresh = self._read_from(offset)
+                if fatal_seen_at is None and first_fatal_line(fresh):
+                    fatal_seen_at = time.monotonic()
+                now = time.monotonic()
+                if fatal_seen_at is not None and now - fatal_seen_at > self.timeouts.fatal_log_grace_s:
+                    diagnosis = classify(None, self.log_text())
+                    raise ServerStartupFailed(diagnosis.failure_class.value, diagnosis.detail)
+                if now > deadline:
+                    raise ServerStartupFailed(
+                        FailureClass.STARTUP_TIMEOUT.value,
+                        f"/health did not answer 200 within {self.timeouts.startup_s:g} s",
+                    )
+                time.sleep(POLL_S)
+
+    def _healthy(self, client: httpx.Client) -> bool:
+        try:
+            return client.get(f"{self.base_url}/health").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def _read_from(self, offset: int) -> tuple[int, str]:
+        try:
+            with self.log_path.open("rb") as f:
+                f.seek(max(0, offset - 512))  # overlap so a marker split across reads is still seen
+                data = f.read()
+                return offset - min(offset, 512) + len(data), data.decode("utf-8", errors="replace")
+        except FileNotFoundError:
+            return offset, ""
+
+    def stop(self) -> int | None:
+        """End the whole process group: SIGTERM, grace period, SIGKILL. Idempotent. Returns the exit code."""
+        if self._proc is None:
+            return None
+        pgid = self._proc.pid  # the reaper leads its own group
+        _signal_group(pgid, signal.SIGTERM)
+        deadline = time.monotonic() + self.timeouts.shutdown_grace_s
+        while time.monotonic() < deadline and _group_alive(pgid, self._proc):
+            time.sleep(0.1)
+        _signal_group(pgid, signal.SIGKILL)
+        try:
+            code = self._proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL cannot be ignored
+            code = None
+        if self._proc.stdin:
+            self._proc.stdin.close()
+        return code
+
+    def __enter__(self) -> "ServerProcess":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _group_alive(pgid: int, leader: subprocess.Popen) -> bool:
+    leader.poll()  # reap the leader if it exited, so a zombie does not count as alive
+    return bool(live_group_members(pgid))
+
+
+def live_group_members(pgid: int) -> list[int]:
+    """PIDs in process group `pgid` that are not zombies (zombies hold no memory or devices)."""
+    if not os.path.isdir("/proc"):  # pragma: no cover - non-Linux: fall back to the kernel's answer
+        try:
+            os.killpg(pgid, 0)
+            return [pgid]
+        except ProcessLookupError:
+            return []
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read().decode(errors="replace")
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()  # after "pid (comm) ": state ppid pgrp ...
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(entry))
+    return members

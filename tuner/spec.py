@@ -1,0 +1,150 @@
+"""The study file: what to tune, how to launch the server, how to load it, what a trial needs, where to store.
+
+Every field has a default except `name`, `model` and `search_space`; see studies/quickstart-cpu.yaml for a
+complete example. Paths to the search space are relative to the study file. The server command and the model
+are handed to the worker unchanged (they name things in the worker's environment).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator, model_validator
+
+from tuner._yaml import read_yaml_mapping, validate
+from tuner.errors import InputError
+from tuner.search_space import SearchSpace, check_env_name, check_flag_name, load_search_space
+
+# Flags the tuner itself sets on every launch: the server must bind where the tuner looks for it.
+RESERVED_FLAGS = {"--host", "--port", "--model", "--config"}
+STUDY_NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerSpec(_Strict):
+    command: list[str] = Field(default_factory=lambda: ["vllm", "serve"], min_length=1,
+                               description="argv prefix that starts an OpenAI-compatible vLLM server")
+    flags: dict[str, Any] = Field(default_factory=dict, description="fixed flags, same value forms as a vllm --config file")
+    env: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    host: str = "127.0.0.1"
+
+    @field_validator("flags")
+    @classmethod
+    def _flags(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for name in v:
+            check_flag_name(name)
+            if name in RESERVED_FLAGS:
+                raise ValueError(f"{name} is set by tuner itself (use the study's 'model' key for the model)")
+        return v
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, v: dict[str, Any]) -> dict[str, str]:
+        for name in v:
+            check_env_name(name)
+        return {k: str(int(val) if isinstance(val, bool) else val) for k, val in v.items()}
+
+
+class LoadSpec(_Strict):
+    """The load sweep every trial runs: closed loop at each concurrency level."""
+
+    concurrency: list[PositiveInt] = Field(default_factory=lambda: [1, 8, 32], min_length=1)
+    requests_per_level: PositiveInt = 64
+    warmup_rounds: int = Field(default=1, ge=0, description="rounds of `concurrency` requests before each level, not"
+                               " measured (so every batch size the level uses has run once)")
+    input_len: PositiveInt = 128
+    output_len: PositiveInt = 128
+    repeats: int = Field(default=2, ge=1, le=10, description="times the top level is measured, for stability")
+    endpoint: Literal["/v1/completions", "/v1/chat/completions"] = "/v1/completions"
+    request_timeout_s: PositiveFloat = 120.0
+    level_timeout_s: PositiveFloat = 600.0
+
+    @field_validator("concurrency")
+    @classmethod
+    def _ascending(cls, v: list[int]) -> list[int]:
+        if sorted(set(v)) != v:
+            raise ValueError("concurrency levels must be distinct and ascending")
+        return v
+
+    @model_validator(mode="after")
+    def _enough_requests(self) -> "LoadSpec":
+        if self.requests_per_level < max(self.concurrency):
+            raise ValueError(
+                f"requests_per_level: {self.requests_per_level} cannot keep {max(self.concurrency)} streams busy;"
+                " give at least as many requests as the highest concurrency"
+            )
+        return self
+
+
+class Timeouts(_Strict):
+    startup_s: PositiveFloat = 900.0
+    shutdown_grace_s: PositiveFloat = 15.0
+    fatal_log_grace_s: PositiveFloat = Field(default=5.0, description="wait after a fatal log line for the exit")
+
+
+class SamplerSpec(_Strict):
+    name: Literal["tpe", "nsga2", "random"] = "tpe"
+    seed: int | None = None
+    startup_trials: PositiveInt | None = Field(default=None, description="random trials before TPE models the space")
+
+
+class StudySpec(_Strict):
+    name: str = Field(pattern=STUDY_NAME_RE)
+    model: str = Field(min_length=1, description="model path or id as the server takes it (--model)")
+    search_space: Path
+    server: ServerSpec = Field(default_factory=ServerSpec)
+    load: LoadSpec = Field(default_factory=LoadSpec)
+    resources: dict[str, PositiveFloat] = Field(default_factory=lambda: {"CPU": 1.0},
+                                                description="what one trial reserves on the Ray cluster")
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    trials: PositiveInt = 20
+    parallel: PositiveInt = 1
+    storage: str = "sqlite:///tuner.db"
+    runs_dir: Path = Field(default=Path("tuner-runs"), description="server logs of every trial go here")
+    sampler: SamplerSpec = Field(default_factory=SamplerSpec)
+    enqueue: list[dict[str, Any]] = Field(default_factory=list, description="parameter sets to run first")
+    max_infra_retries: int = Field(default=2, ge=0)
+
+    @field_validator("resources")
+    @classmethod
+    def _resources(cls, v: dict[str, float]) -> dict[str, float]:
+        if not v:
+            raise ValueError("name at least one resource a trial needs, e.g. {CPU: 2} or {GPU: 1} or {TPU: 4}")
+        return v
+
+
+class Study(BaseModel):
+    """A loaded study: the validated study file together with its validated search space."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: Path
+    spec: StudySpec
+    space: SearchSpace
+
+
+def load_study(path: Path) -> Study:
+    spec = validate(StudySpec, read_yaml_mapping(path), str(path))
+    space_path = spec.search_space if spec.search_space.is_absolute() else path.parent / spec.search_space
+    space = load_search_space(space_path)
+    spec = spec.model_copy(update={"search_space": space_path})
+    _check_against_space(spec, space, str(path))
+    return Study(path=path, spec=spec, space=space)
+
+
+def _check_against_space(spec: StudySpec, space: SearchSpace, source: str) -> None:
+    overlap = sorted(set(spec.server.flags) & space.flags_set())
+    if overlap:
+        raise InputError(source, f"server.flags.{overlap[0]}", "is also set by the search space; fix it in one place only")
+    env_overlap = sorted(set(spec.server.env) & space.env_set())
+    if env_overlap:
+        raise InputError(source, f"server.env.{env_overlap[0]}", "is also set by the search space; fix it in one place only")
+    for i, params in enumerate(spec.enqueue):
+        try:
+            space.check_values(params, f"enqueue.{i}")
+        except ValueError as exc:
+            key, _, expected = str(exc).partition(": ")
+            raise InputError(source, key, expected) from None

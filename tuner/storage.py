@@ -1,0 +1,76 @@
+"""Opening Optuna storage: SQLite by default (safe for a dashboard reading while the study writes), or any
+SQLAlchemy URL Optuna supports (PostgreSQL for teams: postgresql+psycopg://user:pass@host/db)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import sqlalchemy
+from sqlalchemy.engine import make_url
+
+from tuner.errors import InputError, StudyNotFound
+
+SQLITE_TIMEOUT_S = 60
+
+
+def _sqlite_path(url: str) -> Path | None:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database)
+
+
+def check_storage_url(url: str, source: str, key: str) -> None:
+    """Reject a storage URL that cannot be opened, before anything is written anywhere."""
+    try:
+        parsed = make_url(url)
+    except sqlalchemy.exc.ArgumentError:
+        raise InputError(source, key, f"{url!r} is not a database URL (e.g. sqlite:///tuner.db)") from None
+    try:
+        parsed.get_dialect()
+    except (sqlalchemy.exc.NoSuchModuleError, ImportError) as exc:
+        hint = " (pip install 'tuner[postgres]')" if parsed.get_backend_name().startswith("postgres") else ""
+        raise InputError(source, key, f"cannot open {url!r}: {exc}{hint}") from None
+    path = _sqlite_path(url)
+    if path is not None and not path.absolute().parent.is_dir():
+        raise InputError(source, key, f"cannot open {url!r}: directory {path.absolute().parent} does not exist")
+    if path is None and parsed.get_backend_name() != "sqlite":
+        try:
+            engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+            with engine.connect():
+                pass
+        except sqlalchemy.exc.SQLAlchemyError as exc:
+            reason = str(exc.orig if hasattr(exc, "orig") and exc.orig else exc).strip().splitlines()[0]
+            raise InputError(source, key, f"cannot open {redact_url(url)}: {reason}") from None
+
+
+def redact_url(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except sqlalchemy.exc.ArgumentError:
+        return url
+
+
+def open_storage(url: str) -> optuna.storages.RDBStorage:
+    engine_kwargs: dict = {}
+    if _sqlite_path(url) is not None:
+        engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
+    storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    if _sqlite_path(url) is not None:
+        # WAL lets optuna-dashboard read while the study writes, without "database is locked" errors.
+        with storage.engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+    return storage
+
+
+def load_existing_study(url: str, name: str) -> optuna.Study:
+    path = _sqlite_path(url)
+    if path is not None and not path.exists():
+        raise StudyNotFound(f"no study storage at {path} (start a study first, or pass --storage)")
+    storage = open_storage(url)
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+        known = f"; studies there: {', '.join(names)}" if names else "; it holds no study yet"
+        raise StudyNotFound(f"no study named {name!r} in {redact_url(url)}{known}") from None

@@ -1,0 +1,282 @@
+"""The study: Optuna asks for flag combinations, Ray workers measure them, the driver tells Optuna the scores.
+
+The driver is the only writer to storage. A trial's budget counts COMPLETE trials (penalized ones included):
+infra failures are not the configuration's fault, so the same parameters are run again instead of counting.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.exceptions import ExperimentalWarning
+from optuna.trial import TrialState
+
+from tuner.failures import FailureClass
+from tuner.results import TrialResult
+from tuner.scoring import OBJECTIVE_NAMES, score_trial
+from tuner.server_config import ServerConfig, build_server_config
+from tuner.spec import Study
+from tuner.worker import run_trial
+
+warnings.filterwarnings("ignore", category=ExperimentalWarning, module="optuna")
+DUPLICATE_LIMIT = 50  # consecutive proposals already measured before the space counts as exhausted
+
+
+@dataclass
+class Running:
+    trial: optuna.Trial
+    params: dict[str, Any]
+    config: ServerConfig
+    attempt: int
+    started: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class Snapshot:
+    """What the progress display shows."""
+
+    total: int
+    complete: int = 0
+    penalized: int = 0
+    infra_retries: int = 0
+    running: dict[int, float] = field(default_factory=dict)  # trial number -> seconds running
+    best_throughput: tuple[int, float] | None = None
+    best_stability: tuple[int, float] | None = None
+    last_event: str = ""
+
+
+def make_sampler(study: Study, seed_offset: int) -> optuna.samplers.BaseSampler:
+    s = study.spec.sampler
+    seed = None if s.seed is None else s.seed + seed_offset
+    if s.name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if s.name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    startup = s.startup_trials or max(3, min(10, study.spec.trials // 3))
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True, group=True)
+
+
+def create_or_load(study: Study, storage: optuna.storages.BaseStorage, name: str) -> optuna.Study:
+    existing = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage)}
+    sampler = make_sampler(study, seed_offset=existing.get(name, 0))
+    optuna_study = optuna.create_study(study_name=name, storage=storage, sampler=sampler,
+                                       directions=["maximize", "maximize"], load_if_exists=True)
+    if name not in existing:
+        optuna_study.set_metric_names(OBJECTIVE_NAMES)
+        optuna_study.set_user_attr("study_file", str(study.path))
+        optuna_study.set_user_attr("spec", json.loads(study.spec.model_dump_json()))
+        for params in study.spec.enqueue:
+            optuna_study.enqueue_trial(params, user_attrs={"enqueued": True})
+    return optuna_study
+
+
+def recover_interrupted(optuna_study: optuna.Study) -> list[int]:
+    """Trials left RUNNING by a driver that was killed: mark them failed (infra) and queue their parameters again."""
+    storage = optuna_study._storage
+    recovered = []
+    for t in optuna_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        storage.set_trial_user_attr(t._trial_id, "failure_class", FailureClass.INFRA.value)
+        storage.set_trial_user_attr(t._trial_id, "failure_detail", "the tuner stopped while this trial ran")
+        storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        if t.params:
+            optuna_study.enqueue_trial(t.params, user_attrs={"requeued_from": t.number})
+        recovered.append(t.number)
+    return recovered
+
+
+def ray_options(resources: dict[str, float]) -> dict[str, Any]:
+    options: dict[str, Any] = {"num_cpus": 0, "max_retries": 0}
+    custom = {}
+    for name, amount in resources.items():
+        if name == "CPU":
+            options["num_cpus"] = amount
+        elif name == "GPU":
+            options["num_gpus"] = amount
+        else:
+            custom[name] = amount
+    if custom:
+        options["resources"] = custom
+    return options
+
+
+def start_ray(address: str | None) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        # A private local cluster; its dashboard is not started and nothing listens beyond 127.0.0.1.
+        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False,
+                 _node_ip_address="127.0.0.1")
+
+
+class StudyRunner:
+    def __init__(self, study: Study, optuna_study: optuna.Study, total_trials: int,
+                 on_progress: Callable[[Snapshot], None] = lambda s: None, ray_address: str | None = None) -> None:
+        self.study = study
+        self.spec = study.spec
+        self.optuna_study = optuna_study
+        self.total = total_trials
+        self.on_progress = on_progress
+        self.ray_address = ray_address
+        self.running: dict[Any, Running] = {}
+        self.snapshot = Snapshot(total=total_trials)
+        self.runs_dir = Path(self.spec.runs_dir) / optuna_study.study_name
+
+    # -- the loop -------------------------------------------------------------------------------------------
+    def run(self) -> Snapshot:
+        import ray
+
+        recovered = recover_interrupted(self.optuna_study)
+        if recovered:
+            self._event(f"re-queued trials left running by an earlier run: {recovered}")
+        self._refresh_counts()
+        if self._complete() >= self.total:
+            return self.snapshot
+        start_ray(self.ray_address)
+        self._remote = ray.remote(run_trial).options(**ray_options(self.spec.resources))
+        try:
+            while True:
+                self._launch_up_to_limit()
+                if not self.running:
+                    break
+                done, _ = ray.wait(list(self.running), num_returns=1, timeout=0.5)
+                for ref in done:
+                    self._finish(ref)
+                self._publish()
+        except BaseException:
+            self._abandon_running()
+            raise
+        return self.snapshot
+
+    def _launch_up_to_limit(self) -> None:
+        duplicates = 0
+        while len(self.running) < self.spec.parallel and self._complete() + len(self.running) < self.total:
+            trial = self.optuna_study.ask()
+            params = self.study.space.sample(trial)
+            earlier = self._already_measured(params, trial.number)
+            if earlier is not None:
+                trial.set_user_attr("duplicate_of", earlier)
+                self.optuna_study.tell(trial, state=TrialState.PRUNED)
+                duplicates += 1
+                if duplicates >= DUPLICATE_LIMIT:
+                    self._event("the search space looks exhausted: every new proposal was measured before")
+                    self.total = self._complete() + len(self.running)
+                    return
+                continue
+            config = build_server_config(self.spec, self.study.space, params)
+            self._submit(Running(trial=trial, params=params, config=config, attempt=1))
+
+    def _submit(self, run: Running) -> None:
+        log_path = self.runs_dir / f"trial-{run.trial.number:04d}-attempt-{run.attempt}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        ref = self._remote.remote(run.config, self.spec.load, self.spec.timeouts, str(log_path.absolute()),
+                                  self.spec.server.host)
+        self.running[ref] = run
+        self._event(f"trial {run.trial.number} started (attempt {run.attempt})")
+
+    def _finish(self, ref: Any) -> None:
+        import ray
+
+        run = self.running.pop(ref)
+        try:
+            result: TrialResult = ray.get(ref)
+        except (ray.exceptions.RayError, OSError) as exc:  # the worker died or the node went away
+            result = TrialResult(argv=run.config.argv(self.spec.server.host, 0), env=run.config.redacted_env(),
+                                 failure_class=FailureClass.INFRA.value,
+                                 failure_detail=f"worker lost: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+        if result.failure_class == FailureClass.INFRA.value:
+            self._retry_or_give_up(run, result)
+            return
+        self._tell(run, result)
+
+    def _retry_or_give_up(self, run: Running, result: TrialResult) -> None:
+        if run.attempt <= self.spec.max_infra_retries:
+            self.snapshot.infra_retries += 1
+            self._event(f"trial {run.trial.number}: infra failure ({result.failure_detail[:80]}); retrying")
+            self._submit(Running(trial=run.trial, params=run.params, config=run.config, attempt=run.attempt + 1))
+            return
+        self._store_attrs(run, result)
+        self.optuna_study.tell(run.trial, state=TrialState.FAIL)
+        self._event(f"trial {run.trial.number}: infra failure after {run.attempt} attempts; not counted")
+
+    def _tell(self, run: Running, result: TrialResult) -> None:
+        score = score_trial(result)
+        self._store_attrs(run, result)
+        # Optuna's constraint-aware samplers (TPE, NSGA-II, GP) read this: > 0 means infeasible.
+        run.trial.set_constraint("config_failure", score.constraint)
+        run.trial.set_user_attr("constraint", score.constraint)
+        run.trial.set_user_attr("stability_components", score.components_dict())
+        run.trial.set_user_attr("peak_concurrency", score.peak_concurrency)
+        self.optuna_study.tell(run.trial, score.values)
+        self._refresh_counts()
+        verdict = (f"{score.throughput:,.0f} tok/s, stability {score.stability:.2f}" if score.feasible
+                   else f"penalized: {result.failure_class}")
+        self._event(f"trial {run.trial.number} done: {verdict}")
+
+    def _store_attrs(self, run: Running, result: TrialResult) -> None:
+        t = run.trial
+        t.set_user_attr("argv", result.argv)
+        t.set_user_attr("env", result.env)
+        t.set_user_attr("server_flags", run.config.flags)
+        t.set_user_attr("failure_class", result.failure_class)
+        t.set_user_attr("failure_detail", result.failure_detail)
+        t.set_user_attr("startup_s", result.startup_s)
+        t.set_user_attr("levels", [level.model_dump(mode="json") for level in result.levels])
+        t.set_user_attr("log_tail", result.log_tail)
+        t.set_user_attr("log_path", result.log_path)
+        t.set_user_attr("hostname", result.hostname)
+        t.set_user_attr("attempts", run.attempt)
+        t.set_user_attr("wall_s", result.wall_s)
+
+    def _abandon_running(self) -> None:
+        """On Ctrl-C or an error: stop running trials (their servers die with their workers) and re-queue them."""
+        import ray
+
+        for ref, run in list(self.running.items()):
+            ray.cancel(ref, force=True)
+            run.trial.set_user_attr("failure_class", FailureClass.INFRA.value)
+            run.trial.set_user_attr("failure_detail", "interrupted; re-queued for the next run")
+            self.optuna_study.tell(run.trial, state=TrialState.FAIL)
+            self.optuna_study.enqueue_trial(run.params, user_attrs={"requeued_from": run.trial.number})
+        self.running.clear()
+
+    # -- bookkeeping ----------------------------------------------------------------------------------------
+    def _already_measured(self, params: dict[str, Any], number: int) -> int | None:
+        for t in self.optuna_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            if t.number != number and t.params == params:
+                return t.number
+        return None
+
+    def _complete(self) -> int:
+        return self.snapshot.complete
+
+    def _refresh_counts(self) -> None:
+        complete = self.optuna_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        self.snapshot.complete = len(complete)
+        feasible = [t for t in complete if t.user_attrs.get("constraint", 1.0) <= 0]
+        self.snapshot.penalized = len(complete) - len(feasible)
+        if feasible:
+            best_t = max(feasible, key=lambda t: t.values[0])
+            best_s = max(feasible, key=lambda t: (t.values[1], t.values[0]))
+            self.snapshot.best_throughput = (best_t.number, best_t.values[0])
+            self.snapshot.best_stability = (best_s.number, best_s.values[1])
+
+    def _event(self, message: str) -> None:
+        self.snapshot.last_event = message
+        self._publish()
+
+    def _publish(self) -> None:
+        now = time.monotonic()
+        self.snapshot.running = {r.trial.number: now - r.started for r in self.running.values()}
+        self.on_progress(self.snapshot)
