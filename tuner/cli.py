@@ -157,6 +157,14 @@ def dashboard(
     optuna_dashboard.run_server(open_storage(storage), host=host, port=port)
 
 
+# Commands that live in their own modules (their heavy imports happen inside the functions).
+from tuner.bench import bench_command  # noqa: E402
+from tuner.plan import plan_command  # noqa: E402
+
+app.command("bench")(user_errors(bench_command))
+study_app.command("plan")(user_errors(plan_command))
+
+
 def main() -> None:  # pragma: no cover
     app()
 
