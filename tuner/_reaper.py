@@ -19,7 +19,7 @@ import time
 
 
 def _terminate_group(child: subprocess.Popen, grace_s: float) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # Our own SIGTERM handler (set in main) ignores the group-wide SIGTERM, so we live to send the SIGKILL.
     try:
         os.killpg(0, signal.SIGTERM)
     except ProcessLookupError:
@@ -30,11 +30,15 @@ def _terminate_group(child: subprocess.Popen, grace_s: float) -> None:
     os.killpg(0, signal.SIGKILL)  # ends the group, this process included
 
 
+_parent_gone = threading.Event()
+
+
 def _watch_parent(child: subprocess.Popen, grace_s: float) -> None:
     try:
         sys.stdin.buffer.read()
     except OSError:
         pass
+    _parent_gone.set()
     _terminate_group(child, grace_s)
 
 
@@ -45,8 +49,11 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, lambda *_: None)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     child = subprocess.Popen(command, stdin=subprocess.DEVNULL)
-    threading.Thread(target=_watch_parent, args=(child, grace_s), daemon=True).start()
+    watcher = threading.Thread(target=_watch_parent, args=(child, grace_s), daemon=True)
+    watcher.start()
     code = child.wait()
+    if _parent_gone.is_set():
+        watcher.join()  # its SIGKILL of the whole group ends this process too; exiting first would spare the rest
     if code < 0:  # killed by a signal: die by the same one, so the parent sees the same status
         signal.signal(-code, signal.SIG_DFL)
         os.kill(os.getpid(), -code)

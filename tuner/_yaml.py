@@ -1,6 +1,7 @@
 """Loading YAML files into pydantic models, with one-line errors that name the file and the key."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -10,6 +11,7 @@ import yaml
 from tuner.errors import InputError
 
 M = TypeVar("M", bound=pydantic.BaseModel)
+_KEY_PREFIX = re.compile(r"^Value error, ([\w.\-]+): (.*)$", re.DOTALL)
 
 
 def read_yaml_mapping(path: Path) -> dict[str, Any]:
@@ -42,10 +44,10 @@ def input_error_from(exc: pydantic.ValidationError, source: str) -> InputError:
     err = exc.errors(include_url=False)[0]
     key = ".".join(str(part) for part in err["loc"])
     message = err["msg"]
-    if not key and message.startswith("Value error, ") and ": " in message:
-        # model-level validators name the key themselves: "Value error, parameters.x.condition: ..."
-        key, _, rest = message[len("Value error, "):].partition(": ")
-        message = "Value error, " + rest
+    named = _KEY_PREFIX.match(message)
+    if named:  # model-level validators name the key themselves: "Value error, parameters.x.condition: ..."
+        key = f"{key}.{named.group(1)}" if key else named.group(1)
+        message = "Value error, " + named.group(2)
     if err["type"] == "extra_forbidden":
         message = "unknown key"
     elif message.startswith("Value error, "):

@@ -60,7 +60,7 @@ FATAL_MARKERS = re.compile(
 )
 
 
-_LOG_PREFIX = re.compile(r"^\(\w+ pid=\d+\)\s+|^(?:ERROR|WARNING|INFO|DEBUG|CRITICAL)\s+\d\d-\d\d [\d:.]+\s+\[[^\]]*\]\s+")
+_LOG_PREFIX = re.compile(r"^\(\w+ pid=\d+\)\s+|^(?:ERROR|WARNING|INFO|DEBUG|CRITICAL)\s+(?:\d\d-\d\d [\d:.]+\s+)?\[[^\]]*\]\s+")
 
 
 def _clean(line: str) -> str:

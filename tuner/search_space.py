@@ -12,6 +12,17 @@ A search-space file (search_spaces/*.yaml) looks like:
 
 A parameter whose value is null leaves its target unset (the server's default applies). A JSON-valued flag is
 sent only when at least one parameter fills one of its keys.
+
+`rules` name combinations the server would reject; a config that breaks one is never launched:
+
+    rules:
+      - {name: batched-tokens-aligned, multiple_of: {name: max_num_batched_tokens, of: 128}}
+      - {name: no-async-with-ngram, forbid: {spec_method: ngram, --async-scheduling: true}}
+      - {name: lookup-bounds-ordered, less_equal: [prompt_lookup_min, prompt_lookup_max]}
+
+A rule refers to a parameter by name, to a flag (`--flag`, or `--flag.key` inside a JSON-valued flag) or to an
+environment variable, whether a parameter or the study's fixed flags set it. A rule whose names have no value
+(an inactive parameter, an unset flag) does not apply.
 """
 from __future__ import annotations
 
@@ -121,11 +132,102 @@ class Parameter(BaseModel):
         return True
 
 
+class MultipleOf(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    of: float = Field(gt=0)
+    allow_zero: bool = Field(default=True, description="0 often means 'off' (e.g. VLLM_TPU_BUCKET_PADDING_GAP)")
+
+
+class Rule(BaseModel):
+    """One constraint checked before launch. Exactly one of multiple_of, forbid, less_equal."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    why: str = ""
+    multiple_of: MultipleOf | None = None
+    forbid: dict[str, ScalarValue | list[ScalarValue]] | None = Field(
+        default=None, description="broken when every named value is one of the given values")
+    less_equal: list[str] | None = Field(default=None, min_length=2, max_length=2,
+                                         description="[a, b]: broken when a > b")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "Rule":
+        kinds = [k for k in ("multiple_of", "forbid", "less_equal") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError("give exactly one of 'multiple_of', 'forbid', 'less_equal'")
+        if self.forbid is not None and not self.forbid:
+            raise ValueError("'forbid' needs at least one name")
+        return self
+
+    def kind_name(self) -> str:
+        return next(k for k in ("multiple_of", "forbid", "less_equal") if getattr(self, k) is not None)
+
+    def names(self) -> list[str]:
+        if self.multiple_of is not None:
+            return [self.multiple_of.name]
+        if self.forbid is not None:
+            return list(self.forbid)
+        return list(self.less_equal or [])
+
+    def violation(self, view: dict[str, Any]) -> str | None:
+        """A one-line reason when `view` (name -> value) breaks the rule, else None."""
+        if any(view.get(n) is None for n in self.names()):
+            return None  # unset or inactive: the rule does not apply
+        if self.multiple_of is not None:
+            m = self.multiple_of
+            value = _number(view[m.name])
+            if value is None:
+                return f"{self.name}: {m.name}={view[m.name]!r} is not a number"
+            if value == 0 and m.allow_zero:
+                return None
+            if value % m.of:
+                return self._say(f"{m.name}={view[m.name]} is not a multiple of {m.of:g}")
+            return None
+        if self.forbid is not None:
+            for n, wanted in self.forbid.items():
+                allowed = wanted if isinstance(wanted, list) else [wanted]
+                if not any(_same(view[n], w) for w in allowed):
+                    return None
+            return self._say(" with ".join(f"{n}={view[n]}" for n in self.forbid) + " is not allowed")
+        a, b = self.less_equal or ["", ""]
+        va, vb = _number(view[a]), _number(view[b])
+        if va is None or vb is None:
+            return f"{self.name}: {a} and {b} must be numbers"
+        if va > vb:
+            return self._say(f"{a}={view[a]} is above {b}={view[b]}")
+        return None
+
+    def _say(self, what: str) -> str:
+        return f"{self.name}: {what}" + (f" ({self.why})" if self.why else "")
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _same(value: Any, wanted: Any) -> bool:
+    # Env vars arrive as strings and flags as YAML scalars: "1" == 1 == true for this purpose.
+    if value == wanted:
+        return True
+    norm = {"true": "1", "false": "0"}
+    a, b = str(value).lower(), str(wanted).lower()
+    return norm.get(a, a) == norm.get(b, b)
+
+
 class SearchSpace(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     json_flags: dict[str, dict[str, Any]] = Field(default_factory=dict)
     parameters: dict[str, Parameter]
+    rules: list[Rule] = Field(default_factory=list, description="checked before launch; a broken rule is never run")
 
     @field_validator("json_flags")
     @classmethod
@@ -150,6 +252,11 @@ class SearchSpace(BaseModel):
                 if other == name:
                     raise ValueError(f"parameters.{name}.condition: refers to the parameter itself")
         self.sampling_order()  # raises on a cycle
+        for i, rule in enumerate(self.rules):
+            for n in rule.names():
+                if not (n in self.parameters or FLAG_RE.match(n.split(".", 1)[0]) or ENV_RE.match(n)):
+                    raise ValueError(f"rules.{i}.{rule.kind_name()}: {n!r} is neither a parameter, a --flag"
+                                     " (or --flag.key) nor an ENV_VAR")
         seen: dict[tuple[str, str | None], str] = {}
         for name, p in self.parameters.items():
             target = (p.flag or p.env or "", p.key)
@@ -213,6 +320,43 @@ class SearchSpace(BaseModel):
                 ok = False
             if not ok:
                 raise ValueError(f"{source}.{name}: {value!r} is outside the parameter's range or choices")
+        broken = self.violations(params)
+        if broken:
+            raise ValueError(f"{source}: breaks rule {broken[0]}")
+
+    def rule_view(self, params: dict[str, Any], flags: dict[str, Any] | None = None,
+                  env: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Every value a rule may name: active parameters, and the flags and env they and the study set."""
+        view: dict[str, Any] = {}
+        for flag, value in (flags or {}).items():
+            view[flag] = value
+            if isinstance(value, dict):
+                view.update({f"{flag}.{k}": v for k, v in value.items()})
+        view.update(env or {})
+        active = self.active(params)
+        filled: set[str] = set()
+        for name, value in active.items():
+            p = self.parameters[name]
+            view[name] = value
+            if value is None:
+                continue
+            if p.env:
+                view[p.env] = value
+            elif p.key:
+                view[f"{p.flag}.{p.key}"] = value
+                filled.add(p.flag)
+            else:
+                view[p.flag] = value
+        for flag in filled:  # a JSON flag that is sent carries its fixed keys too
+            for k, v in self.json_flags.get(flag, {}).items():
+                view.setdefault(f"{flag}.{k}", v)
+        return view
+
+    def violations(self, params: dict[str, Any], flags: dict[str, Any] | None = None,
+                   env: dict[str, Any] | None = None) -> list[str]:
+        """Rules the config breaks (empty: it may be launched). Pass the study's fixed server flags and env too."""
+        view = self.rule_view(params, flags, env)
+        return [v for rule in self.rules if (v := rule.violation(view)) is not None]
 
 
 def suggest(trial: optuna.Trial, name: str, p: Parameter) -> Any:

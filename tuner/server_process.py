@@ -26,6 +26,7 @@ from tuner.spec import Timeouts
 
 POLL_S = 0.25
 TAIL_BYTES = 256 * 1024
+KILL_WAIT_S = 10.0
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -150,6 +151,9 @@ class ServerProcess:
         while time.monotonic() < deadline and _group_alive(pgid, self._proc):
             time.sleep(0.1)
         _signal_group(pgid, signal.SIGKILL)
+        deadline = time.monotonic() + KILL_WAIT_S  # SIGKILL is delivered asynchronously: wait until it took
+        while time.monotonic() < deadline and _group_alive(pgid, self._proc):
+            time.sleep(0.05)
         try:
             code = self._proc.wait(timeout=10)
         except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL cannot be ignored

@@ -91,6 +91,30 @@ class SamplerSpec(_Strict):
     startup_trials: PositiveInt | None = Field(default=None, description="random trials before TPE models the space")
 
 
+class ModelInfo(_Strict):
+    """What the memory-fit estimate (tuner study plan, prescreen) needs to know about the model."""
+
+    config_json: Path | None = Field(default=None, description="the model's config.json, relative to the study file")
+    total_params: PositiveFloat | None = Field(default=None, description="all parameters (MoE: every expert)")
+    active_params: PositiveFloat | None = Field(default=None, description="parameters used per token (MoE)")
+
+
+class HardwareSpec(_Strict):
+    """The slice one trial runs on, by name from tuner.memory_fit.HARDWARE (e.g. tpu-v6e-4, cpu)."""
+
+    name: str = Field(min_length=1)
+    memory_per_device_gib: PositiveFloat | None = Field(default=None, description="override the catalog's memory")
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        from tuner.memory_fit import HARDWARE  # light module: stdlib only
+
+        if v not in HARDWARE:
+            raise ValueError(f"unknown hardware {v!r}; known: {', '.join(sorted(HARDWARE))}")
+        return v
+
+
 class StudySpec(_Strict):
     name: str = Field(pattern=STUDY_NAME_RE)
     model: str = Field(min_length=1, description="model path or id as the server takes it (--model)")
@@ -107,6 +131,12 @@ class StudySpec(_Strict):
     sampler: SamplerSpec = Field(default_factory=SamplerSpec)
     enqueue: list[dict[str, Any]] = Field(default_factory=list, description="parameter sets to run first")
     max_infra_retries: int = Field(default=2, ge=0)
+    model_info: ModelInfo | None = Field(default=None, description="for the memory-fit estimate")
+    hardware: HardwareSpec | None = Field(default=None, description="the slice, for the memory-fit estimate")
+    prescreen: bool = Field(default=False, description="record configs predicted not to fit as penalized"
+                            " (marked predicted) instead of launching them")
+    compile_cache_dir: str | None = Field(default=None, description="persistent compile cache on each worker's disk"
+                                          " (VLLM_XLA_CACHE_PATH on TPU), shared by that worker's trials")
 
     @field_validator("resources")
     @classmethod

