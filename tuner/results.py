@@ -30,11 +30,49 @@ class ServerCounters(BaseModel):
     peak_running: float | None = None
     peak_waiting: float | None = None
 
+    spec_drafts: float | None = None
+    scraped: bool = Field(default=True, description="False when /metrics could not be read (counters are then None)")
+
     @property
     def prefix_cache_hit_rate(self) -> float | None:
         if not self.prefix_cache_queries:
             return None
         return (self.prefix_cache_hits or 0.0) / self.prefix_cache_queries
+
+    @property
+    def spec_acceptance_rate(self) -> float | None:
+        """Accepted / proposed draft tokens over the level."""
+        if not self.spec_draft_tokens:
+            return None
+        return (self.spec_accepted_tokens or 0.0) / self.spec_draft_tokens
+
+
+class ClientHealth(BaseModel):
+    """Was the load generator itself the bottleneck? (see tuner/loadgen/monitor.py)"""
+
+    workers: int = 1
+    loop_lag_p50_ms: float | None = None
+    loop_lag_p99_ms: float | None = None
+    loop_lag_max_ms: float | None = None
+    cpu_util_max: float | None = Field(None, description="busiest client process's CPU time / wall time (1.0 = one full core)")
+    requested_concurrency: int | None = None
+    achieved_concurrency: float | None = Field(None, description="time-averaged requests in flight while requests were still being sent")
+    requested_rate: float | None = None
+    achieved_rate: float | None = Field(None, description="requests sent per second (open loop)")
+    saturated: bool = False
+    reasons: list[str] = Field(default_factory=list)
+
+
+class Plausibility(BaseModel):
+    """The level's output rate against the hardware's compute ceiling (tuner/plausibility.py)."""
+
+    hardware: str
+    active_params: float
+    ceiling_tok_s: float = Field(description="chips x peak bf16 FLOP/s / (2 x active params)")
+    compute_share: float = Field(description="output tok/s / ceiling_tok_s; above 1.0 is impossible")
+    total_compute_share: float | None = Field(None, description="(input + output) tok/s, less prefix-cache hits, / ceiling")
+    valid: bool = True
+    reason: str = ""
 
 
 class LevelResult(BaseModel):
@@ -56,6 +94,19 @@ class LevelResult(BaseModel):
     errors: dict[str, int] = Field(default_factory=dict, description="failed requests by kind")
     server: ServerCounters | None = None
     warnings: list[str] = Field(default_factory=list, description="why a figure of this level may not be trusted")
+    # Added by the load generator of issue 3 (all optional, so stored results from before still load).
+    mode: str = Field("closed", description="closed (fixed concurrency) or open (arrivals at a rate)")
+    request_rate: float | None = Field(None, description="requested arrival rate, open loop only")
+    input_len: int | None = Field(None, description="requested prompt length in tokens (mean when drawn from a range)")
+    output_len: int | None = Field(None, description="requested output length in tokens (mean when drawn from a range)")
+    chunks: int = Field(0, description="content SSE events the client received (the unit of ITL)")
+    queue_ms: LatencyStats = Field(default_factory=LatencyStats, description="client-side wait before sending; not in TTFT")
+    goodput: float | None = Field(None, description="requests per second that met every SLO given")
+    slo: dict[str, float] = Field(default_factory=dict, description="the SLOs goodput used: ttft_ms, tpot_ms, e2el_ms")
+    client: ClientHealth | None = None
+    token_mismatch: bool = Field(False, description="client and server output-token counts differ by more than 1%")
+    plausibility: Plausibility | None = None
+    reliable: bool = Field(True, description="False when the client saturated, tokens mismatched or the figure is impossible")
 
     @property
     def success_rate(self) -> float:

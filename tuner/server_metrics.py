@@ -1,10 +1,14 @@
-"""The server's own counters, from its Prometheus /metrics endpoint: an independent check of the client."""
+"""The server's own counters, from its Prometheus /metrics endpoint: an independent check of the client.
+
+Scraped before and after each measured level (counter deltas) and sampled in a background thread while it runs
+(gauge peaks). The thread keeps the scrape and its parsing off the client's event loop, whose timestamps they
+would otherwise delay.
+"""
 from __future__ import annotations
 
-import asyncio
 import math
 import re
-from dataclasses import dataclass, field
+import threading
 
 import httpx
 
@@ -19,6 +23,7 @@ COUNTERS = {
     "requests_succeeded": "vllm:request_success_total",
     "prefix_cache_queries": "vllm:prefix_cache_queries_total",
     "prefix_cache_hits": "vllm:prefix_cache_hits_total",
+    "spec_drafts": "vllm:spec_decode_num_drafts_total",
     "spec_draft_tokens": "vllm:spec_decode_num_draft_tokens_total",
     "spec_accepted_tokens": "vllm:spec_decode_num_accepted_tokens_total",
 }
@@ -27,13 +32,14 @@ GAUGES = {
     "peak_running": "vllm:num_requests_running",
     "peak_waiting": "vllm:num_requests_waiting",
 }
+_WANTED = frozenset(COUNTERS.values()) | frozenset(GAUGES.values())
 
 
 def parse_prometheus(text: str) -> dict[str, float]:
-    """Sum each metric over its label sets (engines, reasons, ...)."""
+    """Sum each metric over its label sets (engines, reasons, ...). Only vLLM's metrics are kept."""
     totals: dict[str, float] = {}
     for line in text.splitlines():
-        if not line or line[0] == "#":
+        if not line.startswith("vllm:"):
             continue
         m = _LINE.match(line)
         if not m:
@@ -48,53 +54,64 @@ def parse_prometheus(text: str) -> dict[str, float]:
     return totals
 
 
-@dataclass
+def counters_between(before: dict[str, float], after: dict[str, float],
+                     peaks: dict[str, float] | None = None) -> ServerCounters:
+    deltas = {name: after[metric] - before.get(metric, 0.0) for name, metric in COUNTERS.items() if metric in after}
+    return ServerCounters(**deltas, **(peaks or {}))
+
+
 class MetricsWatcher:
-    """Scrapes /metrics before and after a level and samples the gauges while it runs."""
+    """begin() before a level, end() after it; a daemon thread samples the gauges in between."""
 
-    base_url: str
-    interval_s: float = 0.25
-    _before: dict[str, float] = field(default_factory=dict)
-    _peaks: dict[str, float] = field(default_factory=dict)
-    available: bool = True
+    def __init__(self, base_url: str, interval_s: float = 1.0, headers: dict[str, str] | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.interval_s = interval_s
+        self._client = httpx.Client(timeout=5.0, headers=headers or {})
+        self._before: dict[str, float] | None = None
+        self._peaks: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
-    async def _scrape(self, client: httpx.AsyncClient) -> dict[str, float] | None:
+    def scrape(self) -> dict[str, float] | None:
         try:
-            response = await client.get(f"{self.base_url}/metrics", timeout=5.0)
+            response = self._client.get(f"{self.base_url}/metrics")
         except httpx.HTTPError:
             return None
         if response.status_code != 200:
             return None
-        return parse_prometheus(response.text)
+        parsed = parse_prometheus(response.text)
+        return parsed or None  # a 200 without any vllm: metric is not a metrics endpoint
 
-    async def begin(self, client: httpx.AsyncClient) -> None:
-        before = await self._scrape(client)
-        self.available = before is not None
-        self._before = before or {}
+    def begin(self) -> None:
+        self._before = self.scrape()
         self._peaks = {}
+        if self._before is not None and self.interval_s > 0:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._sample, name="metrics-sampler", daemon=True)
+            self._thread.start()
 
-    async def sample_until(self, client: httpx.AsyncClient, stop: asyncio.Event) -> None:
-        while self.available and not stop.is_set():
-            sample = await self._scrape(client)
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            sample = self.scrape()
             if sample:
                 self._note_peaks(sample)
-            try:
-                await asyncio.wait_for(stop.wait(), self.interval_s)
-            except asyncio.TimeoutError:
-                pass
 
-    async def end(self, client: httpx.AsyncClient) -> ServerCounters | None:
-        if not self.available:
+    def end(self) -> ServerCounters | None:
+        """Counter deltas and gauge peaks over the level; None when the server has no /metrics."""
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+        if self._before is None:
             return None
-        after = await self._scrape(client)
+        after = self.scrape()
         if after is None:
-            return None
+            return ServerCounters(scraped=False)
         self._note_peaks(after)
-        deltas = {
-            name: after[metric] - self._before.get(metric, 0.0)
-            for name, metric in COUNTERS.items() if metric in after
-        }
-        return ServerCounters(**deltas, **self._peaks)
+        return counters_between(self._before, after, self._peaks)
+
+    def close(self) -> None:
+        self._client.close()
 
     def _note_peaks(self, sample: dict[str, float]) -> None:
         for name, metric in GAUGES.items():

@@ -1,13 +1,23 @@
 """The load generator: streams requests at a server and measures them like `vllm bench serve` does.
 
-    workload  what each request asks for (prompt, lengths, endpoint)
+    http      a minimal asyncio HTTP/1.1 client: socket bytes -> chunked decoding -> consumer, one timestamp per read
     sse       incremental SSE parsing of raw bytes
-    request   one streaming request -> RequestRecord
-    stats     records -> LevelResult (throughput, latency percentiles)
-    runner    closed-loop load at one concurrency, with warm-up and server cross-check
+    request   one streaming request -> RequestRecord (TTFT, ITL, E2EL, usage; failures kept)
+    workload  what each request asks for (exact-length prompts, shared prefix, length ranges, endpoint)
+    tokenizer local tokenizer.json or the server's /tokenize, for exact text prompts
+    arrivals  open-loop schedules (Poisson, gamma, constant)
+    driver    one process's load engine (closed loop / open loop), on callbacks
+    monitor   the client watching itself (event-loop lag, CPU)
+    workers   several client processes started together, raw records merged
+    stats     records -> LevelResult (throughput, percentiles from all samples, goodput, queue time)
+    checks    client vs server token counts; client saturation
+    runner    one measured level: warm-up, /metrics before/after, checks, plausibility
+    matrix    concurrency x input x output points against one running server
 """
 from tuner.loadgen.request import RequestRecord
-from tuner.loadgen.runner import measure_level, run_level
+from tuner.loadgen.runner import LevelOptions, LoadPattern, measure_level, run_level
+from tuner.loadgen.stats import SLO
 from tuner.loadgen.workload import Workload, vocab_size_of
 
-__all__ = ["RequestRecord", "Workload", "measure_level", "run_level", "vocab_size_of"]
+__all__ = ["LevelOptions", "LoadPattern", "RequestRecord", "SLO", "Workload", "measure_level", "run_level",
+           "vocab_size_of"]

@@ -71,15 +71,19 @@ class Driver:
             self.idle.extend(batch)
             self.open_count += len(batch)
 
-    async def run(self, start_at: float | None = None) -> DriverResult:
+    async def prepare(self) -> None:
+        """Open the connections and run the warm-up (not measured)."""
         job = self.job
         streams = job.concurrency or min(len(job.requests), 256)
         await self.connect(max(1, min(streams, max(len(job.requests), len(job.warmup)))))
         if job.warmup:
             await self._phase(job.warmup, None, measured=False)
-        monitor = LoopMonitor()
+
+    async def measure(self, start_at: float | None = None) -> DriverResult:
+        job = self.job
         if start_at is not None:  # several processes start together at an agreed perf_counter() time
             await asyncio.sleep(max(0.0, start_at - time.perf_counter()))
+        monitor = LoopMonitor()
         monitor.start()
         records = await self._phase(job.requests, job.offsets, measured=True)
         client = await monitor.stop()
@@ -87,6 +91,10 @@ class Driver:
             conn.close()
         unsent = sum(1 for r in records if r is None)
         return DriverResult([r for r in records if r is not None], client, unsent)
+
+    async def run(self, start_at: float | None = None) -> DriverResult:
+        await self.prepare()
+        return await self.measure(start_at)
 
     async def _phase(self, requests: Sequence[bytes], offsets: Sequence[float] | None,
                      measured: bool) -> list[RequestRecord | None]:

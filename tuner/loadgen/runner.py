@@ -1,113 +1,132 @@
-"""Closed-loop load at a fixed concurrency: `concurrency` streams, each sending its next request as soon as the
-previous one finishes, until the level's requests are done. A warm-up runs first and is not measured.
+"""One measured load level: build the requests, run them (in one or several client processes), summarise, and
+check the result against the server's counters, the client's own health and the hardware's ceiling.
 
-Connections are spread over many small httpx clients: one client with a large pool degrades badly beyond a few
-dozen connections (../shared/reference/load-generator-anchors.md), many small ones do not.
+Load patterns: closed loop (`concurrency` streams, each sending its next request when the previous one ends) or
+open loop (`rate` requests per second with Poisson/gamma/constant arrivals, at most `concurrency` in flight when
+given). A level ends after `requests` requests, or after `duration_s` when given (then `requests` is a cap).
+The warm-up runs on the same connections first and is not measured.
 """
 from __future__ import annotations
 
 import asyncio
-import time
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
-import httpx
-
-from tuner.loadgen.request import RequestRecord, send_request
-from tuner.loadgen.stats import summarize
+from tuner.loadgen.arrivals import Arrival, arrival_offsets
+from tuner.loadgen.checks import client_health, cross_check
+from tuner.loadgen.driver import DriverJob
+from tuner.loadgen.http import Target
+from tuner.loadgen.request import RequestRecord
+from tuner.loadgen.stats import SLO, merge_records, summarize
+from tuner.loadgen.tokenizer import Tokenizer
+from tuner.loadgen.workers import run_jobs, split_job
 from tuner.loadgen.workload import PromptFactory, Workload
-from tuner.results import LevelResult
+from tuner.results import LevelResult, Plausibility
 from tuner.server_metrics import MetricsWatcher
 
-CONNECTIONS_PER_CLIENT = 4
-TOKEN_MISMATCH_TOLERANCE = 0.01
+RESCRAPE_DELAY_S = 0.5  # a server may publish its last counters a moment after the last response
 
 
-def make_clients(concurrency: int, request_timeout_s: float) -> list[httpx.AsyncClient]:
-    n = -(-concurrency // CONNECTIONS_PER_CLIENT)
-    limits = httpx.Limits(max_connections=CONNECTIONS_PER_CLIENT, max_keepalive_connections=CONNECTIONS_PER_CLIENT)
-    timeout = httpx.Timeout(request_timeout_s, connect=min(10.0, request_timeout_s))
-    return [httpx.AsyncClient(limits=limits, timeout=timeout) for _ in range(n)]
+@dataclass(frozen=True)
+class LoadPattern:
+    concurrency: int | None = 1  # closed loop: streams; open loop: cap on requests in flight (None: no cap)
+    requests: int = 64
+    rate: float | None = None  # requests per second: open loop
+    arrival: Arrival = "poisson"
+    burstiness: float = 1.0  # gamma shape; 1 = Poisson
+    duration_s: float | None = None
+    warmup: int = 0
+
+    @property
+    def open_loop(self) -> bool:
+        return self.rate is not None
 
 
-async def closed_loop(clients: list[httpx.AsyncClient], url: str, bodies: list[bytes], concurrency: int,
-                      request_timeout_s: float, level_timeout_s: float) -> list[RequestRecord]:
-    records: list[RequestRecord | None] = [None] * len(bodies)
-    next_index = 0
-
-    async def stream(worker: int) -> None:
-        nonlocal next_index
-        client = clients[worker // CONNECTIONS_PER_CLIENT]
-        while next_index < len(bodies):
-            i = next_index
-            next_index += 1
-            started = time.perf_counter()
-            records[i] = RequestRecord(start=started, error="level_timeout")  # replaced when the request ends
-            try:
-                records[i] = await asyncio.wait_for(send_request(client, url, bodies[i]), request_timeout_s)
-            except asyncio.TimeoutError:
-                records[i] = RequestRecord(start=started, end=time.perf_counter(), error="timeout")
-
-    workers = [asyncio.create_task(stream(w)) for w in range(min(concurrency, len(bodies)))]
-    done, pending = await asyncio.wait(workers, timeout=level_timeout_s)
-    for task in pending:
-        task.cancel()
-    await asyncio.gather(*pending, return_exceptions=True)
-    now = time.perf_counter()
-    out = []
-    for record in records:
-        if record is None:  # never sent before the level timed out: counted as failed, not dropped
-            record = RequestRecord(start=now, error="level_timeout")
-        if not record.end:
-            record.end = now
-        out.append(record)
-    return out
+@dataclass
+class LevelOptions:
+    request_timeout_s: float = 120.0
+    level_timeout_s: float = 600.0
+    workers: int = 1
+    slo: SLO | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    tokenizer: Tokenizer | None = None
+    metrics: bool = True
+    metrics_interval_s: float = 1.0
+    plausibility: Callable[[LevelResult], Plausibility | None] | None = None
 
 
-async def measure_level(base_url: str, workload: Workload, concurrency: int, requests: int, warmup: int,
-                        request_timeout_s: float, level_timeout_s: float, repeat: int = 0,
-                        metrics_interval_s: float = 0.25) -> tuple[LevelResult, list[RequestRecord]]:
-    factory = PromptFactory(replace(workload, seed=hash((workload.seed, concurrency, repeat)) & 0xFFFFFFFF))
-    url = base_url + workload.endpoint
-    clients = make_clients(concurrency, request_timeout_s)
+def build_requests(target: Target, workload: Workload, n: int, seed: int,
+                   tokenizer: Tokenizer | None, headers: dict[str, str]) -> list[bytes]:
+    factory = PromptFactory(replace(workload, seed=seed), tokenizer)
+    return [target.request_bytes(workload.endpoint, factory.body(), headers) for _ in range(n)]
+
+
+def measure_level(base_url: str, workload: Workload, pattern: LoadPattern, options: LevelOptions | None = None,
+                  repeat: int = 0) -> tuple[LevelResult, list[RequestRecord]]:
+    """Measure one level. Blocking: runs its own event loop (or client processes)."""
+    options = options or LevelOptions()
+    target = Target.parse(base_url)
+    seed = hash((workload.seed, pattern.concurrency, pattern.rate, workload.input_len, workload.output_len,
+                 repeat)) & 0xFFFFFFFF
+    requests = build_requests(target, workload, pattern.requests, seed, options.tokenizer, options.headers)
+    warmup = build_requests(target, workload, pattern.warmup, seed ^ 0x5A5A5A5A, options.tokenizer, options.headers)
+    offsets = None
+    if pattern.rate is not None:
+        offsets = arrival_offsets(len(requests), pattern.rate, pattern.arrival, pattern.burstiness, seed)
+    job = DriverJob(target, requests, pattern.concurrency, offsets, warmup, options.request_timeout_s,
+                    options.level_timeout_s, pattern.duration_s)
+    watcher = MetricsWatcher(base_url, options.metrics_interval_s, options.headers) if options.metrics else None
     try:
-        if warmup:
-            await closed_loop(clients, url, [factory.body() for _ in range(warmup)], concurrency,
-                              request_timeout_s, level_timeout_s)
-        bodies = [factory.body() for _ in range(requests)]
-        async with httpx.AsyncClient() as metrics_client:
-            watcher = MetricsWatcher(base_url, interval_s=metrics_interval_s)
-            await watcher.begin(metrics_client)
-            stop = asyncio.Event()
-            sampler = asyncio.create_task(watcher.sample_until(metrics_client, stop))
-            records = await closed_loop(clients, url, bodies, concurrency, request_timeout_s, level_timeout_s)
-            stop.set()
-            await sampler
-            counters = await watcher.end(metrics_client)
+        results = run_jobs(split_job(job, options.workers), on_start=watcher.begin if watcher else None)
+        counters = watcher.end() if watcher else None
+        records = merge_records(r.records for r in results)
+        level = summarize(records, pattern.concurrency or 0, repeat, options.slo)
+        level.server = counters
+        if watcher and counters is not None and counters.scraped:
+            warnings = cross_check(level)
+            if level.token_mismatch:  # give the server a moment to publish its last counts, then decide
+                import time
+                time.sleep(RESCRAPE_DELAY_S)
+                level.server = watcher.end()
+                level.token_mismatch = False
+                warnings = cross_check(level)
+        else:
+            warnings = cross_check(level) if watcher else []
     finally:
-        await asyncio.gather(*(c.aclose() for c in clients), return_exceptions=True)
-    result = summarize(records, concurrency, repeat)
-    result.server = counters
-    result.warnings = cross_check(result)
-    return result, records
-
-
-def cross_check(level: LevelResult) -> list[str]:
-    """Compare the client's token count with the server's own counter for the same window."""
-    warnings = []
-    server = level.server
-    if server is None or server.generation_tokens is None:
-        return ["server counters unavailable: client figures not cross-checked"]
-    if level.failed == 0 and server.generation_tokens > 0:
-        diff = abs(level.output_tokens - server.generation_tokens) / server.generation_tokens
-        if diff > TOKEN_MISMATCH_TOLERANCE:
-            warnings.append(
-                f"token_mismatch: client counted {level.output_tokens} output tokens, server "
-                f"{server.generation_tokens:.0f} ({diff:.1%} apart)"
-            )
-    return warnings
+        if watcher:
+            watcher.close()
+    level.mode = "open" if pattern.open_loop else "closed"
+    level.request_rate = pattern.rate
+    level.input_len = workload.mean_input_len
+    level.output_len = workload.mean_output_len
+    planned_rate = None
+    if offsets and len(offsets) > 1 and offsets[-1] > 0:
+        planned_rate = (len(offsets) - 1) / offsets[-1]  # the drawn schedule's own rate, not the nominal one
+    level.client = client_health([r.client for r in results], records, pattern.concurrency,
+                                 planned_rate if pattern.open_loop else None)
+    level.client.requested_rate = pattern.rate
+    if level.client.saturated:
+        warnings.append("client_saturated: " + "; ".join(level.client.reasons)
+                        + " (latencies include the client's own delay; throughput may be capped by the client)")
+    if options.plausibility is not None:
+        level.plausibility = options.plausibility(level)
+        if level.plausibility is not None and not level.plausibility.valid:
+            warnings.append("implausible: " + level.plausibility.reason)
+    if level.failed:
+        warnings.append(f"{level.failed} of {level.requests} requests failed: {level.errors}")
+    level.warnings = warnings
+    level.reliable = not (level.token_mismatch or level.client.saturated
+                          or (level.plausibility is not None and not level.plausibility.valid))
+    return level, records
 
 
 def run_level(base_url: str, workload: Workload, concurrency: int, requests: int, warmup: int,
               request_timeout_s: float, level_timeout_s: float, repeat: int = 0) -> tuple[LevelResult, list[RequestRecord]]:
-    return asyncio.run(measure_level(base_url, workload, concurrency, requests, warmup,
-                                     request_timeout_s, level_timeout_s, repeat))
+    """The trial sweep's entry point (tuner/worker.py): closed loop at one concurrency."""
+    return measure_level(base_url, workload, LoadPattern(concurrency=concurrency, requests=requests, warmup=warmup),
+                         LevelOptions(request_timeout_s=request_timeout_s, level_timeout_s=level_timeout_s), repeat)
+
+
+async def measure_level_async(*args, **kwargs) -> tuple[LevelResult, list[RequestRecord]]:
+    """For callers already inside an event loop: runs the level in a thread (it needs a loop of its own)."""
+    return await asyncio.to_thread(measure_level, *args, **kwargs)

@@ -1,9 +1,15 @@
-"""Level figures from per-request records. Percentiles are computed from all samples (numpy's linear rule,
-as `vllm bench serve` does), never averaged across groups."""
+"""Level figures from per-request records, with `vllm bench serve`'s definitions.
+
+Percentiles are computed from all samples (numpy's linear rule, as `vllm bench serve` does), never averaged across
+groups: records of several client processes are concatenated first (`merge_records`), then summarised.
+Throughput = tokens of successful requests / (first send .. last completion); failed requests stay inside that
+window and are counted, never dropped.
+"""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -11,7 +17,32 @@ from tuner.loadgen.request import RequestRecord
 from tuner.results import LatencyStats, LevelResult
 
 
-def latency_stats(seconds: Sequence[float]) -> LatencyStats:
+@dataclass(frozen=True)
+class SLO:
+    """Service-level objectives for goodput, in milliseconds; None = not constrained."""
+
+    ttft_ms: float | None = None
+    tpot_ms: float | None = None
+    e2el_ms: float | None = None
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: v for k, v in (("ttft_ms", self.ttft_ms), ("tpot_ms", self.tpot_ms), ("e2el_ms", self.e2el_ms))
+                if v is not None}
+
+    def met(self, r: RequestRecord) -> bool:
+        """`vllm bench serve` counts a request as good when every given SLO holds (TPOT of one-token outputs is 0)."""
+        if not r.ok:
+            return False
+        if self.ttft_ms is not None and (r.ttft is None or r.ttft * 1000 > self.ttft_ms):
+            return False
+        if self.tpot_ms is not None and (r.tpot or 0.0) * 1000 > self.tpot_ms:
+            return False
+        if self.e2el_ms is not None and (r.e2el is None or r.e2el * 1000 > self.e2el_ms):
+            return False
+        return True
+
+
+def latency_stats(seconds: Sequence[float] | np.ndarray) -> LatencyStats:
     if not len(seconds):
         return LatencyStats()
     ms = np.asarray(seconds, dtype=float) * 1000.0
@@ -19,14 +50,44 @@ def latency_stats(seconds: Sequence[float]) -> LatencyStats:
     return LatencyStats(mean=float(ms.mean()), p50=float(p50), p90=float(p90), p99=float(p99))
 
 
-def summarize(records: Sequence[RequestRecord], concurrency: int, repeat: int = 0) -> LevelResult:
-    """Throughput = tokens of successful requests / (first send .. last completion), failed requests included
-    in that window and counted, never dropped."""
+def merge_records(shards: Iterable[Sequence[RequestRecord]]) -> list[RequestRecord]:
+    """All records of all client processes, in start order: percentiles are then taken over every sample."""
+    return sorted((r for shard in shards for r in shard), key=lambda r: r.start)
+
+
+def achieved_concurrency(records: Sequence[RequestRecord]) -> float | None:
+    """Time-averaged number of requests in flight from the first send to the last send.
+
+    The window ends at the last send because after it the level drains and fewer streams are busy by design."""
+    if len(records) < 2:
+        return None
+    t0 = min(r.start for r in records)
+    t1 = max(r.start for r in records)
+    if t1 <= t0:
+        return None
+    starts = np.array([r.start for r in records])
+    ends = np.minimum(np.array([max(r.end, r.start) for r in records]), t1)
+    busy = np.clip(ends - starts, 0.0, None).sum()
+    return float(busy / (t1 - t0))
+
+
+def achieved_rate(records: Sequence[RequestRecord]) -> float | None:
+    """Requests sent per second over the sending window (open loop)."""
+    if len(records) < 2:
+        return None
+    span = max(r.start for r in records) - min(r.start for r in records)
+    return (len(records) - 1) / span if span > 0 else None
+
+
+def summarize(records: Sequence[RequestRecord], concurrency: int, repeat: int = 0,
+              slo: SLO | None = None) -> LevelResult:
     ok = [r for r in records if r.ok]
     duration = (max(r.end for r in records) - min(r.start for r in records)) if records else 0.0
     output_tokens = sum(r.output_tokens for r in ok)
     input_tokens = sum(r.prompt_tokens for r in ok)
     per_s = (lambda x: x / duration) if duration > 0 else (lambda x: 0.0)
+    itl = np.fromiter((gap for r in ok for gap in r.itl), dtype=float)
+    slo_given = slo is not None and bool(slo.as_dict())
     return LevelResult(
         concurrency=concurrency,
         repeat=repeat,
@@ -41,7 +102,11 @@ def summarize(records: Sequence[RequestRecord], concurrency: int, repeat: int = 
         request_throughput=per_s(len(ok)),
         ttft_ms=latency_stats([r.ttft for r in ok if r.ttft is not None]),
         tpot_ms=latency_stats([t for r in ok if (t := r.tpot) is not None]),
-        itl_ms=latency_stats([gap for r in ok for gap in r.itl]),
+        itl_ms=latency_stats(itl),
         e2el_ms=latency_stats([r.e2el for r in ok if r.e2el is not None]),
+        queue_ms=latency_stats([q for r in records if (q := r.queue_time) is not None]),
+        chunks=sum(r.chunks for r in ok),
+        goodput=per_s(sum(1 for r in ok if slo.met(r))) if slo_given else None,  # type: ignore[union-attr]
+        slo=slo.as_dict() if slo_given else {},  # type: ignore[union-attr]
         errors=dict(Counter(r.error for r in records if not r.ok and r.error)),
     )

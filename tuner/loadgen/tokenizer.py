@@ -1,0 +1,86 @@
+"""Token counting for exact prompt lengths: the model's own tokenizer, or the server's /tokenize.
+
+The local tokenizer reads a tokenizer.json with the `tokenizers` library when that is installed (it is not a
+dependency of tuner); the vocabulary size alone is read from the JSON files without any library, which is all
+token-id prompts need.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Protocol
+
+import httpx
+
+
+class Tokenizer(Protocol):
+    def encode(self, text: str) -> list[int]: ...
+    def decode(self, ids: list[int]) -> str: ...
+
+
+class TokenizerUnavailable(RuntimeError):
+    """Neither a usable local tokenizer nor the server's /tokenize endpoint."""
+
+
+def vocab_size_in(folder: str | Path) -> int | None:
+    """The vocabulary size from a model folder: config.json's vocab_size, else tokenizer.json's vocab."""
+    folder = Path(folder)
+    try:
+        data = json.loads((folder / "config.json").read_text())
+        size = data.get("vocab_size") or data.get("text_config", {}).get("vocab_size")
+        if size:
+            return int(size)
+    except (OSError, ValueError):
+        pass
+    try:
+        data = json.loads((folder / "tokenizer.json").read_text())
+        vocab = data.get("model", {}).get("vocab") or {}
+        ids = list(vocab.values()) if isinstance(vocab, dict) else range(len(vocab))
+        ids = [*ids, *(t.get("id", 0) for t in data.get("added_tokens", []))]
+        return max(ids) + 1 if ids else None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+class LocalTokenizer:
+    def __init__(self, folder: str | Path) -> None:
+        try:
+            from tokenizers import Tokenizer as HFTokenizer
+        except ImportError:
+            raise TokenizerUnavailable("the `tokenizers` package is not installed") from None
+        path = Path(folder) / "tokenizer.json"
+        if not path.is_file():
+            raise TokenizerUnavailable(f"no tokenizer.json in {folder}")
+        self._tok = HFTokenizer.from_file(str(path))
+
+    def encode(self, text: str) -> list[int]:
+        return self._tok.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids: list[int]) -> str:
+        return self._tok.decode(ids)
+
+
+class ServerTokenizer:
+    """vLLM's /tokenize and /detokenize (special tokens off, so counts match the prompt text alone)."""
+
+    def __init__(self, base_url: str, model: str, headers: dict[str, str] | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self._client = httpx.Client(timeout=30.0, headers=headers or {})
+        try:
+            probe = self._client.post(f"{self.base_url}/detokenize", json={"model": model, "tokens": [100]})
+        except httpx.HTTPError as exc:
+            raise TokenizerUnavailable(f"/detokenize: {exc}") from None
+        if probe.status_code != 200 or "prompt" not in probe.json():
+            raise TokenizerUnavailable(f"/detokenize answered {probe.status_code}")
+
+    def encode(self, text: str) -> list[int]:
+        r = self._client.post(f"{self.base_url}/tokenize",
+                              json={"model": self.model, "prompt": text, "add_special_tokens": False})
+        r.raise_for_status()
+        return list(r.json()["tokens"])
+
+    def decode(self, ids: list[int]) -> str:
+        r = self._client.post(f"{self.base_url}/detokenize", json={"model": self.model, "tokens": ids})
+        r.raise_for_status()
+        return str(r.json()["prompt"])
