@@ -362,8 +362,10 @@ def estimate(shape: ModelShape, hardware: Hardware, knobs: Knobs) -> MemoryEstim
                      f"({concurrency:.1f}); long requests will be preempted under load")
     if len(shape.layer_kinds) > 1:
         notes.append("hybrid sliding/global attention: capacity is memory-proportional (no page padding assumed)")
-    if knobs.defaults_used:
-        notes.append("vLLM defaults assumed for " + ", ".join(knobs.defaults_used))
+    relevant = [f for f in knobs.defaults_used
+                if not (knobs.kv_cache_memory_bytes is not None and f == "--gpu-memory-utilization")]
+    if relevant:
+        notes.append("vLLM defaults assumed for " + ", ".join(relevant))
     return MemoryEstimate(
         hardware=hardware.name, tensor_parallel_size=tp, block_size=bs, weights_bytes=weights,
         weights_per_device=weights_dev, workspace_per_device=workspace, kv_memory_per_device=kv_mem,

@@ -1,13 +1,230 @@
-"""`tuner study plan STUDY.yaml`: a dry run that prints the commands and memory estimates of N configs."""
+"""`tuner study plan STUDY.yaml [--trials N]`: a dry run that prints the commands and memory estimates of N configs.
+
+Configs are drawn the way the study will draw them: the enqueued ones first (Optuna fills any parameter they leave
+out), then sampled ones. Each shows the exact argv and env a trial would launch, the rules it breaks (such a
+config is never launched), and the memory-fit estimate. Nothing is launched and no accelerator time is spent.
+
+`prescreen` is the same estimate used by the study loop when the study sets `prescreen: true`.
+"""
 from __future__ import annotations
 
+import shlex
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
+
+from tuner.errors import InputError
+
+if TYPE_CHECKING:
+    from tuner.memory_fit import Hardware, MemoryEstimate, ModelShape
+    from tuner.server_config import ServerConfig
+    from tuner.spec import Study
+
+PLAN_PORT = 8000  # placeholder: a real trial binds a free port chosen at launch
 
 
 def plan_command(
     study_file: Path = typer.Argument(..., help="Study file (studies/*.yaml).", show_default=False),
+    trials: int = typer.Option(5, "--trials", min=1, help="How many configs to show (enqueued ones first)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Sampler seed (default: the study's)."),
 ) -> None:
-    """Print the exact argv and env of sampled configs, with memory-fit estimates (not implemented yet)."""
-    raise typer.Exit(1)
+    """Print the exact argv and env of the first N configs with memory-fit estimates; launches nothing."""
+    import optuna
+
+    from tuner.spec import load_study
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = load_study(study_file)
+    planned = plan_configs(study, trials, seed)
+    typer.echo(render_plan(study, planned, model_context(study)))
+
+
+# -- the model and slice a study runs on ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ModelContext:
+    shape: "ModelShape | None"
+    hardware: "Hardware | None"
+    why_not: str = ""  # when no estimate can be made
+
+
+def model_context(study: "Study") -> ModelContext:
+    """The model's shape and the slice, from the study's model_info and hardware (or what can be inferred)."""
+    from tuner.memory_fit import HARDWARE, GiB, Hardware, load_model_shape
+
+    spec = study.spec
+    info = spec.model_info
+    config_path: Path | None = None
+    if info and info.config_json:
+        config_path = info.config_json if info.config_json.is_absolute() else study.path.parent / info.config_json
+    elif (Path(spec.model) / "config.json").is_file():  # a local model directory, as the server would read it
+        config_path = Path(spec.model) / "config.json"
+    if config_path is None:
+        return ModelContext(None, None, "no config.json: set model_info.config_json in the study")
+    shape = load_model_shape(config_path, info.total_params if info else None, info.active_params if info else None)
+    hardware: Hardware | None = None
+    if spec.hardware:
+        hardware = HARDWARE[spec.hardware.name]
+        if spec.hardware.memory_per_device_gib:
+            hardware = Hardware(**{**hardware.__dict__,
+                                   "memory_per_device": int(spec.hardware.memory_per_device_gib * GiB)})
+    elif set(spec.resources) <= {"CPU"}:
+        hardware = HARDWARE["cpu"]  # a CPU-only trial runs vLLM's CPU backend
+    if hardware is None:
+        return ModelContext(shape, None, "no hardware: set hardware.name in the study (e.g. tpu-v6e-4)")
+    return ModelContext(shape, hardware)
+
+
+def estimate_config(ctx: ModelContext, config: "ServerConfig") -> "MemoryEstimate":
+    from tuner.memory_fit import estimate, knobs_from_flags
+
+    assert ctx.shape is not None and ctx.hardware is not None, ctx.why_not
+    return estimate(ctx.shape, ctx.hardware, knobs_from_flags(config.flags, config.env, ctx.shape))
+
+
+# -- prescreen, for the study loop ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Prescreen:
+    """Whether to launch a config. launch False: record failure_class as PREDICTED, never as measured."""
+
+    launch: bool
+    failure_class: str | None = None
+    detail: str = ""
+    estimate: dict[str, Any] = field(default_factory=dict)
+
+    def user_attrs(self) -> dict[str, Any]:
+        return {"predicted": True, "measured": False, "prediction": self.detail, "memory_estimate": self.estimate}
+
+
+def prescreen(study: "Study", config: "ServerConfig", ctx: ModelContext | None = None) -> Prescreen:
+    """Predict whether `config` fits. Launch when the study did not opt in, or when no estimate can be made."""
+    if not study.spec.prescreen:
+        return Prescreen(launch=True, detail="prescreen off")
+    ctx = ctx or model_context(study)
+    if ctx.shape is None or ctx.hardware is None:
+        return Prescreen(launch=True, detail=f"no estimate ({ctx.why_not})")
+    est = estimate_config(ctx, config)
+    attrs = estimate_attrs(est)
+    if est.fits:
+        return Prescreen(launch=True, detail=est.reason, estimate=attrs)
+    return Prescreen(launch=False, failure_class=est.predicted_failure,
+                     detail=f"predicted {est.predicted_failure}, not launched: {est.reason}", estimate=attrs)
+
+
+def estimate_attrs(est: "MemoryEstimate") -> dict[str, Any]:
+    """The estimate as JSON-safe trial attributes."""
+    return {"fits": est.fits, "predicted_failure": est.predicted_failure, "reason": est.reason,
+            "kv_capacity_tokens": est.kv_capacity_tokens, "max_concurrency": round(est.max_concurrency, 3),
+            "weights_per_device": est.weights_per_device, "kv_memory_per_device": est.kv_memory_per_device,
+            "per_request_bytes": est.per_request_bytes, "hardware": est.hardware}
+
+
+# -- drawing configs --------------------------------------------------------------------------------------------
+@dataclass
+class PlannedConfig:
+    number: int
+    label: str
+    enqueued: bool
+    params: dict[str, Any]
+    config: "ServerConfig"
+    violations: list[str]
+
+
+def plan_configs(study: "Study", n: int, seed: int | None = None) -> list[PlannedConfig]:
+    """The first n configs the study would try: enqueued ones first, then sampled (as by a fresh study)."""
+    import optuna
+
+    from tuner.server_config import build_server_config
+    from tuner.startup import with_compile_cache
+
+    spec = study.spec
+    sampler_seed = seed if seed is not None else spec.sampler.seed
+    # Before any result exists TPE samples at random, so a seeded RandomSampler shows the same kind of configs.
+    dry = optuna.create_study(directions=["maximize", "maximize"],
+                              sampler=optuna.samplers.RandomSampler(seed=sampler_seed))
+    for params in spec.enqueue[:n]:
+        dry.enqueue_trial(params)
+    planned = []
+    for i in range(n):
+        trial = dry.ask()
+        params = study.space.sample(trial)
+        enqueued = i < len(spec.enqueue)
+        label = (spec.enqueue_labels[i] if enqueued and i < len(spec.enqueue_labels)
+                 else "enqueued" if enqueued else "sampled")
+        config = with_compile_cache(build_server_config(spec, study.space, params), spec.compile_cache_dir)
+        violations = study.space.violations(params, spec.server.flags, spec.server.env)
+        planned.append(PlannedConfig(i, label, enqueued, params, config, violations))
+    return planned
+
+
+# -- rendering --------------------------------------------------------------------------------------------------
+def render_plan(study: "Study", planned: list[PlannedConfig], ctx: ModelContext) -> str:
+    from tuner.memory_fit import format_bytes
+
+    spec = study.spec
+    n_enq = sum(p.enqueued for p in planned)
+    lines = [f"study {spec.name}: {len(planned)} configs ({n_enq} enqueued, {len(planned) - n_enq} sampled); "
+             f"dry run, nothing is launched. Each trial reserves {spec.resources}; startup timeout "
+             f"{spec.timeouts.startup_s:g} s; the port ({PLAN_PORT} below) is chosen free at launch."]
+    if ctx.shape is not None:
+        s = ctx.shape
+        moe = f", MoE {s.num_experts} experts top-{s.experts_per_token}" if s.is_moe else ""
+        lines.append(f"model {spec.model}: {_count(s.total_params)} parameters ({_count(s.active_params)} active"
+                     f"{moe}), {s.num_layers} layers; config {s.source}")
+        for k in s.layer_kinds:
+            where = f"sliding window {k.window}" if k.window else "global attention"
+            lines.append(f"  {k.layers} layers with {where}: {k.kv_heads} KV heads x head_dim {k.head_dim}"
+                         + (", K shared with V" if k.kv_tensors == 1 else ""))
+    if ctx.hardware is not None:
+        h = ctx.hardware
+        mem = "host RAM (KV size set explicitly)" if h.memory_per_device is None else \
+            f"{h.devices} x {format_bytes(h.memory_per_device)}"
+        lines.append(f"hardware {h.name}: {mem}, KV block {h.block_size} tokens")
+    if ctx.why_not:
+        lines.append(f"memory estimate unavailable: {ctx.why_not}")
+    for p in planned:
+        lines.append("")
+        lines.extend(_render_one(p, ctx, spec.server.host))
+    return "\n".join(lines)
+
+
+def _count(n: float) -> str:
+    return f"{n / 1e9:.2f} B" if n >= 1e9 else f"{n / 1e6:.2f} M"
+
+
+def _render_one(p: PlannedConfig, ctx: ModelContext, host: str) -> list[str]:
+    from tuner.memory_fit import format_bytes
+
+    out = [f"[{p.number + 1}] {p.label}"]
+    out.append("  params  " + ", ".join(f"{k}={v}" for k, v in p.params.items()))
+    out.append("  argv    " + shlex.join(p.config.argv(host, PLAN_PORT)))
+    env = p.config.redacted_env()
+    out.append("  env     " + (" ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()) or "(none)"))
+    if p.violations:
+        out.append("  RULES   never launched: " + "; ".join(p.violations))
+    if ctx.shape is None or ctx.hardware is None:
+        return out
+    try:
+        est = estimate_config(ctx, p.config)
+    except InputError as exc:
+        out.append(f"  memory  no estimate: {exc}")
+        return out
+    per_tok = ", ".join(f"{d} {format_bytes(b)}" for d, b in est.kv_bytes_per_token.items())
+    beyond = ", ".join(f"{d} {format_bytes(b)}" for d, b in est.kv_bytes_per_token_beyond_window.items())
+    verdict = "FITS" if est.fits else f"DOES NOT FIT (predicted {est.predicted_failure})"
+    out.append(f"  memory  weights {format_bytes(est.weights_bytes)} ({format_bytes(est.weights_per_device)}/device"
+               f" at tp {est.tensor_parallel_size}); workspace ~{format_bytes(est.workspace_per_device)}/device;"
+               f" KV cache {format_bytes(max(est.kv_memory_per_device, 0))}/device")
+    out.append(f"          KV per token: {per_tok}" + (f"; past the sliding window: {beyond}"
+                                                      if beyond != per_tok else ""))
+    out.append(f"          KV capacity ({est.kv_cache_dtype}): {est.kv_capacity_tokens:,} tokens = "
+               f"{est.max_concurrency:.2f} x {est.max_model_len:,}-token sequences; {verdict}: {est.reason}")
+    if not est.fits or est.max_concurrency < 2:
+        from tuner.memory_fit import knobs_from_flags, max_fitting_model_len
+
+        longest = max_fitting_model_len(ctx.shape, ctx.hardware, knobs_from_flags(p.config.flags, p.config.env, ctx.shape))
+        out.append(f"          largest max-model-len predicted to fit: {longest:,}")
+    for note in est.notes:
+        out.append(f"          note: {note}")
+    return out
