@@ -34,13 +34,20 @@ class Diagnosis:
 
 
 _SIGNATURES: list[tuple[FailureClass, re.Pattern[str]]] = [
+    # A TPU held by another process (a previous trial's runtime not yet gone, another user): /dev/vfio/N busy,
+    # libtpu's lockfile, "already in use". Never the config's fault: the trial is retried, never penalized.
     (FailureClass.INFRA, re.compile(
         r"Address already in use|\[Errno 98\]|Device or resource busy|libtpu_lockfile"
-        r"|TPU initialization failed|The TPU is already in use|CUDA-capable device\(s\) is/are busy",
+        r"|TPU initialization failed|The TPU is already in use|/dev/vfio/\d+\)?:? (?:is )?(?:busy|in use)"
+        r"|CUDA-capable device\(s\) is/are busy",
         re.IGNORECASE)),
+    # TPU/JAX: every RESOURCE_EXHAUSTED variant (device buffer allocation, "XLA:TPU compile permanent error. Ran out
+    # of memory in memory space hbm", "Error loading program ...: Attempting to reserve X at the bottom of memory")
+    # and tpu-inference's own HBM cap check are out-of-memory, like CUDA's.
     (FailureClass.OOM, re.compile(
         r"CUDA out of memory|torch\.OutOfMemoryError|OutOfMemoryError|Free memory on device .* is less than desired"
-        r"|RESOURCE_EXHAUSTED|Ran out of memory in memory space hbm|total_hbm_used_gb=.*exceeds"
+        r"|RESOURCE_EXHAUSTED|Ran out of memory in memory space (?:hbm|vmem)|total_hbm_used_gb=.*exceeds"
+        r"|exceeds total_hbm_limit_cap_gb|Attempting to reserve .* at the bottom of memory"
         r"|No available memory for the cache blocks|Cannot allocate memory|MemoryError")),
     (FailureClass.KV_CAPACITY, re.compile(
         r"To serve at least one request with the models?'?s? max seq len"
