@@ -68,18 +68,23 @@ class PromptFactory:
         self.workload = w
         self.tokenizer = tokenizer
         self.kind = w.kind(tokenizer)
-        if self.kind in ("ids", "text") and not w.vocab_size:
-            raise ValueError("token-id and text prompts need the vocabulary size")
+        if self.kind == "ids" and not w.vocab_size:
+            raise ValueError("token-id prompts need the vocabulary size")
         if self.kind == "text" and tokenizer is None:
             raise ValueError("text prompts of exact length need a tokenizer")
         self._rng = random.Random(w.seed)
+        # Without a vocabulary size, text prompts draw from the ids of a few words (26 tokenizer calls, once).
+        self._word_ids = [tokenizer.encode(" " + word)[-1] for word in WORDS] \
+            if self.kind == "text" and not w.vocab_size and tokenizer is not None else []
         self._seen_blocks: set[tuple] = set()
         prefix_rng = random.Random(f"prefix-{w.seed}")
         self._prefix = [self._token(prefix_rng) for _ in range(w.prefix_len)] if self.kind != "words" else \
             [prefix_rng.choice(WORDS) for _ in range(w.prefix_len)]
 
     def _token(self, rng: random.Random) -> int:
-        return rng.randint(FIRST_ORDINARY_TOKEN, self.workload.vocab_size - 1)  # type: ignore[operator]
+        if not self.workload.vocab_size:
+            return rng.choice(self._word_ids)
+        return rng.randint(FIRST_ORDINARY_TOKEN, self.workload.vocab_size - 1)
 
     def lengths(self) -> tuple[int, int]:
         w = self.workload
