@@ -159,3 +159,31 @@ if __name__ == "__main__":
         asyncio.run(main(parse_args(sys.argv[1:])))
     except KeyboardInterrupt:
         pass
+
+
+def launch(**options):
+    """Context manager for tests: start this server as a subprocess on a free port, yield its base URL, and
+    always stop that process (by its PID) afterwards. Options are the command-line flags, e.g. ttft_ms=100."""
+    import contextlib
+    import subprocess
+
+    @contextlib.contextmanager
+    def running():
+        argv = [sys.executable, __file__, "--port", "0"]
+        for key, value in options.items():
+            argv += [f"--{key.replace('_', '-')}", str(value)]
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        try:
+            line = proc.stdout.readline()  # type: ignore[union-attr]
+            if not line.startswith("LISTENING"):
+                raise RuntimeError(f"scheduled server did not start: {line!r}")
+            yield f"http://127.0.0.1:{int(line.split()[1])}"
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    return running()
