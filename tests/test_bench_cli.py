@@ -1,0 +1,74 @@
+"""`tuner bench` end to end against the scheduled test server (no vLLM needed)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from tuner.cli import app
+
+_spec = importlib.util.spec_from_file_location("scheduled_server", Path(__file__).parent / "fakes" / "scheduled_server.py")
+scheduled = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
+_spec.loader.exec_module(scheduled)  # type: ignore[union-attr]
+TINY = Path(__file__).resolve().parents[1] / ".models" / "tiny-llama"
+
+
+@pytest.fixture(scope="module")
+def server_url():
+    with scheduled.launch(ttft_ms=20, itl_ms=2, fail_every=10) as url:
+        yield url
+
+
+def test_sweep_writes_json_and_csv(server_url, tmp_path):
+    out, csv = tmp_path / "b.json", tmp_path / "b.csv"
+    result = CliRunner().invoke(app, ["bench", server_url, "-c", "1,4", "-n", "20", "--input-len", "8",
+                                      "--output-len", "6", "--model", "m", "--json", str(out), "--csv", str(csv),
+                                      "--slo-ttft-ms", "500", "--hardware", "v6e-4", "--active-params", "3.8e9",
+                                      "--no-live", "--warmup", "0"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    assert doc["schema"] == "tuner.bench/1" and doc["workload"]["prompt_kind"] == "words"
+    assert [lv["concurrency"] for lv in doc["levels"]] == [1, 4]
+    for lv in doc["levels"]:
+        assert lv["requests"] == 20 and lv["failed"] == 2 and lv["completed"] == 18  # every 10th request is a 500
+        assert lv["output_tokens"] == 18 * 6 and lv["output_throughput"] > 0
+        for metric in ("ttft_ms", "itl_ms", "e2el_ms", "tpot_ms"):
+            assert set(lv[metric]) == {"mean", "p50", "p90", "p99"}
+        assert lv["goodput"] is not None and lv["plausibility"]["valid"] and lv["client"]["workers"] == 1
+    frame = pd.read_csv(csv)
+    assert list(frame["concurrency"]) == [1, 4] and "ttft_ms_p99" in frame and "server_generation_tokens" in frame
+    assert "no tokenizer" in result.output
+
+
+def test_open_loop_matrix_and_chat(server_url, tmp_path):
+    out = tmp_path / "m.json"
+    result = CliRunner().invoke(app, ["bench", server_url, "-c", "2", "-n", "6", "--input-len", "8,16",
+                                      "--output-len", "4", "--endpoint", "chat", "--json", str(out), "--no-live",
+                                      "--warmup", "0", "--no-metrics"])
+    assert result.exit_code == 0, result.output
+    levels = json.loads(out.read_text())["levels"]
+    assert [(lv["input_len"], lv["output_len"]) for lv in levels] == [(8, 4), (16, 4)]
+    result = CliRunner().invoke(app, ["bench", server_url, "--rate", "50", "-n", "10", "--input-len", "8",
+                                      "--output-len", "4", "--tokenizer", str(TINY), "--json", str(out),
+                                      "--no-live", "--arrival", "gamma", "--burstiness", "2"])
+    assert result.exit_code == 0, result.output
+    level = json.loads(out.read_text())["levels"][0]
+    assert level["mode"] == "open" and level["request_rate"] == 50 and level["requests"] == 10
+
+
+@pytest.mark.parametrize("args", [["-c", "0"], ["--input-len", "x"], ["--input-len", "9:3"], ["--rate", "-1"],
+                                  ["--hardware", "b200"], ["--arrival", "uniform"], ["--prefix-len", "200"],
+                                  ["--workers", "zero"]])
+def test_bad_input_is_one_line_and_exit_2(server_url, args):
+    result = CliRunner().invoke(app, ["bench", server_url, "--model", "m", "-n", "2", "--no-live", *args])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+
+
+def test_bad_url_is_an_input_error():
+    result = CliRunner().invoke(app, ["bench", "localhost:8000", "--model", "m"])
+    assert result.exit_code == 2 and "http://" in result.output
