@@ -108,3 +108,31 @@ def test_prescreen_marks_a_predicted_non_fit_as_predicted():
 @pytest.mark.parametrize("trials", ["0", "-1"])
 def test_trials_must_be_positive(trials):
     assert plan(str(GEMMA), "--trials", trials).exit_code == 2
+
+
+def test_pre_launch_refuses_rule_breakers_even_without_prescreen():
+    from tuner.plan import pre_launch
+
+    study = load_study(GEMMA)
+    params = {**study.spec.enqueue[0], "async_scheduling": True}
+    config = build_server_config(study.spec, study.space, params)
+    verdict = pre_launch(study, params, config)
+    assert not verdict.launch and verdict.failure_class == "invalid_config"
+    assert "no-async-scheduling-with-ngram" in verdict.detail
+    assert verdict.user_attrs()["launched"] is False
+    ok = study.spec.enqueue[0]
+    assert pre_launch(study, ok, build_server_config(study.spec, study.space, ok)).launch
+
+
+def test_a_not_launched_trial_scores_as_penalized():
+    from tuner.plan import pre_launch
+    from tuner.results import TrialResult
+    from tuner.scoring import score_trial
+
+    study = load_study(GEMMA)
+    params = {**study.spec.enqueue[0], "max_num_batched_tokens": 128 * 3, "max_num_seqs": 2048}
+    config = build_server_config(study.spec, study.space, params)
+    verdict = pre_launch(study, params, config)
+    score = score_trial(TrialResult(argv=config.argv("127.0.0.1", 0), env=config.redacted_env(),
+                                    failure_class=verdict.failure_class, failure_detail=verdict.detail))
+    assert not score.feasible and score.constraint > 0

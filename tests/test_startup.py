@@ -102,3 +102,20 @@ def test_with_compile_cache_sets_env_once():
     # A study that sets the variable itself keeps its own value.
     own = ServerConfig(command=("vllm",), model="m", env={COMPILE_CACHE_ENV: "/mine"})
     assert with_compile_cache(own, "/var/tmp/xla").env[COMPILE_CACHE_ENV] == "/mine"
+
+
+def test_worker_helpers_create_the_cache_and_report_cold_then_warm(tmp_path):
+    from tuner.startup import prepare_compile_cache, startup_attrs
+
+    cache = tmp_path / "cache" / "xla"
+    config = with_compile_cache(ServerConfig(command=("vllm",), model="m"), str(cache))
+    before = prepare_compile_cache(config)
+    assert cache.is_dir() and before.files == 0
+    (cache / "program.bin").write_bytes(b"compiled")  # what the server would write while compiling
+    assert startup_attrs(config, TPU, 700.0, before)["startup_compile_cache"] == "cold"
+    before = prepare_compile_cache(config)
+    attrs = startup_attrs(config, TPU, 300.0, before)
+    assert attrs["startup_compile_cache"] == "warm" and attrs["startup_total_s"] == 300.0
+    no_cache = ServerConfig(command=("vllm",), model="m")
+    assert prepare_compile_cache(no_cache) is None
+    assert startup_attrs(no_cache, TPU, 1.0, None)["startup_compile_cache"] == "unknown"

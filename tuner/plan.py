@@ -94,7 +94,9 @@ class Prescreen:
     estimate: dict[str, Any] = field(default_factory=dict)
 
     def user_attrs(self) -> dict[str, Any]:
-        return {"predicted": True, "measured": False, "prediction": self.detail, "memory_estimate": self.estimate}
+        """Trial attributes for a config that was not launched: its failure is predicted, not measured."""
+        return {"predicted": True, "measured": False, "launched": False, "prediction": self.detail,
+                "memory_estimate": self.estimate}
 
 
 def prescreen(study: "Study", config: "ServerConfig", ctx: ModelContext | None = None) -> Prescreen:
@@ -110,6 +112,23 @@ def prescreen(study: "Study", config: "ServerConfig", ctx: ModelContext | None =
         return Prescreen(launch=True, detail=est.reason, estimate=attrs)
     return Prescreen(launch=False, failure_class=est.predicted_failure,
                      detail=f"predicted {est.predicted_failure}, not launched: {est.reason}", estimate=attrs)
+
+
+def pre_launch(study: "Study", params: dict[str, Any], config: "ServerConfig",
+               ctx: ModelContext | None = None) -> Prescreen:
+    """The study loop's gate before a launch: search-space rules always, then the prescreen if the study opted in.
+
+    A config breaking a rule is `invalid_config` and is never launched; a predicted non-fit is `oom` or
+    `kv_capacity`. Either way the verdict is a prediction: record its user_attrs, never a measurement.
+    """
+    broken = study.space.violations(params, study.spec.server.flags, study.spec.server.env)
+    if broken:
+        return Prescreen(launch=False, failure_class="invalid_config",
+                         detail="breaks search-space rule, not launched: " + "; ".join(broken),
+                         estimate={"rule_violations": broken})
+    if not study.spec.prescreen:
+        return Prescreen(launch=True, detail="prescreen off")
+    return prescreen(study, config, ctx)
 
 
 def estimate_attrs(est: "MemoryEstimate") -> dict[str, Any]:

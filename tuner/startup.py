@@ -179,3 +179,22 @@ def with_compile_cache(config: ServerConfig, cache_dir: str | None) -> ServerCon
 
 def compile_cache_dir_of(config: ServerConfig) -> str | None:
     return config.env.get(COMPILE_CACHE_ENV)
+
+
+def prepare_compile_cache(config: ServerConfig) -> CacheSnapshot | None:
+    """On the worker, before launch: create the config's compile cache directory and count what it holds."""
+    cache_dir = compile_cache_dir_of(config)
+    if cache_dir is None:
+        return None
+    try:
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    except OSError:
+        pass  # the server reports an unusable cache itself; the snapshot then counts nothing
+    return snapshot_cache(cache_dir)
+
+
+def startup_attrs(config: ServerConfig, log_text: str, measured_total_s: float | None,
+                  before: CacheSnapshot | None) -> dict[str, object]:
+    """On the worker, after the server stopped: the trial's startup phases as `startup_*` attributes."""
+    after = snapshot_cache(compile_cache_dir_of(config)) if before is not None else None
+    return parse_startup(log_text, measured_total_s, before, after).as_attrs()
