@@ -65,7 +65,7 @@ def server_processes() -> list[tuple[int, str]]:
                 cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if "vllm.entrypoints" in cmd and str(ROOT) in cmd or "tuner._reaper" in cmd:
+        if "vllm.entrypoints" in cmd and str(ROOT) in cmd or "tuner._reaper" in cmd or "fake_vllm.py" in cmd:
             if pids_alive([int(entry)]):
                 found.append((int(entry), cmd))
     return found

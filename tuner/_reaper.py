@@ -61,4 +61,5 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    # os._exit: a normal interpreter shutdown would abort on the watcher thread still blocked reading stdin.
+    os._exit(main(sys.argv))

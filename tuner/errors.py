@@ -47,3 +47,7 @@ class ServerDied(ServerError):
         self.exit_code = exit_code
         self.detail = detail
         super().__init__(f"server exited with code {exit_code} under load {detail}".strip())
+
+
+class InfrastructureError(TunerError):
+    """Trials keep failing for reasons that are not the configuration's (devices busy, workers lost)."""

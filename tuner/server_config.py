@@ -53,6 +53,17 @@ def redact_env(env: dict[str, str]) -> dict[str, str]:
     return {k: (REDACTED if SECRET_NAME.search(k) else v) for k, v in env.items()}
 
 
+def secret_values(env: dict[str, str]) -> list[str]:
+    return [v for k, v in env.items() if SECRET_NAME.search(k) and len(v) >= 4]
+
+
+def redact_text(text: str, env: dict[str, str]) -> str:
+    """Replace the values of secret env vars wherever they appear (a server may log its environment)."""
+    for value in secret_values(env):
+        text = text.replace(value, REDACTED)
+    return text
+
+
 def build_server_config(spec: StudySpec, space: SearchSpace, params: dict[str, Any]) -> ServerConfig:
     """Merge the study's fixed flags and env with the sampled parameters into one ServerConfig."""
     flags: dict[str, Any] = dict(spec.server.flags)

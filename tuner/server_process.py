@@ -87,8 +87,20 @@ class ServerProcess:
     def exit_code(self) -> int | None:
         return self._proc.poll() if self._proc else None
 
+    def wait_exit(self, timeout_s: float) -> int | None:
+        """The exit code if the server ends within `timeout_s`, else None (it is still running)."""
+        if self._proc is None:
+            return None
+        try:
+            return self._proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return None
+
     def log_text(self) -> str:
         return read_tail(self.log_path)
+
+    def log_text_full(self, max_bytes: int) -> str:
+        return read_tail(self.log_path, max_bytes)
 
     def log_tail(self, lines: int = 60) -> str:
         return last_lines(self.log_text(), lines)

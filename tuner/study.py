@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -18,15 +19,17 @@ import optuna
 from optuna.exceptions import ExperimentalWarning
 from optuna.trial import TrialState
 
+from tuner.errors import InfrastructureError
 from tuner.failures import FailureClass
 from tuner.results import TrialResult
 from tuner.scoring import OBJECTIVE_NAMES, score_trial
 from tuner.server_config import ServerConfig, build_server_config
 from tuner.spec import Study
-from tuner.worker import run_trial
+from tuner.worker import TrialOutcome, run_trial
 
-warnings.filterwarnings("ignore", category=ExperimentalWarning, module="optuna")
+warnings.filterwarnings("ignore", category=ExperimentalWarning)
 DUPLICATE_LIMIT = 50  # consecutive proposals already measured before the space counts as exhausted
+INFRA_GIVE_UP_LIMIT = 3  # trials in a row that exhausted their infra retries: the cluster, not a config, is broken
 
 
 @dataclass
@@ -72,9 +75,20 @@ def create_or_load(study: Study, storage: optuna.storages.BaseStorage, name: str
         optuna_study.set_metric_names(OBJECTIVE_NAMES)
         optuna_study.set_user_attr("study_file", str(study.path))
         optuna_study.set_user_attr("spec", json.loads(study.spec.model_dump_json()))
+        optuna_study.set_user_attr("artifact_dir", str(artifact_dir(study.spec.runs_dir).absolute()))
         for params in study.spec.enqueue:
             optuna_study.enqueue_trial(params, user_attrs={"enqueued": True})
     return optuna_study
+
+
+def artifact_dir(runs_dir: Path | str) -> Path:
+    return Path(runs_dir) / "artifacts"
+
+
+def open_artifact_store(runs_dir: Path | str) -> optuna.artifacts.FileSystemArtifactStore:
+    path = artifact_dir(runs_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    return optuna.artifacts.FileSystemArtifactStore(str(path))
 
 
 def recover_interrupted(optuna_study: optuna.Study) -> list[int]:
@@ -106,11 +120,12 @@ def ray_options(resources: dict[str, float]) -> dict[str, Any]:
     return options
 
 
-def start_ray(address: str | None) -> None:
+def start_ray(address: str | None) -> bool:
+    """Connect to (or start) Ray; True when this call did it, so the caller also shuts it down."""
     import ray
 
     if ray.is_initialized():
-        return
+        return False
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if address:
         ray.init(address=address, log_to_driver=False)
@@ -118,6 +133,7 @@ def start_ray(address: str | None) -> None:
         # A private local cluster; its dashboard is not started and nothing listens beyond 127.0.0.1.
         ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False,
                  _node_ip_address="127.0.0.1")
+    return True
 
 
 class StudyRunner:
@@ -131,7 +147,9 @@ class StudyRunner:
         self.ray_address = ray_address
         self.running: dict[Any, Running] = {}
         self.snapshot = Snapshot(total=total_trials)
+        self.infra_give_ups_in_a_row = 0
         self.runs_dir = Path(self.spec.runs_dir) / optuna_study.study_name
+        self.artifact_store = open_artifact_store(self.spec.runs_dir)
 
     # -- the loop -------------------------------------------------------------------------------------------
     def run(self) -> Snapshot:
@@ -143,7 +161,7 @@ class StudyRunner:
         self._refresh_counts()
         if self._complete() >= self.total:
             return self.snapshot
-        start_ray(self.ray_address)
+        owns_ray = start_ray(self.ray_address)
         self._remote = ray.remote(run_trial).options(**ray_options(self.spec.resources))
         try:
             while True:
@@ -157,6 +175,9 @@ class StudyRunner:
         except BaseException:
             self._abandon_running()
             raise
+        finally:
+            if owns_ray:
+                ray.shutdown()
         return self.snapshot
 
     def _launch_up_to_limit(self) -> None:
@@ -190,15 +211,17 @@ class StudyRunner:
 
         run = self.running.pop(ref)
         try:
-            result: TrialResult = ray.get(ref)
+            outcome: TrialOutcome = ray.get(ref)
         except (ray.exceptions.RayError, OSError) as exc:  # the worker died or the node went away
-            result = TrialResult(argv=run.config.argv(self.spec.server.host, 0), env=run.config.redacted_env(),
-                                 failure_class=FailureClass.INFRA.value,
-                                 failure_detail=f"worker lost: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
-        if result.failure_class == FailureClass.INFRA.value:
-            self._retry_or_give_up(run, result)
+            outcome = TrialOutcome(TrialResult(
+                argv=run.config.argv(self.spec.server.host, 0), env=run.config.redacted_env(),
+                failure_class=FailureClass.INFRA.value,
+                failure_detail=f"worker lost: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"))
+        self._keep_artifacts(run, outcome)
+        if outcome.result.failure_class == FailureClass.INFRA.value:
+            self._retry_or_give_up(run, outcome.result)
             return
-        self._tell(run, result)
+        self._tell(run, outcome.result)
 
     def _retry_or_give_up(self, run: Running, result: TrialResult) -> None:
         if run.attempt <= self.spec.max_infra_retries:
@@ -209,8 +232,14 @@ class StudyRunner:
         self._store_attrs(run, result)
         self.optuna_study.tell(run.trial, state=TrialState.FAIL)
         self._event(f"trial {run.trial.number}: infra failure after {run.attempt} attempts; not counted")
+        self.infra_give_ups_in_a_row += 1
+        if self.infra_give_ups_in_a_row >= INFRA_GIVE_UP_LIMIT:
+            raise InfrastructureError(
+                f"{self.infra_give_ups_in_a_row} trials in a row failed for infrastructure reasons, the last with: "
+                f"{result.failure_detail[:200]} (see `tuner study status`); fix the cluster and run the same command")
 
     def _tell(self, run: Running, result: TrialResult) -> None:
+        self.infra_give_ups_in_a_row = 0
         score = score_trial(result)
         self._store_attrs(run, result)
         # Optuna's constraint-aware samplers (TPE, NSGA-II, GP) read this: > 0 means infeasible.
@@ -238,6 +267,18 @@ class StudyRunner:
         t.set_user_attr("hostname", result.hostname)
         t.set_user_attr("attempts", run.attempt)
         t.set_user_attr("wall_s", result.wall_s)
+
+    def _keep_artifacts(self, run: Running, outcome: TrialOutcome) -> None:
+        """Server log and raw per-request records of every attempt, linked from the trial (shown by the dashboard)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, text in outcome.artifacts().items():
+                if not text:
+                    continue
+                path = Path(tmp) / f"trial-{run.trial.number}-attempt-{run.attempt}-{name}"
+                path.write_text(text)
+                mimetype = "application/jsonl" if name.endswith(".jsonl") else "text/plain"
+                optuna.artifacts.upload_artifact(artifact_store=self.artifact_store, file_path=str(path),
+                                                 study_or_trial=run.trial, mimetype=mimetype, encoding="utf-8")
 
     def _abandon_running(self) -> None:
         """On Ctrl-C or an error: stop running trials (their servers die with their workers) and re-queue them."""

@@ -5,6 +5,7 @@ misbehaves as told by FAKE_VLLM_MODE (env, so the tuner's argv stays that of a r
 
   ok                   serve normally
   exit:CODE:FILE       print FILE's text (a captured real log) and exit with CODE at startup
+  exit-once:CODE:FILE:MARK   as exit:..., but only while MARK does not exist (it is created): the retry succeeds
   fatal-hang:FILE      print FILE's text, then hang without exiting (vLLM sometimes does)
   never-ready          open no port, print nothing useful, never become healthy
   die-after:N          exit(1) with a crash line after N completion requests
@@ -153,6 +154,12 @@ def main() -> None:
         code, path = mode_arg().split(":", 1)
         print(Path(path).read_text(), flush=True)
         sys.exit(int(code))
+    if MODE.startswith("exit-once:"):
+        code, path, mark = mode_arg().split(":", 2)
+        if not Path(mark).exists():
+            Path(mark).write_text("failed once\n")
+            print(Path(path).read_text(), flush=True)
+            sys.exit(int(code))
     if MODE.startswith("fatal-hang:"):
         print(Path(mode_arg()).read_text(), flush=True)
         time.sleep(3600)

@@ -1,0 +1,179 @@
+"""Fault injection through the whole study loop (Optuna + Ray + worker + server process), using the fake vLLM
+server for faults a real server cannot produce on demand. After every scenario, no server process is alive."""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import ray
+import yaml
+
+from conftest import server_processes
+from tuner.spec import load_study
+from tuner.storage import open_storage
+from tuner.study import StudyRunner, create_or_load
+
+FAKE = str(Path(__file__).parent / "fakes" / "fake_vllm.py")
+TPU_BUSY = "RuntimeError: TPU initialization failed: open(/dev/vfio/0): Device or resource busy\n"
+CAPTURED = {
+    "kv_capacity": "ValueError: To serve at least one request with the model's max seq len (16384), (0.02 GiB KV "
+                   "cache is needed, which is larger than the available KV cache memory (0.01 GiB).\n"
+                   "RuntimeError: Engine core initialization failed. See root cause above.\n",
+    "oom": "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB.\n",
+    "invalid_config": "api_server.py: error: argument --max-num-seqs: invalid int value: 'x'\n",
+    "crash": "Fatal Python error: Segmentation fault\n",
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False, _node_ip_address="127.0.0.1",
+             num_cpus=2)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def no_server_left_behind():
+    yield
+    deadline = time.monotonic() + 10
+    while server_processes() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert server_processes() == []
+
+
+def make_study(tmp_path: Path, mode: str, trials: int = 1, **overrides):
+    (tmp_path / "space.yaml").write_text("parameters:\n  seqs: {type: categorical, choices: [1, 2, 3, 4], flag: --max-num-seqs}\n")
+    spec = {
+        "name": "faults", "model": "fake", "search_space": "space.yaml",
+        "server": {"command": [sys.executable, FAKE], "env": {"FAKE_VLLM_MODE": mode, "FAKE_VLLM_TOKEN_MS": "1"}},
+        "load": {"concurrency": [1, 4], "requests_per_level": 8, "warmup_rounds": 0, "input_len": 8, "output_len": 8,
+                 "repeats": 1, "request_timeout_s": 2, "level_timeout_s": 6},
+        "resources": {"CPU": 1}, "trials": trials, "storage": f"sqlite:///{tmp_path / 'db.sqlite'}",
+        "runs_dir": str(tmp_path / "runs"), "timeouts": {"startup_s": 20, "shutdown_grace_s": 2, "fatal_log_grace_s": 1},
+        "sampler": {"name": "random", "seed": 0}, "max_infra_retries": 1,
+    }
+    for key, value in overrides.items():
+        spec[key] = value
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return load_study(path)
+
+
+def run(study, trials=None):
+    storage = open_storage(study.spec.storage)
+    optuna_study = create_or_load(study, storage, study.spec.name)
+    StudyRunner(study, optuna_study, trials or study.spec.trials).run()
+    return optuna_study
+
+
+def only_trial(optuna_study):
+    (trial,) = optuna_study.get_trials()
+    return trial
+
+
+@pytest.mark.parametrize("failure_class", sorted(CAPTURED))
+def test_config_failure_at_startup_is_penalized(tmp_path, failure_class):
+    log = tmp_path / "captured.log"
+    log.write_text(CAPTURED[failure_class])
+    code = 2 if failure_class == "invalid_config" else (-11 if failure_class == "crash" else 1)
+    trial = only_trial(run(make_study(tmp_path, f"exit:{code if code > 0 else 1}:{log}")))
+    assert trial.state.name == "COMPLETE"
+    assert trial.user_attrs["failure_class"] == failure_class
+    assert trial.values == [0.0, 0.0] and trial.user_attrs["constraint"] > 0
+    assert trial.constraints == {"config_failure": 1.0}  # what Optuna's constraint-aware samplers read
+    assert trial.user_attrs["log_tail"]
+
+
+def test_infra_failure_is_retried_not_penalized(tmp_path):
+    log = tmp_path / "captured.log"
+    log.write_text(TPU_BUSY)
+    optuna_study = run(make_study(tmp_path, f"exit-once:1:{log}:{tmp_path / 'mark'}"))
+    trial = only_trial(optuna_study)
+    assert trial.state.name == "COMPLETE" and trial.user_attrs["constraint"] < 0
+    assert trial.user_attrs["attempts"] == 2 and trial.values[0] > 0
+    names = sorted(a.filename for a in optuna.artifacts.get_all_artifact_meta(trial, storage=optuna_study._storage))
+    assert "trial-0-attempt-1-server.log" in names and "trial-0-attempt-2-requests.jsonl" in names
+
+
+def test_infra_failures_in_a_row_stop_the_study_without_counting(tmp_path):
+    log = tmp_path / "captured.log"
+    log.write_text(TPU_BUSY)
+    study = make_study(tmp_path, f"exit:1:{log}", trials=5)
+    with pytest.raises(Exception, match="infrastructure"):
+        run(study)
+    optuna_study = optuna.load_study(study_name="faults", storage=open_storage(study.spec.storage))
+    states = [t.state.name for t in optuna_study.get_trials()]
+    assert states == ["FAIL"] * 3  # not COMPLETE: infra failures never count as measured or penalized
+    assert all(t.user_attrs["attempts"] == 2 for t in optuna_study.get_trials())
+
+
+def test_server_dies_under_load_keeps_levels(tmp_path):
+    trial = only_trial(run(make_study(tmp_path, "die-after:10")))
+    assert trial.user_attrs["failure_class"] == "died_under_load"
+    assert trial.user_attrs["constraint"] > 0 and trial.values == [0.0, 0.0]
+    levels = trial.user_attrs["levels"]
+    assert levels[0]["completed"] == 8  # the level measured before the death is kept
+    assert trial.user_attrs["stability_components"]["survival"] < 1
+
+
+def test_unresponsive_server_is_classified_within_bound(tmp_path):
+    started = time.monotonic()
+    trial = only_trial(run(make_study(tmp_path, "hang-after:10")))
+    assert trial.user_attrs["failure_class"] == "unresponsive"
+    assert time.monotonic() - started < 60  # request 2 s and level 6 s timeouts, not forever
+
+
+@pytest.mark.parametrize("mode, error", [("fail-every:3", "http_500"), ("truncate-every:4", None),
+                                         ("malformed-every:5", None)])
+def test_bad_responses_are_counted_and_trial_completes(tmp_path, mode, error):
+    trial = only_trial(run(make_study(tmp_path, mode)))
+    assert trial.state.name == "COMPLETE" and trial.user_attrs["constraint"] < 0
+    levels = trial.user_attrs["levels"]
+    failed = sum(lv["failed"] for lv in levels)
+    assert failed > 0
+    assert all(lv["completed"] + lv["failed"] == lv["requests"] for lv in levels)
+    assert trial.user_attrs["stability_components"]["success"] < 1
+    if error:
+        assert any(error in lv["errors"] for lv in levels)
+
+
+def test_killed_ray_worker_reruns_the_same_parameters(tmp_path):
+    study = make_study(tmp_path, "ok", load={"concurrency": [1], "requests_per_level": 400, "warmup_rounds": 0,
+                                             "input_len": 8, "output_len": 8, "repeats": 1, "request_timeout_s": 5,
+                                             "level_timeout_s": 60})
+    killed = []
+
+    def kill_the_worker_once():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not killed:
+            for pid, cmd in server_processes():
+                if "tuner._reaper" in cmd:
+                    worker = int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+                    os.kill(worker, signal.SIGKILL)
+                    killed.append(worker)
+                    return
+            time.sleep(0.1)
+
+    killer = threading.Thread(target=kill_the_worker_once)
+    killer.start()
+    optuna_study = run(study)
+    killer.join()
+    assert killed
+    trial = only_trial(optuna_study)
+    assert trial.state.name == "COMPLETE" and trial.user_attrs["attempts"] == 2
+    assert trial.values[0] > 0
+
+
+def test_duplicate_parameters_are_not_launched_again(tmp_path):
+    study = make_study(tmp_path, "ok", trials=2, enqueue=[{"seqs": 2}, {"seqs": 2}, {"seqs": 3}])
+    optuna_study = run(study)
+    states = [(t.state.name, t.params) for t in optuna_study.get_trials()]
+    assert states == [("COMPLETE", {"seqs": 2}), ("PRUNED", {"seqs": 2}), ("COMPLETE", {"seqs": 3})]
