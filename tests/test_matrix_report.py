@@ -98,3 +98,37 @@ def test_predicted_failures_are_labelled_predicted():
 
 def test_render_summary_of_nothing_is_just_the_header():
     assert len(render_summary([SummaryRow(label="a", trial=-1, params={})]).splitlines()) == 3
+
+
+def test_summary_command_reads_the_study_storage(tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from tuner.matrix_report import summary_command
+
+    root = Path(__file__).resolve().parent.parent
+    study_file = root / "studies" / "gemma4-26b-v6e-4.yaml"
+    storage = f"sqlite:///{tmp_path / 'g.db'}"
+    optuna_study = optuna.create_study(study_name="gemma4-26b-v6e-4", storage=storage,
+                                       directions=["maximize", "maximize"])
+    from tuner.spec import load_study
+
+    gold = load_study(study_file).spec.enqueue[0]
+    _add(optuna_study, {k: v for k, v in gold.items() if v is not None}, [25000.0, 0.95], enqueued=True,
+         constraint=0.0)
+    app = typer.Typer()
+    app.command()(summary_command)
+    out = tmp_path / "summary.md"
+    result = CliRunner().invoke(app, [str(study_file), "--storage", storage, "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "| seed: gold standard (balanced) | 0 | ok | 25,000 |" in result.output
+    assert "| seed: production peak | - | not run yet |" in result.output
+    assert out.read_text().startswith("| config |")
+
+
+def test_bad_grid_option_is_an_input_error():
+    from tuner.matrix_report import _ints
+
+    with pytest.raises(InputError):
+        _ints("1,x", "--concurrency")
+    assert _ints("1, 16,64", "--concurrency") == [1, 16, 64]
