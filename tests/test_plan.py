@@ -136,3 +136,12 @@ def test_a_not_launched_trial_scores_as_penalized():
     score = score_trial(TrialResult(argv=config.argv("127.0.0.1", 0), env=config.redacted_env(),
                                     failure_class=verdict.failure_class, failure_detail=verdict.detail))
     assert not score.feasible and score.constraint > 0
+
+
+def test_compile_cache_dir_must_be_absolute(tmp_study):
+    from tuner.errors import InputError
+
+    space = "parameters:\n  x: {type: int, low: 1, high: 2, flag: --max-num-seqs}\n"
+    path = tmp_study("name: s\nmodel: m\nsearch_space: space.yaml\ncompile_cache_dir: ~/xla\n", space)
+    with pytest.raises(InputError, match="compile_cache_dir"):
+        load_study(path)

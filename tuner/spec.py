@@ -140,6 +140,14 @@ class StudySpec(_Strict):
     compile_cache_dir: str | None = Field(default=None, description="persistent compile cache on each worker's disk"
                                           " (VLLM_XLA_CACHE_PATH on TPU), shared by that worker's trials")
 
+    @field_validator("compile_cache_dir")
+    @classmethod
+    def _absolute_cache(cls, v: str | None) -> str | None:
+        # The path is handed to every worker's server as is: "~" or a relative path would resolve per process.
+        if v is not None and not v.startswith("/"):
+            raise ValueError("give an absolute path on the workers' disks, e.g. /var/tmp/tuner-xla-cache")
+        return v
+
     @field_validator("resources")
     @classmethod
     def _resources(cls, v: dict[str, float]) -> dict[str, float]:
