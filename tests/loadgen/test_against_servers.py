@@ -3,10 +3,27 @@ several client processes merged. Tolerances are wide enough for a busy CI machin
 client's queueing or an ITL computed per request (E2EL / tokens) would fall outside them."""
 from __future__ import annotations
 
+import contextlib
+import importlib.util
+from pathlib import Path
+
 import pytest
 
 from tuner.loadgen import LevelOptions, LoadPattern, SLO, Workload, measure_level, run_level
 from tuner.loadgen.matrix import MatrixPoint, run_matrix
+
+# Loaded by path: tests/ is not a package, and a conftest.py here would shadow tests/conftest.py's module name.
+_spec = importlib.util.spec_from_file_location("scheduled_server", Path(__file__).parents[1] / "fakes" / "scheduled_server.py")
+_scheduled = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
+_spec.loader.exec_module(_scheduled)  # type: ignore[union-attr]
+
+
+@pytest.fixture
+def scheduled_server():
+    """Factory: scheduled_server(**flags) -> base URL; every server started is stopped (by PID) at teardown."""
+    with contextlib.ExitStack() as stack:
+        yield lambda **options: stack.enter_context(_scheduled.launch(**options))
+
 
 T_MS, I_MS, TOKENS = 150.0, 10.0, 32
 W = Workload(model="m", input_len=16, output_len=TOKENS, vocab_size=2048)

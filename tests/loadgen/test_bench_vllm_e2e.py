@@ -1,0 +1,60 @@
+"""`tuner bench` against a real vLLM CPU server: token-id prompts of exact length, client tokens equal to the
+server's own counter, no failures. Slow (vLLM starts in about a minute): marked e2e."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+
+import httpx
+import pytest
+
+from tuner.loadgen import LevelOptions, LoadPattern, Workload, measure_level, vocab_size_of
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def vllm_url(vllm_env, tmp_path_factory):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = (tmp_path_factory.mktemp("vllm") / "server.log").open("w")
+    proc = subprocess.Popen([*vllm_env["command"], "--model", vllm_env["model"], "--port", str(port),
+                             "--max-model-len", "512", "--max-num-seqs", "16", "--kv-cache-memory-bytes", "33554432"],
+                            env={**os.environ, **vllm_env["env"]}, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(1)
+        else:
+            pytest.fail("vLLM did not become healthy")
+        yield url, vllm_env["model"]
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+def test_exact_lengths_and_server_counters_agree(vllm_url):
+    url, model = vllm_url
+    workload = Workload(model=model, input_len=64, output_len=32, vocab_size=vocab_size_of(model))
+    level, records = measure_level(url, workload, LoadPattern(concurrency=8, requests=32, warmup=8),
+                                   LevelOptions(request_timeout_s=120, level_timeout_s=300))
+    assert level.failed == 0, level.errors
+    assert all(r.prompt_tokens == 64 and r.output_tokens == 32 for r in records)
+    assert level.server is not None and level.server.generation_tokens == pytest.approx(32 * 32)
+    assert level.server.prompt_tokens == pytest.approx(32 * 64)
+    assert not level.token_mismatch and level.ttft_ms.p50 > 0 and level.itl_ms.p50 > 0
