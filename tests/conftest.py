@@ -54,21 +54,20 @@ def pids_alive(pids: list[int]) -> list[int]:
     return alive
 
 
-def server_processes() -> list[tuple[int, str]]:
-    """Processes on this machine that look like a vLLM server started from this checkout."""
+sys.path.insert(0, str(ROOT / "tests"))
+
+
+def processes_tagged(tag: str) -> list[int]:
+    """Live processes whose environment holds TUNER_TEST_TAG=tag: servers this test started, not another's."""
+    needle = f"TUNER_TEST_TAG={tag}".encode()
     found = []
     for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
+        if not entry.isdigit():
             continue
         try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                if needle in f.read().split(b"\0") and pids_alive([int(entry)]):
+                    found.append(int(entry))
         except OSError:
-            continue
-        if "vllm.entrypoints" in cmd and str(ROOT) in cmd or "tuner._reaper" in cmd or "fake_vllm.py" in cmd:
-            if pids_alive([int(entry)]):
-                found.append((int(entry), cmd))
+            pass
     return found
-
-
-sys.path.insert(0, str(ROOT / "tests"))

@@ -14,7 +14,7 @@ import pytest
 import ray
 import yaml
 
-from conftest import server_processes
+from conftest import processes_tagged
 from tuner.spec import load_study
 from tuner.storage import open_storage
 from tuner.study import StudyRunner, create_or_load
@@ -41,19 +41,20 @@ def local_ray():
 
 
 @pytest.fixture(autouse=True)
-def no_server_left_behind():
+def no_server_left_behind(tmp_path):
     yield
     deadline = time.monotonic() + 10
-    while server_processes() and time.monotonic() < deadline:
+    while processes_tagged(str(tmp_path)) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert server_processes() == []
+    assert processes_tagged(str(tmp_path)) == []
 
 
 def make_study(tmp_path: Path, mode: str, trials: int = 1, **overrides):
     (tmp_path / "space.yaml").write_text("parameters:\n  seqs: {type: categorical, choices: [1, 2, 3, 4], flag: --max-num-seqs}\n")
     spec = {
         "name": "faults", "model": "fake", "search_space": "space.yaml",
-        "server": {"command": [sys.executable, FAKE], "env": {"FAKE_VLLM_MODE": mode, "FAKE_VLLM_TOKEN_MS": "1"}},
+        "server": {"command": [sys.executable, FAKE], "env": {"FAKE_VLLM_MODE": mode, "FAKE_VLLM_TOKEN_MS": "1",
+                                                                    "TUNER_TEST_TAG": str(tmp_path)}},
         "load": {"concurrency": [1, 4], "requests_per_level": 8, "warmup_rounds": 0, "input_len": 8, "output_len": 8,
                  "repeats": 1, "request_timeout_s": 2, "level_timeout_s": 6},
         "resources": {"CPU": 1}, "trials": trials, "storage": f"sqlite:///{tmp_path / 'db.sqlite'}",
@@ -154,8 +155,8 @@ def test_killed_ray_worker_reruns_the_same_parameters(tmp_path):
     def kill_the_worker_once():
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not killed:
-            for pid, cmd in server_processes():
-                if "tuner._reaper" in cmd:
+            for pid in processes_tagged(str(tmp_path)):
+                if b"tuner._reaper" in open(f"/proc/{pid}/cmdline", "rb").read():
                     worker = int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
                     os.kill(worker, signal.SIGKILL)
                     killed.append(worker)

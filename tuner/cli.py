@@ -29,7 +29,7 @@ app.add_typer(study_app, name="study")
 console = Console()
 if not console.is_terminal:  # logs and pipes: wide enough for the Pareto table's parameter columns
     console = Console(width=160)
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 StorageOption = typer.Option(DEFAULT_STORAGE, "--storage", help="Optuna storage URL (SQLite file or PostgreSQL).",
                              envvar="TUNER_STORAGE")

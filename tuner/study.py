@@ -19,6 +19,7 @@ import optuna
 from optuna.exceptions import ExperimentalWarning
 from optuna.trial import TrialState
 
+from tuner._ray_guard import OrphanGuard
 from tuner.errors import InfrastructureError
 from tuner.failures import FailureClass
 from tuner.results import TrialResult
@@ -105,8 +106,14 @@ def recover_interrupted(optuna_study: optuna.Study) -> list[int]:
     return recovered
 
 
+# Ray SIGKILLs a worker's child processes when the worker exits; that would kill tuner._reaper before it can end
+# the server's process group (the server lives in its own session, beyond Ray's reach) and orphan the server.
+# The reaper ends the group itself when its worker goes away, with a grace period vLLM needs to free devices.
+WORKER_ENV = {"RAY_kill_child_processes_on_worker_exit": "0"}
+
+
 def ray_options(resources: dict[str, float]) -> dict[str, Any]:
-    options: dict[str, Any] = {"num_cpus": 0, "max_retries": 0}
+    options: dict[str, Any] = {"num_cpus": 0, "max_retries": 0, "runtime_env": {"env_vars": WORKER_ENV}}
     custom = {}
     for name, amount in resources.items():
         if name == "CPU":
@@ -127,6 +134,7 @@ def start_ray(address: str | None) -> bool:
     if ray.is_initialized():
         return False
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.update(WORKER_ENV)
     if address:
         ray.init(address=address, log_to_driver=False)
     else:
@@ -148,6 +156,7 @@ class StudyRunner:
         self.running: dict[Any, Running] = {}
         self.snapshot = Snapshot(total=total_trials)
         self.infra_give_ups_in_a_row = 0
+        self._guard: OrphanGuard | None = None
         self.runs_dir = Path(self.spec.runs_dir) / optuna_study.study_name
         self.artifact_store = open_artifact_store(self.spec.runs_dir)
 
@@ -162,6 +171,8 @@ class StudyRunner:
         if self._complete() >= self.total:
             return self.snapshot
         owns_ray = start_ray(self.ray_address)
+        self._guard = OrphanGuard() if owns_ray else None
+        self._refresh_guard()
         self._remote = ray.remote(run_trial).options(**ray_options(self.spec.resources))
         try:
             while True:
@@ -178,6 +189,8 @@ class StudyRunner:
         finally:
             if owns_ray:
                 ray.shutdown()
+            if self._guard:
+                self._guard.close()
         return self.snapshot
 
     def _launch_up_to_limit(self) -> None:
@@ -205,6 +218,7 @@ class StudyRunner:
                                   self.spec.server.host)
         self.running[ref] = run
         self._event(f"trial {run.trial.number} started (attempt {run.attempt})")
+        self._refresh_guard()
 
     def _finish(self, ref: Any) -> None:
         import ray
@@ -293,6 +307,10 @@ class StudyRunner:
         self.running.clear()
 
     # -- bookkeeping ----------------------------------------------------------------------------------------
+    def _refresh_guard(self) -> None:
+        if self._guard:
+            self._guard.refresh()
+
     def _already_measured(self, params: dict[str, Any], number: int) -> int | None:
         for t in self.optuna_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             if t.number != number and t.params == params:

@@ -14,7 +14,7 @@ import optuna
 import pytest
 import yaml
 
-from conftest import server_processes
+from conftest import processes_tagged
 from tuner.server_config import ServerConfig
 from tuner.server_process import ServerProcess
 from tuner.spec import Timeouts
@@ -34,7 +34,7 @@ def study_yaml(vllm_env: dict, storage: str, runs: Path) -> str:
         "name": "e2e",
         "model": vllm_env["model"],
         "search_space": "space.yaml",
-        "server": {"command": vllm_env["command"], "env": vllm_env["env"],
+        "server": {"command": vllm_env["command"], "env": {**vllm_env["env"], "TUNER_TEST_TAG": str(runs)},
                    "flags": {"--kv-cache-memory-bytes": 8388608, "--enforce-eager": True}},
         "load": {"concurrency": [2, 16], "requests_per_level": 32, "input_len": 64, "output_len": 64, "repeats": 2,
                  "request_timeout_s": 60, "level_timeout_s": 120},
@@ -106,7 +106,8 @@ def test_study_end_to_end(vllm_env, tmp_path):
     assert "HF_HUB_OFFLINE=1" in (tmp_path / "best.env").read_text()
 
     # The exported file starts a real server through --config, unchanged.
-    config = ServerConfig(command=tuple(vllm_env["command"]), model="", env=vllm_env["env"])
+    tag = str(tmp_path / "runs")
+    config = ServerConfig(command=tuple(vllm_env["command"]), model="", env={**vllm_env["env"], "TUNER_TEST_TAG": tag})
     server = ServerProcess(config, tmp_path / "export-check.log", Timeouts(startup_s=240, shutdown_grace_s=10))
     server.argv = [*vllm_env["command"], "--config", str(tmp_path / "best.yaml"), "--host", server.host,
                    "--port", str(server.port)]
@@ -116,6 +117,6 @@ def test_study_end_to_end(vllm_env, tmp_path):
         models = httpx.get(server.base_url + "/v1/models").json()
         assert models["data"][0]["max_model_len"] == 1024
     deadline = time.monotonic() + 10
-    while server_processes() and time.monotonic() < deadline:
+    while processes_tagged(tag) and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert server_processes() == []
+    assert processes_tagged(tag) == []
