@@ -178,3 +178,20 @@ def test_duplicate_parameters_are_not_launched_again(tmp_path):
     optuna_study = run(study)
     states = [(t.state.name, t.params) for t in optuna_study.get_trials()]
     assert states == [("COMPLETE", {"seqs": 2}), ("PRUNED", {"seqs": 2}), ("COMPLETE", {"seqs": 3})]
+
+
+def test_rule_breakers_are_penalized_without_launch_and_not_counted(tmp_path):
+    study = make_study(tmp_path, "ok", trials=2)
+    (tmp_path / "space.yaml").write_text(
+        "parameters:\n  seqs: {type: int, low: 1, high: 99, flag: --max-num-seqs}\n"
+        "rules:\n  - {name: even-seqs, why: test rule, multiple_of: {name: --max-num-seqs, of: 2}}\n")
+    optuna_study = run(load_study(study.path))
+    complete = optuna_study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    launched = [t for t in complete if t.user_attrs.get("launched", True)]
+    broken = [t for t in complete if t.params["seqs"] % 2]
+    assert len(launched) == 2  # the budget counts launched trials only
+    assert all(t.params["seqs"] % 2 == 0 and t.user_attrs["constraint"] < 0 for t in launched)
+    assert broken, "the random sampler proposed no odd value; pick another seed"
+    for t in broken:
+        assert t.user_attrs["launched"] is False and t.user_attrs["failure_class"] == "invalid_config"
+        assert "even-seqs" in t.user_attrs["failure_detail"] and t.user_attrs["constraint"] > 0

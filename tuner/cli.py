@@ -163,10 +163,13 @@ def dashboard(
 
 # Commands that live in their own modules (their heavy imports happen inside the functions).
 from tuner.bench import bench_command  # noqa: E402
+from tuner.matrix_report import matrix_command, summary_command  # noqa: E402
 from tuner.plan import plan_command  # noqa: E402
 
 app.command("bench")(user_errors(bench_command))
 study_app.command("plan")(user_errors(plan_command))
+study_app.command("matrix")(user_errors(matrix_command))
+study_app.command("summary")(user_errors(summary_command))
 
 
 def main() -> None:  # pragma: no cover

@@ -16,7 +16,7 @@ def render(s: Snapshot) -> Group:
     head.add_row(
         f"[bold]{s.complete}/{s.total}[/] trials done",
         f"[cyan]{len(s.running)}[/] running",
-        f"[red]{s.penalized}[/] penalized",
+        f"[red]{s.penalized}[/] penalized" + (f" ({s.predicted} predicted, not launched)" if s.predicted else ""),
         f"{s.infra_retries} infra retries",
     )
     best = Table.grid(padding=(0, 2))

@@ -31,7 +31,9 @@ def status_table(study: optuna.Study) -> Table:
     classes = Counter(t.user_attrs.get("failure_class") for t in trials if t.user_attrs.get("failure_class"))
     table = Table(title=f"study {study.study_name}", show_header=False)
     table.add_row("trials", str(len(trials)))
-    table.add_row("complete", f"{len(complete)} ({len(complete) - len(penalized)} measured, {len(penalized)} penalized)")
+    predicted = [t for t in penalized if t.user_attrs.get("launched", True) is False]
+    table.add_row("complete", f"{len(complete)} ({len(complete) - len(penalized)} measured, {len(penalized)} penalized"
+                  + (f", of which {len(predicted)} predicted without a launch)" if predicted else ")"))
     for state in ("RUNNING", "WAITING", "FAIL", "PRUNED"):
         if states.get(state):
             note = {"FAIL": " (infra: not counted, re-run)", "PRUNED": " (duplicates, not launched)"}.get(state, "")

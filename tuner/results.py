@@ -5,6 +5,8 @@ Latencies are in milliseconds, throughputs in tokens (or requests) per second of
 """
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, Field
 
 
@@ -127,3 +129,4 @@ class TrialResult(BaseModel):
     log_tail: str = ""
     hostname: str = ""
     wall_s: float = 0.0
+    startup: dict[str, Any] = Field(default_factory=dict, description="startup_* phases (tuner.startup)")

@@ -25,10 +25,11 @@ from tuner.failures import FailureClass
 from tuner.results import TrialResult
 from tuner.scoring import OBJECTIVE_NAMES, score_trial
 from tuner.server_config import ServerConfig, build_server_config
+from tuner.plan import model_context, pre_launch
 from tuner.spec import Study
+from tuner.startup import with_compile_cache
 from tuner.worker import TrialOutcome, run_trial
 
-warnings.filterwarnings("ignore", category=ExperimentalWarning)
 DUPLICATE_LIMIT = 50  # consecutive proposals already measured before the space counts as exhausted
 INFRA_GIVE_UP_LIMIT = 3  # trials in a row that exhausted their infra retries: the cluster, not a config, is broken
 
@@ -49,6 +50,7 @@ class Snapshot:
     total: int
     complete: int = 0
     penalized: int = 0
+    predicted: int = 0  # penalized by prediction (rules, memory fit), never launched, not counted in the budget
     infra_retries: int = 0
     running: dict[int, float] = field(default_factory=dict)  # trial number -> seconds running
     best_throughput: tuple[int, float] | None = None
@@ -73,7 +75,9 @@ def create_or_load(study: Study, storage: optuna.storages.BaseStorage, name: str
     optuna_study = optuna.create_study(study_name=name, storage=storage, sampler=sampler,
                                        directions=["maximize", "maximize"], load_if_exists=True)
     if name not in existing:
-        optuna_study.set_metric_names(OBJECTIVE_NAMES)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            optuna_study.set_metric_names(OBJECTIVE_NAMES)
         optuna_study.set_user_attr("study_file", str(study.path))
         optuna_study.set_user_attr("spec", json.loads(study.spec.model_dump_json()))
         optuna_study.set_user_attr("artifact_dir", str(artifact_dir(study.spec.runs_dir).absolute()))
@@ -157,6 +161,7 @@ class StudyRunner:
         self.snapshot = Snapshot(total=total_trials)
         self.infra_give_ups_in_a_row = 0
         self._guard: OrphanGuard | None = None
+        self.fit_context = model_context(study) if self.spec.prescreen else None
         self.runs_dir = Path(self.spec.runs_dir) / optuna_study.study_name
         self.artifact_store = open_artifact_store(self.spec.runs_dir)
 
@@ -194,21 +199,31 @@ class StudyRunner:
         return self.snapshot
 
     def _launch_up_to_limit(self) -> None:
-        duplicates = 0
+        not_launched = 0  # proposals in a row that cost no launch: duplicates, rule breakers, predicted non-fits
         while len(self.running) < self.spec.parallel and self._complete() + len(self.running) < self.total:
+            if not_launched >= DUPLICATE_LIMIT:
+                self._event(f"stopping: the last {DUPLICATE_LIMIT} proposals were all measured before or not launchable")
+                self.total = self._complete() + len(self.running)
+                return
             trial = self.optuna_study.ask()
             params = self.study.space.sample(trial)
             earlier = self._already_measured(params, trial.number)
             if earlier is not None:
                 trial.set_user_attr("duplicate_of", earlier)
                 self.optuna_study.tell(trial, state=TrialState.PRUNED)
-                duplicates += 1
-                if duplicates >= DUPLICATE_LIMIT:
-                    self._event("the search space looks exhausted: every new proposal was measured before")
-                    self.total = self._complete() + len(self.running)
-                    return
+                not_launched += 1
                 continue
-            config = build_server_config(self.spec, self.study.space, params)
+            config = with_compile_cache(build_server_config(self.spec, self.study.space, params),
+                                        self.spec.compile_cache_dir)
+            verdict = pre_launch(self.study, params, config, self.fit_context)
+            if not verdict.launch:  # a rule breaker or a predicted non-fit: penalized, never launched
+                for key, value in verdict.user_attrs().items():
+                    trial.set_user_attr(key, value)
+                result = TrialResult(argv=config.argv(self.spec.server.host, 0), env=config.redacted_env(),
+                                     failure_class=verdict.failure_class, failure_detail=verdict.detail)
+                self._tell(Running(trial=trial, params=params, config=config, attempt=0), result)
+                not_launched += 1
+                continue
             self._submit(Running(trial=trial, params=params, config=config, attempt=1))
 
     def _submit(self, run: Running) -> None:
@@ -281,6 +296,8 @@ class StudyRunner:
         t.set_user_attr("hostname", result.hostname)
         t.set_user_attr("attempts", run.attempt)
         t.set_user_attr("wall_s", result.wall_s)
+        for key, value in result.startup.items():
+            t.set_user_attr(key, value)
 
     def _keep_artifacts(self, run: Running, outcome: TrialOutcome) -> None:
         """Server log and raw per-request records of every attempt, linked from the trial (shown by the dashboard)."""
@@ -322,7 +339,10 @@ class StudyRunner:
 
     def _refresh_counts(self) -> None:
         complete = self.optuna_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        self.snapshot.complete = len(complete)
+        # The budget counts launched trials: a config penalized without a launch (a rule breaker, a predicted
+        # non-fit) cost no accelerator time.
+        self.snapshot.complete = sum(1 for t in complete if t.user_attrs.get("launched", True))
+        self.snapshot.predicted = len(complete) - self.snapshot.complete
         feasible = [t for t in complete if t.user_attrs.get("constraint", 1.0) <= 0]
         self.snapshot.penalized = len(complete) - len(feasible)
         if feasible:

@@ -21,6 +21,7 @@ from tuner.results import LevelResult, TrialResult
 from tuner.server_config import ServerConfig, redact_text
 from tuner.server_process import ServerProcess, last_lines
 from tuner.spec import LoadSpec, Timeouts
+from tuner.startup import prepare_compile_cache, startup_attrs
 
 LOG_TAIL_LINES = 60
 MAX_ARTIFACT_BYTES = 8 * 1024 * 1024  # a server log beyond this keeps only its end
@@ -51,6 +52,7 @@ def run_trial(config: ServerConfig, load: LoadSpec, timeouts: Timeouts, log_path
     result = TrialResult(argv=[redact_text(a, config.env) for a in server.argv], env=config.redacted_env(),
                          log_path=log_path, levels_planned=len(load.concurrency), hostname=socket.gethostname())
     records: list[str] = []
+    cache_before = prepare_compile_cache(config)
     try:
         server.start()
         result.startup_s = server.wait_ready()
@@ -61,6 +63,7 @@ def run_trial(config: ServerConfig, load: LoadSpec, timeouts: Timeouts, log_path
         server.stop()
         log = redact_text(server.log_text_full(MAX_ARTIFACT_BYTES), config.env)
         result.log_tail = last_lines(log, LOG_TAIL_LINES)
+        result.startup = startup_attrs(config, log, result.startup_s, cache_before)
         result.failure_detail = redact_text(result.failure_detail, config.env)
         result.wall_s = time.monotonic() - started
     return TrialOutcome(result=result, server_log=log, records_jsonl="".join(records))
