@@ -27,14 +27,19 @@ demo: install model  ## tune the CPU server, print the Pareto front, export the 
 	$(TUNER) study export quickstart-cpu --trial max-throughput -o best.yaml --env-file best.env
 	@echo; echo "--- best.yaml (start it with: vllm serve --config best.yaml) ---"; cat best.yaml
 
-unit: install
-	$(VENV)/bin/python -m pytest -m "not e2e"
+# Tests run with a private PostgreSQL server (scripts/postgres.sh), stopped again whatever the outcome.
+PYTEST_WITH_PG = ./scripts/postgres.sh start && \
+	TUNER_TEST_POSTGRES_URL=$$(./scripts/postgres.sh url) $(VENV)/bin/python -m pytest $(1); \
+	status=$$?; ./scripts/postgres.sh stop; exit $$status
 
-e2e: install model
+unit: install  ## fast tests: no real vLLM
+	$(call PYTEST_WITH_PG,-m "not e2e")
+
+e2e: install model  ## end-to-end tests against the real CPU vLLM
 	$(VENV)/bin/python -m pytest -m e2e
 
-test: install model
-	$(VENV)/bin/python -m pytest
+test: install model  ## everything; what CI runs
+	$(call PYTEST_WITH_PG,)
 
 clean:
 	rm -rf tuner.db tuner.db-wal tuner.db-shm tuner-runs best.yaml best.env

@@ -2,6 +2,8 @@
 SQLAlchemy URL Optuna supports (PostgreSQL for teams: postgresql+psycopg://user:pass@host/db)."""
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from pathlib import Path
 
 import optuna
@@ -53,14 +55,14 @@ def redact_url(url: str) -> str:
 
 def open_storage(url: str) -> optuna.storages.RDBStorage:
     engine_kwargs: dict = {}
-    if _sqlite_path(url) is not None:
-        engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
-    storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
-    if _sqlite_path(url) is not None:
+    path = _sqlite_path(url)
+    if path is not None:
         # WAL lets optuna-dashboard read while the study writes, without "database is locked" errors.
-        with storage.engine.connect() as conn:
-            conn.exec_driver_sql("PRAGMA journal_mode=WAL")
-    return storage
+        # The mode is a property of the database file, so setting it once, before Optuna opens it, is enough.
+        with contextlib.closing(sqlite3.connect(path, timeout=SQLITE_TIMEOUT_S)) as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
+        engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
+    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
 
 
 def load_existing_study(url: str, name: str) -> optuna.Study:
