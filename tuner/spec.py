@@ -131,6 +131,8 @@ class StudySpec(_Strict):
     sampler: SamplerSpec = Field(default_factory=SamplerSpec)
     enqueue: list[dict[str, Any]] = Field(default_factory=list, description="parameter sets to run first")
     max_infra_retries: int = Field(default=2, ge=0)
+    accelerator_type: str | None = Field(default=None, description="Ray accelerator type a trial must run on, "
+                                         "e.g. TPU-V6E or H100 (ray.util.accelerators)")
     enqueue_labels: list[str] = Field(default_factory=list, description="names of the enqueue entries, in order,"
                                       " shown in reports (e.g. 'seed: gold standard')")
     model_info: ModelInfo | None = Field(default=None, description="for the memory-fit estimate")

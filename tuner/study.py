@@ -116,8 +116,10 @@ def recover_interrupted(optuna_study: optuna.Study) -> list[int]:
 WORKER_ENV = {"RAY_kill_child_processes_on_worker_exit": "0"}
 
 
-def ray_options(resources: dict[str, float]) -> dict[str, Any]:
+def ray_options(resources: dict[str, float], accelerator_type: str | None = None) -> dict[str, Any]:
     options: dict[str, Any] = {"num_cpus": 0, "max_retries": 0, "runtime_env": {"env_vars": WORKER_ENV}}
+    if accelerator_type:
+        options["accelerator_type"] = accelerator_type
     custom = {}
     for name, amount in resources.items():
         if name == "CPU":
@@ -178,7 +180,7 @@ class StudyRunner:
         owns_ray = start_ray(self.ray_address)
         self._guard = OrphanGuard() if owns_ray else None
         self._refresh_guard()
-        self._remote = ray.remote(run_trial).options(**ray_options(self.spec.resources))
+        self._remote = ray.remote(run_trial).options(**ray_options(self.spec.resources, self.spec.accelerator_type))
         try:
             while True:
                 self._launch_up_to_limit()
