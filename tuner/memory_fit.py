@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from tuner.errors import InputError
+from tuner.hardware import CATALOG as CHIPS
 
 GiB = 1024**3
 DTYPE_BYTES: dict[str, float] = {
@@ -58,17 +59,19 @@ class Hardware:
         return None if self.memory_per_device is None else self.memory_per_device * self.devices
 
 
-def _tpu(name: str, chips: int, gb_per_chip: int) -> Hardware:
+def _tpu(name: str, chips: int, gb_per_chip: float) -> Hardware:
     # HBM in decimal GB as Google publishes it (conservative vs GiB); 1 GiB per chip kept back for the runtime.
     # tpu-inference's KV block (page) size varies with the model; 128 tokens is an assumption (rounding only).
-    return Hardware(name, "tpu", chips, gb_per_chip * 10**9, block_size=128, reserved_per_device=GiB)
+    return Hardware(name, "tpu", chips, int(gb_per_chip * 10**9), block_size=128, reserved_per_device=GiB)
 
 
 HARDWARE: dict[str, Hardware] = {
-    **{f"tpu-v6e-{n}": _tpu(f"tpu-v6e-{n}", n, 32) for n in (1, 4, 8)},
-    **{f"tpu-v5e-{n}": _tpu(f"tpu-v5e-{n}", n, 16) for n in (1, 4, 8)},
-    "gpu-h100-80gb": Hardware("gpu-h100-80gb", "gpu", 1, 80 * GiB, block_size=16, reserved_per_device=GiB),
-    "gpu-a100-80gb": Hardware("gpu-a100-80gb", "gpu", 1, 80 * GiB, block_size=16, reserved_per_device=GiB),
+    **{f"tpu-v6e-{n}": _tpu(f"tpu-v6e-{n}", n, CHIPS["tpu-v6e"].hbm_gb) for n in (1, 4, 8)},
+    **{f"tpu-v5e-{n}": _tpu(f"tpu-v5e-{n}", n, CHIPS["tpu-v5e"].hbm_gb) for n in (1, 4, 8)},
+    "gpu-h100-80gb": Hardware("gpu-h100-80gb", "gpu", 1, int(CHIPS["h100"].hbm_gb) * GiB, block_size=16,
+                              reserved_per_device=GiB),
+    "gpu-a100-80gb": Hardware("gpu-a100-80gb", "gpu", 1, int(CHIPS["a100"].hbm_gb) * GiB, block_size=16,
+                              reserved_per_device=GiB),
     # vLLM's CPU backend: block size 128 (vllm/platforms/cpu.py); KV space from --kv-cache-memory-bytes or
     # VLLM_CPU_KVCACHE_SPACE, not from a fraction of device memory.
     "cpu": Hardware("cpu", "cpu", 1, None, block_size=128),
