@@ -70,3 +70,4 @@ def test_write_atomically_leaves_no_temp_files(tmp_path):
     write_atomically(target, "a: 1\n")
     assert target.read_text() == "a: 1\n"
     assert [p.name for p in target.parent.iterdir()] == ["best.yaml"]
+

@@ -56,6 +56,13 @@ def _fmt_value(v: object) -> str:
     return str(v)
 
 
+def measurement_checks(levels: list[dict]) -> str:
+    """'ok' when every level passed the load generator's checks (client vs server tokens, client saturation,
+    compute ceiling); else how many levels carry a warning, so a suspicious figure is never shown as plain fact."""
+    flagged = [lv for lv in levels if lv.get("warnings") or lv.get("reliable") is False]
+    return "ok" if not flagged else f"{len(flagged)} level(s) flagged"
+
+
 def pareto_table(study: optuna.Study) -> Table:
     front = pareto_front(study)
     param_names = sorted({name for t in front for name in t.params})
@@ -66,6 +73,7 @@ def pareto_table(study: optuna.Study) -> Table:
     table.add_column("at conc.", justify="right")
     table.add_column("TTFT p50", justify="right")
     table.add_column("preempt.", justify="right")
+    table.add_column("checks", justify="left")
     for name in param_names:
         table.add_column(name, justify="right")
     for t in front:
@@ -75,6 +83,6 @@ def pareto_table(study: optuna.Study) -> Table:
         ttft = peak["ttft_ms"]["p50"] if peak else None
         preemptions = sum((lv.get("server") or {}).get("preemptions") or 0 for lv in levels)
         table.add_row(str(t.number), f"{t.values[0]:,.0f}", f"{t.values[1]:.3f}", str(peak_c),
-                      "n/a" if ttft is None else f"{ttft:.0f} ms", f"{preemptions:.0f}",
+                      "n/a" if ttft is None else f"{ttft:.0f} ms", f"{preemptions:.0f}", measurement_checks(levels),
                       *(_fmt_value(t.params.get(n, "-")) for n in param_names))
     return table
