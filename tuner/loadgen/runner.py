@@ -9,6 +9,7 @@ The warm-up runs on the same connections first and is not measured.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -25,6 +26,7 @@ from tuner.results import LevelResult, Plausibility
 from tuner.server_metrics import MetricsWatcher
 
 RESCRAPE_DELAY_S = 0.5  # a server may publish its last counters a moment after the last response
+SWEEP_METRICS_INTERVAL_S = 0.25  # trial levels can last only seconds; sample the KV-usage gauge often enough
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,6 @@ def measure_level(base_url: str, workload: Workload, pattern: LoadPattern, optio
         if watcher and counters is not None and counters.scraped:
             warnings = cross_check(level)
             if level.token_mismatch:  # give the server a moment to publish its last counts, then decide
-                import time
                 time.sleep(RESCRAPE_DELAY_S)
                 level.server = watcher.end()
                 level.token_mismatch = False
@@ -124,7 +125,8 @@ def run_level(base_url: str, workload: Workload, concurrency: int, requests: int
               request_timeout_s: float, level_timeout_s: float, repeat: int = 0) -> tuple[LevelResult, list[RequestRecord]]:
     """The trial sweep's entry point (tuner/worker.py): closed loop at one concurrency."""
     return measure_level(base_url, workload, LoadPattern(concurrency=concurrency, requests=requests, warmup=warmup),
-                         LevelOptions(request_timeout_s=request_timeout_s, level_timeout_s=level_timeout_s), repeat)
+                         LevelOptions(request_timeout_s=request_timeout_s, level_timeout_s=level_timeout_s,
+                                      metrics_interval_s=SWEEP_METRICS_INTERVAL_S), repeat)
 
 
 async def measure_level_async(*args, **kwargs) -> tuple[LevelResult, list[RequestRecord]]:
