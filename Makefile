@@ -23,7 +23,6 @@ model: vllm-env  ## a tiny random-weight Llama with its own tokenizer (no downlo
 
 demo: install model  ## tune the CPU server, print the Pareto front, export the best config
 	$(TUNER) study start studies/quickstart-cpu.yaml
-	$(TUNER) study pareto quickstart-cpu
 	$(TUNER) study export quickstart-cpu --trial max-throughput -o best.yaml --env-file best.env
 	@echo; echo "--- best.yaml (start it with: vllm serve --config best.yaml) ---"; cat best.yaml
 

@@ -57,4 +57,8 @@ def test_exact_lengths_and_server_counters_agree(vllm_url):
     assert all(r.prompt_tokens == 64 and r.output_tokens == 32 for r in records)
     assert level.server is not None and level.server.generation_tokens == pytest.approx(32 * 32)
     assert level.server.prompt_tokens == pytest.approx(32 * 64)
-    assert not level.token_mismatch and level.ttft_ms.p50 > 0 and level.itl_ms.p50 > 0
+    assert not level.token_mismatch and level.ttft_ms.p50 > 0
+    # One ITL sample per content event after the first. Not `p50 > 0`: on 2 busy cores vLLM's API server often
+    # flushes several events in one write, and gaps measured as 0 are then the truth.
+    assert all(len(r.itl) == r.chunks - 1 and r.chunks >= 2 for r in records)
+    assert level.itl_ms.mean > 0
