@@ -3,7 +3,6 @@
 Uses tests/fakes/fake_vllm.py, which replays captured vLLM logs and misbehaves on demand."""
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess

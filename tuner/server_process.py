@@ -96,14 +96,13 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             return None
 
-    def log_text(self) -> str:
-        return read_tail(self.log_path)
-
-    def log_text_full(self, max_bytes: int) -> str:
+    def log_text(self, max_bytes: int = TAIL_BYTES) -> str:
+        """The end of the server's log (enough for classification by default)."""
         return read_tail(self.log_path, max_bytes)
 
-    def log_tail(self, lines: int = 60) -> str:
-        return last_lines(self.log_text(), lines)
+    def healthy(self) -> bool:
+        with httpx.Client(timeout=5.0) as client:
+            return self._healthy(client)
 
     def wait_ready(self) -> float:
         """Block until GET /health answers 200; return the startup time in seconds.

@@ -221,8 +221,7 @@ class StudyRunner:
             if not verdict.launch:  # a rule breaker or a predicted non-fit: penalized, never launched
                 for key, value in verdict.user_attrs().items():
                     trial.set_user_attr(key, value)
-                result = TrialResult(argv=config.argv(self.spec.server.host, 0), env=config.redacted_env(),
-                                     failure_class=verdict.failure_class, failure_detail=verdict.detail)
+                result = self._unlaunched_result(config, verdict.failure_class, verdict.detail)
                 self._tell(Running(trial=trial, params=params, config=config, attempt=0), result)
                 not_launched += 1
                 continue
@@ -244,15 +243,19 @@ class StudyRunner:
         try:
             outcome: TrialOutcome = ray.get(ref)
         except (ray.exceptions.RayError, OSError) as exc:  # the worker died or the node went away
-            outcome = TrialOutcome(TrialResult(
-                argv=run.config.argv(self.spec.server.host, 0), env=run.config.redacted_env(),
-                failure_class=FailureClass.INFRA.value,
-                failure_detail=f"worker lost: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"))
+            outcome = TrialOutcome(self._unlaunched_result(
+                run.config, FailureClass.INFRA.value,
+                f"worker lost: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"))
         self._keep_artifacts(run, outcome)
         if outcome.result.failure_class == FailureClass.INFRA.value:
             self._retry_or_give_up(run, outcome.result)
             return
         self._tell(run, outcome.result)
+
+    def _unlaunched_result(self, config: ServerConfig, failure_class: str | None, detail: str) -> TrialResult:
+        """A result with no measurement: the worker was lost, or the config was never launched."""
+        return TrialResult(argv=config.argv(self.spec.server.host, 0), env=config.redacted_env(),
+                           failure_class=failure_class, failure_detail=detail)
 
     def _retry_or_give_up(self, run: Running, result: TrialResult) -> None:
         if run.attempt <= self.spec.max_infra_retries:

@@ -12,8 +12,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import httpx
-
 from tuner.errors import ServerStartupFailed
 from tuner.failures import FailureClass, classify
 from tuner.loadgen import RequestRecord, Workload, run_level, vocab_size_of
@@ -61,7 +59,7 @@ def run_trial(config: ServerConfig, load: LoadSpec, timeouts: Timeouts, log_path
         result.failure_class, result.failure_detail = exc.failure_class, exc.detail
     finally:
         server.stop()
-        log = redact_text(server.log_text_full(MAX_ARTIFACT_BYTES), config.env)
+        log = redact_text(server.log_text(MAX_ARTIFACT_BYTES), config.env)
         result.log_tail = last_lines(log, LOG_TAIL_LINES)
         result.startup = startup_attrs(config, log, result.startup_s, cache_before)
         result.failure_detail = redact_text(result.failure_detail, config.env)
@@ -93,18 +91,11 @@ def _failure_after_level(server: ServerProcess, level: LevelResult) -> tuple[str
     if code is not None:
         cause = classify(code, server.log_text())
         return FailureClass.DIED_UNDER_LOAD.value, f"exit code {code} at concurrency {level.concurrency}: {cause.detail}"
-    if level.failed and not _healthy(server.base_url):
+    if level.failed and not server.healthy():
         return (FailureClass.UNRESPONSIVE.value,
                 f"{level.failed} of {level.requests} requests failed at concurrency {level.concurrency}"
                 f" ({', '.join(f'{k} {v}' for k, v in level.errors.items())}) and /health did not answer")
     return None
-
-
-def _healthy(base_url: str) -> bool:
-    try:
-        return httpx.get(f"{base_url}/health", timeout=5.0).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def _record_lines(level: LevelResult, records: list[RequestRecord]) -> list[str]:

@@ -3,7 +3,6 @@ infeasible region), `tuner study pareto`, `tuner study export`, and the exported
 `--config`. Slow (a few minutes): every trial launches a real server."""
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time

@@ -93,9 +93,9 @@ def metrics_text(state: State) -> bytes:
         f'vllm:prompt_tokens_total{{model_name="m"}} {float(state.prompt_tokens)}',
         f'vllm:generation_tokens_total{{model_name="m"}} {float(gen)}',
         f'vllm:request_success_total{{finished_reason="length",model_name="m"}} {float(state.success)}',
-        f'vllm:num_preemptions_total{{model_name="m"}} 0.0',
+        'vllm:num_preemptions_total{model_name="m"} 0.0',
         f'vllm:num_requests_running{{model_name="m"}} {float(state.running)}',
-        f'vllm:num_requests_waiting{{model_name="m"}} 0.0',
+        'vllm:num_requests_waiting{model_name="m"} 0.0',
         f'vllm:kv_cache_usage_perc{{model_name="m"}} {min(1.0, state.running / 256):.4f}',
     ]
     return ("\n".join(lines) + "\n").encode()
