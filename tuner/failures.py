@@ -20,11 +20,12 @@ class FailureClass(str, Enum):
     DIED_UNDER_LOAD = "died_under_load"
     UNRESPONSIVE = "unresponsive"
     INFRA = "infra"
+    TUNER_ERROR = "tuner_error"  # an exception in tuner's own code: a bug to report, never the config's fault
 
     @property
     def is_config_failure(self) -> bool:
         """The configuration is to blame: penalize the trial so the sampler learns the boundary."""
-        return self is not FailureClass.INFRA
+        return self not in (FailureClass.INFRA, FailureClass.TUNER_ERROR)
 
 
 @dataclass(frozen=True)
