@@ -67,3 +67,18 @@ def test_help_explains_commands(workdir):
     assert result.returncode == 0
     for option in ("--trials", "--storage", "--name", "--ray-address"):
         assert option in result.stdout
+
+
+def test_prescreen_input_error_before_anything_is_written(workdir):
+    # A CPU slice has no device memory to take a share of: the estimate needs --kv-cache-memory-bytes. That must be
+    # said before the study is created, like every other input error.
+    model = workdir / "model"
+    model.mkdir()
+    (model / "config.json").write_text('{"architectures": ["LlamaForCausalLM"], "hidden_size": 256, "num_hidden_layers":'
+                                       ' 2, "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 512,'
+                                       ' "vocab_size": 2048, "max_position_embeddings": 4096, "torch_dtype": "float32"}')
+    (workdir / "study.yaml").write_text(f"name: s\nmodel: {model}\nsearch_space: space.yaml\nprescreen: true\n"
+                                        "resources: {CPU: 1}\n")
+    line = one_line_error(tuner("study", "start", "study.yaml", cwd=workdir))
+    assert "--kv-cache-memory-bytes" in line
+    assert not (workdir / "tuner.db").exists() and not (workdir / "tuner-runs").exists()

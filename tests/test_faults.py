@@ -15,6 +15,7 @@ import ray
 import yaml
 
 from conftest import processes_tagged
+from tuner.errors import TunerBug
 from tuner.spec import load_study
 from tuner.storage import open_storage
 from tuner.study import StudyRunner, create_or_load
@@ -195,3 +196,63 @@ def test_rule_breakers_are_penalized_without_launch_and_not_counted(tmp_path):
     for t in broken:
         assert t.user_attrs["launched"] is False and t.user_attrs["failure_class"] == "invalid_config"
         assert "even-seqs" in t.user_attrs["failure_detail"] and t.user_attrs["constraint"] > 0
+
+
+def _explode(*args, **kwargs):
+    raise ZeroDivisionError("deliberate bug")
+
+
+def run_trial_with_a_bug_inside(*args, **kwargs):
+    """run_trial whose level code raises: run_trial itself catches it."""
+    import tuner.worker
+
+    real = tuner.worker.measure_level
+    tuner.worker.measure_level = _explode
+    try:
+        return tuner.worker.run_trial(*args, **kwargs)
+    finally:
+        tuner.worker.measure_level = real  # Ray reuses this worker process for later tests
+
+
+def run_trial_that_raises(*args, **kwargs):
+    """An exception that escapes the Ray task altogether (Ray wraps it in a RayTaskError)."""
+    _explode()
+
+
+@pytest.mark.parametrize("task", [run_trial_with_a_bug_inside, run_trial_that_raises])
+def test_bug_in_tuner_is_a_tuner_error_and_stops_the_study(tmp_path, monkeypatch, task):
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers cannot import this test module
+    monkeypatch.setattr("tuner.study.run_trial", task)
+    study = make_study(tmp_path, "ok", trials=3)
+    optuna_study = create_or_load(study, open_storage(study.spec.storage), study.spec.name)
+    events = []
+    runner = StudyRunner(study, optuna_study, 3, on_progress=lambda s: events.append(s.last_event))
+    with pytest.raises(TunerBug) as info:
+        runner.run()
+    assert "ZeroDivisionError: deliberate bug" in str(info.value) and "bug in tuner" in str(info.value)
+    assert "ZeroDivisionError" in info.value.traceback and "_explode" in info.value.traceback
+    assert "\x1b[" not in info.value.traceback + str(info.value)  # Ray's colour codes stripped
+    assert Path(info.value.traceback_path).read_text() == info.value.traceback
+    first, requeued = optuna_study.get_trials()
+    assert first.state.name == "FAIL" and first.user_attrs["failure_class"] == "tuner_error"
+    assert first.user_attrs["attempts"] == 1  # not retried as infra
+    assert requeued.state.name == "WAITING" and requeued.user_attrs["requeued_from"] == first.number
+    assert any("tuner error: ZeroDivisionError: deliberate bug" in e for e in events)
+    assert not any("infra" in e for e in events)
+    names = [a.filename for a in optuna.artifacts.get_all_artifact_meta(first, storage=optuna_study._storage)]
+    assert "trial-0-attempt-1-traceback.txt" in names
+
+
+def test_secrets_never_reach_storage(tmp_path, monkeypatch):
+    monkeypatch.setenv("MY_API_KEY", "sk_from_the_tuners_own_env")  # inherited by the server, never stored
+    study = make_study(tmp_path, "ok", trials=1)
+    spec = yaml.safe_load(study.path.read_text())
+    spec["server"]["env"]["HF_TOKEN"] = "hf_from_the_study_file"
+    study.path.write_text(yaml.safe_dump(spec))
+    optuna_study = run(load_study(study.path))
+    assert only_trial(optuna_study).state.name == "COMPLETE"
+    assert optuna_study.user_attrs["spec"]["server"]["env"]["HF_TOKEN"] == "***"
+    stored = [(tmp_path / "db.sqlite").read_bytes()]
+    stored += [p.read_bytes() for p in (tmp_path / "runs").rglob("*") if p.is_file()]
+    for secret in (b"hf_from_the_study_file", b"sk_from_the_tuners_own_env"):
+        assert not any(secret in blob for blob in stored)

@@ -27,3 +27,34 @@ def test_running_trials_are_failed_and_requeued():
     failed, waiting = study.get_trials()[1:]
     assert failed.user_attrs["failure_class"] == "infra"
     assert waiting.system_attrs["fixed_params"] == failed.params and waiting.user_attrs["requeued_from"] == left.number
+
+
+def test_only_a_lost_worker_or_node_is_infrastructure():
+    import ray.exceptions as rex
+
+    from tuner.study import outcome_of_ray_error
+
+    for lost in (rex.WorkerCrashedError(), rex.NodeDiedError("node gone"), rex.LocalRayletDiedError(),
+                 rex.OutOfMemoryError("ray killed the worker")):
+        failure_class, detail, trace = outcome_of_ray_error(lost)
+        assert failure_class == "infra" and detail.startswith("worker lost: ") and trace == ""
+
+    try:
+        raise AssertionError("tuner's own assertion")
+    except AssertionError as cause:
+        wrapped = rex.RayTaskError("run_trial", "\x1b[31mTraceback (most recent call last):\n  ...\x1b[0m", cause)
+    failure_class, detail, trace = outcome_of_ray_error(wrapped.as_instanceof_cause())
+    assert failure_class == "tuner_error"
+    assert detail == "AssertionError: tuner's own assertion"
+    assert "\x1b[" not in trace and "Traceback" in trace
+
+
+def test_stored_spec_has_no_secret_values(tmp_path):
+    from tuner.spec import load_study
+    from tuner.study import stored_spec
+
+    (tmp_path / "space.yaml").write_text("parameters:\n  seqs: {type: int, low: 1, high: 8, flag: --max-num-seqs}\n")
+    (tmp_path / "study.yaml").write_text("name: s\nmodel: m\nsearch_space: space.yaml\n"
+                                         "server: {env: {HF_TOKEN: hf_x1234, PLAIN: visible}}\n")
+    spec = stored_spec(load_study(tmp_path / "study.yaml"))
+    assert spec["server"]["env"] == {"HF_TOKEN": "***", "PLAIN": "visible"}

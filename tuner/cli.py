@@ -9,7 +9,7 @@ from typing import Callable, Optional
 import typer
 from rich.console import Console
 
-from tuner.errors import InputError, StorageError, TrialNotFound, TunerError
+from tuner.errors import InputError, StorageError, TrialNotFound, TunerBug, TunerError
 
 EXIT_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -45,6 +45,11 @@ def user_errors(fn: Callable) -> Callable:
         except (InputError, StorageError, TrialNotFound) as exc:
             err_console.print(f"error: {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(EXIT_INPUT) from None
+        except TunerBug as exc:
+            if exc.traceback:
+                err_console.print(exc.traceback.rstrip(), markup=False, highlight=False, soft_wrap=True)
+            err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
         except TunerError as exc:
             err_console.print(f"error: {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
@@ -78,8 +83,11 @@ def study_start(
     study_name = name or study.spec.name
     total = trials or study.spec.trials
 
+    from tuner.plan import preflight
     from tuner.progress import ProgressDisplay
     from tuner.study import StudyRunner, create_or_load
+
+    preflight(study)  # input errors before anything is written to storage
 
     optuna_study = create_or_load(study, open_storage(url), study_name)
     console.print(f"study [bold]{study_name}[/] in {url}: {total} trials, {study.spec.parallel} in parallel, "

@@ -51,3 +51,17 @@ class ServerDied(ServerError):
 
 class InfrastructureError(TunerError):
     """Trials keep failing for reasons that are not the configuration's (devices busy, workers lost)."""
+
+
+class TunerBug(TunerError):
+    """tuner's own code raised inside a trial: a bug to report, with the traceback kept. Exit code 1."""
+
+    def __init__(self, trial: int, detail: str, traceback: str = "", traceback_path: object = None) -> None:
+        self.trial = trial
+        self.detail = detail
+        self.traceback = traceback
+        self.traceback_path = traceback_path
+        where = f"; traceback in {traceback_path}" if traceback_path else ""
+        super().__init__(
+            f"trial {trial} hit a bug in tuner, not in the config or the cluster: {detail}{where}. Please report it"
+            " with that file. Running trials were stopped and re-queued; run the same command to continue once fixed")

@@ -49,17 +49,31 @@ class ModelContext:
     why_not: str = ""  # when no estimate can be made
 
 
+def model_config_path(study: "Study") -> Path | None:
+    """The model's config.json as the driver can read it: model_info.config_json, else a local model folder's."""
+    info = study.spec.model_info
+    if info and info.config_json:
+        return info.config_json if info.config_json.is_absolute() else study.path.parent / info.config_json
+    local = Path(study.spec.model) / "config.json"  # a local model directory, as the server would read it
+    return local if local.is_file() else None
+
+
+def prompt_vocab_size(study: "Study") -> int | None:
+    """The vocabulary size for token-id prompts of exact length; None: trials make exact text prompts with the
+    server's /tokenize instead (a hub id with no config.json here, or the chat endpoint)."""
+    from tuner.loadgen.tokenizer import vocab_size_of_config
+
+    path = model_config_path(study)
+    return vocab_size_of_config(path) if path is not None else None
+
+
 def model_context(study: "Study") -> ModelContext:
     """The model's shape and the slice, from the study's model_info and hardware (or what can be inferred)."""
     from tuner.memory_fit import HARDWARE, GiB, Hardware, load_model_shape
 
     spec = study.spec
     info = spec.model_info
-    config_path: Path | None = None
-    if info and info.config_json:
-        config_path = info.config_json if info.config_json.is_absolute() else study.path.parent / info.config_json
-    elif (Path(spec.model) / "config.json").is_file():  # a local model directory, as the server would read it
-        config_path = Path(spec.model) / "config.json"
+    config_path = model_config_path(study)
     if config_path is None:
         return ModelContext(None, None, "no config.json: set model_info.config_json in the study")
     shape = load_model_shape(config_path, info.total_params if info else None, info.active_params if info else None)
@@ -81,6 +95,22 @@ def estimate_config(ctx: ModelContext, config: "ServerConfig") -> "MemoryEstimat
 
     assert ctx.shape is not None and ctx.hardware is not None, ctx.why_not
     return estimate(ctx.shape, ctx.hardware, knobs_from_flags(config.flags, config.env, ctx.shape))
+
+
+def preflight(study: "Study", sampled: int = 2) -> None:
+    """Raise the InputError a study would otherwise meet only after it was created and written to storage.
+
+    With `prescreen: true`, the memory estimate must be computable for the study's configs (e.g. a CPU slice needs
+    --kv-cache-memory-bytes): the enqueued configs and a few sampled ones are estimated, as the loop would.
+    """
+    if not study.spec.prescreen:
+        return
+    ctx = model_context(study)
+    if ctx.shape is None or ctx.hardware is None:
+        return  # the loop launches without an estimate and records why
+    for planned in plan_configs(study, len(study.spec.enqueue) + sampled):
+        if not planned.violations:
+            estimate_config(ctx, planned.config)
 
 
 # -- prescreen, for the study loop ------------------------------------------------------------------------------

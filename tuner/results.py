@@ -130,3 +130,4 @@ class TrialResult(BaseModel):
     hostname: str = ""
     wall_s: float = 0.0
     startup: dict[str, Any] = Field(default_factory=dict, description="startup_* phases (tuner.startup)")
+    traceback: str = Field("", description="tuner_error only: where tuner's own code raised (secrets redacted)")

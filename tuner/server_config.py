@@ -6,6 +6,7 @@ mappings for JSON-valued flags), so one structure gives both the argv and the ex
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,7 +55,9 @@ def redact_env(env: dict[str, str]) -> dict[str, str]:
 
 
 def secret_values(env: dict[str, str]) -> list[str]:
-    return [v for k, v in env.items() if SECRET_NAME.search(k) and len(v) >= 4]
+    """Values of secret-named variables in `env` and in this process's own environment (the server inherits it)."""
+    values = {v for source in (env, os.environ) for k, v in source.items() if SECRET_NAME.search(k) and len(v) >= 4}
+    return sorted(values, key=len, reverse=True)  # longest first, so a secret containing another is fully hidden
 
 
 def redact_text(text: str, env: dict[str, str]) -> str:

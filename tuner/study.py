@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import time
 import warnings
@@ -20,12 +21,12 @@ from optuna.exceptions import ExperimentalWarning
 from optuna.trial import TrialState
 
 from tuner._ray_guard import OrphanGuard
-from tuner.errors import InfrastructureError
+from tuner.errors import InfrastructureError, TunerBug
 from tuner.failures import FailureClass
 from tuner.results import TrialResult
 from tuner.scoring import OBJECTIVE_NAMES, score_trial
-from tuner.server_config import ServerConfig, build_server_config
-from tuner.plan import model_context, pre_launch
+from tuner.server_config import ServerConfig, build_server_config, redact_env
+from tuner.plan import model_context, pre_launch, prompt_vocab_size
 from tuner.spec import Study
 from tuner.startup import with_compile_cache
 from tuner.worker import TrialOutcome, run_trial
@@ -79,11 +80,18 @@ def create_or_load(study: Study, storage: optuna.storages.BaseStorage, name: str
             warnings.simplefilter("ignore", ExperimentalWarning)
             optuna_study.set_metric_names(OBJECTIVE_NAMES)
         optuna_study.set_user_attr("study_file", str(study.path))
-        optuna_study.set_user_attr("spec", json.loads(study.spec.model_dump_json()))
+        optuna_study.set_user_attr("spec", stored_spec(study))
         optuna_study.set_user_attr("artifact_dir", str(artifact_dir(study.spec.runs_dir).absolute()))
         for params in study.spec.enqueue:
             optuna_study.enqueue_trial(params, user_attrs={"enqueued": True})
     return optuna_study
+
+
+def stored_spec(study: Study) -> dict[str, Any]:
+    """The study spec as kept in storage: secret env values (HF_TOKEN, API keys) never leave the machine."""
+    spec = json.loads(study.spec.model_dump_json())
+    spec["server"]["env"] = redact_env(spec["server"]["env"])
+    return spec
 
 
 def artifact_dir(runs_dir: Path | str) -> Path:
@@ -133,6 +141,26 @@ def ray_options(resources: dict[str, float], accelerator_type: str | None = None
     return options
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def outcome_of_ray_error(exc: BaseException) -> tuple[str, str, str]:
+    """(failure class, one-line detail, traceback) for an exception `ray.get` raised instead of a TrialOutcome.
+
+    Only a lost worker, node or object store is infrastructure. A RayTaskError means an exception escaped
+    `run_trial` itself: tuner's own code, a bug, never the cluster's fault.
+    """
+    import ray.exceptions as rex
+
+    text = _ANSI.sub("", str(exc))
+    lines = [line for line in text.splitlines() if line.strip()] or [""]
+    if isinstance(exc, rex.RayTaskError):
+        cause = getattr(exc, "cause", None)
+        detail = f"{type(cause).__name__}: {cause}" if isinstance(cause, BaseException) else lines[-1]
+        return FailureClass.TUNER_ERROR.value, detail[:300], text
+    return FailureClass.INFRA.value, f"worker lost: {type(exc).__name__}: {lines[0][:200]}", ""
+
+
 def start_ray(address: str | None) -> bool:
     """Connect to (or start) Ray; True when this call did it, so the caller also shuts it down."""
     import ray
@@ -166,6 +194,7 @@ class StudyRunner:
         self.fit_context = model_context(study) if self.spec.prescreen else None
         self.runs_dir = Path(self.spec.runs_dir) / optuna_study.study_name
         self.artifact_store = open_artifact_store(self.spec.runs_dir)
+        self.vocab_size = prompt_vocab_size(study)
 
     # -- the loop -------------------------------------------------------------------------------------------
     def run(self) -> Snapshot:
@@ -227,11 +256,14 @@ class StudyRunner:
                 continue
             self._submit(Running(trial=trial, params=params, config=config, attempt=1))
 
+    def _attempt_path(self, run: Running, suffix: str) -> Path:
+        return self.runs_dir / f"trial-{run.trial.number:04d}-attempt-{run.attempt}{suffix}"
+
     def _submit(self, run: Running) -> None:
-        log_path = self.runs_dir / f"trial-{run.trial.number:04d}-attempt-{run.attempt}.log"
+        log_path = self._attempt_path(run, ".log")
         log_path.parent.mkdir(parents=True, exist_ok=True)
         ref = self._remote.remote(run.config, self.spec.load, self.spec.timeouts, str(log_path.absolute()),
-                                  self.spec.server.host)
+                                  self.spec.server.host, self.vocab_size)
         self.running[ref] = run
         self._event(f"trial {run.trial.number} started (attempt {run.attempt})")
         self._refresh_guard()
@@ -242,15 +274,18 @@ class StudyRunner:
         run = self.running.pop(ref)
         try:
             outcome: TrialOutcome = ray.get(ref)
-        except (ray.exceptions.RayError, OSError) as exc:  # the worker died or the node went away
-            outcome = TrialOutcome(self._unlaunched_result(
-                run.config, FailureClass.INFRA.value,
-                f"worker lost: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"))
+        except (ray.exceptions.RayError, OSError) as exc:
+            failure_class, detail, trace = outcome_of_ray_error(exc)
+            result = self._unlaunched_result(run.config, failure_class, detail)
+            result.traceback = trace
+            outcome = TrialOutcome(result)
         self._keep_artifacts(run, outcome)
         if outcome.result.failure_class == FailureClass.INFRA.value:
             self._retry_or_give_up(run, outcome.result)
-            return
-        self._tell(run, outcome.result)
+        elif outcome.result.failure_class == FailureClass.TUNER_ERROR.value:
+            self._stop_on_bug(run, outcome.result)
+        else:
+            self._tell(run, outcome.result)
 
     def _unlaunched_result(self, config: ServerConfig, failure_class: str | None, detail: str) -> TrialResult:
         """A result with no measurement: the worker was lost, or the config was never launched."""
@@ -271,6 +306,19 @@ class StudyRunner:
             raise InfrastructureError(
                 f"{self.infra_give_ups_in_a_row} trials in a row failed for infrastructure reasons, the last with: "
                 f"{result.failure_detail[:200]} (see `tuner study status`); fix the cluster and run the same command")
+
+    def _stop_on_bug(self, run: Running, result: TrialResult) -> None:
+        """tuner's own code failed: record it, keep the config for the next run, and stop the study (the caller's
+        error path stops the other trials and tears their servers down). Never retried as infra, never penalized."""
+        self._store_attrs(run, result)
+        self.optuna_study.tell(run.trial, state=TrialState.FAIL)
+        self.optuna_study.enqueue_trial(run.params, user_attrs={"requeued_from": run.trial.number})
+        trace_path = None
+        if result.traceback:
+            trace_path = self._attempt_path(run, ".traceback.txt")
+            trace_path.write_text(result.traceback)
+        self._event(f"trial {run.trial.number}: tuner error: {result.failure_detail[:160]}")
+        raise TunerBug(run.trial.number, result.failure_detail, result.traceback, trace_path)
 
     def _tell(self, run: Running, result: TrialResult) -> None:
         self.infra_give_ups_in_a_row = 0

@@ -1,20 +1,28 @@
 """One trial on one slice: launch the server, run the load sweep, always tear the server down.
 
 `run_trial` is a plain function; the study runs it inside a Ray task that reserves the study's resources.
-It never raises for a server's failure: every outcome comes back as a TrialOutcome with a failure class, plus
-the server log and the raw per-request records (secrets redacted) for the driver to keep as artifacts.
+It never raises for anything that happens inside the trial: every outcome comes back as a TrialOutcome with a
+failure class — the server's failure (the config's fault, or infra), or `tuner_error` with the full traceback when
+tuner's own code raised — plus the server log and the raw per-request records (secrets redacted) for the driver to
+keep as artifacts.
 """
 from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
+import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import httpx
+
 from tuner.errors import ServerStartupFailed
 from tuner.failures import FailureClass, classify
-from tuner.loadgen import RequestRecord, Workload, run_level, vocab_size_of
+from tuner.loadgen import RequestRecord, Workload, vocab_size_of
+from tuner.loadgen.runner import SWEEP_METRICS_INTERVAL_S, LevelOptions, LoadPattern, measure_level
+from tuner.loadgen.tokenizer import ServerTokenizer, Tokenizer
 from tuner.results import LevelResult, TrialResult
 from tuner.server_config import ServerConfig, redact_text
 from tuner.server_process import ServerProcess, last_lines
@@ -23,6 +31,10 @@ from tuner.startup import prepare_compile_cache, startup_attrs
 
 LOG_TAIL_LINES = 60
 MAX_ARTIFACT_BYTES = 8 * 1024 * 1024  # a server log beyond this keeps only its end
+EXIT_WAIT_S = 3.0  # after failed requests, how long to give a dying server to exit before calling it unresponsive
+WATCH_INTERVAL_S = 0.5
+HEALTH_TIMEOUT_S = 5.0
+HEALTH_DOWN_CHECKS = 2  # consecutive definite "down" answers (refused, non-200) before the level is aborted
 
 
 @dataclass
@@ -33,7 +45,8 @@ class TrialOutcome:
 
     def artifacts(self) -> dict[str, str]:
         """File name -> text, for the driver to keep in Optuna's artifact store."""
-        return {"server.log": self.server_log, "requests.jsonl": self.records_jsonl}
+        return {"server.log": self.server_log, "requests.jsonl": self.records_jsonl,
+                "traceback.txt": self.result.traceback}
 
 
 def planned_levels(load: LoadSpec) -> list[tuple[int, int]]:
@@ -44,19 +57,25 @@ def planned_levels(load: LoadSpec) -> list[tuple[int, int]]:
 
 
 def run_trial(config: ServerConfig, load: LoadSpec, timeouts: Timeouts, log_path: str, host: str = "127.0.0.1",
-              served_model: str | None = None) -> TrialOutcome:
+              vocab_size: int | None = None) -> TrialOutcome:
+    """Launch `config`, measure it, tear it down. `vocab_size`: for token-id prompts (else the server's /tokenize)."""
     started = time.monotonic()
     server = ServerProcess(config, Path(log_path), timeouts, host=host)
     result = TrialResult(argv=[redact_text(a, config.env) for a in server.argv], env=config.redacted_env(),
                          log_path=log_path, levels_planned=len(load.concurrency), hostname=socket.gethostname())
     records: list[str] = []
-    cache_before = prepare_compile_cache(config)
+    cache_before = None
     try:
+        cache_before = prepare_compile_cache(config)
         server.start()
         result.startup_s = server.wait_ready()
-        _sweep(server, config, load, result, records, served_model)
+        _sweep(server, config, load, result, records, vocab_size)
     except ServerStartupFailed as exc:
         result.failure_class, result.failure_detail = exc.failure_class, exc.detail
+    except Exception as exc:  # tuner's own code raised: a bug to report, never the config's or the cluster's fault
+        result.failure_class = FailureClass.TUNER_ERROR.value
+        result.failure_detail = f"{type(exc).__name__}: {exc}"
+        result.traceback = redact_text(traceback.format_exc(), config.env)
     finally:
         server.stop()
         log = redact_text(server.log_text(MAX_ARTIFACT_BYTES), config.env)
@@ -68,34 +87,127 @@ def run_trial(config: ServerConfig, load: LoadSpec, timeouts: Timeouts, log_path
 
 
 def _sweep(server: ServerProcess, config: ServerConfig, load: LoadSpec, result: TrialResult,
-           records_out: list[str], served_model: str | None) -> None:
-    workload = Workload(model=served_model or config.model, input_len=load.input_len, output_len=load.output_len,
-                        endpoint=load.endpoint, vocab_size=vocab_size_of(config.model))
-    for concurrency, repeat in planned_levels(load):
-        level, records = run_level(server.base_url, workload, concurrency, load.requests_per_level,
-                                   load.warmup_rounds * concurrency if repeat == 0 else 0,
-                                   load.request_timeout_s, load.level_timeout_s, repeat)
-        records_out.extend(_record_lines(level, records))
-        result.levels.append(level)
-        failure = _failure_after_level(server, level)
-        if failure is not None:
-            result.failure_class, result.failure_detail = failure
-            return
+           records_out: list[str], vocab_size: int | None) -> None:
+    workload, tokenizer = _workload(server, config, load, vocab_size)
+    with ServerWatch(server) as watch:
+        for concurrency, repeat in planned_levels(load):
+            pattern = LoadPattern(concurrency=concurrency, requests=load.requests_per_level,
+                                  warmup=load.warmup_rounds * concurrency if repeat == 0 else 0)
+            options = LevelOptions(request_timeout_s=load.request_timeout_s, level_timeout_s=load.level_timeout_s,
+                                   metrics_interval_s=SWEEP_METRICS_INTERVAL_S, tokenizer=tokenizer)
+            options.abort = watch.abort
+            level, records = measure_level(server.base_url, workload, pattern, options, repeat)
+            records_out.extend(_record_lines(level, records))
+            result.levels.append(level)
+            failure = _failure_after_level(server, level, watch, config.model, load.request_timeout_s)
+            if failure is not None:
+                result.failure_class, result.failure_detail = failure
+                return
 
 
-EXIT_WAIT_S = 3.0  # after failed requests, how long to give a dying server to exit before calling it unresponsive
+def _workload(server: ServerProcess, config: ServerConfig, load: LoadSpec,
+              vocab_size: int | None) -> tuple[Workload, Tokenizer | None]:
+    """Prompts of exact token length: random token ids when the vocabulary is known and the endpoint takes ids;
+    otherwise text made exact with the server's own tokenizer. Never words of unknown length."""
+    vocab_size = vocab_size or vocab_size_of(config.model)
+    chat = load.endpoint.endswith("/chat/completions")
+    tokenizer = None if vocab_size and not chat else ServerTokenizer(server.base_url, config.model)
+    workload = Workload(model=config.model, input_len=load.input_len, output_len=load.output_len,
+                        endpoint=load.endpoint, vocab_size=vocab_size,
+                        prompt_kind="ids" if tokenizer is None else "text")
+    return workload, tokenizer
 
 
-def _failure_after_level(server: ServerProcess, level: LevelResult) -> tuple[str, str] | None:
-    code = server.wait_exit(EXIT_WAIT_S) if level.failed else server.exit_code()
+class ServerWatch:
+    """Watches the server while levels run and sets `abort` the moment it exits or /health says it is down, so a
+    level (warm-up included) ends within a second instead of at its timeout.
+
+    A /health that does not answer in time is not evidence: a server streaming to many clients on busy cores may
+    answer late. Only an exit, a refused connection or a non-200 answer count.
+    """
+
+    def __init__(self, server: ServerProcess) -> None:
+        self.server = server
+        self.abort = threading.Event()
+        self.reason = ""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="server-watch", daemon=True)
+
+    def __enter__(self) -> "ServerWatch":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=HEALTH_TIMEOUT_S + 1)
+
+    def _run(self) -> None:
+        down = 0
+        with httpx.Client(timeout=HEALTH_TIMEOUT_S) as client:
+            while not self._stop.wait(WATCH_INTERVAL_S):
+                code = self.server.exit_code()
+                if code is not None:
+                    self._trip(f"the server exited with code {code}")
+                    return
+                answer = _health(client, self.server.base_url)
+                down = down + 1 if answer not in (None, 200) else 0
+                if down >= HEALTH_DOWN_CHECKS:
+                    self._trip(f"/health answered {answer} {down} times in a row")
+                    return
+
+    def _trip(self, reason: str) -> None:
+        self.reason = reason
+        self.abort.set()
+
+
+def _health(client: httpx.Client, base_url: str) -> int | str | None:
+    """The /health status code, "refused" when nothing listens, None when it did not answer in time."""
+    try:
+        return client.get(f"{base_url}/health").status_code
+    except httpx.TimeoutException:
+        return None
+    except httpx.HTTPError:
+        return "refused"
+
+
+def _failure_after_level(server: ServerProcess, level: LevelResult, watch: ServerWatch, model: str,
+                         probe_timeout_s: float) -> tuple[str, str] | None:
+    at = f"at concurrency {level.concurrency}"
+    code = server.wait_exit(EXIT_WAIT_S) if level.failed or watch.abort.is_set() else server.exit_code()
     if code is not None:
         cause = classify(code, server.log_text())
-        return FailureClass.DIED_UNDER_LOAD.value, f"exit code {code} at concurrency {level.concurrency}: {cause.detail}"
+        return FailureClass.DIED_UNDER_LOAD.value, f"exit code {code} {at}: {cause.detail}"
+    if watch.abort.is_set():
+        return FailureClass.UNRESPONSIVE.value, f"{watch.reason} {at}; the level was stopped"
     if level.failed and not server.healthy():
-        return (FailureClass.UNRESPONSIVE.value,
-                f"{level.failed} of {level.requests} requests failed at concurrency {level.concurrency}"
-                f" ({', '.join(f'{k} {v}' for k, v in level.errors.items())}) and /health did not answer")
+        return FailureClass.UNRESPONSIVE.value, (f"{level.failed} of {level.requests} requests failed {at}"
+                                                 f" ({_error_counts(level)}) and /health did not answer")
+    if level.requests and not level.completed:
+        if all(kind.startswith("http_4") for kind in level.errors):
+            return FailureClass.INVALID_CONFIG.value, f"the server rejected every request {at} ({_error_counts(level)})"
+        # A hung engine keeps /health green; a level in which nothing succeeds says more than /health does.
+        return FailureClass.UNRESPONSIVE.value, (f"no request of {level.requests} succeeded {at}"
+                                                 f" ({_error_counts(level)}), though /health answered")
+    if "timeout" in level.errors and not _completes(server.base_url, model, probe_timeout_s):
+        return FailureClass.UNRESPONSIVE.value, (f"{level.errors['timeout']} requests timed out {at} and a 1-token"
+                                                 f" request got no answer within {probe_timeout_s:g} s afterwards,"
+                                                 " though /health answered")
     return None
+
+
+def _completes(base_url: str, model: str, timeout_s: float) -> bool:
+    """Does the engine still produce a token? Asked once the level's own requests are gone (aborted by the client
+    on timeout), so a healthy server answers at once."""
+    body = {"model": model, "prompt": "ping", "max_tokens": 1, "temperature": 0.0}
+    try:
+        with httpx.Client(timeout=timeout_s) as client:
+            return client.post(f"{base_url}/v1/completions", json=body).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _error_counts(level: LevelResult) -> str:
+    return ", ".join(f"{kind} {n}" for kind, n in level.errors.items())
 
 
 def _record_lines(level: LevelResult, records: list[RequestRecord]) -> list[str]:

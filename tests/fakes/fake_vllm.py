@@ -65,7 +65,7 @@ async def completion(writer, req: dict) -> None:
     state["completions"] += 1
     n = int(req.get("max_tokens") or 16)
     prompt = req.get("prompt")
-    prompt_tokens = len(prompt) if isinstance(prompt, list) else len(str(prompt).split())
+    prompt_tokens = len(prompt) if isinstance(prompt, list) else len(fake_encode(str(prompt)))
     if MODE.startswith("die-after") and state["completions"] > int(mode_arg()):
         print("RuntimeError: fake engine core died (EngineDeadError)", flush=True)
         os._exit(1)
@@ -100,6 +100,15 @@ async def completion(writer, req: dict) -> None:
     await writer.drain()
 
 
+def fake_encode(text: str) -> list[int]:
+    """The fake's tokenizer: one token per whitespace-separated word; "w<id>" is token <id>."""
+    return [int(w[1:]) if w[:1] == "w" and w[1:].isdigit() else 16 + sum(w.encode()) % 1000 for w in text.split()]
+
+
+def fake_decode(ids: list[int]) -> str:
+    return " ".join(f"w{i}" for i in ids)
+
+
 def metrics_text() -> str:
     labels = f'{{engine="0",model_name="{MODEL}"}}'
     return "\n".join([
@@ -131,6 +140,11 @@ async def handle(reader, writer) -> None:
                 body = metrics_text().encode()
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
                 await writer.drain()
+            elif path == "/tokenize":
+                ids = fake_encode(json.loads(raw).get("prompt", ""))
+                await write_json(writer, 200, {"tokens": ids, "count": len(ids), "max_model_len": 4096})
+            elif path == "/detokenize":
+                await write_json(writer, 200, {"prompt": fake_decode(json.loads(raw).get("tokens", []))})
             elif path == "/v1/completions":
                 await completion(writer, json.loads(raw))
             else:

@@ -22,16 +22,22 @@ class TokenizerUnavailable(RuntimeError):
     """Neither a usable local tokenizer nor the server's /tokenize endpoint."""
 
 
+def vocab_size_of_config(config_json: str | Path) -> int | None:
+    """`vocab_size` of a model's config.json (multimodal models keep it under text_config)."""
+    try:
+        data = json.loads(Path(config_json).read_text())
+        size = data.get("vocab_size") or data.get("text_config", {}).get("vocab_size")
+        return int(size) if size else None
+    except (OSError, ValueError, AttributeError, TypeError):
+        return None
+
+
 def vocab_size_in(folder: str | Path) -> int | None:
     """The vocabulary size from a model folder: config.json's vocab_size, else tokenizer.json's vocab."""
     folder = Path(folder)
-    try:
-        data = json.loads((folder / "config.json").read_text())
-        size = data.get("vocab_size") or data.get("text_config", {}).get("vocab_size")
-        if size:
-            return int(size)
-    except (OSError, ValueError):
-        pass
+    size = vocab_size_of_config(folder / "config.json")
+    if size:
+        return size
     try:
         data = json.loads((folder / "tokenizer.json").read_text())
         vocab = data.get("model", {}).get("vocab") or {}
@@ -70,9 +76,11 @@ class ServerTokenizer:
         try:
             probe = self._client.post(f"{self.base_url}/detokenize", json={"model": model, "tokens": [100]})
         except httpx.HTTPError as exc:
-            raise TokenizerUnavailable(f"/detokenize: {exc}") from None
+            raise TokenizerUnavailable(f"{self.base_url}/detokenize: {exc}") from None
         if probe.status_code != 200 or "prompt" not in probe.json():
-            raise TokenizerUnavailable(f"/detokenize answered {probe.status_code}")
+            raise TokenizerUnavailable(
+                f"{self.base_url}/detokenize answered {probe.status_code}: prompts of exact token length need the"
+                " server's /tokenize and /detokenize, or the model's config.json (model_info.config_json)")
 
     def encode(self, text: str) -> list[int]:
         r = self._client.post(f"{self.base_url}/tokenize",
