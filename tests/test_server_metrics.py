@@ -32,3 +32,38 @@ def test_counter_deltas_and_rates():
     assert counters.preemptions == 3.0  # absent before: counted from zero
     assert counters.prefix_cache_hit_rate == 500.0 / 1000.0
     assert counters.peak_kv_cache_usage == 0.9 and counters.spec_acceptance_rate is None
+
+
+def test_close_without_end_stops_the_sampler_first():
+    # A level that raised never calls end(); close() must not leave the sampler scraping a closed client.
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from tuner.server_metrics import MetricsWatcher
+
+    class Metrics(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = BEFORE.encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Metrics)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    errors = []
+    previous_hook = threading.excepthook
+    threading.excepthook = lambda args: errors.append(args.exc_value)
+    try:
+        watcher = MetricsWatcher(f"http://127.0.0.1:{server.server_address[1]}", interval_s=0.01)
+        watcher.begin()
+        sampler = watcher._thread
+        watcher.close()
+        assert sampler is not None and not sampler.is_alive()
+    finally:
+        threading.excepthook = previous_hook
+        server.shutdown()
+    assert errors == []

@@ -98,10 +98,7 @@ class MetricsWatcher:
 
     def end(self) -> ServerCounters | None:
         """Counter deltas and gauge peaks over the level; None when the server has no /metrics."""
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join()
-            self._thread = None
+        self._stop_sampler()
         if self._before is None:
             return None
         after = self.scrape()
@@ -111,7 +108,14 @@ class MetricsWatcher:
         return counters_between(self._before, after, self._peaks)
 
     def close(self) -> None:
+        self._stop_sampler()  # a level that raised never called end(): the sampler must not outlive the client
         self._client.close()
+
+    def _stop_sampler(self) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
 
     def _note_peaks(self, sample: dict[str, float]) -> None:
         for name, metric in GAUGES.items():
