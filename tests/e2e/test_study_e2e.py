@@ -33,9 +33,13 @@ def study_yaml(vllm_env: dict, storage: str, runs: Path) -> str:
         "name": "e2e",
         "model": vllm_env["model"],
         "search_space": "space.yaml",
-        "server": {"command": vllm_env["command"], "env": {**vllm_env["env"], "TUNER_TEST_TAG": str(runs)},
+        "server": {"command": vllm_env["command"],
+                   # Real conditions: idle keep-alive connections closed after 1 s while requests queue.
+                   "env": {**vllm_env["env"], "TUNER_TEST_TAG": str(runs), "VLLM_HTTP_TIMEOUT_KEEP_ALIVE": "1"},
                    "flags": {"--kv-cache-memory-bytes": 8388608, "--enforce-eager": True}},
-        "load": {"concurrency": [2, 16], "requests_per_level": 32, "input_len": 64, "output_len": 64, "repeats": 2,
+        # The top level is 4x --max-num-seqs 4 with warm-up on: waves of queued requests, idle streams in between.
+        "load": {"concurrency": [2, 16], "requests_per_level": 32, "warmup_rounds": 1, "input_len": 64,
+                 "output_len": 128, "repeats": 2,
                  "request_timeout_s": 60, "level_timeout_s": 120},
         "resources": {"CPU": 1},
         "trials": 3,
@@ -79,7 +83,7 @@ def test_study_end_to_end(vllm_env, tmp_path):
         assert [lv["concurrency"] for lv in levels] == [2, 16, 16]
         for lv in levels:
             assert lv["completed"] == lv["requests"] == 32 and lv["failed"] == 0
-            assert lv["output_tokens"] == 32 * 64  # counted from the server's usage
+            assert lv["output_tokens"] == 32 * 128  # counted from the server's usage
             assert lv["server"]["generation_tokens"] == lv["output_tokens"]  # and confirmed by its own counter
         assert t.user_attrs["startup_s"] > 0
         assert "--max-num-seqs" in t.user_attrs["argv"] and t.user_attrs["env"]["HF_HUB_OFFLINE"] == "1"

@@ -1,0 +1,73 @@
+"""A real CPU vLLM whose engine dies in the middle of the warm-up: the trial sees it at once (the server exits),
+classifies it from the log like any death under load, and leaves no process behind. Slow: one real launch."""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import processes_tagged
+from tuner.server_config import ServerConfig
+from tuner.spec import LoadSpec, Timeouts
+from tuner.worker import run_trial
+
+pytestmark = pytest.mark.e2e
+
+
+def engine_core_of(tag: str) -> int | None:
+    for pid in processes_tagged(tag):
+        try:
+            if b"EngineCore" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return pid
+        except OSError:
+            pass
+    return None
+
+
+def test_engine_killed_during_warmup_is_classified_within_seconds(vllm_env, tmp_path):
+    tag = str(tmp_path)
+    log = tmp_path / "server.log"
+    config = ServerConfig(command=tuple(vllm_env["command"]), model=vllm_env["model"],
+                          flags={"--max-num-seqs": 4, "--max-model-len": 1024, "--kv-cache-memory-bytes": 8388608,
+                                 "--enforce-eager": True},
+                          env={**vllm_env["env"], "VLLM_HTTP_TIMEOUT_KEEP_ALIVE": "1", "TUNER_TEST_TAG": tag})
+    # The warm-up alone is 2 rounds x 16 requests x 256 tokens at 4 sequences at a time: many seconds.
+    load = LoadSpec(concurrency=[16], requests_per_level=32, warmup_rounds=2, input_len=64, output_len=256,
+                    repeats=1, request_timeout_s=300, level_timeout_s=900)
+    killed_at: list[float] = []
+
+    def kill_engine_in_warmup() -> None:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and "Application startup complete" not in _read(log):
+            time.sleep(0.2)
+        time.sleep(3)  # the sweep has started its warm-up
+        pid = engine_core_of(tag)
+        if pid is not None:
+            os.kill(pid, signal.SIGKILL)
+            killed_at.append(time.monotonic())
+
+    killer = threading.Thread(target=kill_engine_in_warmup, daemon=True)
+    killer.start()
+    outcome = run_trial(config, load, Timeouts(startup_s=240, shutdown_grace_s=10), str(log), vocab_size=None)
+    ended_at = time.monotonic()
+    killer.join()
+    result = outcome.result
+    assert killed_at, "the engine core was never found"
+    assert result.failure_class == "died_under_load", result.failure_detail
+    assert "at concurrency 16" in result.failure_detail
+    assert ended_at - killed_at[0] < 30  # seconds (server exit + teardown), not the 900 s level timeout
+    deadline = time.monotonic() + 10
+    while processes_tagged(tag) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert processes_tagged(tag) == []
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
