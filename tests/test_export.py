@@ -17,7 +17,8 @@ def study():
     def add(values, constraint, flags, env=None):
         t = s.ask()
         t.suggest_int("seqs", 1, 4096)
-        for key, value in {"constraint": constraint, "server_flags": flags, "env": env or {}, "levels": [],
+        t.set_constraint("config_failure", constraint)
+        for key, value in {"server_flags": flags, "env": env or {}, "levels": [],
                            "peak_concurrency": 64, "stability_components": {"success": 1.0}}.items():
             t.set_user_attr(key, value)
         s.tell(t, values)

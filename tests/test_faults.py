@@ -89,7 +89,7 @@ def test_config_failure_at_startup_is_penalized(tmp_path, failure_class):
     trial = only_trial(run(make_study(tmp_path, f"exit:{code if code > 0 else 1}:{log}")))
     assert trial.state.name == "COMPLETE"
     assert trial.user_attrs["failure_class"] == failure_class
-    assert trial.values == [0.0, 0.0] and trial.user_attrs["constraint"] > 0
+    assert trial.values == [0.0, 0.0] and trial.constraints["config_failure"] > 0
     assert trial.constraints == {"config_failure": 1.0}  # what Optuna's constraint-aware samplers read
     assert trial.user_attrs["log_tail"]
 
@@ -99,7 +99,7 @@ def test_infra_failure_is_retried_not_penalized(tmp_path):
     log.write_text(TPU_BUSY)
     optuna_study = run(make_study(tmp_path, f"exit-once:1:{log}:{tmp_path / 'mark'}"))
     trial = only_trial(optuna_study)
-    assert trial.state.name == "COMPLETE" and trial.user_attrs["constraint"] < 0
+    assert trial.state.name == "COMPLETE" and trial.constraints["config_failure"] < 0
     assert trial.user_attrs["attempts"] == 2 and trial.values[0] > 0
     names = sorted(a.filename for a in optuna.artifacts.get_all_artifact_meta(trial, storage=optuna_study._storage))
     assert "trial-0-attempt-1-server.log" in names and "trial-0-attempt-2-requests.jsonl" in names
@@ -120,7 +120,7 @@ def test_infra_failures_in_a_row_stop_the_study_without_counting(tmp_path):
 def test_server_dies_under_load_keeps_levels(tmp_path):
     trial = only_trial(run(make_study(tmp_path, "die-after:10")))
     assert trial.user_attrs["failure_class"] == "died_under_load"
-    assert trial.user_attrs["constraint"] > 0 and trial.values == [0.0, 0.0]
+    assert trial.constraints["config_failure"] > 0 and trial.values == [0.0, 0.0]
     levels = trial.user_attrs["levels"]
     assert levels[0]["completed"] == 8  # the level measured before the death is kept
     assert trial.user_attrs["stability_components"]["survival"] < 1
@@ -137,7 +137,7 @@ def test_unresponsive_server_is_classified_within_bound(tmp_path):
                                          ("malformed-every:5", None)])
 def test_bad_responses_are_counted_and_trial_completes(tmp_path, mode, error):
     trial = only_trial(run(make_study(tmp_path, mode)))
-    assert trial.state.name == "COMPLETE" and trial.user_attrs["constraint"] < 0
+    assert trial.state.name == "COMPLETE" and trial.constraints["config_failure"] < 0
     levels = trial.user_attrs["levels"]
     failed = sum(lv["failed"] for lv in levels)
     assert failed > 0
@@ -191,11 +191,11 @@ def test_rule_breakers_are_penalized_without_launch_and_not_counted(tmp_path):
     launched = [t for t in complete if t.user_attrs.get("launched", True)]
     broken = [t for t in complete if t.params["seqs"] % 2]
     assert len(launched) == 2  # the budget counts launched trials only
-    assert all(t.params["seqs"] % 2 == 0 and t.user_attrs["constraint"] < 0 for t in launched)
+    assert all(t.params["seqs"] % 2 == 0 and t.constraints["config_failure"] < 0 for t in launched)
     assert broken, "the random sampler proposed no odd value; pick another seed"
     for t in broken:
         assert t.user_attrs["launched"] is False and t.user_attrs["failure_class"] == "invalid_config"
-        assert "even-seqs" in t.user_attrs["failure_detail"] and t.user_attrs["constraint"] > 0
+        assert "even-seqs" in t.user_attrs["failure_detail"] and t.constraints["config_failure"] > 0
 
 
 def _explode(*args, **kwargs):
@@ -222,7 +222,7 @@ def run_trial_that_raises(*args, **kwargs):
 @pytest.mark.parametrize("task", [run_trial_with_a_bug_inside, run_trial_that_raises])
 def test_bug_in_tuner_is_a_tuner_error_and_stops_the_study(tmp_path, monkeypatch, task):
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers cannot import this test module
-    monkeypatch.setattr("tuner.study.run_trial", task)
+    monkeypatch.setattr("tuner.study._runner.run_trial", task)
     study = make_study(tmp_path, "ok", trials=3)
     optuna_study = create_or_load(study, open_storage(study.spec.storage), study.spec.name)
     events = []

@@ -90,10 +90,11 @@ def test_summary_puts_seed_configs_next_to_the_best():
 
 def test_predicted_failures_are_labelled_predicted():
     from tuner.matrix_report import _row
+    from tuner.trial_record import TrialRecord
 
     study = optuna.create_study(directions=["maximize", "maximize"])
     _add(study, {"max_num_seqs": 128}, [0.0, 0.0], constraint=1.0, failure_class="kv_capacity", predicted=True)
-    assert _row("x", study.trials[0]).outcome == "predicted kv_capacity"
+    assert _row("x", TrialRecord.of(study.trials[0])).outcome == "predicted kv_capacity"
 
 
 def test_render_summary_of_nothing_is_just_the_header():

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tuner.cli import app
-from tuner.plan import model_context, plan_configs, prescreen
+from tuner.prelaunch import model_context, plan_configs, prescreen
 from tuner.server_config import build_server_config
 from tuner.spec import load_study
 
@@ -98,7 +98,7 @@ def test_prescreen_marks_a_predicted_non_fit_as_predicted():
     verdict = prescreen(study, too_long, ctx)
     assert not verdict.launch and verdict.failure_class == "kv_capacity"
     attrs = verdict.user_attrs()
-    assert attrs["predicted"] is True and attrs["measured"] is False
+    assert attrs["predicted"] is True and attrs["launched"] is False
     assert verdict.detail.startswith("predicted kv_capacity, not launched")
     ok = build_server_config(study.spec, study.space, {"max_num_seqs": 8, "max_num_batched_tokens": 512,
                                                        "max_model_len": 4096})
@@ -111,7 +111,7 @@ def test_trials_must_be_positive(trials):
 
 
 def test_pre_launch_refuses_rule_breakers_even_without_prescreen():
-    from tuner.plan import pre_launch
+    from tuner.prelaunch import pre_launch
 
     study = load_study(GEMMA)
     params = {**study.spec.enqueue[0], "async_scheduling": True}
@@ -125,7 +125,7 @@ def test_pre_launch_refuses_rule_breakers_even_without_prescreen():
 
 
 def test_a_not_launched_trial_scores_as_penalized():
-    from tuner.plan import pre_launch
+    from tuner.prelaunch import pre_launch
     from tuner.results import TrialResult
     from tuner.scoring import score_trial
 

@@ -83,7 +83,7 @@ def study_start(
     study_name = name or study.spec.name
     total = trials or study.spec.trials
 
-    from tuner.plan import preflight
+    from tuner.prelaunch import preflight
     from tuner.progress import ProgressDisplay
     from tuner.study import StudyRunner, create_or_load
 

@@ -14,64 +14,61 @@ from typing import Any
 
 import optuna
 import yaml
-from optuna.trial import TrialState
 
 from tuner.errors import TrialNotFound
-from tuner.report import pareto_front
 from tuner.server_config import REDACTED
+from tuner.trial_record import TrialRecord, best_by, pareto_front
 
-SELECTORS = ("max-throughput", "max-stability")
+SELECTORS = {"max-throughput": "throughput", "max-stability": "stability"}
 
 
-def select_trial(study: optuna.Study, selector: str) -> optuna.trial.FrozenTrial:
+def select_trial(study: optuna.Study, selector: str) -> TrialRecord:
     """A trial number, or the best feasible trial by one objective (ties broken by the other)."""
     if selector.isdigit():
         number = int(selector)
         for t in study.get_trials(deepcopy=False):
             if t.number == number:
-                if t.state != TrialState.COMPLETE or t.user_attrs.get("constraint", 1.0) > 0:
-                    cls = t.user_attrs.get("failure_class") or t.state.name.lower()
+                record = TrialRecord.of(t)
+                if not (record.complete and record.feasible):
+                    cls = record.failure_class or record.state.lower()
                     raise TrialNotFound(f"trial {number} is not a feasible measured trial ({cls}); see `tuner study pareto`")
-                return t
+                return record
         raise TrialNotFound(f"study {study.study_name!r} has no trial {number}")
     if selector not in SELECTORS:
         raise TrialNotFound(f"--trial takes a trial number, max-throughput or max-stability, not {selector!r}")
     front = pareto_front(study)
     if not front:
         raise TrialNotFound(f"study {study.study_name!r} has no feasible trial yet")
-    if selector == "max-throughput":
-        return max(front, key=lambda t: (t.values[0], t.values[1]))
-    return max(front, key=lambda t: (t.values[1], t.values[0]))
+    return best_by(front, SELECTORS[selector])
 
 
-def vllm_config(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+def vllm_config(study: optuna.Study, record: TrialRecord) -> dict[str, Any]:
     spec = study.user_attrs.get("spec", {})
     config: dict[str, Any] = {"model": spec.get("model")}
-    for flag, value in trial.user_attrs.get("server_flags", {}).items():
+    for flag, value in record.server_flags.items():
         if value is not None:
             config[flag[2:]] = value
     return config
 
 
-def _comment_block(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> list[str]:
-    env = trial.user_attrs.get("env", {})
+def _comment_block(study: optuna.Study, record: TrialRecord) -> list[str]:
     lines = [
-        f"# tuner export: study {study.study_name!r}, trial {trial.number}",
-        f"# measured: {trial.values[0]:,.1f} output tok/s (peak, at concurrency {trial.user_attrs.get('peak_concurrency')}),"
-        f" stability {trial.values[1]:.3f}",
+        f"# tuner export: study {study.study_name!r}, trial {record.number}",
+        f"# measured: {record.throughput:,.1f} output tok/s (peak, at concurrency {record.peak_concurrency}),"
+        f" stability {record.stability:.3f}",
     ]
-    components = trial.user_attrs.get("stability_components") or {}
-    if components:
-        lines.append("# stability components: " + ", ".join(f"{k} {v:.3f}" for k, v in components.items()))
-    for level in trial.user_attrs.get("levels", []):
+    if record.stability_components:
+        lines.append("# stability components: "
+                     + ", ".join(f"{k} {v:.3f}" for k, v in record.stability_components.items()))
+    for level in record.levels:
         lines.append(
-            f"#   concurrency {level['concurrency']:>4} (run {level['repeat'] + 1}): {level['output_throughput']:,.1f} tok/s,"
-            f" ok {level['completed']}/{level['requests']}, TTFT p50 {_ms(level['ttft_ms']['p50'])},"
-            f" ITL p50 {_ms(level['itl_ms']['p50'])}, E2EL p99 {_ms(level['e2el_ms']['p99'])}"
+            f"#   concurrency {level.concurrency:>4} (run {level.repeat + 1}): {level.output_throughput:,.1f} tok/s,"
+            f" ok {level.completed}/{level.requests}, TTFT p50 {_ms(level.ttft_ms.p50)},"
+            f" ITL p50 {_ms(level.itl_ms.p50)}, E2EL p99 {_ms(level.e2el_ms.p99)}"
         )
-    if env:
+    if record.env:
         lines.append("# environment (vLLM's config file cannot set these; export them or use --env-file):")
-        lines += [f"#   {k}={v}" for k, v in env.items()]
+        lines += [f"#   {k}={v}" for k, v in record.env.items()]
     lines.append("# usage: vllm serve --config THIS_FILE")
     return lines
 
@@ -80,14 +77,14 @@ def _ms(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f} ms"
 
 
-def render_config(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> str:
-    body = yaml.safe_dump(vllm_config(study, trial), sort_keys=False, default_flow_style=False)
-    return "\n".join(_comment_block(study, trial)) + "\n" + body
+def render_config(study: optuna.Study, record: TrialRecord) -> str:
+    body = yaml.safe_dump(vllm_config(study, record), sort_keys=False, default_flow_style=False)
+    return "\n".join(_comment_block(study, record)) + "\n" + body
 
 
-def render_env_file(trial: optuna.trial.FrozenTrial) -> str:
-    lines = [f"# environment for trial {trial.number}; source it before `vllm serve --config ...`"]
-    for key, value in trial.user_attrs.get("env", {}).items():
+def render_env_file(record: TrialRecord) -> str:
+    lines = [f"# environment for trial {record.number}; source it before `vllm serve --config ...`"]
+    for key, value in record.env.items():
         if value == REDACTED:
             lines.append(f"# {key} is a secret and is not stored: set it yourself")
         else:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
     from tuner.results import LevelResult
     from tuner.spec import Study, StudySpec
+    from tuner.trial_record import TrialRecord
 
 # The seed's sweep had 144 points; this grid has the same size and covers its 2048-user peak and 2K-context spike.
 SEED_CONCURRENCY = (1, 16, 64, 256, 1024, 2048)
@@ -197,38 +198,32 @@ class SummaryRow(BaseModel):
 
 def summary_rows(optuna_study: "optuna.Study", spec: "StudySpec") -> list[SummaryRow]:
     """The enqueued seed configs, in the study file's order, then the best trial by throughput and by stability."""
-    from optuna.trial import TrialState
+    from tuner.trial_record import best_by, records
 
-    trials = optuna_study.get_trials(deepcopy=False)
+    trials = records(optuna_study)
     rows: list[SummaryRow] = []
     for i, wanted in enumerate(spec.enqueue):
         label = spec.enqueue_labels[i] if i < len(spec.enqueue_labels) else f"enqueued #{i + 1}"
-        match = [t for t in trials if t.state == TrialState.COMPLETE and t.user_attrs.get("enqueued")
-                 and all(t.params.get(k) == v for k, v in wanted.items() if v is not None)]
+        match = [r for r in trials if r.complete and r.enqueued
+                 and all(r.params.get(k) == v for k, v in wanted.items() if v is not None)]
         rows.append(_row(label, match[0]) if match else SummaryRow(label=label, trial=-1, params=wanted,
                                                                     outcome="not run yet"))
-    feasible = [t for t in trials if t.state == TrialState.COMPLETE and t.user_attrs.get("constraint", 1.0) <= 0
-                and t.values]
+    feasible = [r for r in trials if r.complete and r.feasible]
     if feasible:
-        rows.append(_row("best throughput", max(feasible, key=lambda t: t.values[0])))
-        rows.append(_row("best stability", max(feasible, key=lambda t: (t.values[1], t.values[0]))))
+        rows.append(_row("best throughput", best_by(feasible, "throughput")))
+        rows.append(_row("best stability", best_by(feasible, "stability")))
     return rows
 
 
-def _row(label: str, t: "optuna.trial.FrozenTrial") -> SummaryRow:
-    attrs = t.user_attrs
-    failure = attrs.get("failure_class")
-    feasible = attrs.get("constraint", 1.0) <= 0
-    if attrs.get("predicted"):
-        outcome = f"predicted {failure}"
-    elif failure and not feasible:
-        outcome = str(failure)
+def _row(label: str, r: "TrialRecord") -> SummaryRow:
+    if r.predicted:
+        outcome = f"predicted {r.failure_class}"
+    elif r.failure_class and not r.feasible:
+        outcome = str(r.failure_class)
     else:
-        outcome = "ok" if not failure else f"ok until {failure}"
-    return SummaryRow(label=label, trial=t.number, params=dict(t.params),
-                      throughput=t.values[0] if t.values and feasible else None,
-                      stability=t.values[1] if t.values and feasible else None,
-                      peak_concurrency=attrs.get("peak_concurrency"), startup_s=attrs.get("startup_s"),
+        outcome = "ok" if not r.failure_class else f"ok until {r.failure_class}"
+    return SummaryRow(label=label, trial=r.number, params=dict(r.params), throughput=r.throughput,
+                      stability=r.stability, peak_concurrency=r.peak_concurrency, startup_s=r.startup_s,
                       outcome=outcome)
 
 

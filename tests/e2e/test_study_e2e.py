@@ -73,8 +73,8 @@ def test_study_end_to_end(vllm_env, tmp_path):
     study = optuna.load_study(study_name="e2e", storage=storage)
     trials = {t.number: t for t in study.trials}
     assert [t.state.name for t in trials.values()] == ["COMPLETE"] * 3
-    feasible = [t for t in trials.values() if t.user_attrs["constraint"] <= 0]
-    infeasible = [t for t in trials.values() if t.user_attrs["constraint"] > 0]
+    feasible = [t for t in trials.values() if t.constraints["config_failure"] <= 0]
+    infeasible = [t for t in trials.values() if t.constraints["config_failure"] > 0]
     assert len(feasible) == 2 and len(infeasible) == 1
 
     for t in feasible:

@@ -1,0 +1,215 @@
+"""The study's Optuna side: create or load the study, propose the next config, and record what each trial gave.
+
+Nothing here knows Ray. The driver is the only writer to storage: every trial's record (tuner.trial_record) is
+written here, its feasibility set as an Optuna constraint, and its server log, request records and any traceback
+kept as artifacts.
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.exceptions import ExperimentalWarning
+from optuna.trial import TrialState
+
+from tuner.failures import FailureClass
+from tuner.prelaunch import Prescreen, model_context, pre_launch
+from tuner.results import TrialResult
+from tuner.scoring import OBJECTIVE_NAMES, Score, score_trial
+from tuner.server_config import ServerConfig, build_server_config, redact_env
+from tuner.spec import Study
+from tuner.startup import with_compile_cache
+from tuner.trial_record import CONSTRAINT_NAME, TrialRecord, best_by
+from tuner.worker import TrialOutcome
+
+
+def make_sampler(study: Study, seed_offset: int) -> optuna.samplers.BaseSampler:
+    s = study.spec.sampler
+    seed = None if s.seed is None else s.seed + seed_offset
+    if s.name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if s.name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    startup = s.startup_trials or max(3, min(10, study.spec.trials // 3))
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True, group=True)
+
+
+def stored_spec(study: Study) -> dict[str, Any]:
+    """The study spec as kept in storage: secret env values (HF_TOKEN, API keys) never leave the machine."""
+    spec = json.loads(study.spec.model_dump_json())
+    spec["server"]["env"] = redact_env(spec["server"]["env"])
+    return spec
+
+
+def artifact_dir(runs_dir: Path | str) -> Path:
+    return Path(runs_dir) / "artifacts"
+
+
+def create_or_load(study: Study, storage: optuna.storages.BaseStorage, name: str) -> optuna.Study:
+    existing = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage)}
+    sampler = make_sampler(study, seed_offset=existing.get(name, 0))
+    optuna_study = optuna.create_study(study_name=name, storage=storage, sampler=sampler,
+                                       directions=["maximize", "maximize"], load_if_exists=True)
+    if name not in existing:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            optuna_study.set_metric_names(OBJECTIVE_NAMES)
+        optuna_study.set_user_attr("study_file", str(study.path))
+        optuna_study.set_user_attr("spec", stored_spec(study))
+        optuna_study.set_user_attr("artifact_dir", str(artifact_dir(study.spec.runs_dir).absolute()))
+        for params in study.spec.enqueue:
+            optuna_study.enqueue_trial(params, user_attrs={"enqueued": True})
+    return optuna_study
+
+
+def recover_interrupted(optuna_study: optuna.Study) -> list[int]:
+    """Trials left RUNNING by a driver that was killed: mark them failed (infra) and queue their parameters again."""
+    # Optuna has no public API to set attributes on a trial another process left RUNNING: its storage API, with the
+    # trial's storage id, is the way (Study.tell by number alone cannot record why the trial failed).
+    storage = optuna_study._storage  # noqa: SLF001
+    recovered = []
+    for t in optuna_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        storage.set_trial_user_attr(t._trial_id, "failure_class", FailureClass.INFRA.value)  # noqa: SLF001
+        storage.set_trial_user_attr(t._trial_id, "failure_detail", "the tuner stopped while this trial ran")  # noqa: SLF001
+        optuna_study.tell(t.number, state=TrialState.FAIL)
+        if t.params:
+            optuna_study.enqueue_trial(t.params, user_attrs={"requeued_from": t.number})
+        recovered.append(t.number)
+    return recovered
+
+
+@dataclass
+class Proposal:
+    """A config to launch: the Optuna trial that asked for it and the exact server config."""
+
+    trial: optuna.Trial
+    params: dict[str, Any]
+    config: ServerConfig
+
+
+@dataclass
+class Counts:
+    """The budget and the best so far, from storage."""
+
+    launched: int = 0  # complete trials that cost a launch (the budget counts these)
+    predicted: int = 0  # penalized by prediction, never launched
+    penalized: int = 0
+    best_throughput: tuple[int, float] | None = None
+    best_stability: tuple[int, float] | None = None
+
+
+class Bookkeeper:
+    def __init__(self, study: Study, optuna_study: optuna.Study) -> None:
+        self.study = study
+        self.spec = study.spec
+        self.optuna_study = optuna_study
+        self.fit_context = model_context(study) if self.spec.prescreen else None
+        self.artifact_store = self._open_artifact_store()
+
+    # -- asking ---------------------------------------------------------------------------------------------
+    def propose(self) -> tuple[Proposal, Prescreen | None] | str:
+        """The next config to launch with its pre-launch verdict, or why none was launched (a duplicate, or a
+        rule breaker / predicted non-fit, which is recorded here as penalized)."""
+        trial = self.optuna_study.ask()
+        params = self.study.space.sample(trial)
+        earlier = self._already_measured(params, trial.number)
+        if earlier is not None:
+            trial.set_user_attr("duplicate_of", earlier)
+            self.optuna_study.tell(trial, state=TrialState.PRUNED)
+            return f"trial {trial.number}: same parameters as trial {earlier}, not launched again"
+        config = with_compile_cache(build_server_config(self.spec, self.study.space, params),
+                                    self.spec.compile_cache_dir)
+        proposal = Proposal(trial, params, config)
+        verdict = pre_launch(self.study, params, config, self.fit_context)
+        if verdict.launch:
+            return proposal, verdict
+        result = TrialResult(argv=[], env={}, failure_class=verdict.failure_class, failure_detail=verdict.detail)
+        score = self.tell(proposal, result, attempts=0, extra=verdict.user_attrs())
+        return f"trial {trial.number} done: penalized: {result.failure_class} (predicted, not launched)" \
+            if not score.feasible else f"trial {trial.number} done"
+
+    # -- telling --------------------------------------------------------------------------------------------
+    def tell(self, proposal: Proposal, result: TrialResult, attempts: int,
+             extra: dict[str, Any] | None = None) -> Score:
+        """A trial that ran (or was judged before launch): record it, score it, tell Optuna."""
+        score = score_trial(result)
+        self._record(proposal, result, attempts, score, extra)
+        # Optuna's constraint-aware samplers (TPE, NSGA-II, GP) and Study.best_trials read this: > 0 is infeasible.
+        proposal.trial.set_constraint(CONSTRAINT_NAME, score.constraint)
+        self.optuna_study.tell(proposal.trial, score.values)
+        return score
+
+    def fail(self, proposal: Proposal, result: TrialResult, attempts: int, requeue: bool) -> None:
+        """A trial that was not measured (infra gave up, a tuner error): FAIL, never counted in the budget."""
+        self._record(proposal, result, attempts, None, None)
+        self.optuna_study.tell(proposal.trial, state=TrialState.FAIL)
+        if requeue:
+            self.optuna_study.enqueue_trial(proposal.params, user_attrs={"requeued_from": proposal.trial.number})
+
+    def abandon(self, proposal: Proposal) -> None:
+        """Stopped while running (Ctrl-C, another trial's bug): FAIL, parameters queued for the next run."""
+        proposal.trial.set_user_attr("failure_class", FailureClass.INFRA.value)
+        proposal.trial.set_user_attr("failure_detail", "interrupted; re-queued for the next run")
+        self.optuna_study.tell(proposal.trial, state=TrialState.FAIL)
+        self.optuna_study.enqueue_trial(proposal.params, user_attrs={"requeued_from": proposal.trial.number})
+
+    def keep_artifacts(self, proposal: Proposal, attempt: int, outcome: TrialOutcome) -> None:
+        """Server log, raw per-request records and any traceback of every attempt, linked from the trial."""
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, text in outcome.artifacts().items():
+                if not text:
+                    continue
+                path = Path(tmp) / f"trial-{proposal.trial.number}-attempt-{attempt}-{name}"
+                path.write_text(text)
+                mimetype = "application/jsonl" if name.endswith(".jsonl") else "text/plain"
+                optuna.artifacts.upload_artifact(artifact_store=self.artifact_store, file_path=str(path),
+                                                 study_or_trial=proposal.trial, mimetype=mimetype, encoding="utf-8")
+
+    # -- reading --------------------------------------------------------------------------------------------
+    def counts(self) -> Counts:
+        complete = [TrialRecord.of(t) for t in self.optuna_study.get_trials(deepcopy=False,
+                                                                            states=(TrialState.COMPLETE,))]
+        counts = Counts()
+        # The budget counts launched trials: a config penalized without a launch cost no accelerator time.
+        counts.launched = sum(1 for r in complete if r.launched)
+        counts.predicted = len(complete) - counts.launched
+        feasible = [r for r in complete if r.feasible]
+        counts.penalized = len(complete) - len(feasible)
+        if feasible:
+            best_t, best_s = best_by(feasible, "throughput"), best_by(feasible, "stability")
+            counts.best_throughput = (best_t.number, best_t.throughput or 0.0)
+            counts.best_stability = (best_s.number, best_s.stability or 0.0)
+        return counts
+
+    # -- helpers --------------------------------------------------------------------------------------------
+    def _record(self, proposal: Proposal, result: TrialResult, attempts: int, score: Score | None,
+                extra: dict[str, Any] | None) -> None:
+        config = proposal.config
+        record = TrialRecord(
+            argv=result.argv or config.argv(self.spec.server.host, 0), env=result.env or config.redacted_env(),
+            server_flags=config.flags, hostname=result.hostname, attempts=attempts, log_path=result.log_path,
+            log_tail=result.log_tail, wall_s=result.wall_s, startup_s=result.startup_s, startup=result.startup,
+            failure_class=result.failure_class, failure_detail=result.failure_detail, levels=result.levels,
+            peak_concurrency=score.peak_concurrency if score else None,
+            stability_components=score.components_dict() if score else {},
+            enqueued=bool(proposal.trial.user_attrs.get("enqueued")),
+            requeued_from=proposal.trial.user_attrs.get("requeued_from"),
+            **(extra or {}))
+        for key, value in record.user_attrs().items():
+            proposal.trial.set_user_attr(key, value)
+
+    def _already_measured(self, params: dict[str, Any], number: int) -> int | None:
+        for t in self.optuna_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            if t.number != number and t.params == params:
+                return t.number
+        return None
+
+    def _open_artifact_store(self) -> optuna.artifacts.FileSystemArtifactStore:
+        path = artifact_dir(self.spec.runs_dir)
+        path.mkdir(parents=True, exist_ok=True)
+        return optuna.artifacts.FileSystemArtifactStore(str(path))

@@ -1,0 +1,149 @@
+"""Where trials run: a Ray task per attempt, reserving the study's resources on whichever node has them free.
+
+The executor knows Ray and nothing of Optuna: submit an attempt, wait for finished ones, cancel the rest. Whatever
+happens on the worker comes back as a TrialOutcome: Ray's own failures are mapped here to a failure class (a lost
+worker or node is infrastructure; an exception that escaped `run_trial` is tuner's own bug).
+"""
+from __future__ import annotations
+
+import os
+import re
+from typing import Any, Callable, Generic, TypeVar
+
+from tuner._ray_guard import OrphanGuard
+from tuner.failures import FailureClass
+from tuner.results import TrialResult
+from tuner.worker import TrialOutcome
+
+Key = TypeVar("Key")
+
+# Ray SIGKILLs a worker's child processes when the worker exits; that would kill tuner._reaper before it can end
+# the server's process group (the server lives in its own session, beyond Ray's reach) and orphan the server.
+# The reaper ends the group itself when its worker goes away, with a grace period vLLM needs to free devices.
+WORKER_ENV = {"RAY_kill_child_processes_on_worker_exit": "0"}
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def ray_options(resources: dict[str, float], accelerator_type: str | None = None) -> dict[str, Any]:
+    """Ray task options reserving one trial's slice: CPU/GPU map to Ray's own, anything else (TPU) is custom."""
+    options: dict[str, Any] = {"num_cpus": 0, "max_retries": 0, "runtime_env": {"env_vars": WORKER_ENV}}
+    if accelerator_type:
+        options["accelerator_type"] = accelerator_type
+    custom = {}
+    for name, amount in resources.items():
+        if name == "CPU":
+            options["num_cpus"] = amount
+        elif name == "GPU":
+            options["num_gpus"] = amount
+        else:
+            custom[name] = amount
+    if custom:
+        options["resources"] = custom
+    return options
+
+
+def outcome_of_ray_error(exc: BaseException) -> tuple[str, str, str]:
+    """(failure class, one-line detail, traceback) for an exception `ray.get` raised instead of a TrialOutcome.
+
+    Only a lost worker, node or object store is infrastructure. A RayTaskError means an exception escaped
+    `run_trial` itself: tuner's own code, a bug, never the cluster's fault.
+    """
+    import ray.exceptions as rex
+
+    text = _ANSI.sub("", str(exc))
+    lines = [line for line in text.splitlines() if line.strip()] or [""]
+    if isinstance(exc, rex.RayTaskError):
+        cause = getattr(exc, "cause", None)
+        detail = f"{type(cause).__name__}: {cause}" if isinstance(cause, BaseException) else lines[-1]
+        return FailureClass.TUNER_ERROR.value, detail[:300], text
+    return FailureClass.INFRA.value, f"worker lost: {type(exc).__name__}: {lines[0][:200]}", ""
+
+
+def start_ray(address: str | None) -> bool:
+    """Connect to (or start) Ray; True when this call did it, so the caller also shuts it down."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.update(WORKER_ENV)
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        # A private local cluster; its dashboard is not started and nothing listens beyond 127.0.0.1.
+        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False,
+                 _node_ip_address="127.0.0.1")
+    return True
+
+
+class RayExecutor(Generic[Key]):
+    """Runs `task(*args)` as Ray tasks, one per submitted key. Use as a context manager: it starts (or joins) Ray
+    and, when it started a local cluster, shuts it down and guards its processes against a killed driver."""
+
+    def __init__(self, task: Callable[..., TrialOutcome], resources: dict[str, float],
+                 accelerator_type: str | None = None, address: str | None = None) -> None:
+        self._task = task
+        self._options = ray_options(resources, accelerator_type)
+        self._address = address
+        self._refs: dict[Any, Key] = {}
+        self._owns_ray = False
+        self._guard: OrphanGuard | None = None
+        self._remote: Any = None
+
+    def __enter__(self) -> "RayExecutor[Key]":
+        import ray
+
+        self._owns_ray = start_ray(self._address)
+        self._guard = OrphanGuard() if self._owns_ray else None
+        self._refresh_guard()
+        self._remote = ray.remote(self._task).options(**self._options)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import ray
+
+        if self._owns_ray:
+            ray.shutdown()
+        if self._guard:
+            self._guard.close()
+
+    @property
+    def running(self) -> list[Key]:
+        return list(self._refs.values())
+
+    def submit(self, key: Key, *args: Any) -> None:
+        self._refs[self._remote.remote(*args)] = key
+        self._refresh_guard()  # the task may have started new Ray worker processes
+
+    def wait(self, timeout_s: float) -> list[tuple[Key, TrialOutcome]]:
+        """Attempts that finished within `timeout_s` (at most one per call, so results are handled in order)."""
+        import ray
+
+        if not self._refs:
+            return []
+        done, _ = ray.wait(list(self._refs), num_returns=1, timeout=timeout_s)
+        return [(self._refs.pop(ref), self._outcome(ref)) for ref in done]
+
+    def cancel_all(self) -> list[Key]:
+        """Stop every running attempt (force: the worker dies, and its reaper tears the server down)."""
+        import ray
+
+        keys = list(self._refs.values())
+        for ref in self._refs:
+            ray.cancel(ref, force=True)
+        self._refs.clear()
+        return keys
+
+    def _outcome(self, ref: Any) -> TrialOutcome:
+        import ray
+
+        try:
+            return ray.get(ref)
+        except (ray.exceptions.RayError, OSError) as exc:
+            failure_class, detail, trace = outcome_of_ray_error(exc)
+            return TrialOutcome(TrialResult(argv=[], env={}, failure_class=failure_class, failure_detail=detail,
+                                            traceback=trace))
+
+    def _refresh_guard(self) -> None:
+        if self._guard:
+            self._guard.refresh()

@@ -1,0 +1,187 @@
+"""The study loop: propose configs, run them on the executor, record what came back, until the budget is spent.
+
+A trial's budget counts launched COMPLETE trials (penalized ones included). Infra failures are not the config's
+fault: the same parameters run again, and a run of them stops the study. A tuner error stops the study at once.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import optuna
+
+from tuner.errors import InfrastructureError, TunerBug
+from tuner.failures import FailureClass
+from tuner.prelaunch import prompt_vocab_size
+from tuner.results import TrialResult
+from tuner.spec import Study
+from tuner.study._bookkeeping import Bookkeeper, Proposal, recover_interrupted
+from tuner.study._executor import RayExecutor
+from tuner.worker import TrialOutcome, run_trial
+
+DUPLICATE_LIMIT = 50  # consecutive proposals already measured before the space counts as exhausted
+INFRA_GIVE_UP_LIMIT = 3  # trials in a row that exhausted their infra retries: the cluster, not a config, is broken
+WAIT_S = 0.5
+
+
+@dataclass
+class Attempt:
+    proposal: Proposal
+    number: int  # 1 for the first launch, +1 for each infra retry
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def trial_number(self) -> int:
+        return self.proposal.trial.number
+
+
+@dataclass
+class Snapshot:
+    """What the progress display shows."""
+
+    total: int
+    complete: int = 0
+    penalized: int = 0
+    predicted: int = 0  # penalized by prediction (rules, memory fit), never launched, not counted in the budget
+    infra_retries: int = 0
+    running: dict[int, float] = field(default_factory=dict)  # trial number -> seconds running
+    best_throughput: tuple[int, float] | None = None
+    best_stability: tuple[int, float] | None = None
+    last_event: str = ""
+
+
+class StudyRunner:
+    def __init__(self, study: Study, optuna_study: optuna.Study, total_trials: int,
+                 on_progress: Callable[[Snapshot], None] = lambda s: None, ray_address: str | None = None) -> None:
+        self.study = study
+        self.spec = study.spec
+        self.optuna_study = optuna_study
+        self.total = total_trials
+        self.on_progress = on_progress
+        self.ray_address = ray_address
+        self.books = Bookkeeper(study, optuna_study)
+        self.snapshot = Snapshot(total=total_trials)
+        self.infra_give_ups_in_a_row = 0
+        self.runs_dir = Path(self.spec.runs_dir) / optuna_study.study_name
+        self.vocab_size = prompt_vocab_size(study)
+        self._executor: RayExecutor[Attempt] | None = None
+
+    # -- the loop -------------------------------------------------------------------------------------------
+    def run(self) -> Snapshot:
+        recovered = recover_interrupted(self.optuna_study)
+        if recovered:
+            self._event(f"re-queued trials left running by an earlier run: {recovered}")
+        self._refresh_counts()
+        if self.snapshot.complete >= self.total:
+            return self.snapshot
+        executor = RayExecutor[Attempt](run_trial, self.spec.resources, self.spec.accelerator_type, self.ray_address)
+        with executor:
+            self._executor = executor
+            try:
+                while True:
+                    self._launch_up_to_limit()
+                    if not executor.running:
+                        break
+                    for attempt, outcome in executor.wait(WAIT_S):
+                        self._finish(attempt, outcome)
+                    self._publish()
+            except BaseException:
+                self._abandon_running()
+                raise
+        return self.snapshot
+
+    def _launch_up_to_limit(self) -> None:
+        not_launched = 0  # proposals in a row that cost no launch: duplicates, rule breakers, predicted non-fits
+        while len(self._running()) < self.spec.parallel and self.snapshot.complete + len(self._running()) < self.total:
+            if not_launched >= DUPLICATE_LIMIT:
+                self._event(f"stopping: the last {DUPLICATE_LIMIT} proposals were all measured before or not launchable")
+                self.total = self.snapshot.complete + len(self._running())
+                return
+            proposed = self.books.propose()
+            if isinstance(proposed, str):  # recorded without a launch
+                not_launched += 1
+                self._refresh_counts()
+                self._event(proposed)
+                continue
+            self._submit(Attempt(proposed[0], number=1))
+
+    def _submit(self, attempt: Attempt) -> None:
+        assert self._executor is not None
+        log_path = self._attempt_path(attempt, ".log")
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._executor.submit(attempt, attempt.proposal.config, self.spec.load, self.spec.timeouts,
+                              str(log_path.absolute()), self.spec.server.host, self.vocab_size)
+        self._event(f"trial {attempt.trial_number} started (attempt {attempt.number})")
+
+    def _finish(self, attempt: Attempt, outcome: TrialOutcome) -> None:
+        self.books.keep_artifacts(attempt.proposal, attempt.number, outcome)
+        result = outcome.result
+        if result.failure_class == FailureClass.INFRA.value:
+            self._retry_or_give_up(attempt, result)
+        elif result.failure_class == FailureClass.TUNER_ERROR.value:
+            self._stop_on_bug(attempt, result)
+        else:
+            self.infra_give_ups_in_a_row = 0
+            score = self.books.tell(attempt.proposal, result, attempts=attempt.number)
+            self._refresh_counts()
+            verdict = (f"{score.throughput:,.0f} tok/s, stability {score.stability:.2f}" if score.feasible
+                       else f"penalized: {result.failure_class}")
+            self._event(f"trial {attempt.trial_number} done: {verdict}")
+
+    def _retry_or_give_up(self, attempt: Attempt, result: TrialResult) -> None:
+        if attempt.number <= self.spec.max_infra_retries:
+            self.snapshot.infra_retries += 1
+            self._event(f"trial {attempt.trial_number}: infra failure ({result.failure_detail[:80]}); retrying")
+            self._submit(Attempt(attempt.proposal, attempt.number + 1))
+            return
+        self.books.fail(attempt.proposal, result, attempts=attempt.number, requeue=False)
+        self._event(f"trial {attempt.trial_number}: infra failure after {attempt.number} attempts; not counted")
+        self.infra_give_ups_in_a_row += 1
+        if self.infra_give_ups_in_a_row >= INFRA_GIVE_UP_LIMIT:
+            raise InfrastructureError(
+                f"{self.infra_give_ups_in_a_row} trials in a row failed for infrastructure reasons, the last with: "
+                f"{result.failure_detail[:200]} (see `tuner study status`); fix the cluster and run the same command")
+
+    def _stop_on_bug(self, attempt: Attempt, result: TrialResult) -> None:
+        """tuner's own code failed: record it, keep the config for the next run, and stop the study (run()'s error
+        path stops the other trials and tears their servers down). Never retried as infra, never penalized."""
+        self.books.fail(attempt.proposal, result, attempts=attempt.number, requeue=True)
+        trace_path = None
+        if result.traceback:
+            trace_path = self._attempt_path(attempt, ".traceback.txt")
+            trace_path.write_text(result.traceback)
+        self._event(f"trial {attempt.trial_number}: tuner error: {result.failure_detail[:160]}")
+        raise TunerBug(attempt.trial_number, result.failure_detail, result.traceback, trace_path)
+
+    def _abandon_running(self) -> None:
+        """On Ctrl-C or an error: stop running trials (their servers die with their workers) and re-queue them."""
+        if self._executor is None:
+            return
+        for attempt in self._executor.cancel_all():
+            self.books.abandon(attempt.proposal)
+
+    # -- progress -------------------------------------------------------------------------------------------
+    def _running(self) -> list[Attempt]:
+        return self._executor.running if self._executor else []
+
+    def _attempt_path(self, attempt: Attempt, suffix: str) -> Path:
+        return self.runs_dir / f"trial-{attempt.trial_number:04d}-attempt-{attempt.number}{suffix}"
+
+    def _refresh_counts(self) -> None:
+        counts = self.books.counts()
+        self.snapshot.complete = counts.launched
+        self.snapshot.predicted = counts.predicted
+        self.snapshot.penalized = counts.penalized
+        self.snapshot.best_throughput = counts.best_throughput
+        self.snapshot.best_stability = counts.best_stability
+
+    def _event(self, message: str) -> None:
+        self.snapshot.last_event = message
+        self._publish()
+
+    def _publish(self) -> None:
+        now = time.monotonic()
+        self.snapshot.running = {a.trial_number: now - a.started for a in self._running()}
+        self.on_progress(self.snapshot)

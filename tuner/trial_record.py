@@ -1,0 +1,127 @@
+"""What a study stores with each trial, and how every reader gets it back: one typed record.
+
+The study loop writes a TrialRecord's fields as Optuna user attributes (plain JSON, readable in optuna-dashboard);
+report, export, matrix and summary code read them back with `TrialRecord.of(trial)`, never by key. Feasibility
+lives where Optuna's constraint-aware samplers and `Study.best_trials` look for it: `FrozenTrial.constraints`
+(> 0 means infeasible). The attribute names are those tuner has always written, so older storages still load.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+from pydantic import BaseModel, ConfigDict, Field
+
+from tuner.results import LevelResult
+
+CONSTRAINT_NAME = "config_failure"
+STARTUP_PREFIX = "startup_"
+
+
+class TrialRecord(BaseModel):
+    """One trial as stored: the exact launch, what it measured or why it failed, and how the loop scored it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    # From Optuna's own trial
+    number: int = -1
+    state: str = "COMPLETE"
+    params: dict[str, Any] = Field(default_factory=dict)
+    values: list[float] | None = None
+    feasible: bool = False  # every constraint <= 0
+
+    # The launch (secrets redacted)
+    argv: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    server_flags: dict[str, Any] = Field(default_factory=dict)
+    hostname: str = ""
+    attempts: int = 0
+    log_path: str = ""
+    log_tail: str = ""
+    wall_s: float = 0.0
+    startup_s: float | None = None
+    startup: dict[str, Any] = Field(default_factory=dict, description="startup_* phases, stored as flat attributes")
+
+    # The outcome
+    failure_class: str | None = None
+    failure_detail: str = ""
+    levels: list[LevelResult] = Field(default_factory=list)
+    peak_concurrency: int | None = None
+    stability_components: dict[str, float] = Field(default_factory=dict)
+
+    # Where the config came from, and whether it ran
+    enqueued: bool = False
+    requeued_from: int | None = None
+    duplicate_of: int | None = None
+    launched: bool = True
+    predicted: bool = False
+    prediction: str = ""
+    memory_estimate: dict[str, Any] = Field(default_factory=dict)
+
+    # -- reading ------------------------------------------------------------------------------------------------
+    @classmethod
+    def of(cls, trial: FrozenTrial) -> "TrialRecord":
+        attrs = dict(trial.user_attrs)
+        startup = {k: v for k, v in attrs.items() if k.startswith(STARTUP_PREFIX) and k != "startup_s"}
+        return cls.model_validate({**attrs, "number": trial.number, "state": trial.state.name,
+                                   "params": dict(trial.params), "values": trial.values,
+                                   "feasible": is_feasible(trial), "startup": startup})
+
+    @property
+    def complete(self) -> bool:
+        return self.state == TrialState.COMPLETE.name
+
+    @property
+    def throughput(self) -> float | None:
+        return self.values[0] if self.values and self.feasible else None
+
+    @property
+    def stability(self) -> float | None:
+        return self.values[1] if self.values and self.feasible else None
+
+    @property
+    def penalized(self) -> bool:
+        """Told to Optuna as infeasible: a config failure, measured or predicted."""
+        return self.complete and not self.feasible
+
+    @property
+    def peak_level(self) -> LevelResult | None:
+        return next((lv for lv in self.levels if lv.concurrency == self.peak_concurrency), None)
+
+    @property
+    def preemptions(self) -> float:
+        return sum((lv.server.preemptions or 0.0) for lv in self.levels if lv.server)
+
+    # -- writing ------------------------------------------------------------------------------------------------
+    def user_attrs(self) -> dict[str, Any]:
+        """The attributes the study writes (Optuna's own fields and empty provenance left out)."""
+        data = self.model_dump(mode="json", exclude={"number", "state", "params", "values", "feasible", "startup"})
+        for key in ("requeued_from", "duplicate_of"):
+            if data[key] is None:
+                del data[key]
+        return {**data, **self.startup}
+
+
+def is_feasible(trial: FrozenTrial) -> bool:
+    """Feasible per Optuna's constraints; storages written before tuner used them keep a `constraint` attribute."""
+    if trial.constraints:
+        return all(c <= 0 for c in trial.constraints.values())
+    return trial.user_attrs.get("constraint", 1.0) <= 0
+
+
+def records(study: optuna.Study, states: tuple[TrialState, ...] | None = None) -> list[TrialRecord]:
+    return [TrialRecord.of(t) for t in study.get_trials(deepcopy=False, states=states)]
+
+
+def pareto_front(study: optuna.Study) -> list[TrialRecord]:
+    """The feasible trials no other feasible trial beats on both objectives (Optuna's constraint-aware front),
+    highest throughput first."""
+    front = [TrialRecord.of(t) for t in study.best_trials]
+    return sorted((r for r in front if r.feasible), key=lambda r: -(r.throughput or 0.0))
+
+
+def best_by(candidates: list[TrialRecord], objective: str) -> TrialRecord:
+    """The best record by "throughput" or "stability", ties broken by the other objective."""
+    other = "stability" if objective == "throughput" else "throughput"
+    return max(candidates, key=lambda r: (getattr(r, objective) or 0.0, getattr(r, other) or 0.0))
