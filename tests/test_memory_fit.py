@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from tuner.errors import InputError
-from tuner.memory_fit import (HARDWARE, GiB, Knobs, estimate, knobs_from_flags, load_model_shape,
+from tuner.hardware import SLICES, GiB
+from tuner.memory_fit import (Knobs, estimate, knobs_from_flags, load_model_shape,
                               max_fitting_model_len, shape_from_config)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -15,8 +16,8 @@ GEMMA = ROOT / "models" / "gemma-4-26b-a4b" / "config.json"
 TINY = {"architectures": ["LlamaForCausalLM"], "hidden_size": 256, "num_attention_heads": 4, "num_key_value_heads": 2,
         "head_dim": 64, "num_hidden_layers": 2, "vocab_size": 2048, "intermediate_size": 512, "dtype": "float32",
         "max_position_embeddings": 65536, "tie_word_embeddings": False}
-CPU = HARDWARE["cpu"]
-V6E4 = HARDWARE["tpu-v6e-4"]
+CPU = SLICES["cpu"]
+V6E4 = SLICES["tpu-v6e-4"]
 
 
 @pytest.fixture
@@ -100,7 +101,7 @@ def test_fp8_doubles_the_capacity_and_sliding_layers_stop_growing(gemma):
 
 
 def test_gemma_on_one_v6e_chip_does_not_fit(gemma):
-    est = estimate(gemma, HARDWARE["tpu-v6e-1"], Knobs(max_model_len=4096))
+    est = estimate(gemma, SLICES["tpu-v6e-1"], Knobs(max_model_len=4096))
     assert not est.fits and est.predicted_failure == "oom"
     assert "weights" in est.reason
 

@@ -40,15 +40,6 @@ class ServerStartupFailed(ServerError):
         super().__init__(f"{failure_class}: {detail}")
 
 
-class ServerDied(ServerError):
-    """The server process exited while it was being measured."""
-
-    def __init__(self, exit_code: int | None, detail: str = "") -> None:
-        self.exit_code = exit_code
-        self.detail = detail
-        super().__init__(f"server exited with code {exit_code} under load {detail}".strip())
-
-
 class InfrastructureError(TunerError):
     """Trials keep failing for reasons that are not the configuration's (devices busy, workers lost)."""
 

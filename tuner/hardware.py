@@ -1,32 +1,46 @@
-"""The accelerator catalog: per-chip peak bf16 FLOP/s, HBM bandwidth and capacity, and slice sizes.
+"""The accelerator catalog: one type for a slice of hardware, read by the plausibility check (compute ceiling) and
+the memory-fit estimate (device memory, KV block size).
 
-One source for every figure about hardware: the plausibility check (compute ceiling) and the memory-fit
-estimate (HBM capacity) both read it. Vendor peak dense bf16 numbers (no sparsity), per chip.
+A `Chip` holds vendor peak dense bf16 figures (no sparsity) and memory per chip; a `Hardware` is what one trial owns:
+`count` chips of one kind. Named slices (`tpu-v6e-4`, `gpu-h100-80gb`, `cpu`) are what study files name;
+`parse_hardware` also reads the short forms `tuner bench --hardware` takes (`v6e-4`, `h100x8`).
 """
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Literal
 
 from tuner.errors import InputError
+
+GiB = 1024**3
+DeviceKind = Literal["tpu", "gpu", "cpu"]
 
 
 @dataclass(frozen=True)
 class Chip:
     name: str
-    bf16_flops: float  # peak dense FLOP/s
-    hbm_bytes_s: float  # HBM bandwidth, bytes/s
-    hbm_gb: float
+    kind: DeviceKind
+    bf16_flops: float | None  # peak dense FLOP/s; None where no honest ceiling is known (a CPU host)
+    hbm_bytes_s: float | None  # memory bandwidth, bytes/s
+    memory_bytes: int | None  # per chip; None: host RAM, the KV cache size is set explicitly
+    block_size: int  # tokens per KV block the vLLM backend uses by default
+    reserved_bytes: int  # runtime, program buffers and other memory vLLM never hands to the KV cache
     max_chips: int  # largest slice / node offered
 
 
+# TPU HBM in decimal GB as Google publishes it (conservative vs GiB), 1 GiB per chip kept back for the runtime;
+# tpu-inference's KV page size varies with the model: 128 tokens is an assumption (rounding only). GPU memory in
+# GiB as vLLM reports it, 16-token blocks. vLLM's CPU backend: 128-token blocks (vllm/platforms/cpu.py), KV space
+# from --kv-cache-memory-bytes or VLLM_CPU_KVCACHE_SPACE, not from a fraction of device memory.
 CATALOG: dict[str, Chip] = {c.name: c for c in (
-    Chip("tpu-v5e", 197e12, 819e9, 16, 256),
-    Chip("tpu-v5p", 459e12, 2765e9, 95, 8960),
-    Chip("tpu-v6e", 918e12, 1638e9, 32, 256),
-    Chip("a100", 312e12, 2039e9, 80, 16),  # A100 80GB SXM
-    Chip("h100", 989e12, 3350e9, 80, 16),  # H100 SXM
-    Chip("h200", 989e12, 4800e9, 141, 16),  # H200 SXM: H100's compute, more and faster HBM
+    Chip("tpu-v5e", "tpu", 197e12, 819e9, 16 * 10**9, 128, GiB, 256),
+    Chip("tpu-v5p", "tpu", 459e12, 2765e9, 95 * 10**9, 128, GiB, 8960),
+    Chip("tpu-v6e", "tpu", 918e12, 1638e9, 32 * 10**9, 128, GiB, 256),
+    Chip("a100", "gpu", 312e12, 2039e9, 80 * GiB, 16, GiB, 16),  # A100 80GB SXM
+    Chip("h100", "gpu", 989e12, 3350e9, 80 * GiB, 16, GiB, 16),  # H100 SXM
+    Chip("h200", "gpu", 989e12, 4800e9, 141 * GiB, 16, GiB, 16),  # H200 SXM: H100's compute, more and faster HBM
+    Chip("cpu", "cpu", None, None, None, 128, 0, 1),
 )}
 _ALIASES = {"v5e": "tpu-v5e", "v5litepod": "tpu-v5e", "v5lite": "tpu-v5e", "v5p": "tpu-v5p", "v6e": "tpu-v6e",
             "trillium": "tpu-v6e"}
@@ -34,24 +48,71 @@ _ALIASES = {"v5e": "tpu-v5e", "v5litepod": "tpu-v5e", "v5lite": "tpu-v5e", "v5p"
 
 @dataclass(frozen=True)
 class Hardware:
+    """A slice: `count` chips of one kind, with an optional catalog name and memory override."""
+
     chip: Chip
     count: int
+    label: str | None = None
+    memory_override: int | None = None
 
     @property
     def name(self) -> str:
-        return f"{self.chip.name} x{self.count}"
+        return self.label or f"{self.chip.name} x{self.count}"
 
     @property
-    def peak_flops(self) -> float:
-        return self.chip.bf16_flops * self.count
+    def kind(self) -> DeviceKind:
+        return self.chip.kind
+
+    @property
+    def devices(self) -> int:
+        return self.count
+
+    @property
+    def peak_flops(self) -> float | None:
+        return None if self.chip.bf16_flops is None else self.chip.bf16_flops * self.count
+
+    @property
+    def memory_per_device(self) -> int | None:
+        return self.memory_override if self.memory_override is not None else self.chip.memory_bytes
+
+    @property
+    def total_memory(self) -> int | None:
+        return None if self.memory_per_device is None else self.memory_per_device * self.count
+
+    @property
+    def block_size(self) -> int:
+        return self.chip.block_size
+
+    @property
+    def reserved_per_device(self) -> int:
+        return self.chip.reserved_bytes
+
+    def with_memory(self, bytes_per_device: int) -> "Hardware":
+        return replace(self, memory_override=bytes_per_device)
+
+
+def _slice(label: str, chip: str, count: int) -> tuple[str, Hardware]:
+    return label, Hardware(CATALOG[chip], count, label)
+
+
+SLICES: dict[str, Hardware] = dict([
+    *(_slice(f"tpu-v6e-{n}", "tpu-v6e", n) for n in (1, 4, 8)),
+    *(_slice(f"tpu-v5e-{n}", "tpu-v5e", n) for n in (1, 4, 8)),
+    _slice("gpu-h100-80gb", "h100", 1),
+    _slice("gpu-a100-80gb", "a100", 1),
+    _slice("cpu", "cpu", 1),
+])
 
 
 def parse_hardware(text: str, source: str = "--hardware") -> Hardware:
-    """'v6e-4', 'tpu-v6e:4', 'h100x8', 'H100' (one chip)."""
+    """A named slice, or 'v6e-4', 'tpu-v6e:4', 'h100x8', 'H100' (one chip); only chips with a known peak."""
+    if text in SLICES and SLICES[text].peak_flops is not None:
+        return SLICES[text]
     m = re.fullmatch(r"\s*(?:tpu-)?([a-z0-9]+?)(?:\s*[-:x*]\s*(\d+))?\s*", text.lower())
     name = m and (_ALIASES.get(m.group(1)) or (m.group(1) if m.group(1) in CATALOG else f"tpu-{m.group(1)}"))
-    if not m or name not in CATALOG:
-        raise InputError(source, text, f"a chip from {', '.join(CATALOG)} with an optional count, e.g. v6e-4 or h100x8")
+    known = [c.name for c in CATALOG.values() if c.bf16_flops is not None]
+    if not m or name not in known:
+        raise InputError(source, text, f"a chip from {', '.join(known)} with an optional count, e.g. v6e-4 or h100x8")
     count = int(m.group(2) or 1)
     if not 1 <= count <= CATALOG[name].max_chips:
         raise InputError(source, text, f"between 1 and {CATALOG[name].max_chips} {name} chips")

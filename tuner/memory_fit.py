@@ -22,12 +22,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from tuner.errors import InputError
-from tuner.hardware import CATALOG as CHIPS
+from tuner.hardware import GiB, Hardware
 
-GiB = 1024**3
 DTYPE_BYTES: dict[str, float] = {
     "float32": 4, "float": 4, "bfloat16": 2, "float16": 2, "half": 2,
     "fp8": 1, "fp8_e4m3": 1, "fp8_e5m2": 1, "fp8_inc": 1, "int8": 1,
@@ -39,50 +38,6 @@ DEFAULT_MAX_NUM_BATCHED_TOKENS = 8192
 # Coarse per-token activation allowance: residual stream, norms, qkv, attention output, MLP in/out and their
 # temporaries are each about hidden x dtype per scheduled token; 16 of them is a deliberately generous bound.
 ACTIVATION_BUFFERS = 16
-
-DeviceKind = Literal["tpu", "gpu", "cpu"]
-
-
-@dataclass(frozen=True)
-class Hardware:
-    """One slice: `devices` chips with `memory_per_device` bytes each (None on CPU: host RAM, KV set explicitly)."""
-
-    name: str
-    kind: DeviceKind
-    devices: int
-    memory_per_device: int | None
-    block_size: int  # tokens per KV block the backend uses by default
-    reserved_per_device: int = 0  # runtime, program buffers and other memory vLLM never hands to the KV cache
-
-    @property
-    def total_memory(self) -> int | None:
-        return None if self.memory_per_device is None else self.memory_per_device * self.devices
-
-
-def _tpu(name: str, chips: int, gb_per_chip: float) -> Hardware:
-    # HBM in decimal GB as Google publishes it (conservative vs GiB); 1 GiB per chip kept back for the runtime.
-    # tpu-inference's KV block (page) size varies with the model; 128 tokens is an assumption (rounding only).
-    return Hardware(name, "tpu", chips, int(gb_per_chip * 10**9), block_size=128, reserved_per_device=GiB)
-
-
-HARDWARE: dict[str, Hardware] = {
-    **{f"tpu-v6e-{n}": _tpu(f"tpu-v6e-{n}", n, CHIPS["tpu-v6e"].hbm_gb) for n in (1, 4, 8)},
-    **{f"tpu-v5e-{n}": _tpu(f"tpu-v5e-{n}", n, CHIPS["tpu-v5e"].hbm_gb) for n in (1, 4, 8)},
-    "gpu-h100-80gb": Hardware("gpu-h100-80gb", "gpu", 1, int(CHIPS["h100"].hbm_gb) * GiB, block_size=16,
-                              reserved_per_device=GiB),
-    "gpu-a100-80gb": Hardware("gpu-a100-80gb", "gpu", 1, int(CHIPS["a100"].hbm_gb) * GiB, block_size=16,
-                              reserved_per_device=GiB),
-    # vLLM's CPU backend: block size 128 (vllm/platforms/cpu.py); KV space from --kv-cache-memory-bytes or
-    # VLLM_CPU_KVCACHE_SPACE, not from a fraction of device memory.
-    "cpu": Hardware("cpu", "cpu", 1, None, block_size=128),
-}
-
-
-def hardware_named(name: str, source: str = "study", key: str = "hardware.name") -> Hardware:
-    try:
-        return HARDWARE[name]
-    except KeyError:
-        raise InputError(source, key, f"unknown hardware {name!r}; known: {', '.join(sorted(HARDWARE))}") from None
 
 
 @dataclass(frozen=True)
@@ -164,7 +119,7 @@ def shape_from_config(raw: dict[str, Any], source: str, total_params: float | No
                                    1 if cfg.get("attention_k_eq_v") else 2))
         else:
             kinds.append(LayerKind("global", n_full, kv_heads, head_dim, 2))
-    experts = int(cfg.get("num_experts") or cfg.get("num_local_experts") or 0)
+    experts = int(cfg.get("num_experts") or cfg.get("num_local_experts") or cfg.get("n_routed_experts") or 0)
     top_k = int(cfg.get("num_experts_per_tok") or cfg.get("top_k_experts") or 0)
     dtype = str(cfg.get("torch_dtype") or cfg.get("dtype") or raw.get("torch_dtype") or raw.get("dtype") or "bfloat16")
     shape = ModelShape(source=source, hidden_size=hidden, vocab_size=vocab, num_layers=layers,
@@ -187,7 +142,13 @@ def _layer_types_from_pattern(cfg: dict[str, Any], layers: int) -> list[str]:
 
 
 def count_params(cfg: dict[str, Any], shape: ModelShape, heads: int) -> tuple[float, float]:
-    """(total, active) parameters of a decoder-only transformer from its config (norms and biases ignored)."""
+    """(total, active) parameters of a decoder-only transformer from its config (norms and biases ignored).
+
+    total: every weight (what memory holds). active: the weights one token's matmuls use — attention, the MLP or
+    the routed top-k experts plus shared experts and the router, and the output projection; the input embedding
+    is a lookup, not a matmul, so it counts once, as the output projection (they are one matrix when tied).
+    The one counter tuner has: the memory-fit estimate and the plausibility ceiling both read it.
+    """
     h = shape.hidden_size
     embed = shape.vocab_size * h
     lm_head = 0 if cfg.get("tie_word_embeddings", False) else embed
@@ -195,17 +156,25 @@ def count_params(cfg: dict[str, Any], shape: ModelShape, heads: int) -> tuple[fl
     for kind in shape.layer_kinds:
         q_dim = heads * kind.head_dim
         attention += kind.layers * (2 * h * q_dim + kind.kv_tensors * h * kind.kv_heads * kind.head_dim)
-    dense_mlp = 3 * h * int(cfg.get("intermediate_size") or 0) * shape.num_layers
-    if shape.is_moe:
-        expert = 3 * h * int(cfg.get("moe_intermediate_size") or cfg.get("intermediate_size") or 0)
-        experts_all = shape.num_layers * (shape.num_experts * expert + h * shape.num_experts)
-        experts_active = shape.num_layers * (shape.experts_per_token * expert + h * shape.num_experts)
-        # A MoE config's intermediate_size is the shared (always-on) MLP when moe_intermediate_size is given.
-        shared = dense_mlp if cfg.get("moe_intermediate_size") else 0
-        return (embed + lm_head + attention + shared + experts_all,
-                embed + lm_head + attention + shared + experts_active)
-    total = embed + lm_head + attention + dense_mlp
-    return total, total
+    dense_mlp = 3 * h * int(cfg.get("intermediate_size") or 4 * h) * shape.num_layers
+    if not shape.is_moe:
+        return embed + lm_head + attention + dense_mlp, embed + attention + dense_mlp
+    expert = 3 * h * int(cfg.get("moe_intermediate_size") or cfg.get("intermediate_size") or 0)
+    router = h * shape.num_experts
+    shared = _shared_expert_params(cfg, h, expert, dense_mlp)
+    experts_all = shape.num_layers * (shape.num_experts * expert + router)
+    experts_active = shape.num_layers * (shape.experts_per_token * expert + router)
+    return (embed + lm_head + attention + shared + experts_all, embed + attention + shared + experts_active)
+
+
+def _shared_expert_params(cfg: dict[str, Any], h: int, expert: int, dense_mlp: float) -> float:
+    """Always-on MLP weights beside the routed experts: DeepSeek/Qwen shared experts, or (Gemma 4) the dense MLP
+    that intermediate_size describes when moe_intermediate_size sizes the experts."""
+    layers = int(cfg.get("num_hidden_layers") or 0)
+    explicit = int(cfg.get("n_shared_experts") or 0) * expert + 3 * h * int(cfg.get("shared_expert_intermediate_size") or 0)
+    if explicit:
+        return layers * explicit
+    return dense_mlp if cfg.get("moe_intermediate_size") else 0.0
 
 
 @dataclass(frozen=True)

@@ -8,50 +8,37 @@ Figures are vendor peak dense bf16 numbers (no sparsity), per chip.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from tuner.hardware import CATALOG, Chip, Hardware, parse_hardware  # noqa: F401  (re-exported)
+from tuner.errors import InputError
+from tuner.hardware import Hardware, parse_hardware  # noqa: F401  (re-exported for tuner bench)
 from tuner.results import LevelResult, Plausibility
 
 
 def active_params_from_config(config: dict) -> float | None:
-    """Parameters one token passes through, from a Hugging Face config.json (dense and MoE decoder models).
+    """Parameters one token's matmuls use, from a Hugging Face config.json (dense and MoE decoder models), counted
+    by the memory-fit model's counter (tuner.memory_fit.count_params); None when the config lacks the shape."""
+    from tuner.memory_fit import shape_from_config
 
-    Counts attention and MLP weights of every layer and the output projection; for MoE only the routed experts a
-    token uses (top-k) plus shared experts. Embedding lookups cost no FLOPs and are left out. An estimate within a
-    few percent for Llama/Qwen/Mixtral/DeepSeek/Gemma-style configs; give --active-params for anything else."""
-    c = config.get("text_config", config)
     try:
-        h = int(c["hidden_size"])
-        layers = int(c["num_hidden_layers"])
-        vocab = int(c.get("vocab_size") or config.get("vocab_size"))
-    except (KeyError, TypeError, ValueError):
+        return shape_from_config(config, "config.json").active_params
+    except (InputError, TypeError, ValueError):
         return None
-    heads = int(c.get("num_attention_heads") or 1)
-    kv_heads = int(c.get("num_key_value_heads") or heads)
-    head_dim = int(c.get("head_dim") or h // heads)
-    attention = h * head_dim * (2 * heads + 2 * kv_heads)  # q, o, k, v
-    experts = c.get("num_experts") or c.get("num_local_experts") or c.get("n_routed_experts")
-    if experts:
-        top_k = int(c.get("num_experts_per_tok") or c.get("top_k_experts") or 1)
-        expert_inter = int(c.get("moe_intermediate_size") or c.get("intermediate_size"))
-        shared = int(c.get("n_shared_experts") or 0) * expert_inter + int(c.get("shared_expert_intermediate_size") or 0)
-        mlp = 3 * h * (top_k * expert_inter + shared) + h * int(experts)  # experts + router
-    else:
-        mlp = 3 * h * int(c.get("intermediate_size") or 4 * h)  # gate, up, down
-    return float(layers * (attention + mlp) + h * vocab)
 
 
 def active_params_of(model_dir: str | Path) -> float | None:
+    from tuner.memory_fit import load_model_shape
+
     try:
-        return active_params_from_config(json.loads((Path(model_dir) / "config.json").read_text()))
-    except (OSError, ValueError):
+        return load_model_shape(Path(model_dir) / "config.json").active_params
+    except InputError:
         return None
 
 
 def check_level(level: LevelResult, hardware: Hardware, active_params: float) -> Plausibility:
     """The level's output rate as a share of the compute ceiling; above 100% it is marked invalid."""
+    if hardware.peak_flops is None:
+        raise ValueError(f"{hardware.name} has no known compute peak")
     ceiling = hardware.peak_flops / (2.0 * active_params)
     share = level.output_throughput / ceiling
     total_share = None

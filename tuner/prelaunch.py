@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from tuner.memory_fit import Hardware, MemoryEstimate, ModelShape
+    from tuner.hardware import Hardware
+    from tuner.memory_fit import MemoryEstimate, ModelShape
     from tuner.server_config import ServerConfig
     from tuner.spec import Study
 
@@ -45,7 +46,8 @@ def prompt_vocab_size(study: "Study") -> int | None:
 
 def model_context(study: "Study") -> ModelContext:
     """The model's shape and the slice, from the study's model_info and hardware (or what can be inferred)."""
-    from tuner.memory_fit import HARDWARE, GiB, Hardware, load_model_shape
+    from tuner.hardware import SLICES, GiB
+    from tuner.memory_fit import load_model_shape
 
     spec = study.spec
     info = spec.model_info
@@ -55,12 +57,11 @@ def model_context(study: "Study") -> ModelContext:
     shape = load_model_shape(config_path, info.total_params if info else None, info.active_params if info else None)
     hardware: Hardware | None = None
     if spec.hardware:
-        hardware = HARDWARE[spec.hardware.name]
+        hardware = SLICES[spec.hardware.name]
         if spec.hardware.memory_per_device_gib:
-            hardware = Hardware(**{**hardware.__dict__,
-                                   "memory_per_device": int(spec.hardware.memory_per_device_gib * GiB)})
+            hardware = hardware.with_memory(int(spec.hardware.memory_per_device_gib * GiB))
     elif set(spec.resources) <= {"CPU"}:
-        hardware = HARDWARE["cpu"]  # a CPU-only trial runs vLLM's CPU backend
+        hardware = SLICES["cpu"]  # a CPU-only trial runs vLLM's CPU backend
     if hardware is None:
         return ModelContext(shape, None, "no hardware: set hardware.name in the study (e.g. tpu-v6e-4)")
     return ModelContext(shape, hardware)

@@ -100,7 +100,7 @@ class ModelInfo(_Strict):
 
 
 class HardwareSpec(_Strict):
-    """The slice one trial runs on, by name from tuner.memory_fit.HARDWARE (e.g. tpu-v6e-4, cpu)."""
+    """The slice one trial runs on, by name from tuner.hardware.SLICES (e.g. tpu-v6e-4, cpu)."""
 
     name: str = Field(min_length=1)
     memory_per_device_gib: PositiveFloat | None = Field(default=None, description="override the catalog's memory")
@@ -108,10 +108,10 @@ class HardwareSpec(_Strict):
     @field_validator("name")
     @classmethod
     def _known(cls, v: str) -> str:
-        from tuner.memory_fit import HARDWARE  # light module: stdlib only
+        from tuner.hardware import SLICES  # light module: stdlib only
 
-        if v not in HARDWARE:
-            raise ValueError(f"unknown hardware {v!r}; known: {', '.join(sorted(HARDWARE))}")
+        if v not in SLICES:
+            raise ValueError(f"unknown hardware {v!r}; known: {', '.join(sorted(SLICES))}")
         return v
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from tuner.errors import ServerStartupFailed
-from tuner.memory_fit import HARDWARE, estimate, knobs_from_flags, load_model_shape
+from tuner.hardware import SLICES
+from tuner.memory_fit import estimate, knobs_from_flags, load_model_shape
 from tuner.server_config import ServerConfig
 from tuner.server_process import ServerProcess, live_group_members
 from tuner.spec import Timeouts
@@ -51,7 +52,7 @@ def test_estimate_matches_real_vllm(vllm_env, tmp_path, capsys):
     rows = []
     for memory, mml in POINTS:
         knobs = knobs_from_flags({"--kv-cache-memory-bytes": memory, "--max-model-len": mml}, {}, shape)
-        est = estimate(shape, HARDWARE["cpu"], knobs)
+        est = estimate(shape, SLICES["cpu"], knobs)
         logged, failure, log = launch(vllm_env, tmp_path, memory, mml)
         rows.append((memory, mml, est.kv_capacity_tokens, logged, est.fits, failure))
         if est.fits:
