@@ -17,6 +17,18 @@ class InputError(TunerError):
         super().__init__(f"{where}: {expected}")
 
 
+class ModelConfigError(InputError):
+    """A model's config.json cannot be read, or lacks what the memory estimate needs."""
+
+
+class ServerFlagError(InputError):
+    """A server flag's value cannot be used by the memory estimate. `key` is the flag; the caller that knows which
+    file set it (the study) re-raises with that file as the source."""
+
+    def __init__(self, flag: str, expected: str) -> None:
+        super().__init__("server config", flag, expected)
+
+
 class StorageError(TunerError):
     """The study storage cannot be opened or the study is not in it. Exit code 2."""
 

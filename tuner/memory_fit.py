@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tuner.errors import InputError
+from tuner.errors import ModelConfigError, ServerFlagError
 from tuner.hardware import GiB, Hardware
 
 DTYPE_BYTES: dict[str, float] = {
@@ -84,9 +84,9 @@ def load_model_shape(config_path: Path, total_params: float | None = None,
     try:
         raw = json.loads(config_path.read_text())
     except FileNotFoundError:
-        raise InputError(str(config_path), "", "model config.json not found") from None
+        raise ModelConfigError(str(config_path), "", "model config.json not found") from None
     except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(str(config_path), "", f"cannot be read as JSON ({exc})") from None
+        raise ModelConfigError(str(config_path), "", f"cannot be read as JSON ({exc})") from None
     return shape_from_config(raw, str(config_path), total_params, active_params)
 
 
@@ -99,13 +99,13 @@ def shape_from_config(raw: dict[str, Any], source: str, total_params: float | No
         heads = int(cfg["num_attention_heads"])
         vocab = int(cfg["vocab_size"])
     except KeyError as exc:
-        raise InputError(source, str(exc.args[0]), "required in config.json for the memory estimate") from None
+        raise ModelConfigError(source, str(exc.args[0]), "required in config.json for the memory estimate") from None
     kv_heads = int(cfg.get("num_key_value_heads") or heads)
     head_dim = int(cfg.get("head_dim") or hidden // heads)
     window = cfg.get("sliding_window")
     types = cfg.get("layer_types") or _layer_types_from_pattern(cfg, layers)
     if len(types) != layers:
-        raise InputError(source, "layer_types", f"has {len(types)} entries for {layers} layers")
+        raise ModelConfigError(source, "layer_types", f"has {len(types)} entries for {layers} layers")
     n_sliding = sum(1 for t in types if t == "sliding_attention") if window else 0
     n_full = layers - n_sliding
     kinds: list[LayerKind] = []
@@ -206,7 +206,7 @@ def knobs_from_flags(flags: dict[str, Any], env: dict[str, str], shape: ModelSha
         try:
             return cast(value)
         except (TypeError, ValueError):
-            raise InputError("server config", flag, f"expected a {cast.__name__}, got {value!r}") from None
+            raise ServerFlagError(flag, f"expected a {cast.__name__}, got {value!r}") from None
 
     mml_default = shape.max_position_embeddings or 2048
     kv_bytes = get("--kv-cache-memory-bytes", None, int)
@@ -238,7 +238,7 @@ def kv_dtype_bytes(shape: ModelShape, knobs: Knobs, kv_cache_dtype: str | None =
     try:
         return DTYPE_BYTES[name]
     except KeyError:
-        raise InputError("server config", "--kv-cache-dtype", f"unknown KV cache dtype {name!r}") from None
+        raise ServerFlagError("--kv-cache-dtype", f"unknown KV cache dtype {name!r}") from None
 
 
 @dataclass(frozen=True)
@@ -300,8 +300,8 @@ def estimate(shape: ModelShape, hardware: Hardware, knobs: Knobs) -> MemoryEstim
         workspace = 0.0
         notes.append("KV memory set explicitly (--kv-cache-memory-bytes or VLLM_CPU_KVCACHE_SPACE)")
     elif hardware.memory_per_device is None:
-        raise InputError("server config", "--kv-cache-memory-bytes",
-                         f"needed on {hardware.name}: it has no device memory to take a fraction of")
+        raise ServerFlagError("--kv-cache-memory-bytes",
+                              f"needed on {hardware.name}: it has no device memory to take a fraction of")
     else:
         budget = hardware.memory_per_device * knobs.gpu_memory_utilization
         kv_mem = budget - weights_dev - workspace - hardware.reserved_per_device

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tuner.errors import InputError
+from tuner.errors import ModelConfigError
 from tuner.hardware import Hardware, parse_hardware  # noqa: F401  (re-exported for tuner bench)
 from tuner.results import LevelResult, Plausibility
 
@@ -22,7 +22,7 @@ def active_params_from_config(config: dict) -> float | None:
 
     try:
         return shape_from_config(config, "config.json").active_params
-    except (InputError, TypeError, ValueError):
+    except (ModelConfigError, TypeError, ValueError):
         return None
 
 
@@ -31,7 +31,7 @@ def active_params_of(model_dir: str | Path) -> float | None:
 
     try:
         return load_model_shape(Path(model_dir) / "config.json").active_params
-    except InputError:
+    except ModelConfigError:
         return None
 
 

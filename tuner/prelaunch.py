@@ -85,9 +85,17 @@ def preflight(study: "Study", sampled: int = 2) -> None:
     ctx = model_context(study)
     if ctx.shape is None or ctx.hardware is None:
         return  # the loop launches without an estimate and records why
+    from tuner.errors import InputError, ServerFlagError
+
     for planned in plan_configs(study, len(study.spec.enqueue) + sampled):
-        if not planned.violations:
+        if planned.violations:
+            continue
+        try:
             estimate_config(ctx, planned.config)
+        except ServerFlagError as exc:  # name the file the user can fix, and where the flag comes from
+            if exc.key in study.space.flags_set():
+                raise InputError(str(study.spec.search_space), exc.key, exc.expected) from None
+            raise InputError(str(study.path), f"server.flags.{exc.key}", exc.expected) from None
 
 
 # -- prescreen, for the study loop ------------------------------------------------------------------------------
