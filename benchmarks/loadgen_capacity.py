@@ -1,6 +1,6 @@
 """Capacity: can tuner's load generator outrun `vllm bench serve`? Run by hand: .venv/bin/python benchmarks/loadgen_capacity.py
 
-Against ../shared/tools/instant_sse_server.py (answers every request at once with max_tokens one-token events),
+Against benchmarks/instant_sse_server.py (answers every request at once with max_tokens one-token events),
 2,000 requests x 256 output tokens at 256 streams, so the clients' own per-token cost is what is measured. Both
 clients run in the same run on the same machine, alternately, ROUNDS times each; the medians are compared.
 Goal (issue 3): output tok/s >= 1.5x vllm bench serve's, and mean TTFT (all of it added by the client, as the
@@ -21,7 +21,7 @@ ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 3
 
 def main() -> None:
     port = free_port()
-    instant = str(ROOT.parent / "shared" / "tools" / "instant_sse_server.py")
+    instant = str(Path(__file__).resolve().parent / "instant_sse_server.py")
     rows: dict[str, list[tuple[float, float]]] = {"vllm bench serve": [], "tuner (1 process)": [],
                                                    "tuner (--workers 2)": []}
     with server([TUNER_PY, instant, str(port)], port) as url:

@@ -134,25 +134,12 @@ def measure_matrix(base_url: str, model: str, points: Sequence[Point], requests_
         if on_point:
             on_point(Point(row.concurrency, row.input_len, row.output_len), row)
 
-    try:  # the load generator's own matrix runner, when this tree has it
-        from tuner.loadgen.matrix import MatrixPoint, run_matrix
-        from tuner.loadgen.runner import LevelOptions
-    except ImportError:
-        run_matrix = None  # type: ignore[assignment]
-    if run_matrix is not None:
-        run_matrix(base_url, workload, [MatrixPoint(p.concurrency, p.input_len, p.output_len) for p in points],
-                   requests_per_point, warmup_rounds,
-                   LevelOptions(request_timeout_s=request_timeout_s, level_timeout_s=level_timeout_s), record)
-        return rows
-    from dataclasses import replace
+    from tuner.loadgen.matrix import MatrixPoint, run_matrix
+    from tuner.loadgen.runner import LevelOptions
 
-    from tuner.loadgen import run_level
-
-    for p in points:
-        n = requests_per_point or max(16, 4 * p.concurrency)
-        level, _ = run_level(base_url, replace(workload, input_len=p.input_len, output_len=p.output_len),
-                             p.concurrency, n, warmup_rounds * p.concurrency, request_timeout_s, level_timeout_s)
-        record(p, level)
+    run_matrix(base_url, workload, [MatrixPoint(p.concurrency, p.input_len, p.output_len) for p in points],
+               requests_per_point, warmup_rounds,
+               LevelOptions(request_timeout_s=request_timeout_s, level_timeout_s=level_timeout_s), record)
     return rows
 
 

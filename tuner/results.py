@@ -109,6 +109,10 @@ class LevelResult(BaseModel):
     token_mismatch: bool = Field(False, description="client and server output-token counts differ by more than 1%")
     plausibility: Plausibility | None = None
     reliable: bool = Field(True, description="False when the client saturated, tokens mismatched or the figure is impossible")
+    reconnects: int = Field(0, description="requests sent again because the server closed their kept-alive connection"
+                            " before answering (the close/send race); not failures")
+    connections_opened: int = Field(0, description="connections opened during the level because the server had closed"
+                                    " idle ones (keep-alive timeout) or answered `Connection: close`")
 
     @property
     def success_rate(self) -> float:

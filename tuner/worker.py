@@ -94,8 +94,8 @@ def _sweep(server: ServerProcess, config: ServerConfig, load: LoadSpec, result: 
             pattern = LoadPattern(concurrency=concurrency, requests=load.requests_per_level,
                                   warmup=load.warmup_rounds * concurrency if repeat == 0 else 0)
             options = LevelOptions(request_timeout_s=load.request_timeout_s, level_timeout_s=load.level_timeout_s,
-                                   metrics_interval_s=SWEEP_METRICS_INTERVAL_S, tokenizer=tokenizer)
-            options.abort = watch.abort
+                                   metrics_interval_s=SWEEP_METRICS_INTERVAL_S, tokenizer=tokenizer,
+                                   abort=watch.abort)
             level, records = measure_level(server.base_url, workload, pattern, options, repeat)
             records_out.extend(_record_lines(level, records))
             result.levels.append(level)

@@ -15,9 +15,8 @@
     matrix    concurrency x input x output points against one running server
 """
 from tuner.loadgen.request import RequestRecord
-from tuner.loadgen.runner import LevelOptions, LoadPattern, measure_level, run_level
+from tuner.loadgen.runner import LevelOptions, LoadPattern, measure_level
 from tuner.loadgen.stats import SLO
 from tuner.loadgen.workload import Workload, vocab_size_of
 
-__all__ = ["LevelOptions", "LoadPattern", "RequestRecord", "SLO", "Workload", "measure_level", "run_level",
-           "vocab_size_of"]
+__all__ = ["LevelOptions", "LoadPattern", "RequestRecord", "SLO", "Workload", "measure_level", "vocab_size_of"]

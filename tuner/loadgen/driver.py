@@ -3,21 +3,31 @@
 Everything is callbacks on one event loop: when a request ends, the next one is written on the same connection
 from inside that callback, so a free stream never waits for a task switch (closed loop), and an arrival is a
 loop timer that writes to an idle connection at once (open loop). Connections are opened before the level starts,
-so handshakes are not in any request's timings unless the server closed a connection and it had to be reopened.
+so handshakes are not in any request's timings unless the server closed a connection and it had to be reopened
+(that wait is the request's queue time, never its TTFT).
+
+Servers close idle keep-alive connections (uvicorn after VLLM_HTTP_TIMEOUT_KEEP_ALIVE seconds, while other streams
+wait for queued requests): a closed connection leaves the idle pool the moment it is lost, and a request that loses
+the close/send race before any response byte is sent once more on a new connection and counted as a reconnect.
+An exception in any callback ends the phase with that exception: a bug surfaces, never as a timeout.
 """
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from tuner.loadgen.http import Connection, Target, open_connection
+from tuner.loadgen.http import CLOSED_BEFORE_RESPONSE, Connection, Target, open_connection
 from tuner.loadgen.monitor import ClientSample, LoopMonitor
 from tuner.loadgen.request import RequestRecord, StreamingRequest
 
 CONNECT_BATCH = 64  # connections opened at once: more overflows small accept backlogs
+ABORT_POLL_S = 0.1
+LEVEL_TIMEOUT = "level_timeout"
+ABORTED = "aborted"
 
 
 @dataclass
@@ -37,6 +47,7 @@ class DriverJob:
     request_timeout_s: float = 120.0
     level_timeout_s: float = 600.0
     duration_s: float | None = None  # stop sending new requests after this long (those unsent are not counted)
+    abort: threading.Event | None = None  # set by another thread (the trial's server watch): end the level now
 
 
 @dataclass
@@ -44,6 +55,8 @@ class DriverResult:
     records: list[RequestRecord] = field(default_factory=list)
     client: ClientSample = field(default_factory=ClientSample)
     unsent: int = 0  # requests a duration-bound level never sent (not failures: they were never attempted)
+    reconnects: int = 0  # requests sent again after the server closed their reused connection before answering
+    connections_opened: int = 0  # connections opened during the measured phase (the server had closed others)
 
 
 class Driver:
@@ -59,23 +72,27 @@ class Driver:
         self.arrived = 0  # open loop: arrivals fired so far
         self.in_flight = 0
         self.stop_sending_at = float("inf")
-        self.abandoned = False
+        self.abandoned: str | None = None  # why the phase was cut short: LEVEL_TIMEOUT or ABORTED
         self.all_done: asyncio.Future = self.loop.create_future()
+        self.reconnects = 0
+        self.connections_opened = 0
         self._requests: Sequence[bytes] = ()
         self._open_loop = False
         self._active: dict[int, StreamingRequest] = {}
+        self._retried: set[int] = set()
+        self._abort_timer: asyncio.TimerHandle | None = None
 
     async def connect(self, n: int) -> None:
         for i in range(0, n, CONNECT_BATCH):
             batch = await asyncio.gather(*(open_connection(self.job.target) for _ in range(min(CONNECT_BATCH, n - i))))
-            self.idle.extend(batch)
+            for conn in batch:
+                self._make_idle(conn)
             self.open_count += len(batch)
 
     async def prepare(self) -> None:
         """Open the connections and run the warm-up (not measured)."""
         job = self.job
-        streams = job.concurrency or min(len(job.requests), 256)
-        await self.connect(max(1, min(streams, max(len(job.requests), len(job.warmup)))))
+        await self.connect(max(1, min(self._streams(), max(len(job.requests), len(job.warmup)))))
         if job.warmup:
             await self._phase(job.warmup, None, measured=False)
 
@@ -85,16 +102,22 @@ class Driver:
             await asyncio.sleep(max(0.0, start_at - time.perf_counter()))
         monitor = LoopMonitor()
         monitor.start()
+        self.reconnects = self.connections_opened = 0
         records = await self._phase(job.requests, job.offsets, measured=True)
         client = await monitor.stop()
         for conn in self.idle:
+            conn.on_lost = None
             conn.close()
         unsent = sum(1 for r in records if r is None)
-        return DriverResult([r for r in records if r is not None], client, unsent)
+        return DriverResult([r for r in records if r is not None], client, unsent, self.reconnects,
+                            self.connections_opened)
 
     async def run(self, start_at: float | None = None) -> DriverResult:
         await self.prepare()
         return await self.measure(start_at)
+
+    def _streams(self) -> int:
+        return self.job.concurrency or min(len(self.job.requests), 256)
 
     async def _phase(self, requests: Sequence[bytes], offsets: Sequence[float] | None,
                      measured: bool) -> list[RequestRecord | None]:
@@ -103,49 +126,70 @@ class Driver:
         self._open_loop = offsets is not None
         self.records = [None] * len(requests)
         self.next_index = self.arrived = self.in_flight = 0
-        self.abandoned = False
+        self._retried = set()
+        if self.abandoned == LEVEL_TIMEOUT:
+            self.abandoned = None  # a warm-up that ran out of time does not condemn the measured phase; an abort does
         self.all_done = self.loop.create_future()
         if not requests:
             return []
         t0 = time.perf_counter()
         self.stop_sending_at = t0 + job.duration_s if measured and job.duration_s is not None else float("inf")
-        if offsets is None:
-            for conn in self.idle[:]:
-                if self.next_index >= len(requests):
-                    break
-                self.idle.remove(conn)
-                self._send_next(conn, t0)
+        self._watch_abort()
+        if self.abandoned is None:
+            if offsets is None:
+                self._start_streams(t0)
+            else:
+                loop_t0 = self.loop.time()
+                for i, offset in enumerate(offsets):
+                    self.loop.call_at(loop_t0 + offset, self._guarded, self._arrive, i, t0 + offset)
         else:
-            loop_t0 = self.loop.time()
-            for i, offset in enumerate(offsets):
-                self.loop.call_at(loop_t0 + offset, self._arrive, i, t0 + offset)
+            self.all_done.set_result(None)  # aborted before this phase began
         try:
             await asyncio.wait_for(asyncio.shield(self.all_done), job.level_timeout_s)
         except asyncio.TimeoutError:
-            await self._abandon()
+            await self._abandon(LEVEL_TIMEOUT)
+        finally:
+            if self._abort_timer is not None:
+                self._abort_timer.cancel()
         return self._finish_records()
 
     # --- closed loop: a stream sends its next request the moment its previous one ends
+    def _start_streams(self, t0: float) -> None:
+        streams = min(self._streams(), len(self._requests))
+        started = 0
+        while self.idle and started < streams:
+            self._send_next(self.idle.pop(), t0)
+            started += 1
+        for _ in range(streams - started):  # the server closed some idle connections since the last phase
+            self._reopen(lambda conn: self._send_next(conn, t0))
+
     def _send_next(self, conn: Connection, queued: float) -> None:
         i = self.next_index
         if i >= len(self._requests) or queued >= self.stop_sending_at or self.abandoned:
-            self.idle.append(conn)
+            self._make_idle(conn)
             return
         self.next_index = i + 1
         self._start(conn, i, queued)
 
     def _start(self, conn: Connection, i: int, queued: float) -> None:
-        request = StreamingRequest(lambda record: self._ended(conn, i, record), queued)
+        request = StreamingRequest(lambda record: self._guarded(self._ended, conn, i, record), queued)
         self.in_flight += 1
         self._active[i] = request
         request.start(conn, self._requests[i], self.job.request_timeout_s)
 
     def _ended(self, conn: Connection, i: int, record: RequestRecord) -> None:
-        if self.abandoned and not record.ok:
-            record.error = "level_timeout"
-        self.records[i] = record
         del self._active[i]
         self.in_flight -= 1
+        if self._retryable(conn, i, record):
+            # The server closed this kept-alive connection as the request was written: nothing was processed.
+            self._retried.add(i)
+            self.reconnects += 1
+            self.open_count -= 1
+            self._reopen(lambda c: self._start(c, i, record.queued if record.queued is not None else record.start))
+            return
+        if self.abandoned and not record.ok:
+            record.error = self.abandoned
+        self.records[i] = record
         now = record.end
         if conn.usable:
             self._send_next(conn, now) if not self._open_loop else self._give_back(conn)
@@ -156,6 +200,10 @@ class Driver:
             elif self._open_loop and self.waiting:
                 self._reopen(self._give_back)
         self._maybe_done()
+
+    def _retryable(self, conn: Connection, i: int, record: RequestRecord) -> bool:
+        return (record.error == CLOSED_BEFORE_RESPONSE and conn.reused and i not in self._retried
+                and not self.abandoned)
 
     # --- open loop: arrivals are loop timers; a request waits in the client only when no connection is free
     def _arrive(self, i: int, due: float) -> None:
@@ -175,10 +223,23 @@ class Driver:
             i, due = self.waiting.popleft()
             self._start(conn, i, due)
         else:
-            self.idle.append(conn)
+            self._make_idle(conn)
 
-    # --- shared
-    def _reopen(self, then) -> None:
+    # --- connections
+    def _make_idle(self, conn: Connection) -> None:
+        if not conn.usable:  # lost while it was being handed over
+            self.open_count -= 1
+            return
+        conn.on_lost = self._idle_lost
+        self.idle.append(conn)
+
+    def _idle_lost(self, conn: Connection) -> None:
+        """The server closed an idle connection (keep-alive timeout): it must never be sent on again."""
+        if conn in self.idle:
+            self.idle.remove(conn)
+            self.open_count -= 1
+
+    def _reopen(self, then: Callable[[Connection], None]) -> None:
         self.open_count += 1
         self.connecting += 1
 
@@ -191,26 +252,47 @@ class Driver:
                 self._connect_failed(type(exc).__name__)
                 return
             self.connecting -= 1
-            then(conn)
+            self.connections_opened += 1
+            if self.abandoned:
+                self._make_idle(conn)
+            else:
+                then(conn)
             self._maybe_done()
 
-        self.loop.create_task(reopen())
+        task = self.loop.create_task(reopen())
+        task.add_done_callback(self._raise_into_phase)
 
     def _connect_failed(self, error: str) -> None:
         """A connection could not be opened: the request that needed it fails (counted), the stream moves on."""
         now = time.perf_counter()
+        if self.abandoned:
+            self._maybe_done()
+            return
         if self._open_loop:
             if self.waiting:
                 i, due = self.waiting.popleft()
                 self.records[i] = RequestRecord(start=now, end=now, queued=due, error=f"connect_{error}")
                 if self.waiting:
                     self._reopen(self._give_back)
-        elif self.next_index < len(self._requests) and not self.abandoned:
+        elif self.next_index < len(self._requests):
             i = self.next_index
             self.next_index = i + 1
             self.records[i] = RequestRecord(start=now, end=now, queued=now, error=f"connect_{error}")
             self._reopen(lambda c: self._send_next(c, time.perf_counter()))
         self._maybe_done()
+
+    # --- shared
+    def _guarded(self, callback: Callable[..., None], *args: object) -> None:
+        """Run a loop callback; an exception (a bug) ends the phase with it instead of dying in the loop."""
+        try:
+            callback(*args)
+        except BaseException as exc:  # noqa: BLE001 - re-raised by _phase through all_done
+            if not self.all_done.done():
+                self.all_done.set_exception(exc)
+
+    def _raise_into_phase(self, task: asyncio.Task) -> None:
+        if not task.cancelled() and task.exception() is not None and not self.all_done.done():
+            self.all_done.set_exception(task.exception())
 
     def _maybe_done(self) -> None:
         if self.all_done.done() or self.in_flight or self.connecting:
@@ -222,9 +304,31 @@ class Driver:
         if finished or self.abandoned:
             self.all_done.set_result(None)
 
-    async def _abandon(self) -> None:
-        """The level ran out of time: in-flight requests are aborted and end as failures."""
-        self.abandoned = True
+    def _watch_abort(self) -> None:
+        event = self.job.abort
+        if event is None:
+            return
+        if event.is_set():
+            self.abandoned = ABORTED
+            return
+
+        def check() -> None:
+            if event.is_set():
+                self.loop.create_task(self._abort_now())
+            else:
+                self._abort_timer = self.loop.call_later(ABORT_POLL_S, check)
+
+        self._abort_timer = self.loop.call_later(ABORT_POLL_S, check)
+
+    async def _abort_now(self) -> None:
+        await self._abandon(ABORTED)
+        if not self.all_done.done():
+            self.all_done.set_result(None)
+
+    async def _abandon(self, reason: str) -> None:
+        """The level ran out of time or was aborted: in-flight requests are aborted and end as failures."""
+        self.abandoned = reason
+        self.waiting.clear()
         for request in list(self._active.values()):
             if request.connection is not None:
                 request.connection.abort()
@@ -236,11 +340,7 @@ class Driver:
         out: list[RequestRecord | None] = []
         for record in self.records:
             if record is None and self.abandoned:
-                # Never sent (or never ended) before the level timed out: a failure, counted, inside the duration.
-                record = RequestRecord(start=now, end=now, queued=now, error="level_timeout")
+                # Never sent (or never ended) before the level was cut short: a failure, counted, in the duration.
+                record = RequestRecord(start=now, end=now, queued=now, error=self.abandoned)
             out.append(record)
         return out
-
-
-async def drive(job: DriverJob, start_at: float | None = None) -> DriverResult:
-    return await Driver(job).run(start_at)

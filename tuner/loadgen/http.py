@@ -1,26 +1,51 @@
-"""A minimal HTTP/1.1 client on asyncio.Protocol, built for streaming many responses at once from one core.
+"""An HTTP/1.1 client on asyncio.Protocol, built for streaming many responses at once from one core.
 
 Why not httpx or aiohttp: per received chunk they run several layers of Python (pool, stream wrappers, async
 iterators), which caps a one-core client well below what vLLM on a big accelerator can stream
-(../shared/reference/load-generator-anchors.md). Here `data_received` goes straight from the socket to the
-chunked-transfer decoder and the SSE consumer, and the receive timestamp is taken once per socket read, as early
-as the event loop allows. One connection carries one request at a time (keep-alive, no pipelining).
+(benchmarks/loadgen_capacity.py). Here `data_received` takes the receive timestamp once per socket read, as early as
+the event loop allows, and hands the bytes to httptools (llhttp, the parser uvicorn and Node.js use), whose body
+callback goes straight to the request's SSE consumer. One connection carries one request at a time (keep-alive, no
+pipelining).
 
-Supported: http and https (asyncio's TLS), Content-Length, chunked transfer encoding, read-until-close bodies.
-Not supported: proxies, HTTP/2, redirects (a benchmark must not follow them silently anyway).
+Connection lifecycle, as real servers behave: uvicorn (vLLM's server) closes a keep-alive connection after a few
+idle seconds (VLLM_HTTP_TIMEOUT_KEEP_ALIVE, default 5), which happens whenever streams wait while requests queue in
+the server. A closed connection reports itself through `on_lost` so its owner drops it from any idle pool at once
+and never sends on it. When the close races a new request (the server closed as the request was written), the
+request ends with `CLOSED_BEFORE_RESPONSE` and `reused` set: safe to send again on a new connection, as mature
+clients do; anything after the first response byte is a real failure.
+
+Supported: http and https (asyncio's TLS), Content-Length, chunked transfer encoding, read-until-close bodies,
+`Connection: close` and HTTP/1.0 responses. Not supported: proxies, HTTP/2, redirects (a benchmark must not follow
+them silently anyway).
 """
 from __future__ import annotations
 
 import asyncio
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol as TypingProtocol
 from urllib.parse import urlsplit
 
+import httptools
+
 from tuner.errors import InputError
 
 perf_counter = time.perf_counter
+CLOSED_BEFORE_RESPONSE = "closed_before_response"  # no response byte arrived: the request may be sent again
+CONNECTION_CLOSED = "connection_closed"  # closed mid-response: a failure
+
+
+class InvalidURL(InputError):
+    """A base URL the client cannot use (not http/https, no host)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__("URL", url, "an http:// or https:// base URL, e.g. http://127.0.0.1:8000")
+
+
+class ConnectionNotUsable(RuntimeError):
+    """`send` on a connection that is closed, closing or busy: a bug in the caller, never a server fault."""
 
 
 class BodyConsumer(TypingProtocol):
@@ -44,7 +69,7 @@ class Target:
     def parse(cls, base_url: str) -> "Target":
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise InputError("URL", base_url, "an http:// or https:// base URL, e.g. http://127.0.0.1:8000")
+            raise InvalidURL(base_url)
         tls = parts.scheme == "https"
         return cls(parts.hostname, parts.port or (443 if tls else 80), tls, parts.path.rstrip("/"))
 
@@ -56,22 +81,20 @@ class Target:
         return head.encode("latin-1") + body
 
 
-# Response parsing states
-_HEAD, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_CRLF, _TRAILERS, _LENGTH, _UNTIL_CLOSE, _IDLE = range(8)
-
-
 class Connection(asyncio.Protocol):
     """One keep-alive connection; `send` starts a request whose response is fed to a BodyConsumer."""
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.closed = asyncio.get_running_loop().create_future()
+        self.on_lost: Callable[["Connection"], None] | None = None  # told once, when the connection is gone
+        self.requests_sent = 0
         self._consumer: BodyConsumer | None = None
-        self._state = _IDLE
-        self._buf = b""
-        self._remaining = 0
-        self._keep_alive = True
-        self._status = 0
+        self._parser: httptools.HttpResponseParser | None = None
+        self._now = 0.0
+        self._got_response_bytes = False
+        self._headers_done = False
+        self._framed = False  # the body has a length or is chunked (else it ends when the server closes)
 
     # --- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -81,38 +104,72 @@ class Connection(asyncio.Protocol):
         now = perf_counter()
         self.transport = None
         if self._consumer is not None:
-            if self._state == _UNTIL_CLOSE:
-                self._finish(now, None)
+            if self._headers_done and not self._framed:
+                self._finish(now, None)  # a read-until-close body ends here
+            elif not self._got_response_bytes:
+                self._finish(now, CLOSED_BEFORE_RESPONSE)
             else:
-                self._finish(now, "connection_closed")
+                self._finish(now, CONNECTION_CLOSED)
         if not self.closed.done():
             self.closed.set_result(None)
+        if self.on_lost is not None:
+            on_lost, self.on_lost = self.on_lost, None
+            on_lost(self)
 
     def data_received(self, data: bytes) -> None:
-        now = perf_counter()
-        if self._consumer is None:
-            return  # bytes outside a request (should not happen with HTTP/1.1 servers)
-        if self._buf:
-            data = self._buf + data
-            self._buf = b""
-        try:
-            self._parse(data, now)
-        except ValueError:
-            self._finish(now, "bad_http_response")
+        if self._parser is None:  # bytes outside a request: the server is confused; do not reuse this connection
             self.abort()
+            return
+        self._now = perf_counter()
+        self._got_response_bytes = True
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError:
+            self._finish(self._now, "bad_http_response")
+            self.abort()
+
+    # --- httptools callbacks (run inside feed_data, so self._now is the read's timestamp)
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        if name == b"content-length" or (name == b"transfer-encoding" and b"chunked" in value.lower()):
+            self._framed = True
+
+    def on_headers_complete(self) -> None:
+        assert self._parser is not None and self._consumer is not None
+        status = self._parser.get_status_code()
+        if 100 <= status < 200:  # an interim response; the real head follows
+            self._framed = False
+            return
+        self._headers_done = True
+        self._consumer.on_status(status, self._now)
+
+    def on_body(self, body: bytes) -> None:
+        if self._consumer is not None and self._headers_done:
+            self._consumer.on_body(body, self._now)
+
+    def on_message_complete(self) -> None:
+        if self._headers_done:
+            self._finish(self._now, None)
 
     # --- requests
     @property
     def usable(self) -> bool:
         return self.transport is not None and not self.transport.is_closing() and self._consumer is None
 
+    @property
+    def reused(self) -> bool:
+        """The current (or last) request was not the first on this connection."""
+        return self.requests_sent > 1
+
     def send(self, request: bytes, consumer: BodyConsumer) -> float:
         """Write the request; returns the send timestamp (the request's start)."""
-        assert self._consumer is None and self.transport is not None
+        if not self.usable:
+            raise ConnectionNotUsable("send on a connection that is closed, closing or busy")
+        assert self.transport is not None
         self._consumer = consumer
-        self._state = _HEAD
-        self._buf = b""
-        self._keep_alive = True
+        self._parser = httptools.HttpResponseParser(self)
+        self._got_response_bytes = self._headers_done = self._framed = False
+        self.requests_sent += 1
         start = perf_counter()
         self.transport.write(request)
         return start
@@ -125,113 +182,12 @@ class Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
-    # --- parsing
-    def _parse(self, data: bytes, now: float) -> None:
-        consumer = self._consumer
-        while data and consumer is not None:
-            state = self._state
-            if state == _CHUNK_SIZE:
-                i = data.find(b"\r\n")
-                if i < 0:
-                    self._buf = data
-                    return
-                size = int(data[:i].split(b";", 1)[0], 16)
-                data = data[i + 2:]
-                if size == 0:
-                    self._state = _TRAILERS
-                else:
-                    self._remaining = size
-                    self._state = _CHUNK_DATA
-            elif state == _CHUNK_DATA:
-                n = self._remaining
-                if len(data) <= n:
-                    self._remaining = n - len(data)
-                    consumer.on_body(data, now)
-                    if self._remaining == 0:
-                        self._state = _CHUNK_CRLF
-                    return
-                consumer.on_body(data[:n], now)
-                data = data[n:]
-                self._state = _CHUNK_CRLF
-            elif state == _CHUNK_CRLF:
-                if len(data) < 2:
-                    self._buf = data
-                    return
-                data = data[2:]
-                self._state = _CHUNK_SIZE
-            elif state == _TRAILERS:
-                # Trailers end with an empty line; usually there are none and this is just "\r\n".
-                i = data.find(b"\r\n")
-                if i < 0:
-                    self._buf = data
-                    return
-                data = data[i + 2:]
-                if i == 0:
-                    self._finish(now, None)
-                    return
-            elif state == _LENGTH:
-                n = self._remaining
-                take = data[:n]
-                self._remaining = n - len(take)
-                consumer.on_body(take, now)
-                if self._remaining == 0:
-                    self._finish(now, None)
-                return
-            elif state == _UNTIL_CLOSE:
-                consumer.on_body(data, now)
-                return
-            elif state == _HEAD:
-                i = data.find(b"\r\n\r\n")
-                if i < 0:
-                    if len(data) > 65536:
-                        raise ValueError("header too long")
-                    self._buf = data
-                    return
-                self._head(data[:i], now)
-                data = data[i + 4:]
-                consumer = self._consumer
-            else:
-                return
-
-    def _head(self, head: bytes, now: float) -> None:
-        lines = head.decode("latin-1").split("\r\n")
-        version, status = lines[0].split(" ", 2)[:2]
-        self._status = int(status)
-        chunked = False
-        length: int | None = None
-        self._keep_alive = version != "HTTP/1.0"
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            name = name.strip().lower()
-            value = value.strip().lower()
-            if name == "transfer-encoding" and "chunked" in value:
-                chunked = True
-            elif name == "content-length":
-                length = int(value)
-            elif name == "connection":
-                self._keep_alive = "close" not in value if version != "HTTP/1.0" else "keep-alive" in value
-        if self._status == 100:  # "100 Continue": the real head follows
-            self._state = _HEAD
-            return
-        assert self._consumer is not None
-        self._consumer.on_status(self._status, now)
-        if chunked:
-            self._state = _CHUNK_SIZE
-        elif length is not None:
-            self._remaining = length
-            self._state = _LENGTH
-            if length == 0:
-                self._finish(now, None)
-        else:
-            self._keep_alive = False
-            self._state = _UNTIL_CLOSE
-
     def _finish(self, now: float, error: str | None) -> None:
         consumer, self._consumer = self._consumer, None
-        self._state = _IDLE
-        self._buf = b""
-        if not self._keep_alive and self.transport is not None:
-            self.transport.close()
+        keep_alive = self._parser is not None and error is None and self._framed and self._parser.should_keep_alive()
+        self._parser = None
+        if not keep_alive and self.transport is not None:
+            self.transport.close()  # `Connection: close`, HTTP/1.0, or a broken exchange: never reused
         if consumer is not None:
             consumer.on_end(now, error)
 

@@ -8,8 +8,9 @@ The warm-up runs on the same connections first and is not measured.
 """
 from __future__ import annotations
 
-import asyncio
+import threading
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -55,6 +56,7 @@ class LevelOptions:
     metrics: bool = True
     metrics_interval_s: float = 1.0
     plausibility: Callable[[LevelResult], Plausibility | None] | None = None
+    abort: threading.Event | None = None  # set by another thread: the level ends at once, the rest "aborted"
 
 
 def build_requests(target: Target, workload: Workload, n: int, seed: int,
@@ -63,26 +65,34 @@ def build_requests(target: Target, workload: Workload, n: int, seed: int,
     return [target.request_bytes(workload.endpoint, factory.body(), headers) for _ in range(n)]
 
 
+def level_seed(workload: Workload, pattern: LoadPattern, repeat: int) -> int:
+    """The same prompts for the same level in every process and every run (hash() of a tuple holding None differs
+    between processes on Python 3.11)."""
+    key = repr((workload.seed, pattern.concurrency, pattern.rate, workload.input_len, workload.output_len, repeat))
+    return zlib.crc32(key.encode())
+
+
 def measure_level(base_url: str, workload: Workload, pattern: LoadPattern, options: LevelOptions | None = None,
                   repeat: int = 0) -> tuple[LevelResult, list[RequestRecord]]:
     """Measure one level. Blocking: runs its own event loop (or client processes)."""
     options = options or LevelOptions()
     target = Target.parse(base_url)
-    seed = hash((workload.seed, pattern.concurrency, pattern.rate, workload.input_len, workload.output_len,
-                 repeat)) & 0xFFFFFFFF
+    seed = level_seed(workload, pattern, repeat)
     requests = build_requests(target, workload, pattern.requests, seed, options.tokenizer, options.headers)
     warmup = build_requests(target, workload, pattern.warmup, seed ^ 0x5A5A5A5A, options.tokenizer, options.headers)
     offsets = None
     if pattern.rate is not None:
         offsets = arrival_offsets(len(requests), pattern.rate, pattern.arrival, pattern.burstiness, seed)
     job = DriverJob(target, requests, pattern.concurrency, offsets, warmup, options.request_timeout_s,
-                    options.level_timeout_s, pattern.duration_s)
+                    options.level_timeout_s, pattern.duration_s, options.abort)
     watcher = MetricsWatcher(base_url, options.metrics_interval_s, options.headers) if options.metrics else None
     try:
         results = run_jobs(split_job(job, options.workers), on_start=watcher.begin if watcher else None)
         counters = watcher.end() if watcher else None
         records = merge_records(r.records for r in results)
         level = summarize(records, pattern.concurrency or 0, repeat, options.slo)
+        level.reconnects = sum(r.reconnects for r in results)
+        level.connections_opened = sum(r.connections_opened for r in results)
         level.server = counters
         if watcher and counters is not None and counters.scraped:
             warnings = cross_check(level)
@@ -119,16 +129,3 @@ def measure_level(base_url: str, workload: Workload, pattern: LoadPattern, optio
     level.reliable = not (level.token_mismatch or level.client.saturated
                           or (level.plausibility is not None and not level.plausibility.valid))
     return level, records
-
-
-def run_level(base_url: str, workload: Workload, concurrency: int, requests: int, warmup: int,
-              request_timeout_s: float, level_timeout_s: float, repeat: int = 0) -> tuple[LevelResult, list[RequestRecord]]:
-    """The trial sweep's entry point (tuner/worker.py): closed loop at one concurrency."""
-    return measure_level(base_url, workload, LoadPattern(concurrency=concurrency, requests=requests, warmup=warmup),
-                         LevelOptions(request_timeout_s=request_timeout_s, level_timeout_s=level_timeout_s,
-                                      metrics_interval_s=SWEEP_METRICS_INTERVAL_S), repeat)
-
-
-async def measure_level_async(*args, **kwargs) -> tuple[LevelResult, list[RequestRecord]]:
-    """For callers already inside an event loop: runs the level in a thread (it needs a loop of its own)."""
-    return await asyncio.to_thread(measure_level, *args, **kwargs)

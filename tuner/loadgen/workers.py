@@ -12,13 +12,14 @@ import multiprocessing as mp
 import time
 from dataclasses import replace
 
+from tuner.errors import TunerError
 from tuner.loadgen.driver import Driver, DriverJob, DriverResult
 
 START_MARGIN_S = 0.05
 READY_TIMEOUT_S = 120.0
 
 
-class WorkerFailed(RuntimeError):
+class WorkerFailed(TunerError):
     """A client worker process died or did not get ready."""
 
 
@@ -31,8 +32,9 @@ def split_job(job: DriverJob, workers: int) -> list[DriverJob]:
     for w in range(workers):
         share = None if job.concurrency is None else job.concurrency // workers + (w < job.concurrency % workers)
         offsets = None if job.offsets is None else list(job.offsets[w::workers])
+        # An abort event is a thread's: it cannot cross into client processes (the trial sweep runs one process).
         jobs.append(replace(job, requests=list(job.requests[w::workers]), concurrency=share, offsets=offsets,
-                            warmup=list(job.warmup[w::workers])))
+                            warmup=list(job.warmup[w::workers]), abort=None))
     return jobs
 
 
