@@ -86,7 +86,6 @@ class Connection(asyncio.Protocol):
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
-        self.closed = asyncio.get_running_loop().create_future()
         self.on_lost: Callable[["Connection"], None] | None = None  # told once, when the connection is gone
         self.requests_sent = 0
         self._consumer: BodyConsumer | None = None
@@ -99,6 +98,8 @@ class Connection(asyncio.Protocol):
     # --- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        # One parser for the connection's life: llhttp reads keep-alive responses one after another.
+        self._parser = httptools.HttpResponseParser(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         now = perf_counter()
@@ -110,25 +111,29 @@ class Connection(asyncio.Protocol):
                 self._finish(now, CLOSED_BEFORE_RESPONSE)
             else:
                 self._finish(now, CONNECTION_CLOSED)
-        if not self.closed.done():
-            self.closed.set_result(None)
         if self.on_lost is not None:
             on_lost, self.on_lost = self.on_lost, None
             on_lost(self)
 
     def data_received(self, data: bytes) -> None:
-        if self._parser is None:  # bytes outside a request: the server is confused; do not reuse this connection
+        if self._consumer is None or self._parser is None:  # bytes outside a request: never reuse this connection
             self.abort()
             return
         self._now = perf_counter()
-        self._got_response_bytes = True
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError:
+            self._parser = None
             self._finish(self._now, "bad_http_response")
             self.abort()
 
     # --- httptools callbacks (run inside feed_data, so self._now is the read's timestamp)
+    def on_message_begin(self) -> None:
+        if self._consumer is None:  # a response nobody asked for
+            raise httptools.HttpParserError("unexpected response")
+        self._got_response_bytes = True
+        self._headers_done = self._framed = False
+
     def on_header(self, name: bytes, value: bytes) -> None:
         name = name.lower()
         if name == b"content-length" or (name == b"transfer-encoding" and b"chunked" in value.lower()):
@@ -167,7 +172,6 @@ class Connection(asyncio.Protocol):
             raise ConnectionNotUsable("send on a connection that is closed, closing or busy")
         assert self.transport is not None
         self._consumer = consumer
-        self._parser = httptools.HttpResponseParser(self)
         self._got_response_bytes = self._headers_done = self._framed = False
         self.requests_sent += 1
         start = perf_counter()
@@ -185,7 +189,6 @@ class Connection(asyncio.Protocol):
     def _finish(self, now: float, error: str | None) -> None:
         consumer, self._consumer = self._consumer, None
         keep_alive = self._parser is not None and error is None and self._framed and self._parser.should_keep_alive()
-        self._parser = None
         if not keep_alive and self.transport is not None:
             self.transport.close()  # `Connection: close`, HTTP/1.0, or a broken exchange: never reused
         if consumer is not None:

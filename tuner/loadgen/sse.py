@@ -17,9 +17,13 @@ class SSEParser:
     def feed(self, chunk: bytes) -> list[bytes]:
         """Return the data payloads of every event completed by this chunk."""
         buffer = self._buffer + chunk
+        held = b""
         if b"\r" in buffer:
+            if buffer.endswith(b"\r"):  # may be the first half of a CRLF split across reads: decide next time
+                buffer, held = buffer[:-1], b"\r"
             buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        *events, self._buffer = buffer.split(b"\n\n")
+        *events, rest = buffer.split(b"\n\n")
+        self._buffer = rest + held
         payloads = []
         for event in events:
             data = _data_of(event)

@@ -1,0 +1,205 @@
+"""The load client against servers as they really behave: requests queueing past --max-num-seqs, idle keep-alive
+connections closed after a second (real uvicorn, as in vLLM), warm-up on; servers that close every connection;
+the close/send race; a connection lost mid-response; a level aborted from another thread."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tuner.loadgen import LevelOptions, LoadPattern, Workload, measure_level
+
+FAKE = str(Path(__file__).parents[1] / "fakes" / "fake_vllm.py")
+W = Workload(model="fake", input_len=8, output_len=40, vocab_size=2048)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def uvicorn_fake(mode: str = "ok", max_num_seqs: int = 4, keep_alive_s: float = 1.0, token_ms: float = 20):
+    """The fake vLLM on real uvicorn; stopped (its own process group, by PID) afterwards."""
+    port = free_port()
+    env = {**os.environ, "FAKE_VLLM_MODE": mode, "FAKE_VLLM_TOKEN_MS": str(token_ms), "FAKE_VLLM_STARTUP_S": "0",
+           "VLLM_HTTP_TIMEOUT_KEEP_ALIVE": str(keep_alive_s)}
+    proc = subprocess.Popen([sys.executable, FAKE, "--port", str(port), "--max-num-seqs", str(max_num_seqs)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def options(**overrides) -> LevelOptions:
+    return LevelOptions(**{"request_timeout_s": 30.0, "level_timeout_s": 60.0, **overrides})
+
+
+def test_closed_loop_at_four_times_max_num_seqs_with_warmup_loses_nothing():
+    # 16 streams, 4 generate at a time: four waves of 0.8 s. First-wave connections of the warm-up sit idle for
+    # over 2 s while the server closes them after 1 s; the measured phase must never send on one of them.
+    with uvicorn_fake() as url:
+        level, records = measure_level(url, W, LoadPattern(concurrency=16, requests=32, warmup=16), options())
+    assert level.failed == 0 and level.completed == 32, level.errors
+    assert level.output_tokens == 32 * 40
+    assert level.server is not None and level.server.generation_tokens == level.output_tokens
+    assert level.server.peak_waiting and level.server.peak_waiting > 0  # requests really queued in the server
+    assert level.connections_opened >= 4  # idle connections the server closed were replaced, not reused
+
+
+def test_open_loop_with_idle_gaps_longer_than_keepalive_loses_nothing():
+    # Arrivals 0.5 s apart on average; a connection often idles past the 1 s keep-alive between two requests.
+    with uvicorn_fake(max_num_seqs=2) as url:
+        level, _ = measure_level(url, W, LoadPattern(concurrency=None, requests=12, rate=2.0, warmup=4), options())
+    assert level.failed == 0 and level.completed == 12, level.errors
+    assert level.server is not None and level.server.generation_tokens == 12 * 40
+
+
+# --- raw servers for what uvicorn does not do on demand --------------------------------------------------------
+def sse_body(tokens: int = 3) -> bytes:
+    content = {"choices": [{"index": 0, "text": " a", "finish_reason": None}]}
+    usage = {"choices": [], "usage": {"prompt_tokens": 8, "completion_tokens": tokens}}
+    events = [b"data: " + json.dumps(content).encode() + b"\n\n"] * tokens
+    return b"".join(events) + b"data: " + json.dumps(usage).encode() + b"\n\ndata: [DONE]\n\n"
+
+
+async def read_request(reader: asyncio.StreamReader) -> bool:
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return False
+    length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+    await reader.readexactly(length)
+    return True
+
+
+@contextmanager
+def raw_server(handler):
+    """An asyncio server in a thread; `handler(reader, writer, connection_number)` serves one connection."""
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    holder: dict = {"n": 0}
+
+    async def serve(reader, writer):
+        holder["n"] += 1
+        try:
+            await handler(reader, writer, holder["n"])
+        finally:
+            writer.close()
+
+    async def main():
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        holder["port"] = server.sockets[0].getsockname()[1]
+        holder["server"] = server
+        started.set()
+        try:
+            await server.serve_forever()
+        except asyncio.CancelledError:  # closed by the test
+            pass
+
+    thread = threading.Thread(target=lambda: loop.run_until_complete(main()), daemon=True)
+    thread.start()
+    started.wait(5)
+    try:
+        yield f"http://127.0.0.1:{holder['port']}", holder
+    finally:
+        loop.call_soon_threadsafe(holder["server"].close)
+
+
+def no_metrics(**overrides) -> LevelOptions:
+    return options(metrics=False, **overrides)
+
+
+@pytest.mark.parametrize("head", [b"HTTP/1.0 200 OK\r\nContent-Type: text/event-stream\r\n\r\n",
+                                  b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: text/event-stream\r\n\r\n"])
+def test_server_that_closes_every_connection(head):
+    async def handler(reader, writer, n):
+        if await read_request(reader):
+            writer.write(head + sse_body())  # no length: the body ends when the server closes
+            await writer.drain()
+
+    with raw_server(handler) as (url, _):
+        level, records = measure_level(url, W, LoadPattern(concurrency=4, requests=12, warmup=4), no_metrics())
+    assert level.failed == 0 and level.completed == 12, level.errors
+    assert all(r.output_tokens == 3 for r in records)
+
+
+def test_close_send_race_is_retried_once_on_a_new_connection():
+    # Every connection answers its first request, then reads the second and closes without a byte of answer:
+    # the race a keep-alive timeout produces. Each such request is sent again, and never counted as failed.
+    async def handler(reader, writer, n):
+        if await read_request(reader):
+            body = sse_body()
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: %d\r\n\r\n%s"
+                         % (len(body), body))
+            await writer.drain()
+        await read_request(reader)  # then close without answering
+
+    with raw_server(handler) as (url, _):
+        level, _ = measure_level(url, W, LoadPattern(concurrency=2, requests=10), no_metrics())
+    assert level.failed == 0 and level.completed == 10, level.errors
+    assert level.reconnects >= 4
+
+
+def test_fresh_connection_closed_before_response_is_a_failure_not_retried():
+    async def handler(reader, writer, n):
+        await read_request(reader)  # never answers
+
+    with raw_server(handler) as (url, holder):
+        level, _ = measure_level(url, W, LoadPattern(concurrency=2, requests=4), no_metrics())
+    assert level.failed == 4 and level.errors == {"closed_before_response": 4}
+    assert level.reconnects == 0
+
+
+def test_connection_lost_after_the_first_byte_is_a_failure():
+    async def handler(reader, writer, n):
+        if await read_request(reader):
+            writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\ndata: {\"choices\"")
+            await writer.drain()
+
+    with raw_server(handler) as (url, _):
+        level, _ = measure_level(url, W, LoadPattern(concurrency=2, requests=4), no_metrics())
+    assert level.failed == 4 and level.errors == {"connection_closed": 4}
+    assert level.reconnects == 0
+
+
+def test_abort_ends_the_level_within_a_second_and_counts_every_request():
+    abort = threading.Event()
+    with uvicorn_fake("hang-after:0") as url:  # accepts requests, never produces a token
+        threading.Timer(0.5, abort.set).start()
+        started = time.monotonic()
+        level, records = measure_level(url, W, LoadPattern(concurrency=4, requests=8, warmup=4),
+                                       options(level_timeout_s=120.0, request_timeout_s=120.0, abort=abort))
+        took = time.monotonic() - started
+    assert took < 3.0
+    assert level.requests == 8 and level.failed == 8 and level.errors == {"aborted": 8}
+
+
+def test_prompt_seeds_are_the_same_in_every_process():
+    code = ("from tuner.loadgen.runner import level_seed, LoadPattern; from tuner.loadgen import Workload;"
+            "print(level_seed(Workload(model='m', input_len=8, output_len=8), LoadPattern(concurrency=4), 0))")
+    seeds = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+             for _ in range(2)}
+    assert len(seeds) == 1
