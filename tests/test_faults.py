@@ -54,9 +54,11 @@ def make_study(tmp_path: Path, mode: str, trials: int = 1, **overrides):
     (tmp_path / "space.yaml").write_text("parameters:\n  seqs: {type: categorical, choices: [1, 2, 3, 4], flag: --max-num-seqs}\n")
     spec = {
         "name": "faults", "model": "fake", "search_space": "space.yaml",
+        # As real vLLM behaves: requests past --max-num-seqs (1 to 4 here) queue, idle connections close after 1 s.
         "server": {"command": [sys.executable, FAKE], "env": {"FAKE_VLLM_MODE": mode, "FAKE_VLLM_TOKEN_MS": "1",
+                                                                    "VLLM_HTTP_TIMEOUT_KEEP_ALIVE": "1",
                                                                     "TUNER_TEST_TAG": str(tmp_path)}},
-        "load": {"concurrency": [1, 4], "requests_per_level": 8, "warmup_rounds": 0, "input_len": 8, "output_len": 8,
+        "load": {"concurrency": [1, 4], "requests_per_level": 8, "warmup_rounds": 1, "input_len": 8, "output_len": 8,
                  "repeats": 1, "request_timeout_s": 2, "level_timeout_s": 6},
         "resources": {"CPU": 1}, "trials": trials, "storage": f"sqlite:///{tmp_path / 'db.sqlite'}",
         "runs_dir": str(tmp_path / "runs"), "timeouts": {"startup_s": 20, "shutdown_grace_s": 2, "fatal_log_grace_s": 1},
