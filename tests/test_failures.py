@@ -16,8 +16,14 @@ CASES = [
     ("ValueError: The model's max seq len (65536) is larger than the maximum number of tokens that can be stored in "
      "KV cache (40000).", 1, FailureClass.KV_CAPACITY),
     ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB", 1, FailureClass.OOM),
-    ("ValueError: Free memory on device (10.1/79.2 GiB) on startup is less than desired GPU memory utilization", 1,
+    ("ValueError: Free memory on device (78.9/79.2 GiB) on startup is less than desired GPU memory utilization "
+     "(0.999, 79.1 GiB). Decrease GPU memory utilization or reduce GPU memory used by other processes.", 1,
      FailureClass.OOM),
+    ("ValueError: Free memory on device (10.1/79.2 GiB) on startup is less than desired GPU memory utilization "
+     "(0.9, 71.3 GiB). Decrease GPU memory utilization or reduce GPU memory used by other processes.", 1,
+     FailureClass.INFRA),
+    ("ValueError: Available memory on node 0 (6.77/8.09 GiB) on startup is less than desired CPU memory utilization "
+     "(0.92, 7.44 GiB).", 1, FailureClass.OOM),
     ("ValueError: No available memory for the cache blocks. Try increasing `gpu_memory_utilization`", 1, FailureClass.OOM),
     ("jaxlib.xla_extension.XlaRuntimeError: RESOURCE_EXHAUSTED: Error allocating device buffer: Attempting to allocate "
      "1.50G. That was not possible.", 1, FailureClass.OOM),
@@ -60,6 +66,37 @@ def test_fatal_markers():
     assert first_fatal_line("INFO Loading weights took 0.01 seconds\nINFO Application startup complete.") is None
 
 
-def test_only_infra_is_not_the_configs_fault():
-    assert not FailureClass.INFRA.is_config_failure
-    assert all(c.is_config_failure for c in FailureClass if c is not FailureClass.INFRA)
+def test_only_infra_and_tuner_errors_are_not_the_configs_fault():
+    blameless = {FailureClass.INFRA, FailureClass.TUNER_ERROR}
+    assert not any(c.is_config_failure for c in blameless)
+    assert all(c.is_config_failure for c in FailureClass if c not in blameless)
+
+
+def test_free_memory_shortfall_with_other_processes_on_the_device_is_infra():
+    line = ("ValueError: Free memory on device (78.9/79.2 GiB) on startup is less than desired GPU memory "
+            "utilization (0.999, 79.1 GiB).")
+    assert classify(1, line).failure_class is FailureClass.OOM  # the device was free: the share is too high
+    diagnosis = classify(1, line, device_users=2)  # nvidia-smi saw other processes holding memory
+    assert diagnosis.failure_class is FailureClass.INFRA and "2 other process" in diagnosis.detail
+
+
+def test_class_comes_from_the_lines_above_the_fatal_event_not_an_early_mention():
+    early = ["WARNING compile attempt 1: RESOURCE_EXHAUSTED: Error allocating device buffer, retrying smaller",
+             "WARNING [Errno 98] address already in use for the metrics exporter; using another port"]
+    filler = [f"INFO step {i}" for i in range(500)]
+    root = ("(EngineCore pid=7) ERROR 11-28 03:19:16 [core.py:1510] ValueError: To serve at least one request with "
+            "the model's max seq len (16384), (0.02 GiB KV cache is needed, which is larger than the available KV "
+            "cache memory (0.01 GiB).")
+    log = "\n".join([*early, *filler, "Traceback (most recent call last):", root, ENGINE_FAILED])
+    assert classify(1, log).failure_class is FailureClass.KV_CAPACITY
+    # and the reverse: an early KV message, a late real OOM
+    log = "\n".join([root.replace("ERROR", "WARNING"), *filler, "torch.OutOfMemoryError: CUDA out of memory.",
+                     ENGINE_FAILED])
+    assert classify(1, log).failure_class is FailureClass.OOM
+
+
+def test_a_traceback_alone_is_not_fatal():
+    harmless = "\n".join(["INFO compiling", "Traceback (most recent call last):",
+                          '  File "torch/_dynamo/convert_frame.py", line 1, in _compile',
+                          "torch._dynamo.exc.Unsupported: graph break; falling back to eager", "INFO still compiling"])
+    assert first_fatal_line(harmless) is None

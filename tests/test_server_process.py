@@ -122,3 +122,12 @@ def test_stop_is_idempotent(tmp_path):
     server.stop()
     server.stop()
     assert server.exit_code() is not None
+
+
+def test_harmless_traceback_during_startup_is_not_fatal(tmp_path):
+    # vLLM prints non-fatal tracebacks (graph breaks, compile retries) and goes on to serve.
+    log = Path(__file__).parent / "fixtures" / "vllm_logs" / "harmless_compile_traceback.log"
+    config = fake(f"log-then-serve:{log}", FAKE_VLLM_STARTUP_S="2")  # the traceback stands > fatal_log_grace_s
+    with ServerProcess(config, tmp_path / "s.log", Timeouts(startup_s=30, shutdown_grace_s=2, fatal_log_grace_s=1)) as server:
+        assert server.wait_ready() > 1.5
+        assert "Traceback" in (tmp_path / "s.log").read_text()

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 
 from tuner.errors import ServerStartupFailed
-from tuner.failures import FailureClass, classify, first_fatal_line
+from tuner.failures import Diagnosis, FailureClass, classify, device_memory_users, first_fatal_line
 from tuner.server_config import ServerConfig
 from tuner.spec import Timeouts
 
@@ -118,7 +118,7 @@ class ServerProcess:
                 code = self._proc.poll()
                 if code is not None:
                     time.sleep(POLL_S)  # let the last log lines land
-                    diagnosis = classify(code, self.log_text())
+                    diagnosis = self.diagnose(code)
                     raise ServerStartupFailed(diagnosis.failure_class.value, diagnosis.detail)
                 if self._healthy(client):
                     self.startup_s = time.monotonic() - self.started_at
@@ -128,7 +128,7 @@ class ServerProcess:
                     fatal_seen_at = time.monotonic()
                 now = time.monotonic()
                 if fatal_seen_at is not None and now - fatal_seen_at > self.timeouts.fatal_log_grace_s:
-                    diagnosis = classify(None, self.log_text())
+                    diagnosis = self.diagnose(None)
                     raise ServerStartupFailed(diagnosis.failure_class.value, diagnosis.detail)
                 if now > deadline:
                     raise ServerStartupFailed(
@@ -136,6 +136,13 @@ class ServerProcess:
                         f"/health did not answer 200 within {self.timeouts.startup_s:g} s",
                     )
                 time.sleep(POLL_S)
+
+    def diagnose(self, exit_code: int | None) -> Diagnosis:
+        """Why the server stopped, from its log; once it has exited, any process still holding device memory is
+        another's (evidence for "less free memory than requested": infrastructure, not the config)."""
+        log = self.log_text()
+        users = device_memory_users() if exit_code is not None and "memory utilization" in log else None
+        return classify(exit_code, log, device_users=users)
 
     def _healthy(self, client: httpx.Client) -> bool:
         try:

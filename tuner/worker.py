@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 
 from tuner.errors import ServerStartupFailed
-from tuner.failures import FailureClass, classify
+from tuner.failures import FailureClass
 from tuner.loadgen import RequestRecord, Workload, vocab_size_of
 from tuner.loadgen.runner import SWEEP_METRICS_INTERVAL_S, LevelOptions, LoadPattern, measure_level
 from tuner.loadgen.tokenizer import ServerTokenizer, Tokenizer
@@ -175,7 +175,7 @@ def _failure_after_level(server: ServerProcess, level: LevelResult, watch: Serve
     at = f"at concurrency {level.concurrency}"
     code = server.wait_exit(EXIT_WAIT_S) if level.failed or watch.abort.is_set() else server.exit_code()
     if code is not None:
-        cause = classify(code, server.log_text())
+        cause = server.diagnose(code)
         return FailureClass.DIED_UNDER_LOAD.value, f"exit code {code} {at}: {cause.detail}"
     if watch.abort.is_set():
         return FailureClass.UNRESPONSIVE.value, f"{watch.reason} {at}; the level was stopped"
