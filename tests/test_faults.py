@@ -159,7 +159,7 @@ def test_killed_ray_worker_reruns_the_same_parameters(tmp_path):
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not killed:
             for pid in processes_tagged(str(tmp_path)):
-                if b"tuner._reaper" in open(f"/proc/{pid}/cmdline", "rb").read():
+                if b"tuner.server._reaper" in open(f"/proc/{pid}/cmdline", "rb").read():
                     worker = int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
                     os.kill(worker, signal.SIGKILL)
                     killed.append(worker)

@@ -13,8 +13,8 @@ from optuna.distributions import CategoricalDistribution
 from tuner.errors import InputError
 from tuner.matrix_report import (COLUMNS, Point, SummaryRow, measure_matrix, read_matrix, render_summary, seed_grid,
                                  summary_rows, write_matrix)
-from tuner.server_config import ServerConfig
-from tuner.server_process import ServerProcess
+from tuner.server.config import ServerConfig
+from tuner.server.process import ServerProcess
 from tuner.spec import StudySpec, Timeouts
 
 FAKE = str(Path(__file__).parent / "fakes" / "fake_vllm.py")

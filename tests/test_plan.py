@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from tuner.cli import app
 from tuner.prelaunch import model_context, plan_configs, prescreen
-from tuner.server_config import build_server_config
+from tuner.server.config import build_server_config
 from tuner.spec import load_study
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,7 +10,7 @@ import pytest
 
 import tuner.worker as worker
 from conftest import processes_tagged
-from tuner.server_config import ServerConfig
+from tuner.server.config import ServerConfig
 from tuner.spec import LoadSpec, Timeouts
 
 FAKE = str(Path(__file__).parent / "fakes" / "fake_vllm.py")

@@ -70,7 +70,7 @@ class OrphanGuard:
         own_session = session_of(os.getpid())
         for pid in descendants(os.getpid()):
             stamp = start_time(pid)
-            # Ray's processes stay in our session; servers run in sessions of their own under tuner._reaper,
+            # Ray's processes stay in our session; servers run in sessions of their own under tuner.server._reaper,
             # which ends them itself (after its grace period), so they are not ours to kill here.
             if pid != self._proc.pid and pid not in self._sent and stamp and session_of(pid) == own_session:
                 lines.append(f"{pid} {stamp}\n")

@@ -16,7 +16,7 @@ import optuna
 import yaml
 
 from tuner.errors import TrialNotFound
-from tuner.server_config import REDACTED
+from tuner.server.config import REDACTED
 from tuner.trial_record import TrialRecord, best_by, pareto_front
 
 SELECTORS = {"max-throughput": "throughput", "max-stability": "stability"}

@@ -146,9 +146,9 @@ def measure_matrix(base_url: str, model: str, points: Sequence[Point], requests_
 def run_trial_matrix(study: "Study", params: dict[str, Any], points: Sequence[Point], out_dir: Path, name: str,
                      requests_per_point: int | None = None, log_path: Path | None = None) -> tuple[Path, Path]:
     """Launch one configuration of the study (e.g. the best trial's params), measure the matrix, tear it down."""
-    from tuner.server_config import build_server_config
-    from tuner.server_process import ServerProcess
-    from tuner.startup import prepare_compile_cache, startup_attrs, with_compile_cache
+    from tuner.server.config import build_server_config
+    from tuner.server.process import ServerProcess
+    from tuner.server.startup import prepare_compile_cache, startup_attrs, with_compile_cache
 
     spec = study.spec
     config = with_compile_cache(build_server_config(spec, study.space, params), spec.compile_cache_dir)

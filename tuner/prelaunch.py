@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from tuner.hardware import Hardware
     from tuner.memory_fit import MemoryEstimate, ModelShape
-    from tuner.server_config import ServerConfig
+    from tuner.server.config import ServerConfig
     from tuner.spec import Study
 
 
@@ -169,8 +169,8 @@ def plan_configs(study: "Study", n: int, seed: int | None = None) -> list[Planne
     """The first n configs the study would try: enqueued ones first, then sampled (as by a fresh study)."""
     import optuna
 
-    from tuner.server_config import build_server_config
-    from tuner.startup import with_compile_cache
+    from tuner.server.config import build_server_config
+    from tuner.server.startup import with_compile_cache
 
     spec = study.spec
     sampler_seed = seed if seed is not None else spec.sampler.seed

@@ -133,5 +133,5 @@ class TrialResult(BaseModel):
     log_tail: str = ""
     hostname: str = ""
     wall_s: float = 0.0
-    startup: dict[str, Any] = Field(default_factory=dict, description="startup_* phases (tuner.startup)")
+    startup: dict[str, Any] = Field(default_factory=dict, description="startup_* phases (tuner.server.startup)")
     traceback: str = Field("", description="tuner_error only: where tuner's own code raised (secrets redacted)")

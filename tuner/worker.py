@@ -19,15 +19,15 @@ from pathlib import Path
 import httpx
 
 from tuner.errors import ServerStartupFailed
-from tuner.failures import FailureClass
+from tuner.server.failures import FailureClass
 from tuner.loadgen import RequestRecord, Workload, vocab_size_of
 from tuner.loadgen.runner import SWEEP_METRICS_INTERVAL_S, LevelOptions, LoadPattern, measure_level
 from tuner.loadgen.tokenizer import ServerTokenizer, Tokenizer
 from tuner.results import LevelResult, TrialResult
-from tuner.server_config import ServerConfig, redact_text
-from tuner.server_process import ServerProcess, last_lines
+from tuner.server.config import ServerConfig, redact_text
+from tuner.server.process import ServerProcess, last_lines
 from tuner.spec import LoadSpec, Timeouts
-from tuner.startup import prepare_compile_cache, startup_attrs
+from tuner.server.startup import prepare_compile_cache, startup_attrs
 
 LOG_TAIL_LINES = 60
 MAX_ARTIFACT_BYTES = 8 * 1024 * 1024  # a server log beyond this keeps only its end

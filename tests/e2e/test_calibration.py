@@ -11,8 +11,8 @@ import pytest
 from tuner.errors import ServerStartupFailed
 from tuner.hardware import SLICES
 from tuner.memory_fit import estimate, knobs_from_flags, load_model_shape
-from tuner.server_config import ServerConfig
-from tuner.server_process import ServerProcess, live_group_members
+from tuner.server.config import ServerConfig
+from tuner.server.process import ServerProcess, live_group_members
 from tuner.spec import Timeouts
 
 pytestmark = pytest.mark.e2e

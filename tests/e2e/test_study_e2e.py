@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from conftest import processes_tagged
-from tuner.server_config import ServerConfig
-from tuner.server_process import ServerProcess
+from tuner.server.config import ServerConfig
+from tuner.server.process import ServerProcess
 from tuner.spec import Timeouts
 
 pytestmark = pytest.mark.e2e

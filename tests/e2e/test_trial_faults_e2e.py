@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import processes_tagged
-from tuner.server_config import ServerConfig
+from tuner.server.config import ServerConfig
 from tuner.spec import LoadSpec, Timeouts
 from tuner.worker import run_trial
 

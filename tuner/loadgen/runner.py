@@ -24,7 +24,7 @@ from tuner.loadgen.tokenizer import Tokenizer
 from tuner.loadgen.workers import run_jobs, split_job
 from tuner.loadgen.workload import PromptFactory, Workload
 from tuner.results import LevelResult, Plausibility
-from tuner.server_metrics import MetricsWatcher
+from tuner.loadgen.server_counters import MetricsWatcher
 
 RESCRAPE_DELAY_S = 0.5  # a server may publish its last counters a moment after the last response
 SWEEP_METRICS_INTERVAL_S = 0.25  # trial levels can last only seconds; sample the KV-usage gauge often enough

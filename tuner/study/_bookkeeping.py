@@ -17,13 +17,13 @@ import optuna
 from optuna.exceptions import ExperimentalWarning
 from optuna.trial import TrialState
 
-from tuner.failures import FailureClass
+from tuner.server.failures import FailureClass
 from tuner.prelaunch import Prescreen, model_context, pre_launch
 from tuner.results import TrialResult
 from tuner.scoring import OBJECTIVE_NAMES, Score, score_trial
-from tuner.server_config import ServerConfig, build_server_config, redact_env
+from tuner.server.config import ServerConfig, build_server_config, redact_env
 from tuner.spec import Study
-from tuner.startup import with_compile_cache
+from tuner.server.startup import with_compile_cache
 from tuner.trial_record import CONSTRAINT_NAME, TrialRecord, best_by
 from tuner.worker import TrialOutcome
 

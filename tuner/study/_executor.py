@@ -11,13 +11,13 @@ import re
 from typing import Any, Callable, Generic, TypeVar
 
 from tuner._ray_guard import OrphanGuard
-from tuner.failures import FailureClass
+from tuner.server.failures import FailureClass
 from tuner.results import TrialResult
 from tuner.worker import TrialOutcome
 
 Key = TypeVar("Key")
 
-# Ray SIGKILLs a worker's child processes when the worker exits; that would kill tuner._reaper before it can end
+# Ray SIGKILLs a worker's child processes when the worker exits; that would kill tuner.server._reaper before it can end
 # the server's process group (the server lives in its own session, beyond Ray's reach) and orphan the server.
 # The reaper ends the group itself when its worker goes away, with a grace period vLLM needs to free devices.
 WORKER_ENV = {"RAY_kill_child_processes_on_worker_exit": "0"}

@@ -13,7 +13,7 @@ from pathlib import Path
 import optuna
 
 from tuner.errors import InfrastructureError, TunerBug
-from tuner.failures import FailureClass
+from tuner.server.failures import FailureClass
 from tuner.prelaunch import prompt_vocab_size
 from tuner.results import TrialResult
 from tuner.spec import Study

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 from tuner.errors import ServerStartupFailed
-from tuner.failures import FailureClass, classify, first_fatal_line
-from tuner.server_config import ServerConfig
-from tuner.server_process import ServerProcess
+from tuner.server.failures import FailureClass, classify, first_fatal_line
+from tuner.server.config import ServerConfig
+from tuner.server.process import ServerProcess
 from tuner.spec import Timeouts
 
-LOGS = Path(__file__).parent / "fixtures" / "tpu_logs"
-FAKE = str(Path(__file__).parent / "fakes" / "fake_vllm.py")
+LOGS = Path(__file__).parents[1] / "fixtures" / "tpu_logs"
+FAKE = str(Path(__file__).parents[1] / "fakes" / "fake_vllm.py")
 FAST = Timeouts(startup_s=20, shutdown_grace_s=2, fatal_log_grace_s=1)
 
 EXPECTED = {

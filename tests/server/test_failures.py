@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from tuner.failures import FailureClass, classify, first_fatal_line
+from tuner.server.failures import FailureClass, classify, first_fatal_line
 
 ENGINE_FAILED = "(EngineCore pid=7) ERROR 11-28 03:19:17 [core.py:1] RuntimeError: Engine core initialization failed."
 

@@ -1,7 +1,7 @@
 """Parsing the server's Prometheus text and turning two scrapes into counter deltas."""
 from __future__ import annotations
 
-from tuner.server_metrics import counters_between, parse_prometheus
+from tuner.loadgen.server_counters import counters_between, parse_prometheus
 
 BEFORE = """# HELP vllm:generation_tokens_total Number of generation tokens processed.
 # TYPE vllm:generation_tokens_total counter
@@ -39,7 +39,7 @@ def test_close_without_end_stops_the_sampler_first():
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from tuner.server_metrics import MetricsWatcher
+    from tuner.loadgen.server_counters import MetricsWatcher
 
     class Metrics(BaseHTTPRequestHandler):
         def do_GET(self):

@@ -15,11 +15,11 @@ import pytest
 
 from conftest import pids_alive
 from tuner.errors import ServerStartupFailed
-from tuner.server_config import ServerConfig
-from tuner.server_process import ServerProcess, live_group_members
+from tuner.server.config import ServerConfig
+from tuner.server.process import ServerProcess, live_group_members
 from tuner.spec import Timeouts
 
-FAKE = str(Path(__file__).parent / "fakes" / "fake_vllm.py")
+FAKE = str(Path(__file__).parents[1] / "fakes" / "fake_vllm.py")
 KV_LOG = """INFO Starting to load model
 (EngineCore pid=1) ERROR [core.py:1] ValueError: To serve at least one request with the model's max seq len (16384), (0.02 GiB KV cache is needed, which is larger than the available KV cache memory (0.01 GiB).
 (EngineCore pid=1) ERROR [core.py:2] RuntimeError: Engine core initialization failed. See root cause above.
@@ -94,10 +94,10 @@ def test_server_dies_with_a_killed_parent(tmp_path):
     """SIGKILL of the process that started the server (a Ray worker, the tuner) must not orphan it."""
     script = f"""
 import sys, time
-sys.path.insert(0, {str(Path(__file__).parent.parent)!r})
+sys.path.insert(0, {str(Path(__file__).parents[2])!r})
 from pathlib import Path
-from tuner.server_config import ServerConfig
-from tuner.server_process import ServerProcess
+from tuner.server.config import ServerConfig
+from tuner.server.process import ServerProcess
 from tuner.spec import Timeouts
 s = ServerProcess(ServerConfig(command=(sys.executable, {FAKE!r}), model="fake", env={{"FAKE_VLLM_MODE": "stubborn-child"}}),
                   Path({str(tmp_path / 's.log')!r}), Timeouts(shutdown_grace_s=1))
@@ -126,7 +126,7 @@ def test_stop_is_idempotent(tmp_path):
 
 def test_harmless_traceback_during_startup_is_not_fatal(tmp_path):
     # vLLM prints non-fatal tracebacks (graph breaks, compile retries) and goes on to serve.
-    log = Path(__file__).parent / "fixtures" / "vllm_logs" / "harmless_compile_traceback.log"
+    log = Path(__file__).parents[1] / "fixtures" / "vllm_logs" / "harmless_compile_traceback.log"
     config = fake(f"log-then-serve:{log}", FAKE_VLLM_STARTUP_S="2")  # the traceback stands > fatal_log_grace_s
     with ServerProcess(config, tmp_path / "s.log", Timeouts(startup_s=30, shutdown_grace_s=2, fatal_log_grace_s=1)) as server:
         assert server.wait_ready() > 1.5

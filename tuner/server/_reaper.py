@@ -2,7 +2,7 @@
 
 Started by ServerProcess as the leader of a new process group:
 
-    python -m tuner._reaper GRACE_S -- ARGV...
+    python -m tuner.server._reaper GRACE_S -- ARGV...
 
 The server and every process it forks stay in that group. The parent holds the write end of our stdin; when
 the parent dies for any reason (SIGKILL included, which no handler can catch), stdin reaches EOF and the whole

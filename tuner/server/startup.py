@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from tuner.server_config import ServerConfig
+from tuner.server.config import ServerConfig
 
 COMPILE_CACHE_ENV = "VLLM_XLA_CACHE_PATH"
 CacheState = Literal["warm", "partial", "cold", "none", "unknown"]

@@ -5,7 +5,7 @@
         ... load server.base_url ...
     # leaving the block always ends the whole process group
 
-The command runs under tuner._reaper, which ends the group if this process dies without cleaning up.
+The command runs under tuner.server._reaper, which ends the group if this process dies without cleaning up.
 """
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ from pathlib import Path
 import httpx
 
 from tuner.errors import ServerStartupFailed
-from tuner.failures import Diagnosis, FailureClass, classify, device_memory_users, first_fatal_line
-from tuner.server_config import ServerConfig
+from tuner.server.failures import Diagnosis, FailureClass, classify, device_memory_users, first_fatal_line
+from tuner.server.config import ServerConfig
 from tuner.spec import Timeouts
 
 POLL_S = 0.25
@@ -78,7 +78,7 @@ class ServerProcess:
         env = {**os.environ, **self.config.env, "PYTHONUNBUFFERED": "1"}
         with self.log_path.open("wb") as log:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "tuner._reaper", str(self.timeouts.shutdown_grace_s), "--", *self.argv],
+                [sys.executable, "-m", "tuner.server._reaper", str(self.timeouts.shutdown_grace_s), "--", *self.argv],
                 stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, env=env,
                 start_new_session=True,  # own session and process group: signals reach the server and its children
             )

@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from tuner.server_config import ServerConfig
-from tuner.startup import (COMPILE_CACHE_ENV, CacheSnapshot, cache_state, parse_startup, snapshot_cache,
+from tuner.server.config import ServerConfig
+from tuner.server.startup import (COMPILE_CACHE_ENV, CacheSnapshot, cache_state, parse_startup, snapshot_cache,
                            with_compile_cache)
 
-FIXTURES = Path(__file__).parent / "fixtures" / "startup"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "startup"
 
 GPU_COLD = """\
 (APIServer pid=1) INFO 11-28 10:00:00 [api_server.py:1] vLLM API server version 0.32.0
@@ -105,7 +105,7 @@ def test_with_compile_cache_sets_env_once():
 
 
 def test_worker_helpers_create_the_cache_and_report_cold_then_warm(tmp_path):
-    from tuner.startup import prepare_compile_cache, startup_attrs
+    from tuner.server.startup import prepare_compile_cache, startup_attrs
 
     cache = tmp_path / "cache" / "xla"
     config = with_compile_cache(ServerConfig(command=("vllm",), model="m"), str(cache))

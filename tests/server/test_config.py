@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 from tuner.search_space import SearchSpace
-from tuner.server_config import ServerConfig, build_server_config, flags_to_argv, redact_env
+from tuner.server.config import ServerConfig, build_server_config, flags_to_argv, redact_env
 from tuner.spec import StudySpec
 
 SPACE = SearchSpace.model_validate({
