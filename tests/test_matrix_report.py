@@ -102,10 +102,9 @@ def test_render_summary_of_nothing_is_just_the_header():
 
 
 def test_summary_command_reads_the_study_storage(tmp_path):
-    import typer
     from typer.testing import CliRunner
 
-    from tuner.matrix_report import summary_command
+    from tuner.cli import app
 
     root = Path(__file__).resolve().parent.parent
     study_file = root / "studies" / "gemma4-26b-v6e-4.yaml"
@@ -117,10 +116,8 @@ def test_summary_command_reads_the_study_storage(tmp_path):
     gold = load_study(study_file).spec.enqueue[0]
     _add(optuna_study, {k: v for k, v in gold.items() if v is not None}, [25000.0, 0.95], enqueued=True,
          constraint=0.0)
-    app = typer.Typer()
-    app.command()(summary_command)
     out = tmp_path / "summary.md"
-    result = CliRunner().invoke(app, [str(study_file), "--storage", storage, "-o", str(out)])
+    result = CliRunner().invoke(app, ["study", "summary", str(study_file), "--storage", storage, "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert "| seed: gold standard (balanced) | 0 | ok | 25,000 |" in result.output
     assert "| seed: production peak | - | not run yet |" in result.output
@@ -128,7 +125,7 @@ def test_summary_command_reads_the_study_storage(tmp_path):
 
 
 def test_bad_grid_option_is_an_input_error():
-    from tuner.matrix_report import _ints
+    from tuner.cli.study import _ints
 
     with pytest.raises(InputError):
         _ints("1,x", "--concurrency")

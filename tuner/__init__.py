@@ -1,28 +1,31 @@
 """tuner: finds the best vLLM serving configuration for a model on given hardware.
 
-Data flows through one module per stage:
+A trial's data flows through the stages in this order:
 
-    spec            study file -> StudySpec              (what to tune, how to load, where to store)
-    search_space    search-space file -> SearchSpace     (parameters, conditions, targets)
-    server_config   sampled params -> ServerConfig       (argv + env, never a shell string)
-    server_process  ServerConfig -> a running vLLM       (process group, readiness, teardown)
-    failures        exit code + log -> FailureClass
-    loadgen         a server URL + LoadSpec -> LevelResult per load level
-    worker          ServerConfig + LoadSpec -> TrialResult  (runs inside a Ray task)
-    scoring         TrialResult -> Score                 (throughput, stability, constraint)
-    study           the Optuna ask/tell loop over Ray workers
+    spec            study file -> StudySpec                  (what to tune, how to load, where to store)
+    search_space    search-space file -> SearchSpace         (parameters, conditions, targets, rules)
+    prelaunch       rules + memory-fit estimate: launch this config or record it as predicted-penalized
+    server/         the server stage: config (params -> ServerConfig: argv + env), process (a running vLLM in its
+                    own process group), _reaper, failures (exit code + log -> FailureClass), startup (phases)
+    loadgen/        the load generator: a server URL + workload -> LevelResult per load level, checked against
+                    the server's own /metrics counters (server_counters)
+    worker          ServerConfig + LoadSpec -> TrialResult    (one trial on one slice; runs inside a Ray task)
+    scoring         TrialResult -> Score                     (throughput, stability, constraint)
+    results         the contracts: LevelResult, TrialResult
+    trial_record    what a study stores per trial and how every reader gets it back (TrialRecord)
+    study/          the loop: Optuna bookkeeping (_bookkeeping), Ray executor (_executor), the runner (_runner)
+    storage         Optuna storage (SQLite, PostgreSQL)
     export          a stored trial -> `vllm serve --config` YAML (+ env file)
     report          status and Pareto tables; progress: the live display of a running study
-    cli             the `tuner` command; maps errors to one-line messages and exit codes
+    cli/            every `tuner` command; the only place errors become one-line messages and exit codes
 
-Around that loop:
-    server_metrics  the server's own /metrics counters, to check the client against
-    hardware        the accelerator catalog (FLOP/s, HBM) ; plausibility: measured vs compute ceiling
-    memory_fit      weights / KV-cache / fit estimates from config.json ; plan: `tuner study plan` dry runs
-    startup         load / compile / total startup times and compile-cache state from a server log
-    matrix_report   concurrency x input x output matrices and the seed-versus-best summary
-    bench           `tuner bench`: the load generator against any running server
-    _reaper, _ray_guard   process hygiene: servers die with their worker, Ray's agents with the driver
+Knowledge the stages share:
+    hardware        the accelerator catalog (one Hardware type: chips x count, memory, FLOP/s)
+    memory_fit      weights / KV-cache / fit estimates from config.json (the one parameter counter)
+    plausibility    a measured throughput against the compute ceiling
+    plan            what `tuner study plan` prints; matrix_report: concurrency x input x output matrices
+    bench           `tuner bench` as a library: spec -> plan of levels -> documents
+    _ray_guard      Ray's agents end with a killed driver
 """
 
 __version__ = "0.1.0"

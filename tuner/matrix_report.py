@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
-import typer
 from pydantic import BaseModel
 
 from tuner.errors import InputError
@@ -230,66 +229,3 @@ def render_summary(rows: Sequence[SummaryRow], keys: Sequence[str] = ("max_num_s
                  *[str(r.params.get(k, "-")) for k in present]]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-# -- commands (registered by tuner/cli.py; heavy imports stay inside) ----------------------------------------------
-def _ints(text: str, option: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        values = []
-    if not values or min(values) < 1:
-        raise InputError(option, "", f"expected comma-separated positive integers, got {text!r}")
-    return values
-
-
-def matrix_command(
-    study_file: Path = typer.Argument(..., help="Study file (studies/*.yaml).", show_default=False),
-    trial: str = typer.Option("max-throughput", "--trial", help="Trial number, max-throughput or max-stability."),
-    output_dir: Path = typer.Option(Path("."), "-o", "--output-dir", help="Where matrix_benchmark_*.csv/json go."),
-    storage: Optional[str] = typer.Option(None, "--storage", envvar="TUNER_STORAGE",
-                                          help="Storage URL (default: the study file's)."),
-    concurrency: str = typer.Option(",".join(map(str, SEED_CONCURRENCY)), "--concurrency"),
-    input_lens: str = typer.Option(",".join(map(str, SEED_INPUT_LENS)), "--input-lens"),
-    output_lens: str = typer.Option(",".join(map(str, SEED_OUTPUT_LENS)), "--output-lens"),
-    requests_per_point: Optional[int] = typer.Option(None, "--requests-per-point", min=1,
-                                                     help="Default: 4 x concurrency, at least 16."),
-) -> None:
-    """Launch a trial's config once and measure concurrency x input x output (the seed's 144-point grid by default)."""
-    import optuna
-
-    from tuner.export import select_trial
-    from tuner.spec import load_study
-    from tuner.storage import load_existing_study
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = load_study(study_file)
-    points = seed_grid(_ints(concurrency, "--concurrency"), _ints(input_lens, "--input-lens"),
-                       _ints(output_lens, "--output-lens"))
-    chosen = select_trial(load_existing_study(storage or study.spec.storage, study.spec.name), trial)
-    csv_path, json_path = run_trial_matrix(study, dict(chosen.params), points, output_dir,
-                                           f"{study.spec.name}-trial-{chosen.number}", requests_per_point)
-    measured = len(read_matrix(json_path))
-    skipped = f" ({len(points) - measured} longer than max-model-len skipped)" if measured < len(points) else ""
-    typer.echo(f"trial {chosen.number}: {measured} points{skipped} written to {csv_path} and {json_path}")
-
-
-def summary_command(
-    study_file: Path = typer.Argument(..., help="Study file (studies/*.yaml).", show_default=False),
-    storage: Optional[str] = typer.Option(None, "--storage", envvar="TUNER_STORAGE",
-                                          help="Storage URL (default: the study file's)."),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Also write the Markdown table here."),
-) -> None:
-    """The enqueued seed configs next to the best configs found, as a Markdown table."""
-    import optuna
-
-    from tuner.spec import load_study
-    from tuner.storage import load_existing_study
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = load_study(study_file)
-    table = render_summary(summary_rows(load_existing_study(storage or study.spec.storage, study.spec.name),
-                                        study.spec))
-    typer.echo(table)
-    if output is not None:
-        output.write_text(table + "\n")

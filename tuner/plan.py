@@ -1,4 +1,4 @@
-"""`tuner study plan STUDY.yaml [--trials N]`: a dry run that prints the commands and memory estimates of N configs.
+"""What `tuner study plan` prints: a dry run showing the exact commands and memory estimates of N configs.
 
 Configs are drawn the way the study will draw them: the enqueued ones first (Optuna fills any parameter they leave
 out), then sampled ones. Each shows the exact argv and env a trial would launch, the rules it breaks (such a
@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
-
-import typer
+from typing import TYPE_CHECKING
 
 from tuner.errors import InputError
 from tuner.prelaunch import ModelContext, PlannedConfig, estimate_config, model_context, plan_configs
@@ -21,22 +19,6 @@ if TYPE_CHECKING:
     from tuner.spec import Study
 
 PLAN_PORT = 8000  # placeholder: a real trial binds a free port chosen at launch
-
-
-def plan_command(
-    study_file: Path = typer.Argument(..., help="Study file (studies/*.yaml).", show_default=False),
-    trials: int = typer.Option(5, "--trials", min=1, help="How many configs to show (enqueued ones first)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Sampler seed (default: the study's)."),
-) -> None:
-    """Print the exact argv and env of the first N configs with memory-fit estimates; launches nothing."""
-    import optuna
-
-    from tuner.spec import load_study
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = load_study(study_file)
-    planned = plan_configs(study, trials, seed)
-    typer.echo(render_plan(study, planned, model_context(study)))
 
 
 # -- rendering --------------------------------------------------------------------------------------------------

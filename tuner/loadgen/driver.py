@@ -26,6 +26,7 @@ from tuner.loadgen.request import RequestRecord, StreamingRequest
 
 CONNECT_BATCH = 64  # connections opened at once: more overflows small accept backlogs
 ABORT_POLL_S = 0.1
+ABANDON_WAIT_S = 1.0  # for aborted requests to report their end; any still open then is recorded as abandoned
 LEVEL_TIMEOUT = "level_timeout"
 ABORTED = "aborted"
 
@@ -81,11 +82,15 @@ class Driver:
         self._active: dict[int, StreamingRequest] = {}
         self._retried: set[int] = set()
         self._abort_timer: asyncio.TimerHandle | None = None
+        self._abort_task: asyncio.Task | None = None
+        self._arrivals: list[asyncio.TimerHandle] = []
+        self._phase_id = 0  # callbacks of an earlier phase (warm-up) must not write into this one's records
 
     async def connect(self, n: int) -> None:
         for i in range(0, n, CONNECT_BATCH):
             batch = await asyncio.gather(*(open_connection(self.job.target) for _ in range(min(CONNECT_BATCH, n - i))))
             for conn in batch:
+                conn.on_error = self._fail_phase
                 self._make_idle(conn)
             self.open_count += len(batch)
 
@@ -105,9 +110,7 @@ class Driver:
         self.reconnects = self.connections_opened = 0
         records = await self._phase(job.requests, job.offsets, measured=True)
         client = await monitor.stop()
-        for conn in self.idle:
-            conn.on_lost = None
-            conn.close()
+        self._close_idle()
         unsent = sum(1 for r in records if r is None)
         return DriverResult([r for r in records if r is not None], client, unsent, self.reconnects,
                             self.connections_opened)
@@ -127,6 +130,8 @@ class Driver:
         self.records = [None] * len(requests)
         self.next_index = self.arrived = self.in_flight = 0
         self._retried = set()
+        self._active = {}
+        self._phase_id += 1
         if self.abandoned == LEVEL_TIMEOUT:
             self.abandoned = None  # a warm-up that ran out of time does not condemn the measured phase; an abort does
         self.all_done = self.loop.create_future()
@@ -140,17 +145,19 @@ class Driver:
                 self._start_streams(t0)
             else:
                 loop_t0 = self.loop.time()
-                for i, offset in enumerate(offsets):
-                    self.loop.call_at(loop_t0 + offset, self._guarded, self._arrive, i, t0 + offset)
+                self._arrivals = [self.loop.call_at(loop_t0 + offset, self._guarded, self._arrive, i, t0 + offset)
+                                  for i, offset in enumerate(offsets)]
         else:
             self.all_done.set_result(None)  # aborted before this phase began
         try:
             await asyncio.wait_for(asyncio.shield(self.all_done), job.level_timeout_s)
         except asyncio.TimeoutError:
             await self._abandon(LEVEL_TIMEOUT)
+        except BaseException:
+            self._close_all()  # a bug ended the phase: nothing may keep streaming into a level that failed
+            raise
         finally:
-            if self._abort_timer is not None:
-                self._abort_timer.cancel()
+            self._stop_timers()
         return self._finish_records()
 
     # --- closed loop: a stream sends its next request the moment its previous one ends
@@ -172,19 +179,23 @@ class Driver:
         self._start(conn, i, queued)
 
     def _start(self, conn: Connection, i: int, queued: float) -> None:
-        request = StreamingRequest(lambda record: self._guarded(self._ended, conn, i, record), queued)
+        phase = self._phase_id
+        request = StreamingRequest(lambda record: self._guarded(self._ended, conn, i, record, phase), queued)
         self.in_flight += 1
         self._active[i] = request
         request.start(conn, self._requests[i], self.job.request_timeout_s)
 
-    def _ended(self, conn: Connection, i: int, record: RequestRecord) -> None:
+    def _ended(self, conn: Connection, i: int, record: RequestRecord, phase: int) -> None:
+        if phase != self._phase_id:  # a request of a phase cut short (aborted), ending late: only its connection
+            self._make_idle(conn)
+            return
         del self._active[i]
         self.in_flight -= 1
         if self._retryable(conn, i, record):
             # The server closed this kept-alive connection as the request was written: nothing was processed.
             self._retried.add(i)
             self.reconnects += 1
-            self.open_count -= 1
+            self._lost(conn)
             self._reopen(lambda c: self._start(c, i, record.queued if record.queued is not None else record.start))
             return
         if self.abandoned and not record.ok:
@@ -194,7 +205,7 @@ class Driver:
         if conn.usable:
             self._send_next(conn, now) if not self._open_loop else self._give_back(conn)
         else:
-            self.open_count -= 1
+            self._lost(conn)
             if not self._open_loop and self.next_index < len(self._requests) and not self.abandoned:
                 self._reopen(lambda c: self._send_next(c, now))
             elif self._open_loop and self.waiting:
@@ -228,7 +239,7 @@ class Driver:
     # --- connections
     def _make_idle(self, conn: Connection) -> None:
         if not conn.usable:  # lost while it was being handed over
-            self.open_count -= 1
+            self._lost(conn)
             return
         conn.on_lost = self._idle_lost
         self.idle.append(conn)
@@ -237,11 +248,30 @@ class Driver:
         """The server closed an idle connection (keep-alive timeout): it must never be sent on again."""
         if conn in self.idle:
             self.idle.remove(conn)
-            self.open_count -= 1
+            self._lost(conn)
+
+    def _lost(self, conn: Connection) -> None:
+        """`conn` is closed or closing and leaves this driver's count (it is in no pool)."""
+        conn.on_lost = conn.on_error = None
+        self.open_count -= 1
+
+    def _close_idle(self) -> None:
+        for conn in self.idle:
+            conn.on_lost = None
+            conn.close()
+        self.idle.clear()
+
+    def _close_all(self) -> None:
+        for request in list(self._active.values()):
+            if request.connection is not None:
+                request.connection.on_error = None
+                request.connection.abort()
+        self._close_idle()
 
     def _reopen(self, then: Callable[[Connection], None]) -> None:
         self.open_count += 1
         self.connecting += 1
+        phase = self._phase_id
 
         async def reopen() -> None:
             try:
@@ -253,7 +283,8 @@ class Driver:
                 return
             self.connecting -= 1
             self.connections_opened += 1
-            if self.abandoned:
+            conn.on_error = self._fail_phase
+            if self.abandoned or phase != self._phase_id:
                 self._make_idle(conn)
             else:
                 then(conn)
@@ -286,13 +317,23 @@ class Driver:
         """Run a loop callback; an exception (a bug) ends the phase with it instead of dying in the loop."""
         try:
             callback(*args)
-        except BaseException as exc:  # noqa: BLE001 - re-raised by _phase through all_done
-            if not self.all_done.done():
-                self.all_done.set_exception(exc)
+        except Exception as exc:  # noqa: BLE001 - re-raised by _phase through all_done
+            self._fail_phase(exc)
+
+    def _fail_phase(self, exc: BaseException) -> None:
+        if not self.all_done.done():
+            self.all_done.set_exception(exc)
 
     def _raise_into_phase(self, task: asyncio.Task) -> None:
-        if not task.cancelled() and task.exception() is not None and not self.all_done.done():
-            self.all_done.set_exception(task.exception())
+        if not task.cancelled() and task.exception() is not None:
+            self._fail_phase(task.exception())  # type: ignore[arg-type]
+
+    def _stop_timers(self) -> None:
+        if self._abort_timer is not None:
+            self._abort_timer.cancel()
+        for timer in self._arrivals:
+            timer.cancel()
+        self._arrivals = []
 
     def _maybe_done(self) -> None:
         if self.all_done.done() or self.in_flight or self.connecting:
@@ -305,6 +346,7 @@ class Driver:
             self.all_done.set_result(None)
 
     def _watch_abort(self) -> None:
+        """Poll the abort event from a loop timer: it is set by another thread, which cannot touch this loop."""
         event = self.job.abort
         if event is None:
             return
@@ -314,7 +356,8 @@ class Driver:
 
         def check() -> None:
             if event.is_set():
-                self.loop.create_task(self._abort_now())
+                self._abort_task = self.loop.create_task(self._abort_now())
+                self._abort_task.add_done_callback(self._raise_into_phase)
             else:
                 self._abort_timer = self.loop.call_later(ABORT_POLL_S, check)
 
@@ -332,8 +375,10 @@ class Driver:
         for request in list(self._active.values()):
             if request.connection is not None:
                 request.connection.abort()
-        for _ in range(3):  # connection_lost callbacks run on the next loop iterations
-            await asyncio.sleep(0)
+        # connection_lost (and so each request's end) runs from the loop's next iterations; TLS adds a hop.
+        deadline = self.loop.time() + ABANDON_WAIT_S
+        while self._active and self.loop.time() < deadline:
+            await asyncio.sleep(0.001)
 
     def _finish_records(self) -> list[RequestRecord | None]:
         now = time.perf_counter()

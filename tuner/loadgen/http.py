@@ -48,6 +48,10 @@ class ConnectionNotUsable(RuntimeError):
     """`send` on a connection that is closed, closing or busy: a bug in the caller, never a server fault."""
 
 
+class _UnexpectedResponse(Exception):
+    """Raised inside the parser to stop it: response bytes arrived while no request was waiting for them."""
+
+
 class BodyConsumer(TypingProtocol):
     """Receives a response as it arrives. `now` is the perf_counter() of the socket read that carried it."""
 
@@ -87,6 +91,8 @@ class Connection(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.on_lost: Callable[["Connection"], None] | None = None  # told once, when the connection is gone
+        # Told about an exception raised by a consumer (a bug, not a server fault); without it, it is re-raised.
+        self.on_error: Callable[[BaseException], None] | None = None
         self.requests_sent = 0
         self._consumer: BodyConsumer | None = None
         self._parser: httptools.HttpResponseParser | None = None
@@ -104,34 +110,57 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         now = perf_counter()
         self.transport = None
-        if self._consumer is not None:
-            if self._headers_done and not self._framed:
-                self._finish(now, None)  # a read-until-close body ends here
-            elif not self._got_response_bytes:
-                self._finish(now, CLOSED_BEFORE_RESPONSE)
-            else:
-                self._finish(now, CONNECTION_CLOSED)
-        if self.on_lost is not None:
-            on_lost, self.on_lost = self.on_lost, None
-            on_lost(self)
+        try:
+            if self._consumer is not None:
+                self._finish(now, self._error_at_close(exc))
+            if self.on_lost is not None:
+                on_lost, self.on_lost = self.on_lost, None
+                on_lost(self)
+        except Exception as bug:  # noqa: BLE001 - handed to the owner, never lost in the event loop
+            self._surface(bug)
+
+    def _error_at_close(self, exc: Exception | None) -> str | None:
+        if self._headers_done and not self._framed and exc is None:
+            # A body without length or chunking ends when the server closes (HTTP/1.0, `Connection: close`).
+            # httptools exposes no llhttp_finish(), so the close itself is the end of the message.
+            return None
+        return CONNECTION_CLOSED if self._got_response_bytes else CLOSED_BEFORE_RESPONSE
 
     def data_received(self, data: bytes) -> None:
         if self._consumer is None or self._parser is None:  # bytes outside a request: never reuse this connection
             self.abort()
             return
         self._now = perf_counter()
+        self._got_response_bytes = True
         try:
             self._parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            # llhttp wraps what a callback raised; the original is the exception's context.
+            cause = exc.__context__
+            if isinstance(cause, _UnexpectedResponse):
+                self._bad_response()
+            else:
+                self._surface(cause if cause is not None else exc)
         except httptools.HttpParserError:
-            self._parser = None
-            self._finish(self._now, "bad_http_response")
-            self.abort()
+            self._bad_response()
+
+    def _bad_response(self) -> None:
+        self._parser = None
+        self._finish(self._now, "bad_http_response")
+        self.abort()
+
+    def _surface(self, bug: BaseException) -> None:
+        """A consumer raised: that is a bug in this program, so the level must fail with it, not count a failure."""
+        self._parser = None
+        self.abort()
+        if self.on_error is None:
+            raise bug
+        self.on_error(bug)
 
     # --- httptools callbacks (run inside feed_data, so self._now is the read's timestamp)
     def on_message_begin(self) -> None:
         if self._consumer is None:  # a response nobody asked for
-            raise httptools.HttpParserError("unexpected response")
-        self._got_response_bytes = True
+            raise _UnexpectedResponse()
         self._headers_done = self._framed = False
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -192,7 +221,10 @@ class Connection(asyncio.Protocol):
         if not keep_alive and self.transport is not None:
             self.transport.close()  # `Connection: close`, HTTP/1.0, or a broken exchange: never reused
         if consumer is not None:
-            consumer.on_end(now, error)
+            try:
+                consumer.on_end(now, error)
+            except Exception as bug:  # noqa: BLE001 - handed to the owner, never lost in the event loop
+                self._surface(bug)
 
 
 async def open_connection(target: Target, timeout_s: float = 10.0) -> Connection:

@@ -1,0 +1,29 @@
+"""`tuner dashboard`: optuna-dashboard on the study storage, with trials' artifacts."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from tuner.cli._app import StorageOption, app, console, user_errors
+
+
+@app.command("dashboard")
+@user_errors
+def dashboard(
+    storage: str = StorageOption,
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind; 0.0.0.0 exposes it to the network."),
+    port: int = typer.Option(8080, "--port"),
+    artifacts: Path = typer.Option(Path("tuner-runs/artifacts"), "--artifacts",
+                                   help="Artifact directory (server logs, raw per-request records): <runs_dir>/artifacts."),
+) -> None:
+    """Open optuna-dashboard on the study storage (Pareto front, trial attributes, server logs)."""
+    import optuna.artifacts
+    import optuna_dashboard
+
+    from tuner.storage import check_storage_url, open_storage
+
+    check_storage_url(storage, "--storage", "")
+    store = optuna.artifacts.FileSystemArtifactStore(str(artifacts)) if artifacts.is_dir() else None
+    console.print(f"optuna-dashboard on http://{host}:{port} (Ctrl-C to stop)")
+    optuna_dashboard.run_server(open_storage(storage), host=host, port=port, artifact_store=store)

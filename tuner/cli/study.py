@@ -1,0 +1,192 @@
+"""`tuner study ...`: run, inspect, plan, measure and export studies. Library code lives in the stage modules; this
+module parses options, calls them and prints."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from tuner.cli._app import EXIT_INTERRUPTED, StorageOption, console, err_console, study_app, user_errors
+from tuner.errors import InputError
+from tuner.matrix_report import SEED_CONCURRENCY, SEED_INPUT_LENS, SEED_OUTPUT_LENS
+
+
+@study_app.command("start")
+@user_errors
+def study_start(
+    study_file: Path = typer.Argument(..., help="Study file (studies/*.yaml).", show_default=False),
+    trials: Optional[int] = typer.Option(None, "--trials", min=1, help="Total trials of the study (default: the study file's)."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Storage URL (default: the study file's).",
+                                          envvar="TUNER_STORAGE"),
+    name: Optional[str] = typer.Option(None, "--name", help="Study name in storage (default: the study file's)."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", envvar="RAY_ADDRESS",
+                                              help="Existing Ray cluster (default: start a local one)."),
+) -> None:
+    """Run (or continue) a study: every trial launches vLLM with proposed flags and measures it."""
+    import optuna
+
+    from tuner.report import pareto_table, status_table
+    from tuner.spec import load_study
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    from tuner.storage import check_storage_url, open_storage
+
+    study = load_study(study_file)
+    url = storage or study.spec.storage
+    check_storage_url(url, "--storage" if storage else str(study_file), "" if storage else "storage")
+    study_name = name or study.spec.name
+    total = trials or study.spec.trials
+
+    from tuner.prelaunch import preflight
+    from tuner.progress import ProgressDisplay
+    from tuner.study import StudyRunner, create_or_load
+
+    preflight(study)  # input errors before anything is written to storage
+
+    optuna_study = create_or_load(study, open_storage(url), study_name)
+    console.print(f"study [bold]{study_name}[/] in {url}: {total} trials, {study.spec.parallel} in parallel, "
+                  f"each reserving {study.spec.resources}", highlight=False)
+    runner = StudyRunner(study, optuna_study, total, ray_address=ray_address)
+    try:
+        with ProgressDisplay(console) as progress:
+            runner.on_progress = progress
+            runner.run()
+    except KeyboardInterrupt:
+        err_console.print("interrupted: running trials stopped and re-queued; run the same command to continue")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    console.print(status_table(optuna_study))
+    console.print(pareto_table(optuna_study))
+
+
+@study_app.command("status")
+@user_errors
+def study_status(name: str = typer.Argument(..., help="Study name."), storage: str = StorageOption) -> None:
+    """Counts of trials by state and failure class, and the best trials so far."""
+    from tuner.report import status_table
+    from tuner.storage import load_existing_study
+
+    console.print(status_table(load_existing_study(storage, name)))
+
+
+@study_app.command("pareto")
+@user_errors
+def study_pareto(name: str = typer.Argument(..., help="Study name."), storage: str = StorageOption) -> None:
+    """The Pareto-optimal trials: nothing else is both faster and more stable."""
+    from tuner.report import pareto_table
+    from tuner.storage import load_existing_study
+
+    console.print(pareto_table(load_existing_study(storage, name)))
+
+
+@study_app.command("export")
+@user_errors
+def study_export(
+    name: str = typer.Argument(..., help="Study name."),
+    trial: str = typer.Option("max-throughput", "--trial", help="Trial number, max-throughput or max-stability."),
+    output: Path = typer.Option(..., "-o", "--output", help="YAML file for `vllm serve --config`."),
+    env_file: Optional[Path] = typer.Option(None, "--env-file", help="Also write the trial's env vars here."),
+    storage: str = StorageOption,
+) -> None:
+    """Write a trial's configuration as YAML that `vllm serve --config FILE` accepts as is."""
+    from tuner.export import render_config, render_env_file, select_trial, write_atomically
+    from tuner.storage import load_existing_study
+
+    optuna_study = load_existing_study(storage, name)
+    chosen = select_trial(optuna_study, trial)
+    config_text = render_config(optuna_study, chosen)
+    env_text = render_env_file(chosen) if env_file else None
+    write_atomically(output, config_text)
+    if env_file and env_text is not None:
+        write_atomically(env_file, env_text)
+    console.print(f"trial {chosen.number} written to {output}" + (f" and {env_file}" if env_file else ""),
+                  highlight=False)
+
+
+@study_app.command("plan")
+@user_errors
+def plan_command(
+    study_file: Path = typer.Argument(..., help="Study file (studies/*.yaml).", show_default=False),
+    trials: int = typer.Option(5, "--trials", min=1, help="How many configs to show (enqueued ones first)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Sampler seed (default: the study's)."),
+) -> None:
+    """Print the exact argv and env of the first N configs with memory-fit estimates; launches nothing."""
+    import optuna
+
+    from tuner.spec import load_study
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = load_study(study_file)
+    from tuner.plan import render_plan
+    from tuner.prelaunch import model_context, plan_configs
+
+    planned = plan_configs(study, trials, seed)
+    typer.echo(render_plan(study, planned, model_context(study)))
+
+
+def _ints(text: str, option: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise InputError(option, "", f"expected comma-separated positive integers, got {text!r}")
+    return values
+
+
+@study_app.command("matrix")
+@user_errors
+def matrix_command(
+    study_file: Path = typer.Argument(..., help="Study file (studies/*.yaml).", show_default=False),
+    trial: str = typer.Option("max-throughput", "--trial", help="Trial number, max-throughput or max-stability."),
+    output_dir: Path = typer.Option(Path("."), "-o", "--output-dir", help="Where matrix_benchmark_*.csv/json go."),
+    storage: Optional[str] = typer.Option(None, "--storage", envvar="TUNER_STORAGE",
+                                          help="Storage URL (default: the study file's)."),
+    concurrency: str = typer.Option(",".join(map(str, SEED_CONCURRENCY)), "--concurrency"),
+    input_lens: str = typer.Option(",".join(map(str, SEED_INPUT_LENS)), "--input-lens"),
+    output_lens: str = typer.Option(",".join(map(str, SEED_OUTPUT_LENS)), "--output-lens"),
+    requests_per_point: Optional[int] = typer.Option(None, "--requests-per-point", min=1,
+                                                     help="Default: 4 x concurrency, at least 16."),
+) -> None:
+    """Launch a trial's config once and measure concurrency x input x output (the seed's 144-point grid by default)."""
+    import optuna
+
+    from tuner.export import select_trial
+    from tuner.matrix_report import read_matrix, run_trial_matrix, seed_grid
+    from tuner.spec import load_study
+    from tuner.storage import load_existing_study
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = load_study(study_file)
+    points = seed_grid(_ints(concurrency, "--concurrency"), _ints(input_lens, "--input-lens"),
+                       _ints(output_lens, "--output-lens"))
+    chosen = select_trial(load_existing_study(storage or study.spec.storage, study.spec.name), trial)
+    csv_path, json_path = run_trial_matrix(study, dict(chosen.params), points, output_dir,
+                                           f"{study.spec.name}-trial-{chosen.number}", requests_per_point)
+    measured = len(read_matrix(json_path))
+    skipped = f" ({len(points) - measured} longer than max-model-len skipped)" if measured < len(points) else ""
+    typer.echo(f"trial {chosen.number}: {measured} points{skipped} written to {csv_path} and {json_path}")
+
+
+@study_app.command("summary")
+@user_errors
+def summary_command(
+    study_file: Path = typer.Argument(..., help="Study file (studies/*.yaml).", show_default=False),
+    storage: Optional[str] = typer.Option(None, "--storage", envvar="TUNER_STORAGE",
+                                          help="Storage URL (default: the study file's)."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Also write the Markdown table here."),
+) -> None:
+    """The enqueued seed configs next to the best configs found, as a Markdown table."""
+    import optuna
+
+    from tuner.matrix_report import render_summary, summary_rows
+    from tuner.spec import load_study
+    from tuner.storage import load_existing_study
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = load_study(study_file)
+    table = render_summary(summary_rows(load_existing_study(storage or study.spec.storage, study.spec.name),
+                                        study.spec))
+    typer.echo(table)
+    if output is not None:
+        output.write_text(table + "\n")
