@@ -5,7 +5,7 @@ import optuna
 import pytest
 
 from tuner.errors import InputError
-from tuner.search_space import load_search_space
+from tuner.search_space import SearchSpace, load_search_space
 
 
 def space_file(tmp_path, text):
@@ -76,3 +76,20 @@ def test_check_values_against_ranges(tmp_path):
     space.check_values({"a": 3}, "enqueue.0")
     with pytest.raises(ValueError, match="outside"):
         space.check_values({"a": 9}, "enqueue.0")
+
+
+@pytest.mark.parametrize("spec, value, admitted", [
+    ({"type": "int", "low": 4, "high": 64, "step": 4}, 16, True),
+    ({"type": "int", "low": 4, "high": 64, "step": 4}, 18, False),
+    ({"type": "int", "low": 4, "high": 64}, 65, False),
+    ({"type": "int", "low": 4, "high": 64}, 4.5, False),
+    ({"type": "float", "low": 0.5, "high": 0.95}, 0.9, True),
+    ({"type": "categorical", "choices": [None, 0, 64]}, None, True),
+    ({"type": "categorical", "choices": [0, 1]}, True, False),  # a bool is not the integer 1 here
+    ({"type": "categorical", "choices": [2048]}, 2048.0, True),
+    ({"type": "bool"}, False, True),
+    ({"type": "bool"}, 0, False),
+])
+def test_fixed_values_admitted_by_range_step_and_choices(spec, value, admitted):
+    space = SearchSpace.model_validate({"parameters": {"p": {**spec, "flag": "--p"}}})
+    assert space.parameters["p"].admits(value) is admitted

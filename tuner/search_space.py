@@ -122,6 +122,24 @@ class Parameter(BaseModel):
             return optuna.distributions.CategoricalDistribution([False, True])
         return optuna.distributions.CategoricalDistribution(self.choices)
 
+    def admits(self, value: Any) -> bool:
+        """Whether a fixed value (an enqueued trial's) lies in this parameter's range or choices."""
+        if self.type == "bool":
+            return isinstance(value, bool)
+        if self.type == "categorical":
+            return any(value == choice and isinstance(value, bool) == isinstance(choice, bool) for choice in self.choices or [])
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if self.type == "int" and not float(value).is_integer():
+            return False
+        if not self.low <= value <= self.high:
+            return False
+        step = self.step or (1 if self.type == "int" else None)
+        if step is None:
+            return True
+        steps = (value - self.low) / step
+        return abs(steps - round(steps)) < 1e-9
+
     def condition_holds(self, values: dict[str, Any]) -> bool:
         for name, wanted in (self.condition or {}).items():
             if name not in values:
@@ -313,12 +331,7 @@ class SearchSpace(BaseModel):
         for name, value in params.items():
             if name not in self.parameters:
                 raise ValueError(f"{source}: unknown parameter {name!r}")
-            dist = self.parameters[name].distribution()
-            try:
-                ok = dist._contains(dist.to_internal_repr(value))
-            except (ValueError, TypeError):
-                ok = False
-            if not ok:
+            if not self.parameters[name].admits(value):
                 raise ValueError(f"{source}.{name}: {value!r} is outside the parameter's range or choices")
         broken = self.violations(params)
         if broken:
