@@ -18,7 +18,7 @@ from optuna.exceptions import ExperimentalWarning
 from optuna.trial import TrialState
 
 from tuner.server.failures import FailureClass
-from tuner.prelaunch import Prescreen, model_context, pre_launch
+from tuner.prelaunch import model_context, pre_launch
 from tuner.results import TrialResult
 from tuner.scoring import OBJECTIVE_NAMES, Score, score_trial
 from tuner.server.config import ServerConfig, build_server_config, redact_env
@@ -112,9 +112,9 @@ class Bookkeeper:
         self.artifact_store = self._open_artifact_store()
 
     # -- asking ---------------------------------------------------------------------------------------------
-    def propose(self) -> tuple[Proposal, Prescreen | None] | str:
-        """The next config to launch with its pre-launch verdict, or why none was launched (a duplicate, or a
-        rule breaker / predicted non-fit, which is recorded here as penalized)."""
+    def propose(self) -> Proposal | str:
+        """The next config to launch, or what happened instead (a duplicate, or a rule breaker / predicted non-fit,
+        recorded here as penalized without a launch)."""
         trial = self.optuna_study.ask()
         params = self.study.space.sample(trial)
         earlier = self._already_measured(params, trial.number)
@@ -127,11 +127,10 @@ class Bookkeeper:
         proposal = Proposal(trial, params, config)
         verdict = pre_launch(self.study, params, config, self.fit_context)
         if verdict.launch:
-            return proposal, verdict
+            return proposal
         result = TrialResult(argv=[], env={}, failure_class=verdict.failure_class, failure_detail=verdict.detail)
-        score = self.tell(proposal, result, attempts=0, extra=verdict.user_attrs())
-        return f"trial {trial.number} done: penalized: {result.failure_class} (predicted, not launched)" \
-            if not score.feasible else f"trial {trial.number} done"
+        self.tell(proposal, result, attempts=0, extra=verdict.user_attrs())
+        return f"trial {trial.number} done: penalized: {result.failure_class} (predicted, not launched)"
 
     # -- telling --------------------------------------------------------------------------------------------
     def tell(self, proposal: Proposal, result: TrialResult, attempts: int,

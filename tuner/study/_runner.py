@@ -105,7 +105,7 @@ class StudyRunner:
                 self._refresh_counts()
                 self._event(proposed)
                 continue
-            self._submit(Attempt(proposed[0], number=1))
+            self._submit(Attempt(proposed, number=1))
 
     def _submit(self, attempt: Attempt) -> None:
         assert self._executor is not None
