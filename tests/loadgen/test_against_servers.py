@@ -11,17 +11,12 @@ import pytest
 
 from tuner.loadgen import LevelOptions, LoadPattern, SLO, Workload, measure_level
 from tuner.loadgen.matrix import MatrixPoint, run_matrix
+from tuner.loadgen.runner import run_level
 
 # Loaded by path: tests/ is not a package, and a conftest.py here would shadow tests/conftest.py's module name.
 _spec = importlib.util.spec_from_file_location("scheduled_server", Path(__file__).parents[1] / "fakes" / "scheduled_server.py")
 _scheduled = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
 _spec.loader.exec_module(_scheduled)  # type: ignore[union-attr]
-
-
-def sweep_level(url, workload, concurrency, requests, warmup, request_timeout_s, level_timeout_s):
-    """A closed-loop level as a trial's sweep measures it."""
-    return measure_level(url, workload, LoadPattern(concurrency=concurrency, requests=requests, warmup=warmup),
-                         LevelOptions(request_timeout_s=request_timeout_s, level_timeout_s=level_timeout_s))
 
 
 @pytest.fixture
@@ -37,7 +32,7 @@ W = Workload(model="m", input_len=16, output_len=TOKENS, vocab_size=2048)
 
 def test_closed_loop_accuracy_and_contract(scheduled_server):
     url = scheduled_server(ttft_ms=T_MS, itl_ms=I_MS)
-    level, records = sweep_level(url, W, 8, 32, 8, 30.0, 60.0)
+    level, records = run_level(url, W, 8, 32, 8, 30.0, 60.0)
     assert level.completed == 32 and level.failed == 0 and len(records) == 32
     assert abs(level.ttft_ms.p50 - T_MS) < 10
     # ITL per event: 10 ms. Per request (E2EL / tokens) it would be (150 + 31 x 10) / 32 = 14.4 ms.
@@ -62,8 +57,8 @@ def test_open_loop_queue_time_is_not_in_ttft(scheduled_server):
 
 def test_failed_requests_are_counted_and_stay_in_the_duration(scheduled_server):
     url = scheduled_server(ttft_ms=20, itl_ms=2, fail_every=4, error_every=5)
-    level, records = sweep_level(url, Workload(model="m", input_len=8, output_len=16, vocab_size=2048), 4, 40, 0,
-                               30.0, 60.0)
+    level, records = run_level(url, Workload(model="m", input_len=8, output_len=16, vocab_size=2048), 4, 40, 0,
+                             30.0, 60.0)
     assert level.requests == 40 and level.completed + level.failed == 40
     assert level.errors.get("http_500") == 10
     assert level.errors.get("error_event", 0) >= 5
@@ -74,7 +69,7 @@ def test_failed_requests_are_counted_and_stay_in_the_duration(scheduled_server):
 
 def test_token_mismatch_with_the_server_is_flagged(scheduled_server):
     url = scheduled_server(ttft_ms=5, itl_ms=1, metrics_scale=0.95)
-    level, _ = sweep_level(url, Workload(model="m", input_len=8, output_len=20, vocab_size=2048), 4, 16, 0, 30.0, 60.0)
+    level, _ = run_level(url, Workload(model="m", input_len=8, output_len=20, vocab_size=2048), 4, 16, 0, 30.0, 60.0)
     assert level.failed == 0 and level.token_mismatch and not level.reliable
     assert any(w.startswith("token_mismatch") for w in level.warnings)
 

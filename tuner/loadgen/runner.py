@@ -56,7 +56,9 @@ class LevelOptions:
     metrics: bool = True
     metrics_interval_s: float = 1.0
     plausibility: Callable[[LevelResult], Plausibility | None] | None = None
-    abort: threading.Event | None = None  # set by another thread: the level ends at once, the rest "aborted"
+    # Set by another thread (the trial's server watch): the level ends within ABORT_POLL_S, in-flight and unsent
+    # requests are recorded as failures with error "aborted", and measure_level returns normally.
+    abort: threading.Event | None = None
 
 
 def build_requests(target: Target, workload: Workload, n: int, seed: int,
@@ -87,12 +89,13 @@ def measure_level(base_url: str, workload: Workload, pattern: LoadPattern, optio
                     options.level_timeout_s, pattern.duration_s, options.abort)
     watcher = MetricsWatcher(base_url, options.metrics_interval_s, options.headers) if options.metrics else None
     try:
-        results = run_jobs(split_job(job, options.workers), on_start=watcher.begin if watcher else None)
+        results = run_jobs(split_job(job, options.workers), on_start=watcher.begin if watcher else None,
+                           abort=options.abort)
         counters = watcher.end() if watcher else None
         records = merge_records(r.records for r in results)
-        level = summarize(records, pattern.concurrency or 0, repeat, options.slo)
-        level.reconnects = sum(r.reconnects for r in results)
-        level.connections_opened = sum(r.connections_opened for r in results)
+        level = summarize(records, pattern.concurrency or 0, repeat, options.slo,
+                          reconnects=sum(r.reconnects for r in results),
+                          connections_opened=sum(r.connections_opened for r in results))
         level.server = counters
         if watcher and counters is not None and counters.scraped:
             warnings = cross_check(level)
@@ -129,3 +132,12 @@ def measure_level(base_url: str, workload: Workload, pattern: LoadPattern, optio
     level.reliable = not (level.token_mismatch or level.client.saturated
                           or (level.plausibility is not None and not level.plausibility.valid))
     return level, records
+
+
+def run_level(base_url: str, workload: Workload, concurrency: int, requests: int, warmup: int,
+              request_timeout_s: float, level_timeout_s: float, repeat: int = 0, *,
+              abort: threading.Event | None = None) -> tuple[LevelResult, list[RequestRecord]]:
+    """A closed-loop level as the trial sweep measures it. `abort`: see LevelOptions.abort."""
+    return measure_level(base_url, workload, LoadPattern(concurrency=concurrency, requests=requests, warmup=warmup),
+                         LevelOptions(request_timeout_s=request_timeout_s, level_timeout_s=level_timeout_s,
+                                      metrics_interval_s=SWEEP_METRICS_INTERVAL_S, abort=abort), repeat)

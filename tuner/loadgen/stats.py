@@ -3,7 +3,8 @@
 Percentiles are computed from all samples (numpy's linear rule, as `vllm bench serve` does), never averaged across
 groups: records of several client processes are concatenated first (`merge_records`), then summarised.
 Throughput = tokens of successful requests / (first send .. last completion); failed requests stay inside that
-window and are counted, never dropped.
+window and are counted, never dropped. A request sent again after losing the keep-alive close/send race (see
+tuner/loadgen/http.py) has one record, its second attempt's; the level counts it in `reconnects`.
 """
 from __future__ import annotations
 
@@ -79,8 +80,9 @@ def achieved_rate(records: Sequence[RequestRecord]) -> float | None:
     return (len(records) - 1) / span if span > 0 else None
 
 
-def summarize(records: Sequence[RequestRecord], concurrency: int, repeat: int = 0,
-              slo: SLO | None = None) -> LevelResult:
+def summarize(records: Sequence[RequestRecord], concurrency: int, repeat: int = 0, slo: SLO | None = None,
+              reconnects: int = 0, connections_opened: int = 0) -> LevelResult:
+    """The level's figures. `reconnects` and `connections_opened` are counts of the client processes (summed)."""
     ok = [r for r in records if r.ok]
     duration = (max(r.end for r in records) - min(r.start for r in records)) if records else 0.0
     output_tokens = sum(r.output_tokens for r in ok)
@@ -109,4 +111,6 @@ def summarize(records: Sequence[RequestRecord], concurrency: int, repeat: int = 
         goodput=per_s(sum(1 for r in ok if slo.met(r))) if slo_given else None,  # type: ignore[union-attr]
         slo=slo.as_dict() if slo_given else {},  # type: ignore[union-attr]
         errors=dict(Counter(r.error for r in records if not r.ok and r.error)),
+        reconnects=reconnects,
+        connections_opened=connections_opened,
     )
