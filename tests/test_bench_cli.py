@@ -72,3 +72,50 @@ def test_bad_input_is_one_line_and_exit_2(server_url, args):
 def test_bad_url_is_an_input_error():
     result = CliRunner().invoke(app, ["bench", "localhost:8000", "--model", "m"])
     assert result.exit_code == 2 and "http://" in result.output
+
+
+# -- the plan, offline: a given model and word prompts ask the server nothing ----------------------------------
+def _plan(**options):
+    from tuner.bench import BenchSpec, plan_bench
+
+    spec = dict(url="http://127.0.0.1:9", concurrencies=[1], inputs=[(128, None)], outputs=[(64, None)], model="m",
+                prompt_kind="words")
+    return plan_bench(BenchSpec(**{**spec, **options}))
+
+
+def test_plan_of_a_sweep_is_one_level_per_concurrency():
+    plan = _plan(concurrencies=[1, 32], inputs=[(100, 200)], warmup_rounds=2)
+    assert [level.label for level in plan.levels] == ["c=1", "c=32"]
+    assert [level.pattern.requests for level in plan.levels] == [64, 128]  # 4 x concurrency, at least 64
+    assert [level.pattern.warmup for level in plan.levels] == [2, 64]
+    assert all(level.workload == plan.workload and level.workers == 1 for level in plan.levels)
+    assert plan.workload.input_len_max == 200  # one shape: the range is drawn per request
+
+
+def test_plan_of_a_matrix_takes_each_points_workload_from_the_loadgen_matrix():
+    from tuner.loadgen.matrix import grid, workload_for
+
+    plan = _plan(concurrencies=[1, 4], inputs=[(128, None), (16, None)], outputs=[(8, None)], prefix_len=64)
+    points = grid([1, 4], [128, 16], [8])
+    assert [level.label for level in plan.levels] == [f"c={p.concurrency} in={p.input_len} out={p.output_len}"
+                                                      for p in points]
+    assert [level.workload for level in plan.levels] == [workload_for(p, plan.workload) for p in points]
+    assert plan.levels[-1].workload.prefix_len == 16  # a shared prefix never exceeds the point's prompt
+
+
+def test_plan_of_an_open_loop_is_one_level_per_rate():
+    plan = _plan(rates=[2.0, 0.5], cap_in_flight=8, duration_s=10, workers=3, arrival="gamma", burstiness=2.0)
+    assert [level.label for level in plan.levels] == ["rate 2/s", "rate 0.5/s"]
+    assert [level.pattern.requests for level in plan.levels] == [64, 64]
+    first = plan.levels[0].pattern
+    assert (first.rate, first.concurrency, first.arrival, first.burstiness, first.warmup) == (2.0, 8, "gamma", 2.0, 8)
+    assert all(level.workers == 3 for level in plan.levels)
+
+
+def test_document_of_a_plan_keeps_the_options_as_typed():
+    from tuner.bench import bench_document
+
+    assert bench_document(_plan(), [], "t")["options"]["workers"] == "auto"
+    document = bench_document(_plan(workers=4, rates=[1.0]), [], "t")
+    assert document["options"]["workers"] == "4" and document["options"]["arrival"] == "poisson"
+    assert document["workload"]["prompt_kind"] == "words" and document["levels"] == []

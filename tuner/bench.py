@@ -156,14 +156,24 @@ def plan_bench(spec: BenchSpec) -> BenchPlan:
 
 
 def _levels(spec: BenchSpec, workload: Workload) -> list[BenchLevel]:
-    if spec.rates:
-        cap = spec.cap_in_flight
-        return [BenchLevel(f"rate {r:g}/s", workload,
-                           LoadPattern(concurrency=cap, requests=spec.requests or max(64, int(r * (spec.duration_s or 30))),
-                                       rate=r, arrival=spec.arrival, burstiness=spec.burstiness,
-                                       duration_s=spec.duration_s, warmup=spec.warmup_rounds * (cap or 1)),
-                           _workers(spec, cap))
-                for r in spec.rates]
+    return _open_loop_levels(spec, workload) if spec.rates else _closed_loop_levels(spec, workload)
+
+
+def _open_loop_levels(spec: BenchSpec, workload: Workload) -> list[BenchLevel]:
+    """One level per rate; --concurrency, when given, caps the requests in flight."""
+    cap = spec.cap_in_flight
+    levels = []
+    for rate in spec.rates or []:
+        requests = spec.requests or max(64, int(rate * (spec.duration_s or 30)))
+        pattern = LoadPattern(concurrency=cap, requests=requests, rate=rate, arrival=spec.arrival,
+                              burstiness=spec.burstiness, duration_s=spec.duration_s,
+                              warmup=spec.warmup_rounds * (cap or 1))
+        levels.append(BenchLevel(f"rate {rate:g}/s", workload, pattern, _workers(spec, cap)))
+    return levels
+
+
+def _closed_loop_levels(spec: BenchSpec, workload: Workload) -> list[BenchLevel]:
+    """One level per concurrency, or per matrix point when several input or output lengths are given."""
     matrix = len(spec.inputs) > 1 or len(spec.outputs) > 1
     points = grid(spec.concurrencies, [i for i, _ in spec.inputs], [o for o, _ in spec.outputs]) if matrix else \
         [MatrixPoint(c, workload.input_len, workload.output_len) for c in spec.concurrencies]
@@ -172,6 +182,7 @@ def _levels(spec: BenchSpec, workload: Workload) -> list[BenchLevel]:
         label = f"c={p.concurrency}" + (f" in={p.input_len} out={p.output_len}" if matrix else "")
         pattern = LoadPattern(concurrency=p.concurrency, requests=spec.requests or max(64, 4 * p.concurrency),
                               duration_s=spec.duration_s, warmup=spec.warmup_rounds * p.concurrency)
+        # A single shape keeps the workload whole: its length ranges (--input-len A:B) are drawn per request.
         levels.append(BenchLevel(label, workload_for(p, workload) if matrix else workload, pattern,
                                  _workers(spec, p.concurrency)))
     return levels
@@ -209,7 +220,7 @@ def bench_document(plan: BenchPlan, levels: list[LevelResult], started_at: str) 
                      "output_len": w.output_len, "output_len_max": w.output_len_max, "prefix_len": w.prefix_len,
                      "prompt_kind": plan.prompt_kind, "ignore_eos": w.ignore_eos, "seed": w.seed},
         "options": {"requests": s.requests, "duration_s": s.duration_s, "warmup_rounds": s.warmup_rounds,
-                    "workers": "auto" if s.workers is None else s.workers,
+                    "workers": "auto" if s.workers is None else str(s.workers),  # as typed: schema unchanged
                     "arrival": s.arrival if s.rates else None, "burstiness": s.burstiness if s.rates else None,
                     "slo": s.slo.as_dict(), "request_timeout_s": s.request_timeout_s,
                     "level_timeout_s": s.level_timeout_s},
@@ -235,8 +246,6 @@ def record_lines(records: list[RequestRecord], level_index: int) -> str:
 
 def levels_frame(levels: list[dict]):
     """One row per level, nested fields flattened with "_" (the CSV schema)."""
-    import json
-
     import pandas as pd
 
     frame = pd.json_normalize(levels, sep="_")

@@ -7,7 +7,8 @@
 
 The CSV/JSON mirror the seed's matrix_benchmark_*.csv/.json: one row per point with throughput and latency, plus
 what the seed's files lacked: failed requests, the server's own preemption counter and the load generator's
-warnings (a point the tuner does not trust says why).
+warnings (a point the tuner does not trust says why). The commands (`tuner study matrix`, `tuner study summary`)
+are in tuner/cli/study.py.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
@@ -36,6 +37,8 @@ SEED_INPUT_LENS = (128, 1024, 2048, 8192)
 SEED_OUTPUT_LENS = (16, 128, 256, 512, 1024, 2048)
 
 
+# The fields of tuner.loadgen.matrix.MatrixPoint; a type of its own so that reading a matrix file, and `tuner --help`
+# (which takes the seed grid's defaults from here), do not import the load generator (httpx, numpy).
 @dataclass(frozen=True)
 class Point:
     concurrency: int
@@ -121,24 +124,24 @@ def measure_matrix(base_url: str, model: str, points: Sequence[Point], requests_
                    level_timeout_s: float = 3600.0, vocab_size: int | None = None,
                    on_point: Callable[[Point, MatrixRow], None] | None = None) -> list[MatrixRow]:
     """Measure every point against one running server (each point warms up on its own shape first)."""
-    from tuner.loadgen import Workload
-
-    workload = Workload(model=model, input_len=points[0].input_len if points else 1,
-                        output_len=points[0].output_len if points else 1, endpoint=endpoint, vocab_size=vocab_size)
-    rows: list[MatrixRow] = []
-
-    def record(point: Any, level: "LevelResult") -> None:
-        row = row_from_level(Point(point.concurrency, point.input_len, point.output_len), level)
-        rows.append(row)
-        if on_point:
-            on_point(Point(row.concurrency, row.input_len, row.output_len), row)
-
     from tuner.loadgen.matrix import MatrixPoint, run_matrix
     from tuner.loadgen.runner import LevelOptions
+    from tuner.loadgen.workload import Workload
+
+    first = points[0] if points else Point(1, 1, 1)  # run_matrix sets each point's lengths; these are placeholders
+    workload = Workload(model=model, input_len=first.input_len, output_len=first.output_len, endpoint=endpoint,
+                        vocab_size=vocab_size)
+    options = LevelOptions(request_timeout_s=request_timeout_s, level_timeout_s=level_timeout_s)
+    rows: list[MatrixRow] = []
+
+    def record(measured: MatrixPoint, level: "LevelResult") -> None:
+        point = Point(measured.concurrency, measured.input_len, measured.output_len)
+        rows.append(row_from_level(point, level))
+        if on_point:
+            on_point(point, rows[-1])
 
     run_matrix(base_url, workload, [MatrixPoint(p.concurrency, p.input_len, p.output_len) for p in points],
-               requests_per_point, warmup_rounds,
-               LevelOptions(request_timeout_s=request_timeout_s, level_timeout_s=level_timeout_s), record)
+               requests_per_point, warmup_rounds, options, record)
     return rows
 
 

@@ -9,11 +9,10 @@ The rules and the memory estimate are those of the study loop's pre-launch check
 from __future__ import annotations
 
 import shlex
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tuner.errors import InputError
-from tuner.prelaunch import ModelContext, PlannedConfig, estimate_config, model_context, plan_configs
+from tuner.prelaunch import ModelContext, PlannedConfig, estimate_config
 
 if TYPE_CHECKING:
     from tuner.spec import Study

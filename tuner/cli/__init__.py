@@ -5,11 +5,9 @@
     bench       tuner bench: the load generator against any running server
     dashboard   tuner dashboard: optuna-dashboard on the study storage
 """
-from tuner.cli import bench as _bench
+from tuner.cli import bench as _bench  # noqa: F401  (registers its command)
 from tuner.cli import dashboard as _dashboard  # noqa: F401  (registers its command)
 from tuner.cli import study as _study  # noqa: F401  (registers its commands)
 from tuner.cli._app import app, user_errors
 
-app.command("bench")(user_errors(_bench.bench_command))
-
-__all__ = ["app"]
+__all__ = ["app", "user_errors"]

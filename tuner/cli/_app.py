@@ -3,9 +3,7 @@ codes. Commands register themselves on these apps (tuner/cli/study.py, bench.py,
 from __future__ import annotations
 
 import functools
-import sys
-from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
 import typer
 from rich.console import Console

@@ -10,9 +10,12 @@ from typing import Optional
 
 import typer
 
+from tuner.cli._app import app, user_errors
 from tuner.errors import InputError
 
 
+@app.command("bench")
+@user_errors
 def bench_command(
     url: str = typer.Argument(..., help="Base URL of a running server, e.g. http://127.0.0.1:8000"),
     concurrency: str = typer.Option("1", "--concurrency", "-c",
@@ -41,9 +44,11 @@ def bench_command(
                                                   "(default: from the model folder's config.json)."),
     ignore_eos: bool = typer.Option(True, "--ignore-eos/--no-ignore-eos", help="Exact output lengths."),
     prompt_kind: Optional[str] = typer.Option(None, "--prompt", help="ids, text or words (default: best available)."),
-    seed: int = typer.Option(0, "--seed"),
-    request_timeout: float = typer.Option(120.0, "--request-timeout", min=0.1),
-    level_timeout: float = typer.Option(600.0, "--level-timeout", min=1.0),
+    seed: int = typer.Option(0, "--seed", help="Seed of the prompts and arrival times (same seed, same requests)."),
+    request_timeout: float = typer.Option(120.0, "--request-timeout", min=0.1,
+                                          help="Seconds before one request counts as failed."),
+    level_timeout: float = typer.Option(600.0, "--level-timeout", min=1.0,
+                                        help="Seconds a level may take; requests still running then end as failures."),
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="OPENAI_API_KEY", show_envvar=False,
                                           help="Bearer token (default: $OPENAI_API_KEY)."),
     metrics: bool = typer.Option(True, "--metrics/--no-metrics", help="Cross-check with the server's /metrics."),

@@ -142,11 +142,14 @@ def matrix_command(
     output_dir: Path = typer.Option(Path("."), "-o", "--output-dir", help="Where matrix_benchmark_*.csv/json go."),
     storage: Optional[str] = typer.Option(None, "--storage", envvar="TUNER_STORAGE",
                                           help="Storage URL (default: the study file's)."),
-    concurrency: str = typer.Option(",".join(map(str, SEED_CONCURRENCY)), "--concurrency"),
-    input_lens: str = typer.Option(",".join(map(str, SEED_INPUT_LENS)), "--input-lens"),
-    output_lens: str = typer.Option(",".join(map(str, SEED_OUTPUT_LENS)), "--output-lens"),
+    concurrency: str = typer.Option(",".join(map(str, SEED_CONCURRENCY)), "--concurrency",
+                                    help="Concurrent streams of the grid, comma-separated."),
+    input_lens: str = typer.Option(",".join(map(str, SEED_INPUT_LENS)), "--input-lens",
+                                   help="Prompt lengths of the grid in tokens, comma-separated."),
+    output_lens: str = typer.Option(",".join(map(str, SEED_OUTPUT_LENS)), "--output-lens",
+                                    help="Output lengths of the grid in tokens, comma-separated."),
     requests_per_point: Optional[int] = typer.Option(None, "--requests-per-point", min=1,
-                                                     help="Default: 4 x concurrency, at least 16."),
+                                                     help="Requests measured per point (default: 4 x concurrency, at least 16)."),
 ) -> None:
     """Launch a trial's config once and measure concurrency x input x output (the seed's 144-point grid by default)."""
     import optuna
