@@ -148,8 +148,8 @@ def matrix_command(
                                    help="Prompt lengths of the grid in tokens, comma-separated."),
     output_lens: str = typer.Option(",".join(map(str, SEED_OUTPUT_LENS)), "--output-lens",
                                     help="Output lengths of the grid in tokens, comma-separated."),
-    requests_per_point: Optional[int] = typer.Option(None, "--requests-per-point", min=1,
-                                                     help="Requests measured per point (default: 4 x concurrency, at least 16)."),
+    requests_per_point: Optional[int] = typer.Option(
+        None, "--requests-per-point", min=1, help="Requests per point (default: 4 x concurrency, at least 16)."),
 ) -> None:
     """Launch a trial's config once and measure concurrency x input x output (the seed's 144-point grid by default)."""
     import optuna
