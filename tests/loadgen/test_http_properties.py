@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tuner.loadgen.http import Connection
@@ -97,6 +97,8 @@ def run_responses(raw: bytes, cuts: list[int], requests: int, close_at_end: bool
 
 
 @settings(max_examples=150, deadline=None)
+@example(texts=["a\u2028b", "\u0085", "\u2029c"], framing="chunked", keep_alive=True, cuts=[40, 41, 42],
+         responses=2)
 @given(texts=st.lists(TEXT.filter(bool), min_size=1, max_size=6), framing=st.sampled_from(["length", "chunked", "close"]),
        keep_alive=st.booleans(), cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=12),
        responses=st.integers(min_value=1, max_value=3))
@@ -115,6 +117,7 @@ def test_any_split_and_framing_gives_the_same_record(texts, framing, keep_alive,
 
 
 @settings(max_examples=150, deadline=None)
+@example(texts=["x\u2028y\u2029z\u0085"], cuts=[9, 10, 11, 12], crlf=False)  # cuts inside the separators' bytes
 @given(texts=st.lists(TEXT, min_size=1, max_size=6), cuts=st.lists(st.integers(min_value=0, max_value=5000), max_size=10),
        crlf=st.booleans())
 def test_sse_events_survive_any_split_and_unicode_separators(texts, cuts, crlf):
@@ -134,3 +137,11 @@ def test_a_truncated_chunked_body_is_a_failure():
     raw = frame(sse_stream(["a", "b"]), "chunked", True)
     records, _ = run_responses(raw[:-20], [7, 30], 1, close_at_end=True)
     assert len(records) == 1 and not records[0].ok and records[0].error == "connection_closed"
+
+
+def test_unicode_line_separators_do_not_end_an_sse_line():
+    text = "x\u2028y\u0085z\u2029"
+    payload = json.dumps({"t": text}, ensure_ascii=False).encode()
+    assert len(payload.decode().splitlines()) == 4  # what a str-based line splitter would make of it
+    (out,) = SSEParser().feed(b"data: " + payload + b"\n\n")
+    assert json.loads(out)["t"] == text

@@ -10,6 +10,10 @@ Servers close idle keep-alive connections (uvicorn after VLLM_HTTP_TIMEOUT_KEEP_
 wait for queued requests): a closed connection leaves the idle pool the moment it is lost, and a request that loses
 the close/send race before any response byte is sent once more on a new connection and counted as a reconnect.
 An exception in any callback ends the phase with that exception: a bug surfaces, never as a timeout.
+
+`DriverJob.abort` (set by another thread, e.g. the trial's server watch) is polled every ABORT_POLL_S during the
+warm-up and the measured phase; once set, in-flight requests are aborted and end, like every request not yet sent,
+as failures with error "aborted": counted, never dropped.
 """
 from __future__ import annotations
 

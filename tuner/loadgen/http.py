@@ -14,6 +14,11 @@ and never sends on it. When the close races a new request (the server closed as 
 request ends with `CLOSED_BEFORE_RESPONSE` and `reused` set: safe to send again on a new connection, as mature
 clients do; anything after the first response byte is a real failure.
 
+A malformed response fails its request ("bad_http_response"). An exception raised by the consumer is not the
+server's fault but a bug here: it goes to `on_error` (the driver fails the level with it) instead of being counted
+as a failed request or dying in the event loop. llhttp reports a callback's exception as HttpParserCallbackError
+with the original as its context, which is how the two are told apart.
+
 Supported: http and https (asyncio's TLS), Content-Length, chunked transfer encoding, read-until-close bodies,
 `Connection: close` and HTTP/1.0 responses. Not supported: proxies, HTTP/2, redirects (a benchmark must not follow
 them silently anyway).
