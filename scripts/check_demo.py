@@ -12,7 +12,8 @@ from pathlib import Path
 
 import optuna
 import yaml
-from optuna.trial import TrialState
+
+from tuner.trial_record import records
 
 
 def problems(log_text: str, storage: str, study_name: str, best_yaml: Path) -> list[str]:
@@ -21,21 +22,18 @@ def problems(log_text: str, storage: str, study_name: str, best_yaml: Path) -> l
         found.append("the demo printed no Pareto table")
     if not best_yaml.is_file() or not isinstance(yaml.safe_load(best_yaml.read_text()), dict):
         found.append(f"{best_yaml} was not written as a YAML mapping")
-    study = optuna.load_study(study_name=study_name, storage=storage)
-    trials = study.get_trials(deepcopy=False)
-    failed = [t for t in trials if t.state == TrialState.FAIL]
-    for t in failed:  # infra failures and tuner errors end as FAIL: the demo must have none
-        found.append(f"trial {t.number} was not measured: {t.user_attrs.get('failure_class')}: "
-                     f"{str(t.user_attrs.get('failure_detail', ''))[:200]}")
-    measured = [t for t in trials if t.state == TrialState.COMPLETE and t.user_attrs.get("launched", True)]
-    feasible = [t for t in measured if t.user_attrs.get("constraint", 1.0) <= 0]
+    trials = records(optuna.load_study(study_name=study_name, storage=storage))
+    for r in trials:
+        if r.state == "FAIL":  # infra failures and tuner errors end as FAIL: the demo must have none
+            found.append(f"trial {r.number} was not measured: {r.failure_class}: {r.failure_detail[:200]}")
+    feasible = [r for r in trials if r.complete and r.launched and r.feasible]
     if not feasible:
         found.append("no trial produced a feasible measurement")
-    for t in feasible:
-        for level in t.user_attrs.get("levels", []):
-            if level["failed"]:
-                found.append(f"trial {t.number}: {level['failed']} failed requests at concurrency "
-                             f"{level['concurrency']}: {level['errors']}")
+    for r in feasible:
+        for level in r.levels:
+            if level.failed:
+                found.append(f"trial {r.number}: {level.failed} failed requests at concurrency {level.concurrency}:"
+                             f" {level.errors}")
     return found
 
 
