@@ -18,8 +18,27 @@ from tuner.worker import run_trial
 pytestmark = pytest.mark.e2e
 
 
-def engine_core_of(tag: str) -> int | None:
-    for pid in processes_tagged(tag):
+def _stat(pid: int) -> list[str] | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def server_groups(tag: str) -> set[int]:
+    """Process groups of this test's servers (the reaper leads one per server and carries the tag)."""
+    return {int(fields[2]) for pid in processes_tagged(tag) if (fields := _stat(pid))}
+
+
+def group_members(groups: set[int]) -> list[int]:
+    return [int(e) for e in os.listdir("/proc") if e.isdigit() and (f := _stat(int(e))) and int(f[2]) in groups
+            and f[0] != "Z"]
+
+
+def engine_core_of(groups: set[int]) -> int | None:
+    # vLLM renames its engine process (setproctitle "VLLM::EngineCore"), which also hides its environment: find it
+    # by its process group, not by the test's tag.
+    for pid in group_members(groups):
         try:
             if b"EngineCore" in Path(f"/proc/{pid}/cmdline").read_bytes():
                 return pid
@@ -39,13 +58,15 @@ def test_engine_killed_during_warmup_is_classified_within_seconds(vllm_env, tmp_
     load = LoadSpec(concurrency=[16], requests_per_level=32, warmup_rounds=2, input_len=64, output_len=256,
                     repeats=1, request_timeout_s=300, level_timeout_s=900)
     killed_at: list[float] = []
+    groups: set[int] = set()
 
     def kill_engine_in_warmup() -> None:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and "Application startup complete" not in _read(log):
             time.sleep(0.2)
         time.sleep(3)  # the sweep has started its warm-up
-        pid = engine_core_of(tag)
+        groups.update(server_groups(tag))
+        pid = engine_core_of(groups)
         if pid is not None:
             os.kill(pid, signal.SIGKILL)
             killed_at.append(time.monotonic())
@@ -61,9 +82,9 @@ def test_engine_killed_during_warmup_is_classified_within_seconds(vllm_env, tmp_
     assert "at concurrency 16" in result.failure_detail
     assert ended_at - killed_at[0] < 30  # seconds (server exit + teardown), not the 900 s level timeout
     deadline = time.monotonic() + 10
-    while processes_tagged(tag) and time.monotonic() < deadline:
+    while (processes_tagged(tag) or group_members(groups)) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert processes_tagged(tag) == []
+    assert processes_tagged(tag) == [] and group_members(groups) == []
 
 
 def _read(path: Path) -> str:
