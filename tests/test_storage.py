@@ -78,3 +78,18 @@ def test_study_on_real_postgres(postgres_url, tmp_path):
     assert "hf_donotstore" not in (tmp_path / "best.yaml").read_text() + (tmp_path / "best.env").read_text()
     log_artifacts = list((tmp_path / "runs" / "artifacts").rglob("*"))
     assert log_artifacts and not any(p.is_file() and "hf_donotstore" in p.read_text(errors="ignore") for p in log_artifacts)
+
+
+def test_two_processes_creating_one_new_database_both_open_it(tmp_path):
+    # A study starting while a dashboard (or a test poller) opens the same new file: both race to create tables.
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    code = f"from tuner.storage import open_storage; open_storage({url!r})"
+    for _ in range(5):
+        (tmp_path / "race.db").unlink(missing_ok=True)
+        procs = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True) for _ in range(4)]
+        for proc in procs:
+            _, err = proc.communicate(timeout=60)
+            assert proc.returncode == 0, err

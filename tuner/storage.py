@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import time
 from pathlib import Path
 
 import optuna
@@ -13,6 +14,7 @@ from sqlalchemy.engine import make_url
 from tuner.errors import InputError, StudyNotFound
 
 SQLITE_TIMEOUT_S = 60
+CREATE_RACE_RETRIES = 5
 
 
 def _sqlite_path(url: str) -> Path | None:
@@ -62,7 +64,21 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
         with contextlib.closing(sqlite3.connect(path, timeout=SQLITE_TIMEOUT_S)) as conn:
             conn.execute("PRAGMA journal_mode=WAL")
         engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
-    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    for attempt in range(CREATE_RACE_RETRIES):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError) as exc:
+            # Processes opening a new database at once (a study starting while a dashboard or another driver opens
+            # the same file) race to create Optuna's schema; the losers find it made. Opening again succeeds.
+            if not _lost_schema_race(exc) or attempt == CREATE_RACE_RETRIES - 1:
+                raise
+            time.sleep(0.1 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _lost_schema_race(exc: Exception) -> bool:
+    text = str(exc)
+    return "already exists" in text or "UNIQUE constraint failed: alembic_version" in text
 
 
 def load_existing_study(url: str, name: str) -> optuna.Study:
