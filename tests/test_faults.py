@@ -103,7 +103,8 @@ def test_infra_failure_is_retried_not_penalized(tmp_path):
     trial = only_trial(optuna_study)
     assert trial.state.name == "COMPLETE" and trial.constraints["config_failure"] < 0
     assert trial.user_attrs["attempts"] == 2 and trial.values[0] > 0
-    names = sorted(a.filename for a in optuna.artifacts.get_all_artifact_meta(trial, storage=optuna_study._storage))
+    storage = open_storage(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    names = sorted(a.filename for a in optuna.artifacts.get_all_artifact_meta(trial, storage=storage))
     assert "trial-0-attempt-1-server.log" in names and "trial-0-attempt-2-requests.jsonl" in names
 
 
@@ -241,7 +242,7 @@ def test_bug_in_tuner_is_a_tuner_error_and_stops_the_study(tmp_path, monkeypatch
     assert requeued.state.name == "WAITING" and requeued.user_attrs["requeued_from"] == first.number
     assert any("tuner error: ZeroDivisionError: deliberate bug" in e for e in events)
     assert not any("infra" in e for e in events)
-    names = [a.filename for a in optuna.artifacts.get_all_artifact_meta(first, storage=optuna_study._storage)]
+    names = [a.filename for a in optuna.artifacts.get_all_artifact_meta(first, storage=open_storage(study.spec.storage))]
     assert "trial-0-attempt-1-traceback.txt" in names
 
 
