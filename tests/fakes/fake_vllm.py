@@ -121,7 +121,13 @@ class Scheduler:
 scheduler: Scheduler | None = None
 
 
-async def completion(send, req: dict) -> None:
+async def client_gone(receive) -> None:
+    """Returns when the client disconnects (uvicorn also says so once the response is complete)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def completion(send, receive, req: dict) -> None:
     state["completions"] += 1
     n = int(req.get("max_tokens") or 16)
     prompt = req.get("prompt")
@@ -138,10 +144,20 @@ async def completion(send, req: dict) -> None:
         return
     truncate = MODE.startswith("truncate-every") and every(mode_arg())
     malformed = MODE.startswith("malformed-every") and every(mode_arg())
+    gone = asyncio.ensure_future(client_gone(receive))
+    try:
+        await stream(send, n, prompt_tokens, truncate, malformed, gone)
+    finally:
+        gone.cancel()
+
+
+async def stream(send, n: int, prompt_tokens: int, truncate: bool, malformed: bool, gone: asyncio.Future) -> None:
     assert scheduler is not None
     async with scheduler:
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
         for i in range(n):
+            if gone.done():  # as vLLM does, a request whose client left is aborted and frees its slot
+                return
             if truncate and i == n // 2:
                 await send({"type": "http.response.body", "body": b""})  # a clean end, missing usage and [DONE]
                 return
@@ -186,7 +202,7 @@ async def app(scope, receive, send) -> None:
     elif path == "/detokenize":
         await send_json(send, 200, {"prompt": fake_decode(json.loads(raw).get("tokens", []))})
     elif path == "/v1/completions":
-        await completion(send, json.loads(raw))
+        await completion(send, receive, json.loads(raw))
     else:
         await send_json(send, 404, {"error": "not found"})
 

@@ -105,35 +105,48 @@ async def read_request(reader: asyncio.StreamReader) -> bool:
 
 @contextmanager
 def raw_server(handler):
-    """An asyncio server in a thread; `handler(reader, writer, connection_number)` serves one connection."""
+    """An asyncio server in a thread; `handler(reader, writer, connection_number)` serves one connection.
+    At exit the server stops, unfinished handlers are cancelled and the thread's loop is closed."""
     loop = asyncio.new_event_loop()
-    started = threading.Event()
+    started, stop = threading.Event(), asyncio.Event()
     holder: dict = {"n": 0}
+    handlers: set[asyncio.Task] = set()
 
     async def serve(reader, writer):
         holder["n"] += 1
+        handlers.add(asyncio.current_task())  # type: ignore[arg-type]
         try:
             await handler(reader, writer, holder["n"])
+        except asyncio.CancelledError:  # the test is over
+            pass
         finally:
             writer.close()
 
     async def main():
         server = await asyncio.start_server(serve, "127.0.0.1", 0)
         holder["port"] = server.sockets[0].getsockname()[1]
-        holder["server"] = server
         started.set()
-        try:
-            await server.serve_forever()
-        except asyncio.CancelledError:  # closed by the test
-            pass
+        await stop.wait()
+        server.close()
+        for task in handlers:
+            task.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
+        await server.wait_closed()
 
-    thread = threading.Thread(target=lambda: loop.run_until_complete(main()), daemon=True)
+    def run() -> None:
+        try:
+            loop.run_until_complete(main())
+        finally:
+            loop.close()
+
+    thread = threading.Thread(target=run, daemon=True)
     thread.start()
     started.wait(5)
     try:
         yield f"http://127.0.0.1:{holder['port']}", holder
     finally:
-        loop.call_soon_threadsafe(holder["server"].close)
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(5)
 
 
 def no_metrics(**overrides) -> LevelOptions:

@@ -26,6 +26,9 @@ class SSEParser:
         self._buffer = rest + held
         payloads = []
         for event in events:
+            if event[:6] == b"data: " and b"\n" not in event:  # nearly every event of a token stream
+                payloads.append(event[6:])
+                continue
             data = _data_of(event)
             if data is not None:
                 payloads.append(data)
