@@ -9,7 +9,11 @@ ITL    = gaps between successive such events (per event, not per token). Events 
 E2EL   = last such event - start
 tokens = `usage.completion_tokens` from the usage event (prompt tokens from `usage.prompt_tokens`)
 A request fails on a non-200 status, an error event, a stream that ends without content or `usage`, a broken
-connection or a timeout. Failed requests stay in the records and in the level's duration.
+connection or a timeout. Failed requests stay in the records and in the level's duration. Error kinds:
+http_<status>, error_event, malformed_event, empty_stream, no_usage, truncated_stream, timeout (request timeout),
+closed_before_response / connection_closed (lost before / after the first response byte), bad_http_response,
+connect_<exception> (no connection could be opened), level_timeout and aborted (the level was cut short).
+A reused connection lost before any response byte is not a failure: the driver sends the request once more.
 """
 from __future__ import annotations
 
