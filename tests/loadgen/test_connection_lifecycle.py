@@ -125,6 +125,7 @@ def raw_server(handler):
     async def main():
         server = await asyncio.start_server(serve, "127.0.0.1", 0)
         holder["port"] = server.sockets[0].getsockname()[1]
+        holder["server"] = server
         started.set()
         await stop.wait()
         server.close()
@@ -194,6 +195,23 @@ def test_a_request_is_retried_once_only():
     with raw_server(handler) as (url, _):
         level, _ = measure_level(url, W, LoadPattern(concurrency=1, requests=3), no_metrics())
     assert level.completed == 1 and level.errors == {"closed_before_response": 2}
+    assert level.reconnects == 1
+
+
+def test_a_retry_that_finds_no_connection_is_a_failure_and_the_level_goes_on():
+    # The first connection answers once, then the server stops listening and closes it as the second request
+    # arrives: the retry cannot connect, so that request fails (never silently dropped), and so do the rest.
+    async def handler(reader, writer, n):
+        if await read_request(reader):
+            writer.write(head_with_length(sse_body()))
+            await writer.drain()
+        if await read_request(reader):
+            holder["server"].close()
+
+    with raw_server(handler) as (url, holder):
+        level, records = measure_level(url, W, LoadPattern(concurrency=1, requests=3), no_metrics())
+    assert level.requests == 3 and len(records) == 3
+    assert level.completed == 1 and level.errors == {"connect_ConnectionRefusedError": 2}
     assert level.reconnects == 1
 
 

@@ -200,7 +200,7 @@ class Driver:
             self._retried.add(i)
             self.reconnects += 1
             self._lost(conn)
-            self._reopen(lambda c: self._start(c, i, record.queued if record.queued is not None else record.start))
+            self._retry(i, record.queued if record.queued is not None else record.start)
             return
         if self.abandoned and not record.ok:
             record.error = self.abandoned
@@ -215,6 +215,21 @@ class Driver:
             elif self._open_loop and self.waiting:
                 self._reopen(self._give_back)
         self._maybe_done()
+
+    def _retry(self, i: int, queued: float) -> None:
+        self._reopen(lambda conn: self._start(conn, i, queued),
+                     on_fail=lambda error: self._retry_failed(i, queued, error))
+
+    def _retry_failed(self, i: int, queued: float, error: str) -> None:
+        """No new connection for a request being sent again: it fails (counted); its stream or slot goes on."""
+        now = time.perf_counter()
+        self.records[i] = RequestRecord(start=now, end=now, queued=queued, error=f"connect_{error}")
+        if self.abandoned:
+            return
+        if not self._open_loop and self.next_index < len(self._requests):
+            self._reopen(lambda conn: self._send_next(conn, time.perf_counter()))
+        elif self._open_loop and self.waiting:
+            self._reopen(self._give_back)
 
     def _retryable(self, conn: Connection, i: int, record: RequestRecord) -> bool:
         return (record.error == CLOSED_BEFORE_RESPONSE and conn.reused and i not in self._retried
@@ -272,7 +287,10 @@ class Driver:
                 request.connection.abort()
         self._close_idle()
 
-    def _reopen(self, then: Callable[[Connection], None]) -> None:
+    def _reopen(self, then: Callable[[Connection], None],
+                on_fail: Callable[[str], None] | None = None) -> None:
+        """Open a connection and hand it to `then`; if none can be opened, `on_fail(error)` (by default the next
+        request that needed a connection fails)."""
         self.open_count += 1
         self.connecting += 1
         phase = self._phase_id
@@ -283,7 +301,9 @@ class Driver:
             except (OSError, asyncio.TimeoutError) as exc:
                 self.connecting -= 1
                 self.open_count -= 1
-                self._connect_failed(type(exc).__name__)
+                if phase == self._phase_id:  # a failure owed to an earlier phase costs this one nothing
+                    (on_fail or self._connect_failed)(type(exc).__name__)
+                self._maybe_done()
                 return
             self.connecting -= 1
             self.connections_opened += 1
@@ -301,7 +321,6 @@ class Driver:
         """A connection could not be opened: the request that needed it fails (counted), the stream moves on."""
         now = time.perf_counter()
         if self.abandoned:
-            self._maybe_done()
             return
         if self._open_loop:
             if self.waiting:
@@ -314,7 +333,6 @@ class Driver:
             self.next_index = i + 1
             self.records[i] = RequestRecord(start=now, end=now, queued=now, error=f"connect_{error}")
             self._reopen(lambda c: self._send_next(c, time.perf_counter()))
-        self._maybe_done()
 
     # --- shared
     def _guarded(self, callback: Callable[..., None], *args: object) -> None:
