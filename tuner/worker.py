@@ -34,6 +34,7 @@ MAX_ARTIFACT_BYTES = 8 * 1024 * 1024  # a server log beyond this keeps only its 
 EXIT_WAIT_S = 3.0  # after failed requests, how long to give a dying server to exit before calling it unresponsive
 WATCH_INTERVAL_S = 0.5
 HEALTH_TIMEOUT_S = 5.0
+PROBE_MIN_TIMEOUT_S = 15.0  # a 1-token request on starved cores can take seconds; a hung engine never answers
 HEALTH_DOWN_CHECKS = 2  # consecutive definite "down" answers (refused, non-200) before the level is aborted
 
 
@@ -188,9 +189,10 @@ def _failure_after_level(server: ServerProcess, level: LevelResult, watch: Serve
         # A hung engine keeps /health green; a level in which nothing succeeds says more than /health does.
         return FailureClass.UNRESPONSIVE.value, (f"no request of {level.requests} succeeded {at}"
                                                  f" ({_error_counts(level)}), though /health answered")
-    if "timeout" in level.errors and not _completes(server.base_url, model, probe_timeout_s):
+    probe_s = max(probe_timeout_s, PROBE_MIN_TIMEOUT_S)
+    if "timeout" in level.errors and not _completes(server.base_url, model, probe_s):
         return FailureClass.UNRESPONSIVE.value, (f"{level.errors['timeout']} requests timed out {at} and a 1-token"
-                                                 f" request got no answer within {probe_timeout_s:g} s afterwards,"
+                                                 " request got no answer afterwards,"
                                                  " though /health answered")
     return None
 

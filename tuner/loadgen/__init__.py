@@ -1,6 +1,7 @@
 """The load generator: streams requests at a server and measures them like `vllm bench serve` does.
 
-    http      a minimal asyncio HTTP/1.1 client: socket bytes -> chunked decoding -> consumer, one timestamp per read
+    http      asyncio HTTP/1.1 client: socket bytes -> httptools (llhttp) -> consumer, one timestamp per read;
+              closed keep-alive connections never reused, the close/send race retried once
     sse       incremental SSE parsing of raw bytes
     request   one streaming request -> RequestRecord (TTFT, ITL, E2EL, usage; failures kept)
     workload  what each request asks for (exact-length prompts, shared prefix, length ranges, endpoint)
@@ -11,12 +12,14 @@
     workers   several client processes started together, raw records merged
     stats     records -> LevelResult (throughput, percentiles from all samples, goodput, queue time)
     checks    client vs server token counts; client saturation
-    runner    one measured level: warm-up, /metrics before/after, checks, plausibility
+    runner    one measured level: warm-up, /metrics before/after, checks, plausibility, abort hook
+    server_counters  the server's own /metrics counters over a level, to check the client against
     matrix    concurrency x input x output points against one running server
 """
 from tuner.loadgen.request import RequestRecord
-from tuner.loadgen.runner import LevelOptions, LoadPattern, measure_level
+from tuner.loadgen.runner import LevelOptions, LoadPattern, measure_level, run_level
 from tuner.loadgen.stats import SLO
 from tuner.loadgen.workload import Workload, vocab_size_of
 
-__all__ = ["LevelOptions", "LoadPattern", "RequestRecord", "SLO", "Workload", "measure_level", "vocab_size_of"]
+__all__ = ["LevelOptions", "LoadPattern", "RequestRecord", "SLO", "Workload", "measure_level", "run_level",
+           "vocab_size_of"]
