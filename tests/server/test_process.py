@@ -3,6 +3,7 @@
 Uses tests/fakes/fake_vllm.py, which replays captured vLLM logs and misbehaves on demand."""
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -20,6 +21,7 @@ from tuner.server.process import ServerProcess, live_group_members
 from tuner.spec import Timeouts
 
 FAKE = str(Path(__file__).parents[1] / "fakes" / "fake_vllm.py")
+VLLM_LOGS = Path(__file__).parents[1] / "fixtures" / "vllm_logs"
 KV_LOG = """INFO Starting to load model
 (EngineCore pid=1) ERROR [core.py:1] ValueError: To serve at least one request with the model's max seq len (16384), (0.02 GiB KV cache is needed, which is larger than the available KV cache memory (0.01 GiB).
 (EngineCore pid=1) ERROR [core.py:2] RuntimeError: Engine core initialization failed. See root cause above.
@@ -124,10 +126,56 @@ def test_stop_is_idempotent(tmp_path):
     assert server.exit_code() is not None
 
 
-def test_harmless_traceback_during_startup_is_not_fatal(tmp_path):
-    # vLLM prints non-fatal tracebacks (graph breaks, compile retries) and goes on to serve.
-    log = Path(__file__).parents[1] / "fixtures" / "vllm_logs" / "harmless_compile_traceback.log"
-    config = fake(f"log-then-serve:{log}", FAKE_VLLM_STARTUP_S="2")  # the traceback stands > fatal_log_grace_s
-    with ServerProcess(config, tmp_path / "s.log", Timeouts(startup_s=30, shutdown_grace_s=2, fatal_log_grace_s=1)) as server:
+@pytest.mark.parametrize("name, needle", [
+    ("harmless_compile_traceback.log", "Traceback (most recent call last)"),
+    ("tpu_compile_retried_after_resource_exhausted.log", "RESOURCE_EXHAUSTED"),
+])
+def test_harmless_traceback_during_startup_is_not_fatal(tmp_path, name, needle):
+    # vLLM prints non-fatal tracebacks (graph breaks, compile retries that ran out of memory) and goes on to serve.
+    config = fake(f"log-then-serve:{VLLM_LOGS / name}", FAKE_VLLM_STARTUP_S="2")  # stands > fatal_log_grace_s
+    timeouts = Timeouts(startup_s=30, shutdown_grace_s=2, fatal_log_grace_s=1)
+    with ServerProcess(config, tmp_path / "s.log", timeouts) as server:
         assert server.wait_ready() > 1.5
-        assert "Traceback" in (tmp_path / "s.log").read_text()
+        assert needle in (tmp_path / "s.log").read_text()
+
+
+def test_real_kv_capacity_log_of_a_server_that_hangs_ends_the_wait(tmp_path):
+    slow_timeout = Timeouts(startup_s=120, shutdown_grace_s=2, fatal_log_grace_s=1)
+    started = time.monotonic()
+    config = fake(f"fatal-hang:{VLLM_LOGS / 'cpu_kv_capacity.log'}")
+    with ServerProcess(config, tmp_path / "s.log", slow_timeout) as server:
+        with pytest.raises(ServerStartupFailed) as info:
+            server.wait_ready()
+    assert info.value.failure_class == "kv_capacity"
+    assert time.monotonic() - started < 30
+
+
+def test_log_is_watched_in_whole_lines(tmp_path):
+    # A fatal line caught half-written must be judged whole: its ERROR prefix and its signature together.
+    log = tmp_path / "s.log"
+    server = ServerProcess(fake("ok"), log, FAST)
+    prefix = b"(EngineCore_DP0 pid=7) ERROR 11-28 03:17:20 [core.py:708] "
+    log.write_bytes(b"INFO 11-28 03:17:19 [core.py:1] loading\n" + prefix)
+    offset, text = server._read_new_lines(0)
+    assert text == "INFO 11-28 03:17:19 [core.py:1] loading\n"
+    with log.open("ab") as f:
+        f.write(b"torch.OutOfMemoryError: CUDA out of memory.\n")
+    offset, text = server._read_new_lines(offset)
+    assert text == (prefix + b"torch.OutOfMemoryError: CUDA out of memory.\n").decode()
+    assert server._read_new_lines(offset) == (offset, "")
+
+
+def test_diagnosis_asks_the_device_who_else_holds_memory(tmp_path, monkeypatch):
+    # The log's numbers say the device was free (the share is too high), but nvidia-smi shows another process.
+    nvidia_smi = tmp_path / "bin" / "nvidia-smi"
+    nvidia_smi.parent.mkdir()
+    nvidia_smi.write_text(f"#!/bin/sh\nprintf '{os.getpid()}, 12390, GPU-aaa\\n'\n")
+    nvidia_smi.chmod(0o755)
+    log = tmp_path / "s.log"
+    log.write_text("(EngineCore_DP0 pid=7) ERROR 11-28 03:17:11 [core.py:1510] ValueError: Free memory on device cuda:0"
+                   " (15.41/15.77 GiB) on startup is less than desired GPU memory utilization (0.99, 15.61 GiB).\n")
+    server = ServerProcess(fake("ok"), log, FAST)
+    monkeypatch.setenv("PATH", str(nvidia_smi.parent))
+    assert server.diagnose(1).failure_class.value == "infra"
+    monkeypatch.setenv("PATH", str(tmp_path))  # no nvidia-smi: the numbers alone decide
+    assert server.diagnose(1).failure_class.value == "oom"

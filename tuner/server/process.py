@@ -20,7 +20,8 @@ from pathlib import Path
 import httpx
 
 from tuner.errors import ServerStartupFailed
-from tuner.server.failures import Diagnosis, FailureClass, classify, device_memory_users, first_fatal_line
+from tuner.server.device import other_device_users
+from tuner.server.failures import Diagnosis, FailureClass, classify, first_fatal_line, needs_device_users
 from tuner.server.config import ServerConfig
 from tuner.spec import Timeouts
 
@@ -107,7 +108,9 @@ class ServerProcess:
     def wait_ready(self) -> float:
         """Block until GET /health answers 200; return the startup time in seconds.
 
-        Watches the process and its log while waiting, so a fatal startup error ends the wait within seconds.
+        Watches the process and its log while waiting, so a fatal startup error ends the wait within seconds. Fatal
+        is the process exiting or a fatal line in the log (failures.first_fatal_line), never a traceback alone:
+        vLLM prints harmless ones during long compiles and goes on to serve.
         """
         assert self._proc is not None and self.started_at is not None, "start() first"
         deadline = self.started_at + self.timeouts.startup_s
@@ -123,7 +126,7 @@ class ServerProcess:
                 if self._healthy(client):
                     self.startup_s = time.monotonic() - self.started_at
                     return self.startup_s
-                offset, fresh = self._read_from(offset)
+                offset, fresh = self._read_new_lines(offset)
                 if fatal_seen_at is None and first_fatal_line(fresh):
                     fatal_seen_at = time.monotonic()
                 now = time.monotonic()
@@ -138,10 +141,13 @@ class ServerProcess:
                 time.sleep(POLL_S)
 
     def diagnose(self, exit_code: int | None) -> Diagnosis:
-        """Why the server stopped, from its log; once it has exited, any process still holding device memory is
-        another's (evidence for "less free memory than requested": infrastructure, not the config)."""
+        """Why the server stopped, from its log and, when vLLM found less free device memory than it was told to
+        take, from who else holds memory on the server's GPUs (another process: infrastructure, not the config)."""
         log = self.log_text()
-        users = device_memory_users() if exit_code is not None and "memory utilization" in log else None
+        users = None
+        if needs_device_users(log):
+            visible = {**os.environ, **self.config.env}.get("CUDA_VISIBLE_DEVICES")
+            users = other_device_users(own_pgid=self.pid, visible_devices=visible)  # the reaper leads the group
         return classify(exit_code, log, device_users=users)
 
     def _healthy(self, client: httpx.Client) -> bool:
@@ -150,14 +156,17 @@ class ServerProcess:
         except httpx.HTTPError:
             return False
 
-    def _read_from(self, offset: int) -> tuple[int, str]:
+    def _read_new_lines(self, offset: int) -> tuple[int, str]:
+        """The complete lines written after `offset`, and the offset after them. A line still being written waits
+        for the next call: a fatal line is judged whole, with the level prefix that says whether it is an error."""
         try:
             with self.log_path.open("rb") as f:
-                f.seek(max(0, offset - 512))  # overlap so a marker split across reads is still seen
+                f.seek(offset)
                 data = f.read()
-                return offset - min(offset, 512) + len(data), data.decode("utf-8", errors="replace")
         except FileNotFoundError:
             return offset, ""
+        complete = data[:data.rfind(b"\n") + 1]
+        return offset + len(complete), complete.decode("utf-8", errors="replace")
 
     def stop(self) -> int | None:
         """End the whole process group: SIGTERM, grace period, SIGKILL. Idempotent. Returns the exit code."""
