@@ -37,9 +37,11 @@ def write_study(tmp_path: Path) -> str:
 
 def start_driver(tmp_path: Path) -> subprocess.Popen:
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    # A job started in the background by a non-interactive shell (as CI scripts may be) ignores SIGINT, and the
+    # driver would inherit that: give it the default disposition a terminal's foreground job has.
     return subprocess.Popen([sys.executable, "-m", "tuner.cli", "study", "start", "study.yaml"], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def trials(storage: str) -> list[optuna.trial.FrozenTrial]:
