@@ -64,16 +64,16 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
         with contextlib.closing(sqlite3.connect(path, timeout=SQLITE_TIMEOUT_S)) as conn:
             conn.execute("PRAGMA journal_mode=WAL")
         engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
-    for attempt in range(CREATE_RACE_RETRIES):
+    for attempt in range(CREATE_RACE_RETRIES - 1):
         try:
             return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
         except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError) as exc:
             # Processes opening a new database at once (a study starting while a dashboard or another driver opens
             # the same file) race to create Optuna's schema; the losers find it made. Opening again succeeds.
-            if not _lost_schema_race(exc) or attempt == CREATE_RACE_RETRIES - 1:
+            if not _lost_schema_race(exc):
                 raise
             time.sleep(0.1 * (attempt + 1))
-    raise AssertionError("unreachable")
+    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
 
 
 def _lost_schema_race(exc: Exception) -> bool:
