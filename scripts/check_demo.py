@@ -1,4 +1,5 @@
-"""Checks what `make demo` left behind, as CI does: every trial measured, a Pareto table printed, best.yaml written.
+"""Checks what `make demo` left behind, as CI does: every trial measured, the front printed and confirmed, best.yaml
+written from confirmed numbers.
 
     python scripts/check_demo.py --log demo-output.txt
 
@@ -13,16 +14,22 @@ from pathlib import Path
 import optuna
 import yaml
 
+from tuner.confirmation import study_front
 from tuner.trial_record import records
 
 
 def problems(log_text: str, storage: str, study_name: str, best_yaml: Path) -> list[str]:
     found = []
-    if "Pareto" not in log_text:
-        found.append("the demo printed no Pareto table")
+    if "front of" not in log_text:
+        found.append("the demo printed no front")
     if not best_yaml.is_file() or not isinstance(yaml.safe_load(best_yaml.read_text()), dict):
         found.append(f"{best_yaml} was not written as a YAML mapping")
-    trials = records(optuna.load_study(study_name=study_name, storage=storage))
+    elif "# confirmed: median of" not in best_yaml.read_text():
+        found.append(f"{best_yaml} does not carry confirmed numbers")
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    if not study_front(study).confirmed:
+        found.append("the front was not confirmed")
+    trials = records(study)
     for r in trials:
         if r.state == "FAIL":  # infra failures and tuner errors end as FAIL: the demo must have none
             found.append(f"trial {r.number} was not measured: {r.failure_class}: {r.failure_detail[:200]}")
@@ -49,7 +56,7 @@ def main() -> int:
     for line in found:
         print(f"demo check: {line}", file=sys.stderr)
     if not found:
-        print("demo check: every trial measured, Pareto table printed, best.yaml written")
+        print("demo check: every trial measured, confirmed front printed, best.yaml written from confirmed numbers")
     return 1 if found else 0
 
 

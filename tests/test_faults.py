@@ -3,6 +3,7 @@ server for faults a real server cannot produce on demand. After every scenario, 
 from __future__ import annotations
 
 import os
+import random
 import signal
 import sys
 import threading
@@ -18,6 +19,7 @@ from conftest import processes_tagged
 from tuner.errors import TunerBug
 from tuner.spec import load_study
 from tuner.storage import open_storage
+from tuner.confirmation import study_front
 from tuner.study import StudyRunner, create_or_load
 
 FAKE = str(Path(__file__).parent / "fakes" / "fake_vllm.py")
@@ -63,6 +65,7 @@ def make_study(tmp_path: Path, mode: str, trials: int = 1, **overrides):
         "resources": {"CPU": 1}, "trials": trials, "storage": f"sqlite:///{tmp_path / 'db.sqlite'}",
         "runs_dir": str(tmp_path / "runs"), "timeouts": {"startup_s": 20, "shutdown_grace_s": 2, "fatal_log_grace_s": 1},
         "sampler": {"name": "random", "seed": 0}, "max_infra_retries": 1,
+        "confirm": {"repeats": 0},  # confirmation has its own tests
     }
     for key, value in overrides.items():
         spec[key] = value
@@ -92,7 +95,8 @@ def test_config_failure_at_startup_is_penalized(tmp_path, failure_class):
     assert trial.state.name == "COMPLETE"
     assert trial.user_attrs["failure_class"] == failure_class
     assert trial.values == [0.0, 0.0] and trial.constraints["config_failure"] > 0
-    assert trial.constraints == {"config_failure": 1.0}  # what Optuna's constraint-aware samplers read
+    # What Optuna's constraint-aware samplers read: the config failed; SLO and measurement were never reached.
+    assert trial.constraints == {"config_failure": 1.0, "slo": -1.0, "measurement": -1.0}
     assert trial.user_attrs["log_tail"]
 
 
@@ -120,13 +124,26 @@ def test_infra_failures_in_a_row_stop_the_study_without_counting(tmp_path):
     assert all(t.user_attrs["attempts"] == 2 for t in optuna_study.get_trials())
 
 
-def test_server_dies_under_load_keeps_levels(tmp_path):
+def test_server_dies_under_load_stays_on_the_front_with_its_survival(tmp_path):
+    """A server that served a level and died at the next is the seed's "occasional OOM" config: what it served is
+    measured and feasible; the death shows as survival (this launch did not survive: 0 until relaunches say more)
+    and the dying level is left out."""
     trial = only_trial(run(make_study(tmp_path, "die-after:10")))
     assert trial.user_attrs["failure_class"] == "died_under_load"
-    assert trial.constraints["config_failure"] > 0 and trial.values == [0.0, 0.0]
+    assert trial.constraints["config_failure"] < 0
     levels = trial.user_attrs["levels"]
-    assert levels[0]["completed"] == 8  # the level measured before the death is kept
-    assert trial.user_attrs["stability_components"]["survival"] < 1
+    assert levels[0]["completed"] == 8 and levels[0]["reliable"]  # the level measured before the death is kept
+    assert not levels[-1]["reliable"] and any(w.startswith("server_died") for w in levels[-1]["warnings"])
+    score = trial.user_attrs["score"]
+    assert score["components"]["survival"] == 0.0 and score["operating_concurrency"] == 1
+    assert score["evidence"]["phases_lived"] == 1 and score["evidence"]["phases_planned"] == 2
+    assert trial.values == [levels[0]["output_throughput"], 0.0]
+
+
+def test_server_dying_in_its_first_level_is_penalized(tmp_path):
+    trial = only_trial(run(make_study(tmp_path, "die-after:3")))
+    assert trial.user_attrs["failure_class"] == "died_under_load"
+    assert trial.constraints["config_failure"] > 0 and trial.values == [0.0, 0.0]
 
 
 def test_unresponsive_server_is_classified_within_bound(tmp_path):
@@ -145,7 +162,7 @@ def test_bad_responses_are_counted_and_trial_completes(tmp_path, mode, error):
     failed = sum(lv["failed"] for lv in levels)
     assert failed > 0
     assert all(lv["completed"] + lv["failed"] == lv["requests"] for lv in levels)
-    assert trial.user_attrs["stability_components"]["success"] < 1
+    assert trial.user_attrs["score"]["components"]["success"] < 1
     if error:
         assert any(error in lv["errors"] for lv in levels)
 
@@ -259,3 +276,50 @@ def test_secrets_never_reach_storage(tmp_path, monkeypatch):
     stored += [p.read_bytes() for p in (tmp_path / "runs").rglob("*") if p.is_file()]
     for secret in (b"hf_from_the_study_file", b"sk_from_the_tuners_own_env"):
         assert not any(secret in blob for blob in stored)
+
+
+def test_config_that_dies_in_some_launches_is_on_the_front_with_its_failure_rate(tmp_path):
+    """The seed's "production peak": fast, but OOMs under load now and then. One launch cannot measure "now and
+    then"; the confirmation's relaunches do, and the front shows the config with survival = launches survived."""
+    (tmp_path / "space.yaml").write_text("parameters:\n  seqs: {type: categorical, choices: [2], flag: --max-num-seqs}\n")
+    counter = tmp_path / "launches"
+    study = make_study(tmp_path, f"die-randomly:0.3:12:{counter}", confirm={"repeats": 7, "candidates": 1})
+    optuna_study = run(study)
+    launches = int(counter.read_text())
+    deaths = sum(random.Random(i).random() < 0.3 for i in range(launches))
+    assert launches == 8 and 0 < deaths < launches
+    front = study_front(optuna_study)
+    assert front.confirmed and [s.trial for s in front.configs] == [0]
+    summary = front.configs[0]
+    assert summary.components["survival"] == pytest.approx(1 - deaths / launches)
+    assert abs(summary.components["survival"] - 0.7) <= 0.1  # about the rate the fake dies at
+    assert summary.values["stability"] <= summary.components["survival"]
+    assert optuna_study.user_attrs["confirmed_front"] == [0]
+    died = [t for t in optuna_study.get_trials() if t.user_attrs.get("failure_class") == "died_under_load"]
+    assert len(died) == deaths and all(t.user_attrs["confirms"] == 0 for t in died)
+
+
+def test_flagged_levels_are_remeasured_kept_and_never_decide(tmp_path):
+    """A server whose token counter disagrees with what the client received (FAKE_VLLM_SKEW): every level is flagged
+    token_mismatch, measured again once, kept with its warnings, and left out of every score, the front and the
+    export; the trial says why."""
+    study = make_study(tmp_path, "ok")
+    spec = yaml.safe_load(study.path.read_text())
+    spec["server"]["env"]["FAKE_VLLM_SKEW"] = "1.5"
+    study.path.write_text(yaml.safe_dump(spec))
+    optuna_study = run(load_study(study.path))
+    trial = only_trial(optuna_study)
+    levels = trial.user_attrs["levels"]
+    assert [lv["concurrency"] for lv in levels] == [1, 1, 1, 4, 4, 4]  # each level measured 1 + 2 times
+    assert not any(lv["reliable"] for lv in levels)
+    assert all(any(w.startswith("token_mismatch") for w in lv["warnings"]) for lv in levels)
+    assert any(w.startswith("remeasured") for w in levels[0]["warnings"])
+    score = trial.user_attrs["score"]
+    assert score["outcome"] == "unreliable" and "token_mismatch" in score["detail"]
+    assert trial.constraints["measurement"] > 0 and trial.constraints["config_failure"] < 0
+    assert study_front(optuna_study).configs == []
+    from tuner.errors import TrialNotFound
+    from tuner.export import select_trial
+
+    with pytest.raises(TrialNotFound):
+        select_trial(optuna_study, "max-throughput")

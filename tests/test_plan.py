@@ -127,15 +127,16 @@ def test_pre_launch_refuses_rule_breakers_even_without_prescreen():
 def test_a_not_launched_trial_scores_as_penalized():
     from tuner.prelaunch import pre_launch
     from tuner.results import TrialResult
-    from tuner.scoring import score_trial
+    from tuner.scoring import CONFIG_FAILURE, score_run
 
     study = load_study(GEMMA)
     params = {**study.spec.enqueue[0], "max_num_batched_tokens": 128 * 3, "max_num_seqs": 2048}
     config = build_server_config(study.spec, study.space, params)
     verdict = pre_launch(study, params, config)
-    score = score_trial(TrialResult(argv=config.argv("127.0.0.1", 0), env=config.redacted_env(),
-                                    failure_class=verdict.failure_class, failure_detail=verdict.detail))
-    assert not score.feasible and score.constraint > 0
+    score = score_run(TrialResult(argv=config.argv("127.0.0.1", 0), env=config.redacted_env(),
+                                  failure_class=verdict.failure_class, failure_detail=verdict.detail),
+                      study.spec.goals())
+    assert not score.feasible and score.constraints[CONFIG_FAILURE] > 0
 
 
 def test_compile_cache_dir_must_be_absolute(tmp_study):

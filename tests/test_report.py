@@ -5,16 +5,16 @@ import optuna
 
 from tuner.report import measurement_checks
 from tuner.results import LevelResult
-from tuner.trial_record import pareto_front
+from tuner.confirmation import study_front
+from tests.test_export import add_trial
 
 
-def test_pareto_front_excludes_infeasible_and_dominated():
+def test_front_excludes_infeasible_and_dominated():
     study = optuna.create_study(directions=["maximize", "maximize"])
+    study.set_user_attr("spec", {"model": "m", "confirm": {"repeats": 0}})
     for values, constraint in [([100, 0.9], -1), ([200, 0.5], -1), ([300, 1.0], 1), ([90, 0.4], -1)]:
-        t = study.ask()
-        t.set_constraint("config_failure", constraint)
-        study.tell(t, values)
-    assert [t.number for t in pareto_front(study)] == [1, 0]
+        add_trial(study, values, constraint, {})
+    assert [s.trial for s in study_front(study).configs] == [1, 0]
 
 
 def level(**fields) -> LevelResult:

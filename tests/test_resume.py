@@ -89,9 +89,13 @@ def finish_and_check(tmp_path: Path, storage: str) -> None:
     out, _ = again.communicate(timeout=300)
     assert again.returncode == 0, out
     all_trials = trials(storage)
-    complete = [t for t in all_trials if t.state == TrialState.COMPLETE]
+    finished = [t for t in all_trials if t.state == TrialState.COMPLETE]
+    complete = [t for t in finished if "confirms" not in t.user_attrs]
+    confirmations = [t for t in finished if "confirms" in t.user_attrs]
     failed = [t for t in all_trials if t.state == TrialState.FAIL]
     assert len(complete) == TRIALS  # --trials is the study's total, honoured exactly
+    # After the search, the front's configs were relaunched (confirm.repeats each), linked to what they confirm.
+    assert confirmations and {t.user_attrs["confirms"] for t in confirmations} <= {t.number for t in complete}
     assert len(failed) == 1 and failed[0].user_attrs["failure_class"] == "infra"
     rerun = [t for t in complete if t.user_attrs.get("requeued_from") == failed[0].number]
     assert len(rerun) == 1 and rerun[0].params == failed[0].params

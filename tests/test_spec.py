@@ -49,6 +49,18 @@ def test_quickstart_study_is_valid():
         (GOOD + "enqueue: [{seqs: 1000}]\n", "enqueue.0.seqs", "outside"),
         (GOOD + "enqueue: [{nope: 1}]\n", "enqueue.0", "unknown parameter"),
         ("name: s1\nsearch_space: space.yaml\n", "model", "required key is missing"),
+        (GOOD + "objectives: [tokens, stability]\n", "objectives", "unknown objective 'tokens'"),
+        (GOOD + "objectives: [output_tok_s]\n", "objectives", "at least 2"),
+        (GOOD + "objectives: [output_tok_s, stability, stability]\n", "objectives", "once"),
+        (GOOD + "objectives: [usd_per_m_tokens, stability]\n", "price_per_slice_hour", "needs the price"),
+        (GOOD + "objectives: [tok_s_per_chip, stability]\n", "hardware", "needs the slice"),
+        (GOOD + "slo: {ttft_ms: 500}\n", "slo", "ttft_p99_ms"),
+        (GOOD + "slo: {ttft_p99_ms: -5}\n", "slo.ttft_p99_ms", "greater than 0"),
+        (GOOD + "load: {shapes: [{input_len: 8, output_len: 8}], dataset: {path: d.jsonl}}\n", "load.shapes",
+         "not both"),
+        (GOOD + "load: {input_len: 64, input_len_max: 8}\n", "load.input_len_max", "at least input_len"),
+        (GOOD + "load: {prefix_len: 200}\n", "load.prefix_len", "at most the shortest"),
+        (GOOD + "confirm: {repeats: -1}\n", "confirm.repeats", "greater than or equal to 0"),
         ("name: 'bad name'\nmodel: m\nsearch_space: space.yaml\n", "name", "pattern"),
     ],
 )
@@ -86,3 +98,34 @@ def test_missing_search_space_file_is_named(tmp_path):
 def test_missing_study_file():
     with pytest.raises(InputError, match="file not found"):
         load_study(Path("/nonexistent/study.yaml"))
+
+
+def test_objectives_slo_and_traffic_reach_the_goals(tmp_study):
+    study = load_study(tmp_study(GOOD + "objectives: [goodput_tok_s, ttft_p99_ms, stability]\n"
+                                 "slo: {ttft_p99_ms: 500, itl_p99_ms: 50}\n"
+                                 "load: {shapes: [{input_len: 128, output_len: 16, weight: 3}, "
+                                 "{input_len: 1024, output_len: 256}]}\n", SPACE))
+    goals = study.spec.goals()
+    assert goals.directions == ["maximize", "minimize", "maximize"]
+    assert goals.rank_metric == "goodput_tok_s" and goals.slo == {"ttft_p99_ms": 500, "itl_p99_ms": 50}
+
+
+def test_bad_dataset_is_one_line_before_anything_runs(tmp_study):
+    from tuner.traffic import resolve_traffic
+
+    path = tmp_study(GOOD + "load: {dataset: {path: traffic.jsonl}}\n", SPACE)
+    (path.parent / "traffic.jsonl").write_text('{"input_len": 8, "output_len": 8}\n{"input_len": 0, "output_len": 8}\n')
+    with pytest.raises(InputError) as info:
+        resolve_traffic(load_study(path))
+    assert info.value.source == str(path.parent / "traffic.jsonl") and info.value.key == "line 2"
+
+
+def test_dataset_path_is_relative_to_the_study_file(tmp_study):
+    from tuner.traffic import resolve_traffic
+
+    path = tmp_study(GOOD + "load: {dataset: {path: traffic.jsonl, samples: 2, seed: 3}}\n", SPACE)
+    (path.parent / "traffic.jsonl").write_text("".join(f'{{"input_len": {8 + i}, "output_len": 4}}\n'
+                                                       for i in range(5)))
+    traffic = resolve_traffic(load_study(path))
+    assert len(traffic.samples) == 2 and traffic.label == "dataset traffic.jsonl"
+    assert traffic.samples == resolve_traffic(load_study(path)).samples  # reproducible

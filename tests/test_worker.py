@@ -22,10 +22,10 @@ def config(tmp_path: Path, mode: str = "ok", **env: str) -> ServerConfig:
                         env={"FAKE_VLLM_MODE": mode, "FAKE_VLLM_TOKEN_MS": "1", "TUNER_TEST_TAG": str(tmp_path), **env})
 
 
-def load(**overrides) -> LoadSpec:
+def load(**overrides) -> worker.SweepPlan:
     values = dict(concurrency=[1, 4], requests_per_level=8, warmup_rounds=1, input_len=8, output_len=8, repeats=1,
                   request_timeout_s=2, level_timeout_s=30)
-    return LoadSpec(**{**values, **overrides})
+    return worker.SweepPlan(LoadSpec(**{**values, **overrides}))
 
 
 @pytest.fixture(autouse=True)

@@ -94,6 +94,8 @@ class BenchSpec:
     level_timeout_s: float = 600.0
     api_key: str | None = None
     metrics: bool = True
+    dataset: Path | None = None  # the user's traffic (tuner.loadgen.dataset); replaces inputs/outputs
+    dataset_samples: int | None = None
 
 
 @dataclass
@@ -144,15 +146,28 @@ def plan_bench(spec: BenchSpec) -> BenchPlan:
     (in_lo, in_hi), (out_lo, out_hi) = spec.inputs[0], spec.outputs[0]
     if spec.prefix_len > in_lo:
         raise InputError("--prefix-len", str(spec.prefix_len), f"at most the input length ({in_lo})")
+    samples, label = _dataset_samples(spec, tokenizer)
     workload = Workload(model=model, input_len=in_lo, output_len=out_lo, endpoint=spec.endpoint, vocab_size=vocab,
                         seed=spec.seed, input_len_max=in_hi, output_len_max=out_hi, prefix_len=spec.prefix_len,
-                        ignore_eos=spec.ignore_eos, prompt_kind=spec.prompt_kind)
+                        ignore_eos=spec.ignore_eos, prompt_kind=spec.prompt_kind, samples=samples, label=label)
     kind = workload.kind(tokenizer)
     if kind == "ids" and not vocab:
         raise InputError("--prompt", "ids", "a vocabulary size: give --tokenizer DIR (config.json or tokenizer.json)")
     plausibility = (lambda level: check_level(level, hardware, params)) if hardware and params else None
     return BenchPlan(spec, base_url, model, headers, workload, kind, tokenizer, _levels(spec, workload),
                      hardware.name if hardware else None, params, plausibility)
+
+
+def _dataset_samples(spec: BenchSpec, tokenizer: Tokenizer | None) -> tuple[tuple, str]:
+    if spec.dataset is None:
+        return (), ""
+    from tuner.loadgen.dataset import load_dataset
+
+    if len(spec.inputs) > 1 or len(spec.outputs) > 1:
+        raise InputError("--dataset", str(spec.dataset), "without a matrix of --input-len/--output-len lists")
+    count = (lambda text: len(tokenizer.encode(text))) if tokenizer is not None else None
+    samples = load_dataset(spec.dataset, limit=spec.dataset_samples, seed=spec.seed, count_tokens=count)
+    return samples, f"dataset {spec.dataset.name}"
 
 
 def _levels(spec: BenchSpec, workload: Workload) -> list[BenchLevel]:
@@ -203,6 +218,7 @@ def run_bench(plan: BenchPlan, on_start: Callable[[BenchLevel], None] = lambda l
         for level in plan.levels:
             on_start(level)
             result, records = measure_level(plan.base_url, level.workload, level.pattern, plan.options(level))
+            result.workload = level.workload.describe()
             levels.append(result)
             on_done(level, result, records)
     except KeyboardInterrupt:
@@ -216,7 +232,8 @@ def bench_document(plan: BenchPlan, levels: list[LevelResult], started_at: str) 
     return {
         "schema": SCHEMA, "url": plan.base_url, "model": plan.model, "started_at": started_at,
         "tuner_version": __version__,
-        "workload": {"endpoint": w.endpoint, "input_len": w.input_len, "input_len_max": w.input_len_max,
+        "workload": {"description": w.describe(), "dataset": str(s.dataset) if s.dataset else None,
+                     "endpoint": w.endpoint, "input_len": w.input_len, "input_len_max": w.input_len_max,
                      "output_len": w.output_len, "output_len_max": w.output_len_max, "prefix_len": w.prefix_len,
                      "prompt_kind": plan.prompt_kind, "ignore_eos": w.ignore_eos, "seed": w.seed},
         "options": {"requests": s.requests, "duration_s": s.duration_s, "warmup_rounds": s.warmup_rounds,

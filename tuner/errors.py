@@ -45,6 +45,10 @@ class ServerError(TunerError):
     """A vLLM server could not be started or stopped answering."""
 
 
+class ServerUnreachable(ServerError):
+    """Nothing answered at the server's address when the load generator connected."""
+
+
 class ServerStartupFailed(ServerError):
     def __init__(self, failure_class: str, detail: str) -> None:
         self.failure_class = failure_class

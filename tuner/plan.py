@@ -28,7 +28,8 @@ def render_plan(study: "Study", planned: list[PlannedConfig], ctx: ModelContext)
     n_enq = sum(p.enqueued for p in planned)
     lines = [f"study {spec.name}: {len(planned)} configs ({n_enq} enqueued, {len(planned) - n_enq} sampled); "
              f"dry run, nothing is launched. Each trial reserves {spec.resources}; startup timeout "
-             f"{spec.timeouts.startup_s:g} s; the port ({PLAN_PORT} below) is chosen free at launch."]
+             f"{spec.timeouts.startup_s:g} s; the port ({PLAN_PORT} below) is chosen free at launch.",
+             _goals_line(study)]
     if ctx.shape is not None:
         s = ctx.shape
         moe = f", MoE {s.num_experts} experts top-{s.experts_per_token}" if s.is_moe else ""
@@ -49,6 +50,26 @@ def render_plan(study: "Study", planned: list[PlannedConfig], ctx: ModelContext)
         lines.append("")
         lines.extend(_render_one(p, ctx, spec.server.host))
     return "\n".join(lines)
+
+
+def _goals_line(study: "Study") -> str:
+    """What the study optimises, under which limits, on which traffic, and how the front is confirmed."""
+    spec = study.spec
+    load = spec.load
+    slo = ", ".join(f"{k} <= {v:g}" for k, v in spec.slo.items()) or "none"
+    if load.dataset is not None:
+        traffic = f"dataset {load.dataset.path.name}" + (f" ({load.dataset.samples} samples)" if load.dataset.samples
+                                                         else "")
+    elif load.shapes:
+        traffic = f"mix of {len(load.shapes)} shapes"
+    else:
+        inputs = f"{load.input_len}" + (f"-{load.input_len_max}" if load.input_len_max else "")
+        outputs = f"{load.output_len}" + (f"-{load.output_len_max}" if load.output_len_max else "")
+        traffic = f"{inputs} -> {outputs} tokens"
+    confirm = (f"{spec.confirm.repeats} relaunches of up to {spec.confirm.candidates} front configs"
+               if spec.confirm.repeats else "off")
+    return (f"objectives {', '.join(spec.objectives)}; SLOs {slo}; traffic {traffic} at concurrency "
+            f"{', '.join(map(str, load.concurrency))}; confirmation {confirm}")
 
 
 def _count(n: float) -> str:

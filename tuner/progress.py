@@ -21,9 +21,10 @@ def render(s: Snapshot) -> Group:
     )
     best = Table.grid(padding=(0, 2))
     if s.best_throughput:
-        best.add_row(f"best throughput: trial {s.best_throughput[0]} at [green]{s.best_throughput[1]:,.0f}[/] tok/s")
-    if s.best_stability:
-        best.add_row(f"best stability:  trial {s.best_stability[0]} at [green]{s.best_stability[1]:.3f}[/]")
+        best.add_row(f"best single launch: trial {s.best_throughput[0]} at [green]{s.best_throughput[1]:,.0f}[/] output"
+                     " tok/s (unconfirmed)")
+    if s.confirming or s.confirmations:
+        best.add_row(f"confirming the front: {s.confirmations} relaunch(es) done")
     running = Text("  ".join(f"trial {n}: {sec:.0f}s" for n, sec in sorted(s.running.items())), style="dim")
     return Group(head, best, running, Text(s.last_event, style="italic"))
 

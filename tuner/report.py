@@ -7,33 +7,40 @@ import optuna
 from rich.table import Table
 
 from tuner.results import LevelResult
-from tuner.trial_record import best_by, pareto_front, records
+from tuner.confirmation import study_front
+from tuner.trial_record import records
 
 
 def status_table(study: optuna.Study) -> Table:
     trials = records(study)
     states = Counter(r.state for r in trials)
     complete = [r for r in trials if r.complete]
-    penalized = [r for r in complete if r.penalized]
+    search = [r for r in complete if r.confirms is None]
+    confirmations = [r for r in complete if r.confirms is not None]
+    penalized = [r for r in search if r.penalized]
     predicted = [r for r in penalized if not r.launched]
-    classes = Counter(r.failure_class for r in trials if r.failure_class)
+    outcomes = Counter(r.outcome for r in complete if r.outcome != "measured")
     table = Table(title=f"study {study.study_name}", show_header=False)
     table.add_row("trials", str(len(trials)))
-    table.add_row("complete", f"{len(complete)} ({len(complete) - len(penalized)} measured, {len(penalized)} penalized"
+    table.add_row("search", f"{len(search)} ({len(search) - len(penalized)} feasible, {len(penalized)} infeasible"
                   + (f", of which {len(predicted)} predicted without a launch)" if predicted else ")"))
+    if confirmations:
+        table.add_row("confirmation runs", str(len(confirmations)))
     for state in ("RUNNING", "WAITING", "FAIL", "PRUNED"):
         if states.get(state):
             note = {"FAIL": " (infra or tuner error: not counted, re-run)",
                     "PRUNED": " (duplicates, not launched)"}.get(state, "")
             table.add_row(state.lower(), f"{states[state]}{note}")
-    if classes:
-        table.add_row("failure classes", ", ".join(f"{k} {v}" for k, v in classes.most_common()))
-    front = pareto_front(study)
-    if front:
-        for label, objective in (("max throughput", "throughput"), ("max stability", "stability")):
-            r = best_by(front, objective)
-            table.add_row(label, f"trial {r.number}: {r.throughput:,.0f} tok/s, stability {r.stability:.3f}")
-        table.add_row("pareto front", f"{len(front)} trial(s)")
+    if outcomes:
+        table.add_row("outcomes", ", ".join(f"{k} {v}" for k, v in outcomes.most_common()))
+    flagged = sum(1 for r in complete for lv in r.levels if not lv.reliable)
+    if flagged:
+        table.add_row("flagged levels", f"{flagged} (left out of every score; see each trial's warnings)")
+    front = study_front(study)
+    table.add_row("machine noise", f"{front.noise:.1%} (spread of repeated measurements)")
+    if front.configs:
+        state = "confirmed" if front.confirmed else "UNCONFIRMED single launches"
+        table.add_row("front", f"{len(front.configs)} config(s), {state}")
     return table
 
 
@@ -50,18 +57,31 @@ def measurement_checks(levels: list[LevelResult]) -> str:
     return "ok" if not flagged else f"{len(flagged)} level(s) flagged"
 
 
+def _fmt_objective(name: str, value: float) -> str:
+    if name == "stability":
+        return f"{value:.3f}"
+    return f"{value:,.1f}" if abs(value) < 1000 else f"{value:,.0f}"
+
+
 def pareto_table(study: optuna.Study) -> Table:
-    front = pareto_front(study)
-    param_names = sorted({name for r in front for name in r.params})
-    table = Table(title=f"Pareto front of {study.study_name}: peak throughput vs stability")
-    for column in ("trial", "output tok/s", "stability", "at conc.", "TTFT p50", "preempt."):
+    front = study_front(study)
+    goals = front.goals
+    param_names = sorted({name for s in front.configs for name in s.params})
+    state = "confirmed medians" if front.confirmed else "UNCONFIRMED single launches"
+    slo = ("; SLOs " + ", ".join(f"{k} <= {v:g}" for k, v in goals.slo.items())) if goals.slo else ""
+    table = Table(title=f"front of {study.study_name}: {' vs '.join(goals.objectives)} ({state}{slo})")
+    table.add_column("trial", justify="right")
+    table.add_column("runs", justify="right")
+    for name in goals.objectives:
+        table.add_column(name, justify="right")
+    for column in ("spread", "at conc.", "survival", "headroom", "consist."):
         table.add_column(column, justify="right")
-    table.add_column("checks", justify="left")
     for name in param_names:
         table.add_column(name, justify="right")
-    for r in front:
-        ttft = r.peak_level.ttft_ms.p50 if r.peak_level else None
-        table.add_row(str(r.number), f"{r.throughput:,.0f}", f"{r.stability:.3f}", str(r.peak_concurrency),
-                      "n/a" if ttft is None else f"{ttft:.0f} ms", f"{r.preemptions:.0f}", measurement_checks(r.levels),
-                      *(_fmt_value(r.params.get(n, "-")) for n in param_names))
+    for s in front.configs:
+        c = s.components
+        table.add_row(str(s.trial), str(len(s.runs)), *(_fmt_objective(n, s.values[n]) for n in goals.objectives),
+                      "-" if s.spread is None else f"{s.spread:.1%}", str(s.operating_concurrency),
+                      f"{c['survival']:.2f}", f"{c['headroom']:.2f}", f"{c['consistency']:.2f}",
+                      *(_fmt_value(s.params.get(n, "-")) for n in param_names))
     return table

@@ -104,6 +104,8 @@ class LevelResult(BaseModel):
     chunks: int = Field(0, description="content SSE events the client received (the unit of ITL)")
     queue_ms: LatencyStats = Field(default_factory=LatencyStats, description="client-side wait before sending; not in TTFT")
     goodput: float | None = Field(None, description="requests per second that met every SLO given")
+    goodput_tok_s: float | None = Field(None, description="output tokens per second of the requests that met every"
+                                        " SLO given")
     slo: dict[str, float] = Field(default_factory=dict, description="the SLOs goodput used: ttft_ms, tpot_ms, e2el_ms")
     client: ClientHealth | None = None
     token_mismatch: bool = Field(False, description="client and server output-token counts differ by more than 1%")
@@ -111,6 +113,9 @@ class LevelResult(BaseModel):
     reliable: bool = Field(True, description="False when the client saturated, tokens mismatched or the figure is impossible")
     reconnects: int = Field(0, description="requests sent again because the server closed their kept-alive connection"
                             " before answering (the close/send race); not failures")
+    phase: str = Field("sweep", description="sweep (the load levels that are scored) or soak (a confirmation run's"
+                       " long phase over every shape of the workload, for survival)")
+    workload: str = Field("", description="which traffic produced these numbers (tuner.loadgen.Workload.describe)")
     connections_opened: int = Field(0, description="connections opened during the level because the server had closed"
                                     " idle ones (keep-alive timeout) or answered `Connection: close`")
 

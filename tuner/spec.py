@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, f
 
 from tuner._yaml import read_yaml_mapping, validate
 from tuner.errors import InputError
+from tuner.objectives import DEFAULT_OBJECTIVES, Goals, check_latency_name, direction_of
 from tuner.search_space import SearchSpace, check_env_name, check_flag_name, load_search_space
 
 # Flags the tuner itself sets on every launch: the server must bind where the tuner looks for it.
@@ -48,8 +49,28 @@ class ServerSpec(_Strict):
         return {k: str(int(val) if isinstance(val, bool) else val) for k, val in v.items()}
 
 
+class ShapeSpec(_Strict):
+    """One request shape of a weighted mix (the seed's concurrency x input x output matrix, as traffic)."""
+
+    input_len: PositiveInt
+    output_len: PositiveInt
+    weight: PositiveFloat = 1.0
+
+
+class DatasetSpec(_Strict):
+    """The user's own traffic from a file (formats: tuner/loadgen/dataset.py), sampled reproducibly."""
+
+    path: Path = Field(description="JSONL of prompts or of input/output token lengths, or ShareGPT conversations;"
+                       " relative to the study file")
+    samples: PositiveInt | None = Field(default=None, description="draw this many entries (all when unset)")
+    seed: int = 0
+
+
 class LoadSpec(_Strict):
-    """The load sweep every trial runs: closed loop at each concurrency level."""
+    """The load sweep every trial runs: closed loop at each concurrency level, with the study's traffic.
+
+    Traffic, one of: fixed lengths (input_len, output_len), ranges (input_len_max / output_len_max: lengths drawn
+    uniformly per request), a weighted mix of shapes (`shapes`), or a dataset file (`dataset`)."""
 
     concurrency: list[PositiveInt] = Field(default_factory=lambda: [1, 8, 32], min_length=1)
     requests_per_level: PositiveInt = 64
@@ -57,6 +78,14 @@ class LoadSpec(_Strict):
                                " measured (so every batch size the level uses has run once)")
     input_len: PositiveInt = 128
     output_len: PositiveInt = 128
+    input_len_max: PositiveInt | None = Field(default=None, description="draw input lengths from [input_len, this]")
+    output_len_max: PositiveInt | None = Field(default=None, description="draw output lengths from [output_len, this]")
+    prefix_len: int = Field(default=0, ge=0, description="tokens every prompt shares (prefix caching); part of input_len")
+    shapes: list[ShapeSpec] = Field(default_factory=list, description="a weighted mix of (input, output) shapes")
+    dataset: DatasetSpec | None = None
+    seed: int = Field(default=0, description="which prompts and samples requests draw (the same in every trial)")
+    remeasure_flagged: int = Field(default=2, ge=0, le=5, description="times a level flagged as unreliable (client"
+                                   " saturated, token mismatch, implausible) is measured again before it is left out")
     repeats: int = Field(default=2, ge=1, le=10, description="times the top level is measured, for stability")
     endpoint: Literal["/v1/completions", "/v1/chat/completions"] = "/v1/completions"
     request_timeout_s: PositiveFloat = 120.0
@@ -70,6 +99,19 @@ class LoadSpec(_Strict):
         return v
 
     @model_validator(mode="after")
+    def _one_traffic(self) -> "LoadSpec":
+        if self.shapes and self.dataset:
+            raise ValueError("shapes: give either a mix of shapes or a dataset, not both")
+        for name in ("input_len", "output_len"):
+            top = getattr(self, f"{name}_max")
+            if top is not None and top < getattr(self, name):
+                raise ValueError(f"{name}_max: must be at least {name} ({getattr(self, name)})")
+        shortest = min([s.input_len for s in self.shapes] or [self.input_len])
+        if self.prefix_len > shortest:
+            raise ValueError(f"prefix_len: at most the shortest input length ({shortest})")
+        return self
+
+    @model_validator(mode="after")
     def _enough_requests(self) -> "LoadSpec":
         if self.requests_per_level < max(self.concurrency):
             raise ValueError(
@@ -77,6 +119,18 @@ class LoadSpec(_Strict):
                 " give at least as many requests as the highest concurrency"
             )
         return self
+
+
+class ConfirmSpec(_Strict):
+    """After the search: relaunch the configs on and near the front, and soak them, before anything is exported."""
+
+    repeats: int = Field(default=2, ge=0, le=10, description="relaunches of each candidate (0: no confirmation;"
+                         " exports then carry single-launch numbers, marked unconfirmed)")
+    candidates: PositiveInt = Field(default=3, description="at most this many configs from the front and within the"
+                                    " machine's noise of it")
+    soak_requests: int = Field(default=0, ge=0, description="requests of a soak at the operating point after each"
+                               " confirmation sweep, cycling through every shape of the workload (0: 2 x"
+                               " requests_per_level)")
 
 
 class Timeouts(_Strict):
@@ -139,8 +193,46 @@ class StudySpec(_Strict):
     hardware: HardwareSpec | None = Field(default=None, description="the slice, for the memory-fit estimate")
     prescreen: bool = Field(default=False, description="record configs predicted not to fit as penalized"
                             " (marked predicted) instead of launching them")
+    objectives: list[str] = Field(default_factory=lambda: list(DEFAULT_OBJECTIVES), min_length=2, max_length=3,
+                                  description="what the front trades off (tuner/objectives.py)")
+    slo: dict[str, PositiveFloat] = Field(default_factory=dict, description="latency limits in ms a config must meet,"
+                                          " e.g. {ttft_p99_ms: 500, itl_p99_ms: 50}")
+    price_per_slice_hour: PositiveFloat | None = Field(default=None, description="what one trial's slice costs per"
+                                                       " hour, for the usd_per_m_tokens objective")
+    confirm: ConfirmSpec = Field(default_factory=ConfirmSpec)
     compile_cache_dir: str | None = Field(default=None, description="persistent compile cache on each worker's disk"
                                           " (VLLM_XLA_CACHE_PATH on TPU), shared by that worker's trials")
+
+    @field_validator("objectives")
+    @classmethod
+    def _objectives(cls, v: list[str]) -> list[str]:
+        for name in v:
+            direction_of(name)
+        if len(set(v)) != len(v):
+            raise ValueError("name each objective once")
+        return v
+
+    @field_validator("slo")
+    @classmethod
+    def _slo(cls, v: dict[str, float]) -> dict[str, float]:
+        for name in v:
+            check_latency_name(name)
+        return v
+
+    @model_validator(mode="after")
+    def _priced(self) -> "StudySpec":
+        if "usd_per_m_tokens" in self.objectives and self.price_per_slice_hour is None:
+            raise ValueError("price_per_slice_hour: the usd_per_m_tokens objective needs the price of one slice-hour")
+        if "tok_s_per_chip" in self.objectives and self.hardware is None:
+            raise ValueError("hardware: the tok_s_per_chip objective needs the slice (hardware.name)")
+        return self
+
+    def goals(self) -> Goals:
+        from tuner.hardware import SLICES
+
+        chips = SLICES[self.hardware.name].count if self.hardware else 1
+        return Goals(objectives=tuple(self.objectives), slo=dict(self.slo), chips=chips,
+                     price_per_slice_hour=self.price_per_slice_hour)
 
     @field_validator("compile_cache_dir")
     @classmethod
@@ -173,6 +265,9 @@ def load_study(path: Path) -> Study:
     space_path = spec.search_space if spec.search_space.is_absolute() else path.parent / spec.search_space
     space = load_search_space(space_path)
     spec = spec.model_copy(update={"search_space": space_path})
+    if spec.load.dataset is not None and not spec.load.dataset.path.is_absolute():
+        dataset = spec.load.dataset.model_copy(update={"path": path.parent / spec.load.dataset.path})
+        spec = spec.model_copy(update={"load": spec.load.model_copy(update={"dataset": dataset})})
     _check_against_space(spec, space, str(path))
     return Study(path=path, spec=spec, space=space)
 

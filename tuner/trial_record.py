@@ -13,6 +13,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from pydantic import BaseModel, ConfigDict, Field
 
+from tuner.objectives import DEFAULT_OBJECTIVES, Goals
 from tuner.results import LevelResult
 
 CONSTRAINT_NAME = "config_failure"
@@ -47,8 +48,12 @@ class TrialRecord(BaseModel):
     failure_class: str | None = None
     failure_detail: str = ""
     levels: list[LevelResult] = Field(default_factory=list)
-    peak_concurrency: int | None = None
-    stability_components: dict[str, float] = Field(default_factory=dict)
+    peak_concurrency: int | None = Field(None, description="the operating point's concurrency (tuner.objectives)")
+    score: dict[str, Any] = Field(default_factory=dict, description="tuner.scoring.Score.stored(): outcome, values by"
+                                  " objective, constraints, stability components, evidence, operating point")
+
+    # Confirmation (tuner.confirmation)
+    confirms: int | None = None  # a confirmation run: the search trial it relaunches
 
     # Where the config came from, and whether it ran
     enqueued: bool = False
@@ -73,12 +78,39 @@ class TrialRecord(BaseModel):
         return self.state == TrialState.COMPLETE.name
 
     @property
+    def outcome(self) -> str:
+        """measured, slo_miss, unreliable, or the server's failure class (tuner.scoring)."""
+        return self.score.get("outcome") or self.failure_class or ("measured" if self.feasible else "penalized")
+
+    @property
+    def run_feasible(self) -> bool:
+        return self.complete and self.feasible
+
+    def run_value(self, objective: str) -> float | None:
+        """This launch's value of one objective (None unless it met every constraint)."""
+        return self.score.get("values", {}).get(objective) if self.run_feasible else None
+
+    @property
+    def operating_concurrency(self) -> int | None:
+        return self.score.get("operating_concurrency", self.peak_concurrency)
+
+    @property
     def throughput(self) -> float | None:
-        return self.values[0] if self.values and self.feasible else None
+        """Output tok/s at this launch's operating point (studies from before objectives: the first value)."""
+        if not self.run_feasible:
+            return None
+        if self.score:
+            level = self.peak_level
+            return level.output_throughput if level else self.score.get("values", {}).get("output_tok_s")
+        return self.values[0] if self.values else None
 
     @property
     def stability(self) -> float | None:
-        return self.values[1] if self.values and self.feasible else None
+        if not self.run_feasible:
+            return None
+        if self.score:
+            return self.score.get("components", {}).get("score")
+        return self.values[1] if self.values and len(self.values) > 1 else None
 
     @property
     def penalized(self) -> bool:
@@ -87,7 +119,9 @@ class TrialRecord(BaseModel):
 
     @property
     def peak_level(self) -> LevelResult | None:
-        return next((lv for lv in self.levels if lv.concurrency == self.peak_concurrency), None)
+        """The first reliable sweep level at the operating point."""
+        return next((lv for lv in self.levels if lv.concurrency == self.operating_concurrency and lv.reliable
+                     and lv.phase == "sweep"), None)
 
     @property
     def preemptions(self) -> float:
@@ -97,7 +131,7 @@ class TrialRecord(BaseModel):
     def user_attrs(self) -> dict[str, Any]:
         """The attributes the study writes (Optuna's own fields and empty provenance left out)."""
         data = self.model_dump(mode="json", exclude={"number", "state", "params", "values", "feasible", "startup"})
-        for key in ("requeued_from", "duplicate_of"):
+        for key in ("requeued_from", "duplicate_of", "confirms"):
             if data[key] is None:
                 del data[key]
         return {**data, **self.startup}
@@ -114,14 +148,22 @@ def records(study: optuna.Study, states: tuple[TrialState, ...] | None = None) -
     return [TrialRecord.of(t) for t in study.get_trials(deepcopy=False, states=states)]
 
 
-def pareto_front(study: optuna.Study) -> list[TrialRecord]:
-    """The feasible trials no other feasible trial beats on both objectives (Optuna's constraint-aware front),
-    highest throughput first."""
-    front = [TrialRecord.of(t) for t in study.best_trials]
-    return sorted((r for r in front if r.feasible), key=lambda r: -(r.throughput or 0.0))
+def goals_of(study: optuna.Study) -> Goals:
+    """The study's objectives and limits, from the spec stored with it (older studies: the defaults)."""
+    spec = study.user_attrs.get("spec", {})
+    from tuner.hardware import SLICES
+
+    hardware = (spec.get("hardware") or {}).get("name")
+    return Goals(objectives=tuple(spec.get("objectives") or DEFAULT_OBJECTIVES), slo=dict(spec.get("slo") or {}),
+                 chips=SLICES[hardware].count if hardware in SLICES else 1,
+                 price_per_slice_hour=spec.get("price_per_slice_hour"))
+
+
+def confirm_repeats_of(study: optuna.Study) -> int:
+    return int((study.user_attrs.get("spec", {}).get("confirm") or {}).get("repeats", 0))
 
 
 def best_by(candidates: list[TrialRecord], objective: str) -> TrialRecord:
-    """The best record by "throughput" or "stability", ties broken by the other objective."""
+    """The best single launch by "throughput" or "stability", ties broken by the other."""
     other = "stability" if objective == "throughput" else "throughput"
     return max(candidates, key=lambda r: (getattr(r, objective) or 0.0, getattr(r, other) or 0.0))

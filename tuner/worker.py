@@ -13,17 +13,22 @@ import socket
 import threading
 import time
 import traceback
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import httpx
 
 from tuner.errors import ServerStartupFailed
 from tuner.server.failures import FailureClass
+from tuner.hardware import Hardware
 from tuner.loadgen import RequestRecord, Workload, vocab_size_of
+from tuner.loadgen.stats import SLO
+from tuner.loadgen.workload import Sample
+from tuner.plausibility import check_level
 from tuner.loadgen.runner import SWEEP_METRICS_INTERVAL_S, LevelOptions, LoadPattern, measure_level
 from tuner.loadgen.tokenizer import ServerTokenizer, Tokenizer
-from tuner.results import LevelResult, TrialResult
+from tuner.results import LevelResult, Plausibility, TrialResult
 from tuner.server.config import ServerConfig, redact_text
 from tuner.server.process import ServerProcess, last_lines
 from tuner.spec import LoadSpec, Timeouts
@@ -36,6 +41,25 @@ WATCH_INTERVAL_S = 0.5
 HEALTH_TIMEOUT_S = 5.0
 PROBE_MIN_TIMEOUT_S = 15.0  # a 1-token request on starved cores can take seconds; a hung engine never answers
 HEALTH_DOWN_CHECKS = 2  # consecutive definite "down" answers (refused, non-200) before the level is aborted
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """What one launch is asked to measure: the study's load sweep with its traffic, and, for a confirmation run, a
+    soak at the operating point that cycles through every shape. Built by the study driver (tuner.study)."""
+
+    load: LoadSpec
+    samples: tuple[Sample, ...] = ()  # the study's dataset or mix of shapes; empty: the load's fixed lengths/ranges
+    workload_label: str = ""
+    slo: SLO | None = None  # per-request limits for goodput
+    hardware: Hardware | None = None  # with active_params: the plausibility check against the compute ceiling
+    active_params: float | None = None
+    soak_concurrency: int | None = None
+    soak_requests: int = 0
+
+    @property
+    def phases(self) -> int:
+        return len(planned_levels(self.load)) + (1 if self.soak_concurrency else 0)
 
 
 @dataclass
@@ -57,20 +81,20 @@ def planned_levels(load: LoadSpec) -> list[tuple[int, int]]:
     return sweep + [(top, r) for r in range(1, load.repeats)]
 
 
-def run_trial(config: ServerConfig, load: LoadSpec, timeouts: Timeouts, log_path: str, host: str = "127.0.0.1",
+def run_trial(config: ServerConfig, plan: SweepPlan, timeouts: Timeouts, log_path: str, host: str = "127.0.0.1",
               vocab_size: int | None = None) -> TrialOutcome:
     """Launch `config`, measure it, tear it down. `vocab_size`: for token-id prompts (else the server's /tokenize)."""
     started = time.monotonic()
     server = ServerProcess(config, Path(log_path), timeouts, host=host)
     result = TrialResult(argv=[redact_text(a, config.env) for a in server.argv], env=config.redacted_env(),
-                         log_path=log_path, levels_planned=len(load.concurrency), hostname=socket.gethostname())
+                         log_path=log_path, levels_planned=plan.phases, hostname=socket.gethostname())
     records: list[str] = []
     cache_before = None
     try:
         cache_before = prepare_compile_cache(config)
         server.start()
         result.startup_s = server.wait_ready()
-        _sweep(server, config, load, result, records, vocab_size)
+        _sweep(server, config, plan, result, records, vocab_size)
     except ServerStartupFailed as exc:
         result.failure_class, result.failure_detail = exc.failure_class, exc.detail
     except Exception as exc:  # tuner's own code raised: a bug to report, never the config's or the cluster's fault
@@ -87,34 +111,60 @@ def run_trial(config: ServerConfig, load: LoadSpec, timeouts: Timeouts, log_path
     return TrialOutcome(result=result, server_log=log, records_jsonl="".join(records))
 
 
-def _sweep(server: ServerProcess, config: ServerConfig, load: LoadSpec, result: TrialResult,
+def _sweep(server: ServerProcess, config: ServerConfig, plan: SweepPlan, result: TrialResult,
            records_out: list[str], vocab_size: int | None) -> None:
-    workload, tokenizer = _workload(server, config, load, vocab_size)
+    load = plan.load
+    workload, tokenizer = _workload(server, config, plan, vocab_size)
     with ServerWatch(server) as watch:
-        for concurrency, repeat in planned_levels(load):
-            pattern = LoadPattern(concurrency=concurrency, requests=load.requests_per_level,
-                                  warmup=load.warmup_rounds * concurrency if repeat == 0 else 0)
-            options = LevelOptions(request_timeout_s=load.request_timeout_s, level_timeout_s=load.level_timeout_s,
-                                   metrics_interval_s=SWEEP_METRICS_INTERVAL_S, tokenizer=tokenizer,
-                                   abort=watch.abort)
-            level, records = measure_level(server.base_url, workload, pattern, options, repeat)
-            records_out.extend(_record_lines(level, records))
-            result.levels.append(level)
-            failure = _failure_after_level(server, level, watch, config.model, load.request_timeout_s)
-            if failure is not None:
-                result.failure_class, result.failure_detail = failure
-                return
+        options = LevelOptions(request_timeout_s=load.request_timeout_s, level_timeout_s=load.level_timeout_s,
+                               metrics_interval_s=SWEEP_METRICS_INTERVAL_S, tokenizer=tokenizer, abort=watch.abort,
+                               slo=plan.slo, plausibility=_plausibility_check(plan))
+        phases = [(LoadPattern(concurrency=c, requests=load.requests_per_level,
+                               warmup=load.warmup_rounds * c if repeat == 0 else 0), repeat, workload, "sweep")
+                  for c, repeat in planned_levels(load)]
+        if plan.soak_concurrency:
+            c = plan.soak_concurrency
+            phases.append((LoadPattern(concurrency=c, requests=plan.soak_requests or 2 * load.requests_per_level,
+                                       warmup=load.warmup_rounds * c), 0, replace(workload, cycle=True), "soak"))
+        for pattern, repeat, phase_workload, phase in phases:
+            for attempt in range(load.remeasure_flagged + 1):
+                level, records = measure_level(server.base_url, phase_workload, pattern, options, repeat)
+                level.phase, level.workload = phase, phase_workload.describe()
+                records_out.extend(_record_lines(level, records))
+                result.levels.append(level)  # every attempt is kept, flagged ones too: nothing measured is hidden
+                failure = _failure_after_level(server, level, watch, config.model, load.request_timeout_s)
+                if failure is not None:
+                    level.reliable = False
+                    level.warnings.append(f"server_died: {failure[0]} during or after this level; its figures are"
+                                          " left out of the scores")
+                    result.failure_class, result.failure_detail = failure
+                    return
+                if level.reliable:
+                    break
+                if attempt < load.remeasure_flagged:
+                    level.warnings.append("remeasured: flagged, so the level was measured again")
 
 
-def _workload(server: ServerProcess, config: ServerConfig, load: LoadSpec,
+def _plausibility_check(plan: SweepPlan) -> Callable[[LevelResult], Plausibility] | None:
+    hardware, params = plan.hardware, plan.active_params
+    if hardware is None or params is None or hardware.peak_flops is None:
+        return None
+    return lambda level: check_level(level, hardware, params)
+
+
+def _workload(server: ServerProcess, config: ServerConfig, plan: SweepPlan,
               vocab_size: int | None) -> tuple[Workload, Tokenizer | None]:
     """Prompts of exact token length: random token ids when the vocabulary is known and the endpoint takes ids;
-    otherwise text made exact with the server's own tokenizer. Never words of unknown length."""
+    otherwise text made exact with the server's own tokenizer. Never words of unknown length. A dataset's own text
+    prompts are sent as they are."""
+    load = plan.load
     vocab_size = vocab_size or vocab_size_of(config.model)
     chat = load.endpoint.endswith("/chat/completions")
     tokenizer = None if vocab_size and not chat else ServerTokenizer(server.base_url, config.model)
     workload = Workload(model=config.model, input_len=load.input_len, output_len=load.output_len,
-                        endpoint=load.endpoint, vocab_size=vocab_size,
+                        endpoint=load.endpoint, vocab_size=vocab_size, seed=load.seed,
+                        input_len_max=load.input_len_max, output_len_max=load.output_len_max,
+                        prefix_len=load.prefix_len, samples=plan.samples, label=plan.workload_label,
                         prompt_kind="ids" if tokenizer is None else "text")
     return workload, tokenizer
 

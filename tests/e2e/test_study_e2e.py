@@ -1,8 +1,10 @@
-"""The whole loop against the real CPU build of vLLM: `tuner study start` with 3 trials (one forced into the
-infeasible region), `tuner study pareto`, `tuner study export`, and the exported YAML started through
-`--config`. Slow (a few minutes): every trial launches a real server."""
+"""The whole loop against the real CPU build of vLLM: `tuner study start` with 3 trials on a dataset workload under a
+p99 TTFT SLO (one config misses the SLO, one cannot start), the confirmation of the front, `tuner study pareto`,
+`tuner study export`, and the exported YAML started through `--config`. Slow (a few minutes): every trial launches a
+real server."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -28,6 +30,13 @@ parameters:
 """
 
 
+# The users' traffic: token lengths drawn from this file per request (what a JSONL of lengths looks like).
+TRAFFIC = [{"input_len": 32 + (i * 37) % 64, "output_len": 64 + (i * 53) % 96} for i in range(24)]
+# Measured here at 16 streams (tuner bench, same lengths): --max-num-seqs 4 queues 12 of them, p99 TTFT ~1,100 ms;
+# --max-num-seqs 32 runs them all, p99 TTFT ~50 ms. The SLO sits between, with a wide margin on both sides.
+TTFT_SLO_MS = 300
+
+
 def study_yaml(vllm_env: dict, storage: str, runs: Path) -> str:
     return yaml.safe_dump({
         "name": "e2e",
@@ -37,10 +46,11 @@ def study_yaml(vllm_env: dict, storage: str, runs: Path) -> str:
                    # Real conditions: idle keep-alive connections closed after 1 s while requests queue.
                    "env": {**vllm_env["env"], "TUNER_TEST_TAG": str(runs), "VLLM_HTTP_TIMEOUT_KEEP_ALIVE": "1"},
                    "flags": {"--kv-cache-memory-bytes": 8388608, "--enforce-eager": True}},
-        # The top level is 4x --max-num-seqs 4 with warm-up on: waves of queued requests, idle streams in between.
-        "load": {"concurrency": [2, 16], "requests_per_level": 32, "warmup_rounds": 1, "input_len": 64,
-                 "output_len": 128, "repeats": 2,
-                 "request_timeout_s": 60, "level_timeout_s": 120},
+        # 4x --max-num-seqs 4 with warm-up on: waves of queued requests, idle streams in between.
+        "load": {"concurrency": [16], "requests_per_level": 32, "warmup_rounds": 1, "dataset": {"path": "traffic.jsonl"},
+                 "repeats": 2, "request_timeout_s": 60, "level_timeout_s": 120},
+        "slo": {"ttft_p99_ms": TTFT_SLO_MS},
+        "confirm": {"repeats": 1, "candidates": 1},
         "resources": {"CPU": 1},
         "trials": 3,
         "storage": storage,
@@ -62,50 +72,72 @@ def tuner(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return result
 
 
+def unreliable(trial) -> bool:
+    """Every level flagged (the client starved by a busy host): then the trial must say so and score nothing."""
+    levels = trial.user_attrs["levels"]
+    flagged = all(not lv["reliable"] for lv in levels if lv["phase"] == "sweep")
+    if flagged:
+        assert trial.user_attrs["score"]["outcome"] == "unreliable", trial.user_attrs["score"]
+        assert all(lv["warnings"] for lv in levels)
+    return flagged
+
+
 def test_study_end_to_end(vllm_env, tmp_path):
     storage = f"sqlite:///{tmp_path / 'tuner.db'}"
     (tmp_path / "space.yaml").write_text(SPACE)
+    (tmp_path / "traffic.jsonl").write_text("".join(json.dumps(t) + "\n" for t in TRAFFIC))
     (tmp_path / "study.yaml").write_text(study_yaml(vllm_env, storage, tmp_path / "runs"))
 
     started = tuner("study", "start", "study.yaml", cwd=tmp_path)
-    assert "Pareto front" in started.stdout
+    assert "front of e2e" in started.stdout and "confirmed medians" in started.stdout
 
     study = optuna.load_study(study_name="e2e", storage=storage)
     trials = {t.number: t for t in study.trials}
-    assert [t.state.name for t in trials.values()] == ["COMPLETE"] * 3
-    feasible = [t for t in trials.values() if t.constraints["config_failure"] <= 0]
-    infeasible = [t for t in trials.values() if t.constraints["config_failure"] > 0]
-    assert len(feasible) == 2 and len(infeasible) == 1
-
-    for t in feasible:
-        assert t.values[0] > 0 and 0 < t.values[1] <= 1
-        levels = t.user_attrs["levels"]
-        assert [lv["concurrency"] for lv in levels] == [2, 16, 16]
-        for lv in levels:
-            assert lv["completed"] == lv["requests"] == 32 and lv["failed"] == 0
-            assert lv["output_tokens"] == 32 * 128  # counted from the server's usage
-            assert lv["server"]["generation_tokens"] == lv["output_tokens"]  # and confirmed by its own counter
-        assert t.user_attrs["startup_s"] > 0
-        assert "--max-num-seqs" in t.user_attrs["argv"] and t.user_attrs["env"]["HF_HUB_OFFLINE"] == "1"
-        assert Path(t.user_attrs["log_path"]).exists()
-        assert set(t.user_attrs["stability_components"]) == {"success", "survival", "consistency", "memory"}
-
-    bad = infeasible[0]
-    assert bad.params == {"max_num_seqs": 32, "max_model_len": 16384}
-    assert bad.user_attrs["failure_class"] == "kv_capacity"
-    assert bad.values == [0.0, 0.0]
-    assert "max seq len" in bad.user_attrs["failure_detail"]
-    assert bad.user_attrs["log_tail"]
+    assert [t.state.name for t in trials.values()] == ["COMPLETE"] * 4  # 3 searched, 1 confirmation
+    slow, too_long, fast, confirmation = trials.values()
     assert study.metric_names == ["output_tok_s", "stability"]
 
+    # The SLO is a constraint with its measured distance: 4 sequences queue 12 of 16 streams and miss it. (On a
+    # host busy enough to starve the client, its levels are flagged instead and still never decide: both are
+    # infeasible without being crashes.)
+    assert slow.params == {"max_num_seqs": 4, "max_model_len": 1024}
+    assert slow.constraints["config_failure"] < 0  # measured, not crashed: told apart from configs that fail
+    if unreliable(slow):
+        assert slow.constraints["measurement"] > 0
+    else:
+        assert slow.user_attrs["score"]["outcome"] == "slo_miss" and slow.constraints["slo"] > 0
+    # One that cannot start is a config failure.
+    assert too_long.user_attrs["failure_class"] == "kv_capacity" and too_long.constraints["config_failure"] > 0
+    assert too_long.values == [0.0, 0.0] and "max seq len" in too_long.user_attrs["failure_detail"]
+    assert too_long.user_attrs["log_tail"]
+    # The fast one meets it, and is relaunched (and soaked) to confirm it.
+    assert fast.constraints["slo"] <= 0 and fast.values[0] > 0 and 0 < fast.values[1] <= 1
+    assert confirmation.user_attrs["confirms"] == fast.number and confirmation.params == fast.params
+    assert [lv["phase"] for lv in confirmation.user_attrs["levels"]][-1] == "soak"
+
+    for t in (slow, fast, confirmation):
+        sweep = [lv for lv in t.user_attrs["levels"] if lv["phase"] == "sweep" and lv["reliable"]]
+        assert sweep or unreliable(t), t.user_attrs["levels"]
+        for lv in sweep:
+            assert lv["completed"] == lv["requests"] == 32 and lv["failed"] == 0
+            assert lv["workload"].startswith("dataset traffic.jsonl")
+            assert lv["server"]["generation_tokens"] == lv["output_tokens"]  # confirmed by the server's counter
+        assert set(t.user_attrs["score"]["components"]) == {"survival", "success", "headroom", "consistency",
+                                                            "score"}
+        assert "--max-num-seqs" in t.user_attrs["argv"] and t.user_attrs["env"]["HF_HUB_OFFLINE"] == "1"
+        assert Path(t.user_attrs["log_path"]).exists()
+    assert study.user_attrs["confirmed_front"] == [fast.number]
+
     pareto = tuner("study", "pareto", "e2e", "--storage", storage, cwd=tmp_path).stdout
-    assert f"│ {bad.number:>5} │" not in pareto
+    assert f"│ {too_long.number:>5} │" not in pareto and f"│ {slow.number:>5} │" not in pareto
 
     tuner("study", "export", "e2e", "--storage", storage, "--trial", "max-throughput", "-o", "best.yaml",
           "--env-file", "best.env", cwd=tmp_path)
-    exported = yaml.safe_load((tmp_path / "best.yaml").read_text())
+    text = (tmp_path / "best.yaml").read_text()
+    assert "# confirmed: median of 2 launches" in text and f"ttft_p99_ms <= {TTFT_SLO_MS}" in text
+    exported = yaml.safe_load(text)
     assert exported["model"] == vllm_env["model"]
-    assert exported["max-model-len"] == 1024
+    assert exported["max-num-seqs"] == 32 and exported["max-model-len"] == 1024
     assert "HF_HUB_OFFLINE=1" in (tmp_path / "best.env").read_text()
 
     # The exported file starts a real server through --config, unchanged.
@@ -123,3 +155,29 @@ def test_study_end_to_end(vllm_env, tmp_path):
     while processes_tagged(tag) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert processes_tagged(tag) == []
+
+
+def test_dataset_workload_measures_the_files_lengths(vllm_env, tmp_path):
+    """Requests draw their lengths from the file: the tokens the server counted match the file's mean lengths."""
+    from tuner.loadgen import Workload
+    from tuner.loadgen.dataset import load_dataset
+    from tuner.loadgen.runner import LevelOptions, LoadPattern, measure_level
+
+    (tmp_path / "traffic.jsonl").write_text("".join(json.dumps(t) + "\n" for t in TRAFFIC))
+    samples = load_dataset(tmp_path / "traffic.jsonl")
+    config = ServerConfig(command=tuple(vllm_env["command"]), model=vllm_env["model"],
+                          flags={"--max-num-seqs": 8, "--max-model-len": 1024, "--kv-cache-memory-bytes": 8388608,
+                                 "--enforce-eager": True},
+                          env={**vllm_env["env"], "TUNER_TEST_TAG": str(tmp_path)})
+    workload = Workload(model=vllm_env["model"], input_len=64, output_len=64, vocab_size=2048,
+                        samples=tuple(samples), cycle=True, label="dataset traffic.jsonl")
+    with ServerProcess(config, tmp_path / "server.log", Timeouts(startup_s=240, shutdown_grace_s=10)) as server:
+        server.wait_ready()
+        level, records = measure_level(server.base_url, workload, LoadPattern(concurrency=8, requests=len(TRAFFIC)),
+                                       LevelOptions())
+    assert level.failed == 0
+    # Cycling visits each entry once: the server's own counters see exactly the file's tokens.
+    assert level.input_tokens == sum(t["input_len"] for t in TRAFFIC)
+    assert level.output_tokens == sum(t["output_len"] for t in TRAFFIC)
+    assert level.server.generation_tokens == level.output_tokens
+    assert sorted(r.output_tokens for r in records) == sorted(t["output_len"] for t in TRAFFIC)

@@ -13,7 +13,7 @@ import pytest
 from conftest import processes_tagged
 from tuner.server.config import ServerConfig
 from tuner.spec import LoadSpec, Timeouts
-from tuner.worker import run_trial
+from tuner.worker import SweepPlan, run_trial
 
 pytestmark = pytest.mark.e2e
 
@@ -73,7 +73,7 @@ def test_engine_killed_during_warmup_is_classified_within_seconds(vllm_env, tmp_
 
     killer = threading.Thread(target=kill_engine_in_warmup, daemon=True)
     killer.start()
-    outcome = run_trial(config, load, Timeouts(startup_s=240, shutdown_grace_s=10), str(log), vocab_size=None)
+    outcome = run_trial(config, SweepPlan(load), Timeouts(startup_s=240, shutdown_grace_s=10), str(log), vocab_size=None)
     ended_at = time.monotonic()
     killer.join()
     result = outcome.result

@@ -13,6 +13,9 @@ told by FAKE_VLLM_MODE (env, so the tuner's argv stays that of a real server):
   log-then-serve:FILE  print FILE's text (e.g. a harmless traceback), then serve normally
   never-ready          open no port, print nothing useful, never become healthy
   die-after:N          exit(1) with a crash line after N completion requests
+  die-randomly:P:N:FILE  in a share P of launches, die as die-after:N (an OOM under load that happens only sometimes,
+                       like the seed's production-peak config); FILE counts launches, and launch i draws from
+                       random.Random(i), so a test sees the same sequence of deaths every time
   hang-after:N         after N completion requests, accept requests but never produce a token; /health stays 200
   fail-every:K         every K-th completion gets HTTP 500
   truncate-every:K     every K-th completion stream stops mid-way (no usage, no [DONE])
@@ -216,8 +219,20 @@ def serve() -> None:
                 lifespan="on")
 
 
+def launch_dies(probability: float, counter: Path) -> bool:
+    launch = int(counter.read_text()) if counter.exists() else 0
+    counter.write_text(str(launch + 1))
+    import random
+
+    return random.Random(launch).random() < probability
+
+
 def main() -> None:
+    global MODE
     print(f"INFO fake vLLM starting, mode {MODE}, pid {os.getpid()}", flush=True)
+    if MODE.startswith("die-randomly:"):
+        probability, after, counter = mode_arg().split(":", 2)
+        MODE = f"die-after:{after}" if launch_dies(float(probability), Path(counter)) else "ok"
     if MODE.startswith("exit:"):
         code, path = mode_arg().split(":", 1)
         print(Path(path).read_text(), flush=True)

@@ -30,6 +30,11 @@ def bench_command(
     tokenizer: Optional[Path] = typer.Option(None, "--tokenizer", help="Folder with the model's tokenizer/config."),
     endpoint: str = typer.Option("completions", "--endpoint", help="completions or chat (or a path)."),
     prefix_len: int = typer.Option(0, "--prefix-len", min=0, help="Tokens of a prefix shared by every prompt."),
+    dataset: Optional[Path] = typer.Option(None, "--dataset", help="Your own traffic: JSONL of prompts or of input/"
+                                           "output token lengths, or ShareGPT conversations (tuner/loadgen/dataset.py);"
+                                           " each request draws one entry (replaces --input-len/--output-len)."),
+    samples: Optional[int] = typer.Option(None, "--samples", min=1, help="Draw this many entries of --dataset "
+                                          "(reproducibly, by --seed)."),
     rate: Optional[str] = typer.Option(None, "--rate", help="Open loop: requests/s, comma-separated for a sweep."),
     arrival: str = typer.Option("poisson", "--arrival", help="poisson, gamma or constant (open loop)."),
     burstiness: float = typer.Option(1.0, "--burstiness", min=0.01, help="Gamma shape (1 = Poisson)."),
@@ -86,7 +91,7 @@ def bench_command(
         warmup_rounds=warmup, workers=_workers(workers), slo=SLO(slo_ttft_ms, slo_tpot_ms, slo_e2el_ms),
         hardware=hardware, active_params=active_params, ignore_eos=ignore_eos,
         prompt_kind=prompt_kind, seed=seed, request_timeout_s=request_timeout,  # type: ignore[arg-type]
-        level_timeout_s=level_timeout, api_key=api_key, metrics=metrics)
+        level_timeout_s=level_timeout, api_key=api_key, metrics=metrics, dataset=dataset, dataset_samples=samples)
     plan = plan_bench(spec)
     started = now_iso()
     display = _Display(console, live and console.is_terminal, len(plan.levels))

@@ -42,12 +42,15 @@ def study_start(
     from tuner.progress import ProgressDisplay
     from tuner.study import StudyRunner, create_or_load
 
+    from tuner.traffic import resolve_traffic
+
     preflight(study)  # input errors before anything is written to storage
+    traffic = resolve_traffic(study)  # a bad dataset file, too
 
     optuna_study = create_or_load(study, open_storage(url), study_name)
     console.print(f"study [bold]{study_name}[/] in {url}: {total} trials, {study.spec.parallel} in parallel, "
                   f"each reserving {study.spec.resources}", highlight=False)
-    runner = StudyRunner(study, optuna_study, total, ray_address=ray_address)
+    runner = StudyRunner(study, optuna_study, total, ray_address=ray_address, traffic=traffic)
     try:
         with ProgressDisplay(console) as progress:
             runner.on_progress = progress
@@ -72,7 +75,7 @@ def study_status(name: str = typer.Argument(..., help="Study name."), storage: s
 @study_app.command("pareto")
 @user_errors
 def study_pareto(name: str = typer.Argument(..., help="Study name."), storage: str = StorageOption) -> None:
-    """The Pareto-optimal trials: nothing else is both faster and more stable."""
+    """The front: configs no other config beats by more than the machine's noise, with confirmed medians."""
     from tuner.report import pareto_table
     from tuner.storage import load_existing_study
 
@@ -164,7 +167,7 @@ def matrix_command(
     points = seed_grid(_ints(concurrency, "--concurrency"), _ints(input_lens, "--input-lens"),
                        _ints(output_lens, "--output-lens"))
     chosen = select_trial(load_existing_study(storage or study.spec.storage, study.spec.name), trial)
-    csv_path, json_path = run_trial_matrix(study, dict(chosen.params), points, output_dir,
+    csv_path, json_path = run_trial_matrix(study, dict(chosen.record.params), points, output_dir,
                                            f"{study.spec.name}-trial-{chosen.number}", requests_per_point)
     measured = len(read_matrix(json_path))
     skipped = f" ({len(points) - measured} longer than max-model-len skipped)" if measured < len(points) else ""

@@ -24,6 +24,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from tuner.errors import ServerUnreachable
 from tuner.loadgen.http import CLOSED_BEFORE_RESPONSE, Connection, Target, open_connection
 from tuner.loadgen.monitor import ClientSample, LoopMonitor
 from tuner.loadgen.request import RequestRecord, StreamingRequest
@@ -33,6 +34,14 @@ ABORT_POLL_S = 0.1
 ABANDON_WAIT_S = 1.0  # for aborted requests to report their end; any still open then is recorded as abandoned
 LEVEL_TIMEOUT = "level_timeout"
 ABORTED = "aborted"
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, asyncio.TimeoutError):
+        return "timed out"
+    return str(exc) or type(exc).__name__
 
 
 @dataclass
@@ -92,7 +101,13 @@ class Driver:
 
     async def connect(self, n: int) -> None:
         for i in range(0, n, CONNECT_BATCH):
-            batch = await asyncio.gather(*(open_connection(self.job.target) for _ in range(min(CONNECT_BATCH, n - i))))
+            try:
+                batch = await asyncio.gather(*(open_connection(self.job.target)
+                                               for _ in range(min(CONNECT_BATCH, n - i))))
+            except (OSError, asyncio.TimeoutError) as exc:
+                target = self.job.target
+                raise ServerUnreachable(f"cannot connect to {target.host}:{target.port} ({_why(exc)}):"
+                                        " is the server running there?") from None
             for conn in batch:
                 conn.on_error = self._fail_phase
                 self._make_idle(conn)

@@ -109,6 +109,7 @@ def summarize(records: Sequence[RequestRecord], concurrency: int, repeat: int = 
         queue_ms=latency_stats([q for r in records if (q := r.queue_time) is not None]),
         chunks=sum(r.chunks for r in ok),
         goodput=per_s(sum(1 for r in ok if slo.met(r))) if slo_given else None,  # type: ignore[union-attr]
+        goodput_tok_s=per_s(sum(r.output_tokens for r in ok if slo.met(r))) if slo_given else None,  # type: ignore[union-attr]
         slo=slo.as_dict() if slo_given else {},  # type: ignore[union-attr]
         errors=dict(Counter(r.error for r in records if not r.ok and r.error)),
         reconnects=reconnects,

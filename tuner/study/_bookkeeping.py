@@ -20,11 +20,12 @@ from optuna.trial import TrialState
 from tuner.server.failures import FailureClass
 from tuner.prelaunch import model_context, pre_launch
 from tuner.results import TrialResult
-from tuner.scoring import OBJECTIVE_NAMES, Score, score_trial
+from tuner.confirmation import candidates, study_front, summaries
+from tuner.scoring import Score, score_run
 from tuner.server.config import ServerConfig, build_server_config, redact_env
 from tuner.spec import Study
 from tuner.server.startup import with_compile_cache
-from tuner.trial_record import CONSTRAINT_NAME, TrialRecord, best_by
+from tuner.trial_record import TrialRecord
 from tuner.worker import TrialOutcome
 
 
@@ -53,12 +54,13 @@ def artifact_dir(runs_dir: Path | str) -> Path:
 def create_or_load(study: Study, storage: optuna.storages.BaseStorage, name: str) -> optuna.Study:
     existing = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage)}
     sampler = make_sampler(study, seed_offset=existing.get(name, 0))
+    goals = study.spec.goals()
     optuna_study = optuna.create_study(study_name=name, storage=storage, sampler=sampler,
-                                       directions=["maximize", "maximize"], load_if_exists=True)
+                                       directions=goals.directions, load_if_exists=True)
     if name not in existing:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ExperimentalWarning)
-            optuna_study.set_metric_names(OBJECTIVE_NAMES)
+            optuna_study.set_metric_names(list(goals.objectives))
         optuna_study.set_user_attr("study_file", str(study.path))
         optuna_study.set_user_attr("spec", stored_spec(study))
         optuna_study.set_user_attr("artifact_dir", str(artifact_dir(study.spec.runs_dir).absolute()))
@@ -78,9 +80,17 @@ def recover_interrupted(optuna_study: optuna.Study) -> list[int]:
         storage.set_trial_user_attr(t._trial_id, "failure_detail", "the tuner stopped while this trial ran")  # noqa: SLF001
         optuna_study.tell(t.number, state=TrialState.FAIL)
         if t.params:
-            optuna_study.enqueue_trial(t.params, user_attrs={"requeued_from": t.number})
+            optuna_study.enqueue_trial(t.params, user_attrs=requeue_attrs(t.number, t.user_attrs))
         recovered.append(t.number)
     return recovered
+
+
+def requeue_attrs(number: int, attrs: dict[str, Any]) -> dict[str, Any]:
+    """What a re-queued trial carries: where it came from, and the search trial it confirms, if any."""
+    carried = {"requeued_from": number}
+    if attrs.get("confirms") is not None:
+        carried["confirms"] = attrs["confirms"]
+    return carried
 
 
 @dataclass
@@ -91,6 +101,11 @@ class Proposal:
     params: dict[str, Any]
     config: ServerConfig
 
+    @property
+    def confirms(self) -> int | None:
+        """For a confirmation run: the search trial it relaunches."""
+        return self.trial.user_attrs.get("confirms")
+
 
 @dataclass
 class Counts:
@@ -99,8 +114,8 @@ class Counts:
     launched: int = 0  # complete trials that cost a launch (the budget counts these)
     predicted: int = 0  # penalized by prediction, never launched
     penalized: int = 0
+    confirmations: int = 0  # complete confirmation runs
     best_throughput: tuple[int, float] | None = None
-    best_stability: tuple[int, float] | None = None
 
 
 class Bookkeeper:
@@ -109,6 +124,7 @@ class Bookkeeper:
         self.spec = study.spec
         self.optuna_study = optuna_study
         self.fit_context = model_context(study) if self.spec.prescreen else None
+        self.goals = study.spec.goals()
         self.artifact_store = self._open_artifact_store()
 
     # -- asking ---------------------------------------------------------------------------------------------
@@ -117,7 +133,7 @@ class Bookkeeper:
         recorded here as penalized without a launch)."""
         trial = self.optuna_study.ask()
         params = self.study.space.sample(trial)
-        earlier = self._already_measured(params, trial.number)
+        earlier = None if trial.user_attrs.get("confirms") is not None else self._already_measured(params, trial.number)
         if earlier is not None:
             trial.set_user_attr("duplicate_of", earlier)
             self.optuna_study.tell(trial, state=TrialState.PRUNED)
@@ -136,11 +152,12 @@ class Bookkeeper:
     def tell(self, proposal: Proposal, result: TrialResult, attempts: int,
              extra: dict[str, Any] | None = None) -> Score:
         """A trial that ran (or was judged before launch): record it, score it, tell Optuna."""
-        score = score_trial(result)
+        score = score_run(result, self.goals)
         self._record(proposal, result, attempts, score, extra)
-        # Optuna's constraint-aware samplers (TPE, NSGA-II, GP) and Study.best_trials read this: > 0 is infeasible.
-        proposal.trial.set_constraint(CONSTRAINT_NAME, score.constraint)
-        self.optuna_study.tell(proposal.trial, score.values)
+        # Optuna's constraint-aware samplers (TPE, NSGA-II, GP) and Study.best_trials read these: > 0 is infeasible.
+        for name, value in score.constraints.items():
+            proposal.trial.set_constraint(name, value)
+        self.optuna_study.tell(proposal.trial, score.ordered_values(self.goals))
         return score
 
     def fail(self, proposal: Proposal, result: TrialResult, attempts: int, requeue: bool) -> None:
@@ -148,14 +165,16 @@ class Bookkeeper:
         self._record(proposal, result, attempts, None, None)
         self.optuna_study.tell(proposal.trial, state=TrialState.FAIL)
         if requeue:
-            self.optuna_study.enqueue_trial(proposal.params, user_attrs={"requeued_from": proposal.trial.number})
+            self.optuna_study.enqueue_trial(proposal.params,
+                                            user_attrs=requeue_attrs(proposal.trial.number, proposal.trial.user_attrs))
 
     def abandon(self, proposal: Proposal) -> None:
         """Stopped while running (Ctrl-C, another trial's bug): FAIL, parameters queued for the next run."""
         proposal.trial.set_user_attr("failure_class", FailureClass.INFRA.value)
         proposal.trial.set_user_attr("failure_detail", "interrupted; re-queued for the next run")
         self.optuna_study.tell(proposal.trial, state=TrialState.FAIL)
-        self.optuna_study.enqueue_trial(proposal.params, user_attrs={"requeued_from": proposal.trial.number})
+        self.optuna_study.enqueue_trial(proposal.params,
+                                        user_attrs=requeue_attrs(proposal.trial.number, proposal.trial.user_attrs))
 
     def keep_artifacts(self, proposal: Proposal, attempt: int, outcome: TrialOutcome) -> None:
         """Server log, raw per-request records and any traceback of every attempt, linked from the trial."""
@@ -174,16 +193,56 @@ class Bookkeeper:
         complete = [TrialRecord.of(t) for t in self.optuna_study.get_trials(deepcopy=False,
                                                                             states=(TrialState.COMPLETE,))]
         counts = Counts()
-        # The budget counts launched trials: a config penalized without a launch cost no accelerator time.
-        counts.launched = sum(1 for r in complete if r.launched)
-        counts.predicted = len(complete) - counts.launched
-        feasible = [r for r in complete if r.feasible]
-        counts.penalized = len(complete) - len(feasible)
+        search = [r for r in complete if r.confirms is None]
+        # The budget counts launched search trials: a config penalized without a launch cost no accelerator time,
+        # and confirmation runs are the confirmation's own budget (confirm.repeats x confirm.candidates).
+        counts.launched = sum(1 for r in search if r.launched)
+        counts.predicted = len(search) - counts.launched
+        counts.confirmations = len(complete) - len(search)
+        feasible = [r for r in search if r.feasible]
+        counts.penalized = len(search) - len(feasible)
         if feasible:
-            best_t, best_s = best_by(feasible, "throughput"), best_by(feasible, "stability")
-            counts.best_throughput = (best_t.number, best_t.throughput or 0.0)
-            counts.best_stability = (best_s.number, best_s.stability or 0.0)
+            best = max(feasible, key=lambda r: r.throughput or 0.0)
+            counts.best_throughput = (best.number, best.throughput or 0.0)
         return counts
+
+    # -- confirming -----------------------------------------------------------------------------------------
+    def plan_confirmations(self) -> int:
+        """Queue the relaunches the front's candidates still need (idempotent: queued, running and done ones count).
+        Returns how many confirmation runs are waiting to be launched."""
+        repeats = self.spec.confirm.repeats
+        if not repeats:
+            return 0
+        trials = self.optuna_study.get_trials(deepcopy=False)
+        recs = [TrialRecord.of(t) for t in trials]
+        live = (TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING)
+        have: dict[int, int] = {}
+        for t in trials:
+            target = t.user_attrs.get("confirms")
+            if target is not None and t.state in live:
+                have[target] = have.get(target, 0) + 1
+        for candidate in candidates(recs, self.goals, self.spec.confirm.candidates):
+            for _ in range(repeats - have.get(candidate.trial, 0)):
+                self.optuna_study.enqueue_trial(candidate.params, user_attrs={"confirms": candidate.trial},
+                                                skip_if_exists=False)
+        return sum(1 for t in self.optuna_study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+                   if t.user_attrs.get("confirms") is not None)
+
+    def soak_concurrency(self, search_trial: int) -> int | None:
+        trial = self.optuna_study.trials[search_trial]
+        return TrialRecord.of(trial).operating_concurrency
+
+    def write_confirmed(self) -> list[int]:
+        """Store each confirmed config's combined numbers and the front as study attributes (a finished trial cannot
+        be changed; optuna-dashboard shows study attributes beside the trials); returns the front's trial numbers."""
+        front = study_front(self.optuna_study)
+        recs = [TrialRecord.of(t) for t in self.optuna_study.get_trials(deepcopy=False)]
+        for summary in summaries(recs, self.goals, self.spec.confirm.repeats):
+            if len(summary.runs) > 1:
+                self.optuna_study.set_user_attr(f"confirmed_trial_{summary.trial}", summary.stored())
+        numbers = [s.trial for s in front.configs] if front.confirmed else []
+        self.optuna_study.set_user_attr("confirmed_front", numbers)
+        return numbers
 
     # -- helpers --------------------------------------------------------------------------------------------
     def _record(self, proposal: Proposal, result: TrialResult, attempts: int, score: Score | None,
@@ -194,8 +253,9 @@ class Bookkeeper:
             server_flags=config.flags, hostname=result.hostname, attempts=attempts, log_path=result.log_path,
             log_tail=result.log_tail, wall_s=result.wall_s, startup_s=result.startup_s, startup=result.startup,
             failure_class=result.failure_class, failure_detail=result.failure_detail, levels=result.levels,
-            peak_concurrency=score.peak_concurrency if score else None,
-            stability_components=score.components_dict() if score else {},
+            score=score.stored() if score else {},
+            peak_concurrency=score.operating_concurrency if score else None,
+            confirms=proposal.confirms,
             enqueued=bool(proposal.trial.user_attrs.get("enqueued")),
             requeued_from=proposal.trial.user_attrs.get("requeued_from"),
             **(extra or {}))

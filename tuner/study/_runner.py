@@ -17,9 +17,11 @@ from tuner.server.failures import FailureClass
 from tuner.prelaunch import prompt_vocab_size
 from tuner.results import TrialResult
 from tuner.spec import Study
+from tuner.scoring import Score
 from tuner.study._bookkeeping import Bookkeeper, Proposal, recover_interrupted
 from tuner.study._executor import RayExecutor
-from tuner.worker import TrialOutcome, run_trial
+from tuner.traffic import Traffic, resolve_traffic, sweep_plan
+from tuner.worker import SweepPlan, TrialOutcome, run_trial
 
 DUPLICATE_LIMIT = 50  # consecutive proposals already measured before the space counts as exhausted
 INFRA_GIVE_UP_LIMIT = 3  # trials in a row that exhausted their infra retries: the cluster, not a config, is broken
@@ -46,15 +48,17 @@ class Snapshot:
     penalized: int = 0
     predicted: int = 0  # penalized by prediction (rules, memory fit), never launched, not counted in the budget
     infra_retries: int = 0
+    confirmations: int = 0  # confirmation runs done
+    confirming: bool = False  # the search is done; the front's configs are being relaunched
     running: dict[int, float] = field(default_factory=dict)  # trial number -> seconds running
     best_throughput: tuple[int, float] | None = None
-    best_stability: tuple[int, float] | None = None
     last_event: str = ""
 
 
 class StudyRunner:
     def __init__(self, study: Study, optuna_study: optuna.Study, total_trials: int,
-                 on_progress: Callable[[Snapshot], None] = lambda s: None, ray_address: str | None = None) -> None:
+                 on_progress: Callable[[Snapshot], None] = lambda s: None, ray_address: str | None = None,
+                 traffic: Traffic | None = None) -> None:
         self.study = study
         self.spec = study.spec
         self.optuna_study = optuna_study
@@ -66,6 +70,7 @@ class StudyRunner:
         self.infra_give_ups_in_a_row = 0
         self.runs_dir = Path(self.spec.runs_dir) / optuna_study.study_name
         self.vocab_size = prompt_vocab_size(study)
+        self.traffic = traffic or resolve_traffic(study)
         self._executor: RayExecutor[Attempt] | None = None
 
     # -- the loop -------------------------------------------------------------------------------------------
@@ -74,14 +79,14 @@ class StudyRunner:
         if recovered:
             self._event(f"re-queued trials left running by an earlier run: {recovered}")
         self._refresh_counts()
-        if self.snapshot.complete >= self.total:
-            return self.snapshot
         executor = RayExecutor[Attempt](run_trial, self.spec.resources, self.spec.accelerator_type, self.ray_address)
         with executor:
             self._executor = executor
             try:
                 while True:
                     self._launch_up_to_limit()
+                    if not executor.running and self._search_done():
+                        self._launch_confirmations()
                     if not executor.running:
                         break
                     for attempt, outcome in executor.wait(WAIT_S):
@@ -107,13 +112,41 @@ class StudyRunner:
                 continue
             self._submit(Attempt(proposed, number=1))
 
+    def _search_done(self) -> bool:
+        return self.snapshot.complete >= self.total
+
+    def _launch_confirmations(self) -> None:
+        """After the search: relaunch the configs on and near the front (tuner.confirmation). Runs once the search
+        trials are all done, so candidates come from the whole search; queued runs survive a restart."""
+        waiting = self.books.plan_confirmations()
+        if not waiting:
+            if self.snapshot.confirming or self.snapshot.confirmations:
+                front = self.books.write_confirmed()
+                self._event(f"confirmed front: trials {front}" if front else "no config was confirmed")
+            return
+        if not self.snapshot.confirming:
+            self.snapshot.confirming = True
+            self._event(f"search done; confirming the front: {waiting} relaunch(es)")
+        while len(self._running()) < self.spec.parallel and waiting:
+            proposed = self.books.propose()
+            waiting -= 1
+            if isinstance(proposed, str):
+                self._event(proposed)
+                continue
+            self._submit(Attempt(proposed, number=1))
+
+    def _plan_for(self, proposal: Proposal) -> SweepPlan:
+        soak = self.books.soak_concurrency(proposal.confirms) if proposal.confirms is not None else None
+        return sweep_plan(self.study, self.traffic, soak_concurrency=soak)
+
     def _submit(self, attempt: Attempt) -> None:
         assert self._executor is not None
         log_path = self._attempt_path(attempt, ".log")
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._executor.submit(attempt, attempt.proposal.config, self.spec.load, self.spec.timeouts,
+        self._executor.submit(attempt, attempt.proposal.config, self._plan_for(attempt.proposal), self.spec.timeouts,
                               str(log_path.absolute()), self.spec.server.host, self.vocab_size)
-        self._event(f"trial {attempt.trial_number} started (attempt {attempt.number})")
+        kind = f"confirming trial {attempt.proposal.confirms}, " if attempt.proposal.confirms is not None else ""
+        self._event(f"trial {attempt.trial_number} started ({kind}attempt {attempt.number})")
 
     def _finish(self, attempt: Attempt, outcome: TrialOutcome) -> None:
         self.books.keep_artifacts(attempt.proposal, attempt.number, outcome)
@@ -126,8 +159,7 @@ class StudyRunner:
             self.infra_give_ups_in_a_row = 0
             score = self.books.tell(attempt.proposal, result, attempts=attempt.number)
             self._refresh_counts()
-            verdict = (f"{score.throughput:,.0f} tok/s, stability {score.stability:.2f}" if score.feasible
-                       else f"penalized: {result.failure_class}")
+            verdict = _verdict(score)
             self._event(f"trial {attempt.trial_number} done: {verdict}")
 
     def _retry_or_give_up(self, attempt: Attempt, result: TrialResult) -> None:
@@ -175,7 +207,7 @@ class StudyRunner:
         self.snapshot.predicted = counts.predicted
         self.snapshot.penalized = counts.penalized
         self.snapshot.best_throughput = counts.best_throughput
-        self.snapshot.best_stability = counts.best_stability
+        self.snapshot.confirmations = counts.confirmations
 
     def _event(self, message: str) -> None:
         self.snapshot.last_event = message
@@ -185,3 +217,13 @@ class StudyRunner:
         now = time.monotonic()
         self.snapshot.running = {a.trial_number: now - a.started for a in self._running()}
         self.on_progress(self.snapshot)
+
+
+def _verdict(score: Score) -> str:
+    figures = ", ".join(f"{name} {value:,.3g}" for name, value in score.values.items())
+    where = f" at {score.operating_point}" if score.operating_point else ""
+    if score.feasible:
+        return f"{figures}{where}" + (f" (then {score.outcome})" if score.outcome != "measured" else "")
+    if score.outcome == "slo_miss":
+        return f"slo_miss: {score.detail}"
+    return f"penalized: {score.outcome}"
