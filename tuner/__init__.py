@@ -9,14 +9,17 @@ A trial's data flows through the stages in this order:
                     own process group), _reaper, failures (exit code + log -> FailureClass), startup (phases)
     loadgen/        the load generator: a server URL + workload -> LevelResult per load level, checked against
                     the server's own /metrics counters (server_counters)
-    worker          ServerConfig + LoadSpec -> TrialResult    (one trial on one slice; runs inside a Ray task)
-    scoring         TrialResult -> Score                     (throughput, stability, constraint)
+    traffic         the study's dataset / shapes, SLOs and hardware -> SweepPlan (resolved once on the driver)
+    worker          ServerConfig + SweepPlan -> TrialResult  (one launch on one slice; runs inside a Ray task)
+    objectives      Goals (objectives, SLOs) and the operating point of a launch's levels
+    scoring         TrialResult -> Score                     (outcome, values, constraints, stability of one launch)
+    confirmation    a config's launches -> ConfigSummary (medians, spread, stability); the front
     results         the contracts: LevelResult, TrialResult
     trial_record    what a study stores per trial and how every reader gets it back (TrialRecord)
     study/          the loop: Optuna bookkeeping (_bookkeeping), Ray executor (_executor), the runner (_runner)
     storage         Optuna storage (SQLite, PostgreSQL)
-    export          a stored trial -> `vllm serve --config` YAML (+ env file)
-    report          status and Pareto tables; progress: the live display of a running study
+    export          a confirmed config -> `vllm serve --config` YAML (+ env file)
+    report          status and front tables; progress: the live display of a running study
     cli/            every `tuner` command; the only place errors become one-line messages and exit codes
 
 Knowledge the stages share:

@@ -220,10 +220,14 @@ class StudyRunner:
 
 
 def _verdict(score: Score) -> str:
-    figures = ", ".join(f"{name} {value:,.3g}" for name, value in score.values.items())
+    figures = ", ".join(f"{name} {_figure(value)}" for name, value in score.values.items())
     where = f" at {score.operating_point}" if score.operating_point else ""
     if score.feasible:
         return f"{figures}{where}" + (f" (then {score.outcome})" if score.outcome != "measured" else "")
     if score.outcome == "slo_miss":
         return f"slo_miss: {score.detail}"
     return f"penalized: {score.outcome}"
+
+
+def _figure(value: float) -> str:
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
