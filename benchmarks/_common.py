@@ -56,12 +56,18 @@ def server(argv: list[str], port: int):
 
 
 def run_vllm_bench(url: str, input_len: int, output_len: int, prompts: int, concurrency: int) -> dict:
+    return run_vllm_bench_dataset(url, ["--dataset-name", "random", "--random-input-len", str(input_len),
+                                        "--random-output-len", str(output_len), "--served-model-name", "m"],
+                                  prompts, concurrency)
+
+
+def run_vllm_bench_dataset(url: str, dataset_args: list[str], prompts: int, concurrency: int) -> dict:
+    """`vllm bench serve` with any dataset options; its saved JSON result."""
     with tempfile.TemporaryDirectory() as tmp:
         argv = [VLLM_PY, "-c", VLLM_DRIVER, "--backend", "vllm", "--base-url", url, "--endpoint", "/v1/completions",
-                "--dataset-name", "random", "--random-input-len", str(input_len), "--random-output-len",
-                str(output_len), "--num-prompts", str(prompts), "--max-concurrency", str(concurrency),
+                *dataset_args, "--num-prompts", str(prompts), "--max-concurrency", str(concurrency),
                 "--ready-check-timeout-sec", "0", "--tokenizer", TINY_MODEL, "--model", TINY_MODEL,
-                "--served-model-name", "m", "--ignore-eos", "--percentile-metrics", "ttft,tpot,itl,e2el",
+                "--ignore-eos", "--percentile-metrics", "ttft,tpot,itl,e2el",
                 "--metric-percentiles", "50,90,99", "--save-result", "--result-dir", tmp,
                 "--result-filename", "vllm.json", "--disable-tqdm"]
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import subprocess
 import sys
@@ -23,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import ROOT, TINY_MODEL, TUNER_PY, VLLM_DRIVER, VLLM_PY, free_port  # noqa: E402
+from _common import ROOT, TINY_MODEL, TUNER_PY, free_port, run_vllm_bench_dataset  # noqa: E402
 
 
 def stored(study_name: str, storage: str):
@@ -72,19 +71,8 @@ def tuner_bench(url: str, dataset: Path, requests: int, concurrency: int, seed: 
 
 
 def vllm_bench(url: str, prompts: Path, requests: int, concurrency: int) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        argv = [VLLM_PY, "-c", VLLM_DRIVER, "--backend", "vllm", "--base-url", url, "--endpoint", "/v1/completions",
-                "--dataset-name", "custom", "--dataset-path", str(prompts), "--custom-skip-chat-template",
-                "--num-prompts", str(requests), "--max-concurrency", str(concurrency),
-                "--ready-check-timeout-sec", "0", "--tokenizer", TINY_MODEL, "--model", TINY_MODEL, "--ignore-eos",
-                "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,90,99",
-                "--save-result", "--result-dir", tmp, "--result-filename", "v.json", "--disable-tqdm", "--seed", "0"]
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900)
-        if done.returncode != 0:
-            sys.stderr.write(done.stdout[-3000:] + done.stderr[-3000:])
-            raise RuntimeError("vllm bench serve failed")
-        return json.loads((Path(tmp) / "v.json").read_text())
+    return run_vllm_bench_dataset(url, ["--dataset-name", "custom", "--dataset-path", str(prompts),
+                                        "--custom-skip-chat-template", "--seed", "0"], requests, concurrency)
 
 
 def main() -> int:

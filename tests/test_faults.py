@@ -323,3 +323,22 @@ def test_flagged_levels_are_remeasured_kept_and_never_decide(tmp_path):
 
     with pytest.raises(TrialNotFound):
         select_trial(optuna_study, "max-throughput")
+
+
+def test_open_loop_study_scores_rates_and_soaks_at_the_operating_rate(tmp_path):
+    """`rates`: one open-loop level per arrival rate (capped in flight); the operating point is a rate, and the
+    confirmation's soak runs at that rate."""
+    study = make_study(tmp_path, "ok", load={"rates": [20.0, 40.0], "concurrency": [4], "requests_per_level": 16,
+                                              "warmup_rounds": 1, "input_len": 8, "output_len": 8, "repeats": 1,
+                                              "request_timeout_s": 2, "level_timeout_s": 10},
+                       confirm={"repeats": 1, "candidates": 1})
+    optuna_study = run(study)
+    search, confirmation = optuna_study.get_trials()
+    levels = search.user_attrs["levels"]
+    assert [(lv["mode"], lv["request_rate"], lv["concurrency"]) for lv in levels] == [("open", 20.0, 4),
+                                                                                     ("open", 40.0, 4)]
+    score = search.user_attrs["score"]
+    assert score["operating_point"].startswith("rate=") and score["operating_rate"] in (20.0, 40.0)
+    soak = confirmation.user_attrs["levels"][-1]
+    assert soak["phase"] == "soak" and soak["mode"] == "open" and soak["request_rate"] == score["operating_rate"]
+    assert confirmation.user_attrs["confirms"] == search.number

@@ -61,6 +61,9 @@ def test_quickstart_study_is_valid():
         (GOOD + "load: {input_len: 64, input_len_max: 8}\n", "load.input_len_max", "at least input_len"),
         (GOOD + "load: {prefix_len: 200}\n", "load.prefix_len", "at most the shortest"),
         (GOOD + "confirm: {repeats: -1}\n", "confirm.repeats", "greater than or equal to 0"),
+        (GOOD + "load: {rates: [4, 2], concurrency: [8]}\n", "load.rates", "ascending"),
+        (GOOD + "load: {rates: [2, 4]}\n", "load.concurrency", "one value"),
+        (GOOD + "load: {rates: [2], concurrency: [8], arrival: bursty}\n", "load.arrival", "poisson"),
         ("name: 'bad name'\nmodel: m\nsearch_space: space.yaml\n", "name", "pattern"),
     ],
 )

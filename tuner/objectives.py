@@ -128,6 +128,11 @@ class LoadPoint:
     def concurrency(self) -> int:
         return self.levels[0].concurrency
 
+    @property
+    def rate(self) -> float | None:
+        """The arrival rate of an open-loop point (None in closed loop)."""
+        return self.levels[0].request_rate if self.levels[0].mode == "open" else None
+
     def value(self, name: str, goals: Goals) -> float | None:
         """Median over repeats; latencies take the worst repeat (an SLO must hold in every run, not on average)."""
         values = [v for lv in self.levels if (v := level_value(lv, name, goals)) is not None]

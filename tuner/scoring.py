@@ -74,6 +74,7 @@ class Score:
     evidence: Evidence
     operating_point: str | None = None  # "c=16": where the level objectives were read
     operating_concurrency: int | None = None
+    operating_rate: float | None = None  # open loop: the arrival rate of the operating point
     flags: list[str] = field(default_factory=list)  # why levels were left out
 
     @property
@@ -153,11 +154,11 @@ def score_run(result: TrialResult, goals: Goals) -> Score:
         values = _values(closest, goals, components)
         constraints = {CONFIG_FAILURE: MET, SLO: excess, MEASUREMENT: MET}
         return Score("slo_miss", _miss_detail(closest, goals), values, constraints, components, evidence,
-                     closest.key, closest.concurrency, flags)
+                     closest.key, closest.concurrency, closest.rate, flags)
     constraints = {CONFIG_FAILURE: MET, SLO: min(excess, 0.0) if goals.slo else MET, MEASUREMENT: MET}
     outcome = result.failure_class or "measured"
     return Score(outcome, result.failure_detail, _values(point, goals, components), constraints, components,
-                 evidence, point.key, point.concurrency, flags)
+                 evidence, point.key, point.concurrency, point.rate, flags)
 
 
 def _values(point: LoadPoint, goals: Goals, components: StabilityComponents) -> dict[str, float]:
@@ -178,7 +179,7 @@ def _penalized(outcome: str, detail: str, constraint: str, goals: Goals, compone
     constraints = {name: (VIOLATED if name == constraint else MET) for name in CONSTRAINT_NAMES}
     values = dict(zip(goals.objectives, goals.worst()))
     values.setdefault(goals.rank_metric, 0.0 if direction_of(goals.rank_metric) == "maximize" else float("inf"))
-    return Score(outcome, detail, values, constraints, components, evidence, None, None, flags)
+    return Score(outcome, detail, values, constraints, components, evidence, None, None, None, flags)
 
 
 def _miss_detail(point: LoadPoint, goals: Goals) -> str:

@@ -84,6 +84,11 @@ class LoadSpec(_Strict):
     shapes: list[ShapeSpec] = Field(default_factory=list, description="a weighted mix of (input, output) shapes")
     dataset: DatasetSpec | None = None
     seed: int = Field(default=0, description="which prompts and samples requests draw (the same in every trial)")
+    rates: list[PositiveFloat] = Field(default_factory=list, description="open loop: one level per arrival rate"
+                                       " (requests/s, ascending) instead of per concurrency; `concurrency` then holds"
+                                       " one value, the cap on requests in flight")
+    arrival: Literal["poisson", "gamma", "constant"] = "poisson"
+    burstiness: PositiveFloat = Field(default=1.0, description="gamma shape of the arrivals (1 = Poisson)")
     remeasure_flagged: int = Field(default=2, ge=0, le=5, description="times a level flagged as unreliable (client"
                                    " saturated, token mismatch, implausible) is measured again before it is left out")
     repeats: int = Field(default=2, ge=1, le=10, description="times the top level is measured, for stability")
@@ -109,6 +114,15 @@ class LoadSpec(_Strict):
         shortest = min([s.input_len for s in self.shapes] or [self.input_len])
         if self.prefix_len > shortest:
             raise ValueError(f"prefix_len: at most the shortest input length ({shortest})")
+        return self
+
+    @model_validator(mode="after")
+    def _open_loop(self) -> "LoadSpec":
+        if self.rates:
+            if sorted(set(self.rates)) != self.rates:
+                raise ValueError("rates: arrival rates must be distinct and ascending")
+            if len(self.concurrency) != 1:
+                raise ValueError("concurrency: with rates, give one value: the cap on requests in flight")
         return self
 
     @model_validator(mode="after")

@@ -95,6 +95,10 @@ class TrialRecord(BaseModel):
         return self.score.get("operating_concurrency", self.peak_concurrency)
 
     @property
+    def operating_rate(self) -> float | None:
+        return self.score.get("operating_rate")
+
+    @property
     def throughput(self) -> float | None:
         """Output tok/s at this launch's operating point (studies from before objectives: the first value)."""
         if not self.run_feasible:

@@ -54,12 +54,13 @@ class SweepPlan:
     slo: SLO | None = None  # per-request limits for goodput
     hardware: Hardware | None = None  # with active_params: the plausibility check against the compute ceiling
     active_params: float | None = None
-    soak_concurrency: int | None = None
+    soak_concurrency: int | None = None  # closed loop: the operating point's streams; open loop: the cap
+    soak_rate: float | None = None  # open loop: the operating point's arrival rate
     soak_requests: int = 0
 
     @property
     def phases(self) -> int:
-        return len(planned_levels(self.load)) + (1 if self.soak_concurrency else 0)
+        return len(planned_levels(self.load)) + (1 if self.soak_concurrency or self.soak_rate else 0)
 
 
 @dataclass
@@ -74,11 +75,18 @@ class TrialOutcome:
                 "traceback.txt": self.result.traceback}
 
 
-def planned_levels(load: LoadSpec) -> list[tuple[int, int]]:
-    """(concurrency, repeat) in the order they are measured: the sweep, then the top level again."""
-    sweep = [(c, 0) for c in load.concurrency]
-    top = load.concurrency[-1]
-    return sweep + [(top, r) for r in range(1, load.repeats)]
+def planned_levels(load: LoadSpec) -> list[tuple[LoadPattern, int]]:
+    """(pattern, repeat) in the order they are measured: the sweep, then the top level again. Closed loop: one level
+    per concurrency. Open loop (`rates`): one level per arrival rate, at most `concurrency[0]` requests in flight."""
+    if load.rates:
+        cap = load.concurrency[0]
+        points = [LoadPattern(concurrency=cap, rate=r, arrival=load.arrival, burstiness=load.burstiness,
+                              requests=load.requests_per_level, warmup=load.warmup_rounds * cap) for r in load.rates]
+    else:
+        points = [LoadPattern(concurrency=c, requests=load.requests_per_level, warmup=load.warmup_rounds * c)
+                  for c in load.concurrency]
+    repeats = [replace(points[-1], warmup=0) for _ in range(1, load.repeats)]
+    return [(p, 0) for p in points] + [(p, r) for r, p in enumerate(repeats, start=1)]
 
 
 def run_trial(config: ServerConfig, plan: SweepPlan, timeouts: Timeouts, log_path: str, host: str = "127.0.0.1",
@@ -119,13 +127,10 @@ def _sweep(server: ServerProcess, config: ServerConfig, plan: SweepPlan, result:
         options = LevelOptions(request_timeout_s=load.request_timeout_s, level_timeout_s=load.level_timeout_s,
                                metrics_interval_s=SWEEP_METRICS_INTERVAL_S, tokenizer=tokenizer, abort=watch.abort,
                                slo=plan.slo, plausibility=_plausibility_check(plan))
-        phases = [(LoadPattern(concurrency=c, requests=load.requests_per_level,
-                               warmup=load.warmup_rounds * c if repeat == 0 else 0), repeat, workload, "sweep")
-                  for c, repeat in planned_levels(load)]
-        if plan.soak_concurrency:
-            c = plan.soak_concurrency
-            phases.append((LoadPattern(concurrency=c, requests=plan.soak_requests or 2 * load.requests_per_level,
-                                       warmup=load.warmup_rounds * c), 0, replace(workload, cycle=True), "soak"))
+        phases = [(pattern, repeat, workload, "sweep") for pattern, repeat in planned_levels(load)]
+        soak = _soak_pattern(plan)
+        if soak is not None:
+            phases.append((soak, 0, replace(workload, cycle=True), "soak"))
         for pattern, repeat, phase_workload, phase in phases:
             for attempt in range(load.remeasure_flagged + 1):
                 level, records = measure_level(server.base_url, phase_workload, pattern, options, repeat)
@@ -143,6 +148,20 @@ def _sweep(server: ServerProcess, config: ServerConfig, plan: SweepPlan, result:
                     break
                 if attempt < load.remeasure_flagged:
                     level.warnings.append("remeasured: flagged, so the level was measured again")
+
+
+def _soak_pattern(plan: SweepPlan) -> LoadPattern | None:
+    """A confirmation run's soak: the operating point (its streams, or its rate under the cap), longer."""
+    load = plan.load
+    requests = plan.soak_requests or 2 * load.requests_per_level
+    if plan.soak_rate is not None:
+        cap = plan.soak_concurrency or load.concurrency[0]
+        return LoadPattern(concurrency=cap, rate=plan.soak_rate, arrival=load.arrival, burstiness=load.burstiness,
+                           requests=requests, warmup=load.warmup_rounds * cap)
+    if plan.soak_concurrency:
+        c = plan.soak_concurrency
+        return LoadPattern(concurrency=c, requests=requests, warmup=load.warmup_rounds * c)
+    return None
 
 
 def _plausibility_check(plan: SweepPlan) -> Callable[[LevelResult], Plausibility] | None:

@@ -228,9 +228,10 @@ class Bookkeeper:
         return sum(1 for t in self.optuna_study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
                    if t.user_attrs.get("confirms") is not None)
 
-    def soak_concurrency(self, search_trial: int) -> int | None:
-        trial = self.optuna_study.trials[search_trial]
-        return TrialRecord.of(trial).operating_concurrency
+    def soak_point(self, search_trial: int) -> tuple[int | None, float | None]:
+        """The operating point a confirmation run soaks at: (concurrency, arrival rate or None)."""
+        record = TrialRecord.of(self.optuna_study.trials[search_trial])
+        return record.operating_concurrency, record.operating_rate
 
     def write_confirmed(self) -> list[int]:
         """Store each confirmed config's combined numbers and the front as study attributes (a finished trial cannot

@@ -136,8 +136,10 @@ class StudyRunner:
             self._submit(Attempt(proposed, number=1))
 
     def _plan_for(self, proposal: Proposal) -> SweepPlan:
-        soak = self.books.soak_concurrency(proposal.confirms) if proposal.confirms is not None else None
-        return sweep_plan(self.study, self.traffic, soak_concurrency=soak)
+        if proposal.confirms is None:
+            return sweep_plan(self.study, self.traffic)
+        concurrency, rate = self.books.soak_point(proposal.confirms)
+        return sweep_plan(self.study, self.traffic, soak_concurrency=concurrency, soak_rate=rate)
 
     def _submit(self, attempt: Attempt) -> None:
         assert self._executor is not None
