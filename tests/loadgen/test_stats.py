@@ -48,6 +48,20 @@ def test_achieved_concurrency_is_time_weighted_until_the_last_send():
     records = [rec(0, 1.0, [], 1), rec(0, 1.0, [], 1), rec(1.0, 1.0, [], 1), rec(1.0, 1.0, [], 1),
                rec(2.0, 1.0, [], 1)]
     assert achieved_concurrency(records) == pytest.approx(2.0)
+    assert achieved_concurrency(records, streams=2) == pytest.approx(2.0)
+
+
+def test_achieved_concurrency_leaves_out_a_slow_ramp_up():
+    """The server accepted the second stream's connection late (it had closed the idle one): not the client's pace.
+    Once both streams ran, both stayed busy until the last send."""
+    records = [rec(0.0, 2.0, [], 1), rec(1.0, 1.0, [], 1), rec(2.0, 1.0, [], 1), rec(2.0, 1.0, [], 1),
+               rec(3.0, 1.0, [], 1)]
+    assert achieved_concurrency(records) == pytest.approx(5 / 3)  # from the first send: looks starved
+    assert achieved_concurrency(records, streams=2) == pytest.approx(2.0)
+    # A client that really leaves a stream idle is still seen: here the second stream waits a second between sends.
+    idle = [rec(0.0, 1.0, [], 1), rec(0.0, 1.0, [], 1), rec(1.0, 1.0, [], 1), rec(2.0, 1.0, [], 1),
+            rec(3.0, 1.0, [], 1)]
+    assert achieved_concurrency(idle, streams=2) < 1.8
 
 
 def test_percentiles_merge_raw_samples_not_percentiles():

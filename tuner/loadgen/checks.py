@@ -55,7 +55,7 @@ def client_health(samples: Sequence[ClientSample], records: Sequence[RequestReco
         health.loop_lag_max_ms = float(lag.max())
     sent = [r for r in records if r.start]
     if rate is None:
-        health.achieved_concurrency = achieved_concurrency(sent)
+        health.achieved_concurrency = achieved_concurrency(sent, concurrency)
     else:
         health.achieved_rate = achieved_rate(sent)
     reasons = health.reasons

@@ -56,19 +56,25 @@ def merge_records(shards: Iterable[Sequence[RequestRecord]]) -> list[RequestReco
     return sorted((r for shard in shards for r in shard), key=lambda r: r.start)
 
 
-def achieved_concurrency(records: Sequence[RequestRecord]) -> float | None:
-    """Time-averaged number of requests in flight from the first send to the last send.
+def achieved_concurrency(records: Sequence[RequestRecord], streams: int | None = None) -> float | None:
+    """Time-averaged number of requests in flight while every stream had work: from the moment all `streams` had
+    sent their first request to the last send.
 
-    The window ends at the last send because after it the level drains and fewer streams are busy by design."""
+    The window ends at the last send because after it the level drains and fewer streams are busy by design. It
+    starts once every stream is running because the ramp-up is not the client's pace: a busy server accepts the
+    connections it closed while idle (keep-alive timeout) slowly, and a level of few requests per stream would
+    otherwise read as a starved client. Without `streams`, from the first send."""
     if len(records) < 2:
         return None
-    t0 = min(r.start for r in records)
-    t1 = max(r.start for r in records)
+    starts = np.sort(np.array([r.start for r in records]))
+    ramped = streams is not None and 1 < streams < len(records)
+    t0 = float(starts[streams - 1]) if ramped else float(starts[0])
+    t1 = float(starts[-1])
     if t1 <= t0:
         return None
-    starts = np.array([r.start for r in records])
+    begin = np.maximum(np.array([r.start for r in records]), t0)
     ends = np.minimum(np.array([max(r.end, r.start) for r in records]), t1)
-    busy = np.clip(ends - starts, 0.0, None).sum()
+    busy = np.clip(ends - begin, 0.0, None).sum()
     return float(busy / (t1 - t0))
 
 
