@@ -171,7 +171,7 @@ def test_survival_is_one_minus_the_failure_rate(n, data):
     results = [launch(0, fail="oom") if dies else launch(1000) for dies in order]
     s = summarize(config(0, {"a": 1}, results), GOALS, noise=0.05, repeats=n - 1)
     assert s.components["survival"] == pytest.approx(1 - deaths / n)
-    assert s.feasible == (deaths * 2 < n)
+    assert s.feasible == (deaths < n and deaths * 2 <= n)  # at least half the launches measured
     assert 0.0 <= s.values["stability"] <= 1.0
 
 
@@ -193,6 +193,12 @@ def test_mostly_missing_slos_is_not_feasible():
     assert s.outcomes == ["measured", "slo_miss", "slo_miss"]
     front = confirmed_front(runs + config(2, {"a": 2}, [launch(500)] * 3), GOALS, repeats=2)
     assert [c.trial for c in front] == [2]
+
+
+def test_half_the_launches_meeting_the_slos_is_feasible_and_says_so():
+    """One noisy launch of two (a host stall) does not sink a config; the export states "met in 1 of 2"."""
+    s = summarize(config(1, {"a": 1}, [launch(2000), launch(1500, ttft=800)]), GOALS, noise=0.05, repeats=1)
+    assert s.feasible and s.slo_met_runs == 1 and s.values["output_tok_s"] == 2000
 
 
 def test_no_feasible_run_gets_worst_values():

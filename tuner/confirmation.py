@@ -1,4 +1,5 @@
-"""Launches of one config combined: confirmed medians, stability across launches, the noise of the machine, and the
+"""Launches of one config combined (feasible when at least half of them met every SLO; the export says how many did,
+and the medians are over those): confirmed medians, stability across launches, the noise of the machine, and the
 front a user picks from.
 
 A config's runs are its search trial and the confirmation trials that relaunched it (`confirms` = the search trial's
@@ -41,7 +42,7 @@ class ConfigSummary:
     params: dict
     runs: list[int]  # trial numbers: the search trial first, then its confirmations
     confirmed: bool  # relaunched as many times as the study asks
-    feasible: bool  # most runs found an operating point that met every SLO
+    feasible: bool  # at least half its launches found an operating point that met every SLO
     values: dict[str, float]  # objective -> combined value
     spread: float | None  # MAD / median of the rank objective across runs
     components: dict[str, float]
@@ -106,7 +107,7 @@ def summarize(runs: Sequence[TrialRecord], goals: Goals, noise: float, repeats: 
     concurrencies = [r.operating_concurrency for r in met if r.operating_concurrency]
     return ConfigSummary(
         trial=search.number, params=dict(search.params), runs=[r.number for r in runs],
-        confirmed=len(runs) - 1 >= repeats, feasible=len(met) * 2 > len(runs), values=values, spread=spread,
+        confirmed=len(runs) - 1 >= repeats, feasible=bool(met) and len(met) * 2 >= len(runs), values=values, spread=spread,
         components=components, slo_met_runs=len(met), outcomes=[r.outcome for r in runs],
         operating_concurrency=statistics.median_low(concurrencies) if concurrencies else None)
 
