@@ -130,5 +130,5 @@ def test_dataset_path_is_relative_to_the_study_file(tmp_study):
     (path.parent / "traffic.jsonl").write_text("".join(f'{{"input_len": {8 + i}, "output_len": 4}}\n'
                                                        for i in range(5)))
     traffic = resolve_traffic(load_study(path))
-    assert len(traffic.samples) == 2 and traffic.label == "dataset traffic.jsonl"
+    assert len(traffic.samples) == 2 and traffic.label == "traffic.jsonl"
     assert traffic.samples == resolve_traffic(load_study(path)).samples  # reproducible

@@ -167,7 +167,7 @@ def _dataset_samples(spec: BenchSpec, tokenizer: Tokenizer | None) -> tuple[tupl
         raise InputError("--dataset", str(spec.dataset), "without a matrix of --input-len/--output-len lists")
     count = (lambda text: len(tokenizer.encode(text))) if tokenizer is not None else None
     samples = load_dataset(spec.dataset, limit=spec.dataset_samples, seed=spec.seed, count_tokens=count)
-    return samples, f"dataset {spec.dataset.name}"
+    return samples, spec.dataset.name
 
 
 def _levels(spec: BenchSpec, workload: Workload) -> list[BenchLevel]:

@@ -33,7 +33,7 @@ def resolve_traffic(study: Study) -> Traffic:
         return Traffic((), "")
     d = load.dataset
     samples = load_dataset(d.path, limit=d.samples, seed=d.seed, count_tokens=_token_counter(study.spec.model))
-    return Traffic(samples, f"dataset {d.path.name}")
+    return Traffic(samples, d.path.name)  # Workload.describe() says "dataset <label>: ..."
 
 
 def _token_counter(model: str):

@@ -32,9 +32,10 @@ parameters:
 
 # The users' traffic: token lengths drawn from this file per request (what a JSONL of lengths looks like).
 TRAFFIC = [{"input_len": 32 + (i * 37) % 64, "output_len": 64 + (i * 53) % 96} for i in range(24)]
-# Measured here at 16 streams (tuner bench, same lengths): --max-num-seqs 4 queues 12 of them, p99 TTFT ~1,100 ms;
-# --max-num-seqs 32 runs them all, p99 TTFT ~50 ms. The SLO sits between, with a wide margin on both sides.
-TTFT_SLO_MS = 300
+# Measured here at 16 streams (these lengths): --max-num-seqs 4 queues 12 of them, p99 TTFT 1,100-1,900 ms;
+# --max-num-seqs 32 runs them all, p99 TTFT ~50 ms, and up to ~320 ms when the host stalls the server for a moment.
+# The SLO sits between, with a margin of about 2x on both sides.
+TTFT_SLO_MS = 600
 
 
 def study_yaml(vllm_env: dict, storage: str, runs: Path) -> str:
@@ -170,7 +171,7 @@ def test_dataset_workload_measures_the_files_lengths(vllm_env, tmp_path):
                                  "--enforce-eager": True},
                           env={**vllm_env["env"], "TUNER_TEST_TAG": str(tmp_path)})
     workload = Workload(model=vllm_env["model"], input_len=64, output_len=64, vocab_size=2048,
-                        samples=tuple(samples), cycle=True, label="dataset traffic.jsonl")
+                        samples=tuple(samples), cycle=True, label="traffic.jsonl")
     with ServerProcess(config, tmp_path / "server.log", Timeouts(startup_s=240, shutdown_grace_s=10)) as server:
         server.wait_ready()
         level, records = measure_level(server.base_url, workload, LoadPattern(concurrency=8, requests=len(TRAFFIC)),
