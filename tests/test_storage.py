@@ -62,6 +62,7 @@ def test_study_on_real_postgres(postgres_url, tmp_path):
                  "repeats": 1},
         "resources": {"CPU": 1}, "trials": 2, "storage": postgres_url, "runs_dir": str(tmp_path / "runs"),
         "sampler": {"name": "random", "seed": 0},
+        "confirm": {"repeats": 0},  # confirmation has its own tests; here, two trials on a real PostgreSQL
     }))
     cli = [sys.executable, "-m", "tuner.cli"]
     run = subprocess.run([*cli, "study", "start", "study.yaml"], cwd=tmp_path, capture_output=True, text=True,
