@@ -10,6 +10,8 @@ After `make demo`: reads the study's confirmed front and the exported config, st
     tokenizer; `output_tokens` per line, chat template skipped, ignore_eos),
 and prints both next to the stored confirmed median: output tok/s (and its ratio to the stored median), p99 TTFT
 against the study's SLO. Goal (issue 10): the SLO is met and throughput is within 10 % of the stored median.
+vllm bench serve's custom dataset reads JSONL with pandas, which the CPU vLLM environment lacks:
+    .venv-vllm/bin/python -m pip install pandas
 """
 from __future__ import annotations
 
@@ -40,11 +42,9 @@ def stored(study_name: str, storage: str):
     return best, front.goals, spec
 
 
-def prompts_file(samples, out: Path) -> None:
-    """The same token lengths as text prompts vllm bench serve can read (custom dataset, one JSON per line)."""
-    from tuner.loadgen.tokenizer import LocalTokenizer
-
-    tok = LocalTokenizer(TINY_MODEL)
+def prompts_file(samples, out: Path, tok) -> None:
+    """The same token lengths as text prompts vllm bench serve can read (custom dataset, one JSON per line), made
+    exact with the server's own tokenizer (/tokenize, /detokenize)."""
     rng = random.Random(0)
     vocab = 2048
     with out.open("w") as f:
@@ -60,19 +60,20 @@ def prompts_file(samples, out: Path) -> None:
             f.write(json.dumps({"prompt": text, "output_tokens": s.output_len}) + "\n")
 
 
-def tuner_bench(url: str, dataset: Path, requests: int, concurrency: int, seed: int) -> dict:
+def tuner_bench(url: str, model: str, dataset: Path, requests: int, concurrency: int, seed: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "t.json"
-        argv = [TUNER_PY, "-m", "tuner.cli", "bench", url, "--model", TINY_MODEL, "--tokenizer", TINY_MODEL,
+        argv = [TUNER_PY, "-m", "tuner.cli", "bench", url, "--model", model, "--tokenizer", TINY_MODEL,
                 "--dataset", str(dataset), "--concurrency", str(concurrency), "--requests", str(requests),
                 "--seed", str(seed), "--no-live", "--json", str(out)]
         subprocess.run(argv, check=True, capture_output=True, text=True, timeout=900)
         return json.loads(out.read_text())["levels"][0]
 
 
-def vllm_bench(url: str, prompts: Path, requests: int, concurrency: int) -> dict:
+def vllm_bench(url: str, model: str, prompts: Path, requests: int, concurrency: int) -> dict:
     return run_vllm_bench_dataset(url, ["--dataset-name", "custom", "--dataset-path", str(prompts),
-                                        "--custom-skip-chat-template", "--seed", "0"], requests, concurrency)
+                                        "--skip-chat-template", "--seed", "0", "--served-model-name", model],
+                                  requests, concurrency)
 
 
 def main() -> int:
@@ -110,15 +111,21 @@ def main() -> int:
     server.argv = [*command, "--config", str(args.config.resolve()), "--host", server.host, "--port", str(server.port)]
     with tempfile.TemporaryDirectory() as tmp, server:
         server.wait_ready()
+        import httpx
+
+        from tuner.loadgen.tokenizer import ServerTokenizer
+
+        model = httpx.get(server.base_url + "/v1/models").json()["data"][0]["id"]
         prompts = Path(tmp) / "prompts.jsonl"
         # vllm bench serve takes the file's first N prompts: give it the requests tuner's seeded draw makes.
         draws = random.Random(f"samples-{spec.load.seed}")
         weights = [s.weight for s in traffic.samples]
-        prompts_file(draws.choices(traffic.samples, weights=weights, k=requests), prompts)
+        prompts_file(draws.choices(traffic.samples, weights=weights, k=requests), prompts,
+                     ServerTokenizer(server.base_url, model))
         rows = []
         for r in range(args.rounds):
-            t = tuner_bench(server.base_url, dataset, requests, concurrency, spec.load.seed)
-            v = vllm_bench(server.base_url, prompts, requests, concurrency)
+            t = tuner_bench(server.base_url, model, dataset, requests, concurrency, spec.load.seed)
+            v = vllm_bench(server.base_url, model, prompts, requests, concurrency)
             rows.append(("tuner bench", t["output_throughput"], t["ttft_ms"]["p99"], t["failed"],
                          t["reliable"], t["input_tokens"] / max(t["completed"], 1)))
             rows.append(("vllm bench serve", v["output_throughput"], v["p99_ttft_ms"], v["failed"], None,
