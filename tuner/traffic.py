@@ -75,12 +75,9 @@ def plausibility_inputs(study: Study) -> tuple[Hardware | None, float | None]:
     return hardware, params
 
 
-def sweep_plan(study: Study, traffic: Traffic, soak_concurrency: int | None = None,
-               soak_rate: float | None = None) -> SweepPlan:
-    """The plan of a search launch, or (with a soak point) of a confirmation run."""
+def sweep_plan(study: Study, traffic: Traffic) -> SweepPlan:
+    """The plan of a search launch; `SweepPlan.with_soak` makes a confirmation run's from it."""
     hardware, params = plausibility_inputs(study)
-    soaks = soak_concurrency is not None or soak_rate is not None
     return SweepPlan(load=study.spec.load, samples=traffic.samples, workload_label=traffic.label,
                      slo=goodput_slo(study), hardware=hardware, active_params=params,
-                     soak_concurrency=soak_concurrency, soak_rate=soak_rate,
-                     soak_requests=study.spec.confirm.soak_requests if soaks else 0)
+                     soak_requests=study.spec.confirm.soak_requests)

@@ -16,7 +16,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from tuner.objectives import DEFAULT_OBJECTIVES, Goals
 from tuner.results import LevelResult
 
-CONSTRAINT_NAME = "config_failure"
 STARTUP_PREFIX = "startup_"
 
 

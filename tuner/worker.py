@@ -56,7 +56,11 @@ class SweepPlan:
     active_params: float | None = None
     soak_concurrency: int | None = None  # closed loop: the operating point's streams; open loop: the cap
     soak_rate: float | None = None  # open loop: the operating point's arrival rate
-    soak_requests: int = 0
+    soak_requests: int = 0  # 0: 2 x requests_per_level
+
+    def with_soak(self, concurrency: int | None, rate: float | None) -> "SweepPlan":
+        """A confirmation run's plan: this sweep, then a soak at the operating point."""
+        return replace(self, soak_concurrency=concurrency, soak_rate=rate)
 
     @property
     def phases(self) -> int:

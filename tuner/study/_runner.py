@@ -70,7 +70,8 @@ class StudyRunner:
         self.infra_give_ups_in_a_row = 0
         self.runs_dir = Path(self.spec.runs_dir) / optuna_study.study_name
         self.vocab_size = prompt_vocab_size(study)
-        self.traffic = traffic or resolve_traffic(study)
+        # Resolved once: the traffic file, SLO limits and hardware do not change between trials.
+        self.plan = sweep_plan(study, traffic or resolve_traffic(study))
         self._executor: RayExecutor[Attempt] | None = None
 
     # -- the loop -------------------------------------------------------------------------------------------
@@ -137,9 +138,8 @@ class StudyRunner:
 
     def _plan_for(self, proposal: Proposal) -> SweepPlan:
         if proposal.confirms is None:
-            return sweep_plan(self.study, self.traffic)
-        concurrency, rate = self.books.soak_point(proposal.confirms)
-        return sweep_plan(self.study, self.traffic, soak_concurrency=concurrency, soak_rate=rate)
+            return self.plan
+        return self.plan.with_soak(*self.books.soak_point(proposal.confirms))
 
     def _submit(self, attempt: Attempt) -> None:
         assert self._executor is not None
