@@ -261,3 +261,16 @@ def test_operating_point_property(specs, limit):
         import statistics
         best = max(statistics.median(v) for v in medians.values())
         assert point.value("output_tok_s", goals) == pytest.approx(best)
+
+
+# -- the margin: a point chosen at the limit would miss it on the next launch half the time ---------------------
+def test_slo_margin_holds_levels_below_the_limit():
+    goals = Goals(slo={"ttft_p99_ms": 2000}, slo_margin=0.1)
+    assert goals.held_limit("ttft_p99_ms") == pytest.approx(1800)
+    assert slo_excess(level(ttft_p99=1850), goals) == pytest.approx(1850 / 1800 - 1)  # > 0: missed
+    assert slo_excess(level(ttft_p99=1750), goals) < 0
+    # The fast point at the edge of the limit loses to the slower one with room to spare.
+    point, _ = operating_point([level(c=64, tput=3000, ttft_p99=1900), level(c=16, tput=2000, ttft_p99=900)], goals)
+    assert point.concurrency == 16
+    assert goals.describe_slo() == "ttft_p99_ms <= 2000 (held to 1800: 10% margin)"
+    assert Goals(slo={"ttft_p99_ms": 2000}).describe_slo() == "ttft_p99_ms <= 2000"

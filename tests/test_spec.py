@@ -56,6 +56,7 @@ def test_quickstart_study_is_valid():
         (GOOD + "objectives: [tok_s_per_chip, stability]\n", "hardware", "needs the slice"),
         (GOOD + "slo: {ttft_ms: 500}\n", "slo", "ttft_p99_ms"),
         (GOOD + "slo: {ttft_p99_ms: -5}\n", "slo.ttft_p99_ms", "greater than 0"),
+        (GOOD + "slo_margin: 0.5\n", "slo_margin", "less than 0.5"),
         (GOOD + "load: {shapes: [{input_len: 8, output_len: 8}], dataset: {path: d.jsonl}}\n", "load.shapes",
          "not both"),
         (GOOD + "load: {input_len: 64, input_len_max: 8}\n", "load.input_len_max", "at least input_len"),
@@ -111,6 +112,7 @@ def test_objectives_slo_and_traffic_reach_the_goals(tmp_study):
     goals = study.spec.goals()
     assert goals.directions == ["maximize", "minimize", "maximize"]
     assert goals.rank_metric == "goodput_tok_s" and goals.slo == {"ttft_p99_ms": 500, "itl_p99_ms": 50}
+    assert goals.slo_margin == 0.1 and goals.held_limit("ttft_p99_ms") == 450  # the default margin
 
 
 def test_bad_dataset_is_one_line_before_anything_runs(tmp_study):

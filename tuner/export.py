@@ -98,8 +98,7 @@ def _comment_block(study: optuna.Study, chosen: Selection) -> list[str]:
             is not None else ""
         lines.append(f"#   {name}: {value:,.3f}{spread}")
     if goals.slo:
-        limits = ", ".join(f"{k} <= {v:g}" for k, v in goals.slo.items())
-        lines.append(f"# SLOs {limits}: met in {summary.slo_met_runs} of {runs} launches")
+        lines.append(f"# SLOs {goals.describe_slo()}: met in {summary.slo_met_runs} of {runs} launches")
     lines.append("# stability components: " + ", ".join(f"{k} {v:.3f}" for k, v in summary.components.items()))
     for level in record.levels:
         if level.phase != "sweep":

@@ -10,7 +10,8 @@ Objectives (the study's `objectives:` list, two or three of them; Optuna names i
   stability          how much risk the config carries (tuner.scoring): survival x success x headroom x consistency
 
 SLOs (the study's `slo:` mapping) use the latency names: `ttft_p99_ms: 500` means the 99th percentile of TTFT at the
-operating point is at most 500 ms. A config none of whose reliable levels meets every SLO is infeasible
+operating point is at most 500 ms, less the study's `slo_margin` (default 10 %: 450 ms), so that the point still
+meets the limit when a relaunch measures it again. A config none of whose reliable levels meets every SLO is infeasible
 (`slo_miss`), told to Optuna with how far it missed, so constraint-aware samplers learn the boundary.
 
 The operating point of one launch: among its reliable levels (never one flagged for client saturation, a token
@@ -64,6 +65,21 @@ class Goals:
     slo: dict[str, float] = field(default_factory=dict)  # latency name -> upper limit in ms
     chips: int = 1
     price_per_slice_hour: float | None = None
+    # A level meets an SLO when it beats the limit by this fraction: a p99 measured again after a relaunch moves by
+    # 10-30 % on a busy host, and a point chosen right at the limit would then miss it half the time.
+    slo_margin: float = 0.0
+
+    def held_limit(self, name: str) -> float:
+        """The value a level must not exceed for the SLO `name`: its limit less the margin."""
+        return self.slo[name] * (1.0 - self.slo_margin)
+
+    def describe_slo(self) -> str:
+        """'ttft_p99_ms <= 2000 (held to 1800: 10 % margin)', for titles and export headers."""
+        limits = ", ".join(f"{k} <= {v:g}" for k, v in self.slo.items())
+        if not self.slo_margin or not self.slo:
+            return limits
+        held = ", ".join(f"{self.held_limit(k):g}" for k in self.slo)
+        return f"{limits} (held to {held}: {self.slo_margin:.0%} margin)"
 
     @property
     def directions(self) -> list[Direction]:
@@ -108,10 +124,10 @@ def level_value(level: LevelResult, name: str, goals: Goals) -> float | None:
 def slo_excess(level: LevelResult, goals: Goals) -> float:
     """How far the level misses its worst SLO, as a fraction of the limit (<= 0: every SLO met)."""
     worst = float("-inf") if goals.slo else -1.0
-    for name, limit in goals.slo.items():
+    for name in goals.slo:
         value = latency(level, name)
         # Not measured (e.g. ITL of one-token outputs): counted as a full miss, never as met; finite, for samplers.
-        excess = UNMEASURED_EXCESS if value is None else value / limit - 1.0
+        excess = UNMEASURED_EXCESS if value is None else value / goals.held_limit(name) - 1.0
         worst = max(worst, excess)
     return worst
 

@@ -56,7 +56,7 @@ def _goals_line(study: "Study") -> str:
     """What the study optimises, under which limits, on which traffic, and how the front is confirmed."""
     spec = study.spec
     load = spec.load
-    slo = ", ".join(f"{k} <= {v:g}" for k, v in spec.slo.items()) or "none"
+    slo = spec.goals().describe_slo() or "none"
     if load.dataset is not None:
         traffic = f"dataset {load.dataset.path.name}" + (f" ({load.dataset.samples} samples)" if load.dataset.samples
                                                          else "")

@@ -68,7 +68,7 @@ def pareto_table(study: optuna.Study) -> Table:
     goals = front.goals
     param_names = sorted({name for s in front.configs for name in s.params})
     state = "confirmed medians" if front.confirmed else "UNCONFIRMED single launches"
-    slo = ("; SLOs " + ", ".join(f"{k} <= {v:g}" for k, v in goals.slo.items())) if goals.slo else ""
+    slo = f"; SLOs {goals.describe_slo()}" if goals.slo else ""
     table = Table(title=f"front of {study.study_name}: {' vs '.join(goals.objectives)} ({state}{slo})")
     table.add_column("trial", justify="right")
     table.add_column("runs", justify="right")

@@ -186,7 +186,8 @@ def _miss_detail(point: LoadPoint, goals: Goals) -> str:
     from tuner.objectives import latency
 
     misses = []
-    for name, limit in goals.slo.items():
+    for name in goals.slo:
+        limit = goals.held_limit(name)
         worst = max((v for lv in point.levels if (v := latency(lv, name)) is not None), default=None)
         if worst is None or worst > limit:
             misses.append(f"{name} {'n/a' if worst is None else f'{worst:,.0f}'} > {limit:,.0f}")

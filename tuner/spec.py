@@ -211,6 +211,9 @@ class StudySpec(_Strict):
                                   description="what the front trades off (tuner/objectives.py)")
     slo: dict[str, PositiveFloat] = Field(default_factory=dict, description="latency limits in ms a config must meet,"
                                           " e.g. {ttft_p99_ms: 500, itl_p99_ms: 50}")
+    slo_margin: float = Field(default=0.1, ge=0.0, lt=0.5, description="the operating point must beat each SLO by"
+                              " this fraction, because a relaunch measures the percentile again and it moves between"
+                              " launches: 0.1 holds ttft_p99_ms 2000 to 1,800 ms")
     price_per_slice_hour: PositiveFloat | None = Field(default=None, description="what one trial's slice costs per"
                                                        " hour, for the usd_per_m_tokens objective")
     confirm: ConfirmSpec = Field(default_factory=ConfirmSpec)
@@ -246,7 +249,7 @@ class StudySpec(_Strict):
 
         chips = SLICES[self.hardware.name].count if self.hardware else 1
         return Goals(objectives=tuple(self.objectives), slo=dict(self.slo), chips=chips,
-                     price_per_slice_hour=self.price_per_slice_hour)
+                     price_per_slice_hour=self.price_per_slice_hour, slo_margin=self.slo_margin)
 
     @field_validator("compile_cache_dir")
     @classmethod

@@ -130,7 +130,7 @@ def _sweep(server: ServerProcess, config: ServerConfig, plan: SweepPlan, result:
     with ServerWatch(server) as watch:
         options = LevelOptions(request_timeout_s=load.request_timeout_s, level_timeout_s=load.level_timeout_s,
                                metrics_interval_s=SWEEP_METRICS_INTERVAL_S, tokenizer=tokenizer, abort=watch.abort,
-                               slo=plan.slo, plausibility=_plausibility_check(plan))
+                               slo=plan.slo, plausibility=_plausibility_check(plan), own_session=True)
         phases = [(pattern, repeat, workload, "sweep") for pattern, repeat in planned_levels(load)]
         soak = _soak_pattern(plan)
         if soak is not None:

@@ -73,6 +73,16 @@ def tuner(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return result
 
 
+def outcomes(storage: str) -> str:
+    """What each trial measured, for a failure message: outcome, then per level throughput, p99 TTFT and flags."""
+    lines = []
+    for t in optuna.load_study(study_name="e2e", storage=storage).trials:
+        lines.append(f"trial {t.number} {t.params} {t.user_attrs.get('score', {}).get('outcome')}")
+        lines += [f"  {lv['phase']} c={lv['concurrency']} {lv['output_throughput']:.0f} tok/s"
+                  f" ttft p99 {lv['ttft_ms']['p99']} {lv['warnings']}" for lv in t.user_attrs.get("levels", [])]
+    return "\n".join(lines)
+
+
 def unreliable(trial) -> bool:
     """Every level flagged (the client starved by a busy host): then the trial must say so and score nothing."""
     levels = trial.user_attrs["levels"]
@@ -90,7 +100,7 @@ def test_study_end_to_end(vllm_env, tmp_path):
     (tmp_path / "study.yaml").write_text(study_yaml(vllm_env, storage, tmp_path / "runs"))
 
     started = " ".join(tuner("study", "start", "study.yaml", cwd=tmp_path).stdout.split())  # tables wrap titles
-    assert "front of e2e" in started and "confirmed medians" in started
+    assert "front of e2e" in started and "confirmed medians" in started, outcomes(storage)
 
     study = optuna.load_study(study_name="e2e", storage=storage)
     trials = {t.number: t for t in study.trials}

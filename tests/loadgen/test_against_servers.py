@@ -4,6 +4,9 @@ client's queueing or an ITL computed per request (E2EL / tokens) would fall outs
 from __future__ import annotations
 
 import contextlib
+import subprocess
+import sys
+import threading
 import importlib.util
 from pathlib import Path
 
@@ -91,3 +94,23 @@ def test_matrix_points_one_server(scheduled_server):
                         lambda p, lvl: seen.append(p))
     assert [(lv.concurrency, lv.input_len, lv.output_len) for lv in levels] == [(2, 8, 4), (4, 16, 8)]
     assert [lv.output_tokens for lv in levels] == [32, 64] and len(seen) == 2
+
+
+def test_a_client_in_its_own_session_measures_and_aborts(scheduled_server):
+    """Trials run the client in a child process of its own session (own CPU scheduling group, away from Ray's
+    daemons); the level's abort event (a thread's, not picklable) still reaches it."""
+    url = scheduled_server(ttft_ms=20, itl_ms=2)
+    abort = threading.Event()
+    options = LevelOptions(own_session=True, abort=abort, request_timeout_s=30)
+    level, _ = measure_level(url, W, LoadPattern(concurrency=4, requests=16, warmup=4), options)
+    assert level.completed == 16 and level.client.workers == 1 and level.server.generation_tokens == 16 * TOKENS
+    abort.set()
+    level, _ = measure_level(url, W, LoadPattern(concurrency=4, requests=16), options)
+    assert level.completed < 16 and level.errors.get("aborted", 0) > 0
+
+
+def test_leaving_the_session_makes_a_new_one():
+    probe = ("import os; from tuner.loadgen.workers import _leave_session; before = os.getsid(0); _leave_session();"
+             " print(before != os.getsid(0) == os.getpid())")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "True", done.stderr

@@ -50,6 +50,10 @@ class LevelOptions:
     request_timeout_s: float = 120.0
     level_timeout_s: float = 600.0
     workers: int = 1
+    # Run the client in a process of its own session even when one process is enough. Linux shares CPU between
+    # sessions (autogroups) first: inside a Ray worker, the client shares one with raylet, the GCS and every Ray
+    # daemon, whose bursts stalled its event loop for seconds on 2 cores (benchmarks/client_isolation.py).
+    own_session: bool = False
     slo: SLO | None = None
     headers: dict[str, str] = field(default_factory=dict)
     tokenizer: Tokenizer | None = None
@@ -90,7 +94,7 @@ def measure_level(base_url: str, workload: Workload, pattern: LoadPattern, optio
     watcher = MetricsWatcher(base_url, options.metrics_interval_s, options.headers) if options.metrics else None
     try:
         results = run_jobs(split_job(job, options.workers), on_start=watcher.begin if watcher else None,
-                           abort=options.abort)
+                           abort=options.abort, own_session=options.own_session)
         counters = watcher.end() if watcher else None
         records = merge_records(r.records for r in results)
         level = summarize(records, pattern.concurrency or 0, repeat, options.slo,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing as mp
+import os
 import threading
 import time
 from dataclasses import replace
@@ -43,7 +44,19 @@ def split_job(job: DriverJob, workers: int) -> list[DriverJob]:
     return jobs
 
 
-def _child(conn, job: DriverJob) -> None:
+def _leave_session() -> None:
+    """A session of its own: on Linux, its own CPU scheduling group (autogroup), so the processes of the session
+    that started it (Ray's daemons, for a trial) cannot starve the client's event loop."""
+    try:
+        os.setsid()
+    except OSError:  # already a session leader
+        pass
+
+
+def _child(conn, job: DriverJob, own_session: bool = False) -> None:
+    if own_session:
+        _leave_session()
+
     async def main() -> DriverResult:
         loop = asyncio.get_running_loop()
         abort = threading.Event()  # this process's own: the parent's cannot cross the process boundary
@@ -118,11 +131,13 @@ class _Children:
             self.send_all(ABORT)
 
 
-def run_jobs(jobs: list[DriverJob], on_start=None, abort: threading.Event | None = None) -> list[DriverResult]:
-    """Run the jobs, one process each (in this process when there is one job). `on_start()` is called just
-    before the measured part starts, e.g. to scrape the server's counters. Setting `abort` ends the level at once
-    in every process: unfinished requests are recorded as "aborted"."""
-    if len(jobs) == 1:
+def run_jobs(jobs: list[DriverJob], on_start=None, abort: threading.Event | None = None,
+             own_session: bool = False) -> list[DriverResult]:
+    """Run the jobs, one process each (in this process when there is one job, unless `own_session`: then every
+    job runs in a child process in a new session). `on_start()` is called just before the measured part starts,
+    e.g. to scrape the server's counters. Setting `abort` ends the level at once in every process: unfinished
+    requests are recorded as "aborted"."""
+    if len(jobs) == 1 and not own_session:
         job = jobs[0] if abort is None else replace(jobs[0], abort=abort)
 
         async def single() -> DriverResult:
@@ -137,7 +152,8 @@ def run_jobs(jobs: list[DriverJob], on_start=None, abort: threading.Event | None
     try:
         for job in jobs:
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_child, args=(child, job), daemon=True)
+            # An abort event is a thread's and cannot be pickled: _Children forwards it to each process by pipe.
+            proc = ctx.Process(target=_child, args=(child, replace(job, abort=None), own_session), daemon=True)
             proc.start()
             child.close()
             pipes.append(parent)
