@@ -134,3 +134,16 @@ def test_dataset_path_is_relative_to_the_study_file(tmp_study):
     traffic = resolve_traffic(load_study(path))
     assert len(traffic.samples) == 2 and traffic.label == "traffic.jsonl"
     assert traffic.samples == resolve_traffic(load_study(path)).samples  # reproducible
+
+
+def test_goals_read_back_from_storage_are_the_study_files(tmp_study):
+    """Report and export rebuild the goals from the spec stored with the study: margin and all."""
+    import optuna
+
+    from tuner.study import stored_spec
+    from tuner.trial_record import goals_of
+
+    study = load_study(tmp_study(GOOD + "slo: {ttft_p99_ms: 500}\nslo_margin: 0.2\n", SPACE))
+    stored = optuna.create_study(directions=study.spec.goals().directions)
+    stored.set_user_attr("spec", stored_spec(study))
+    assert goals_of(stored) == study.spec.goals() and goals_of(stored).held_limit("ttft_p99_ms") == 400

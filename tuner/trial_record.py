@@ -159,7 +159,8 @@ def goals_of(study: optuna.Study) -> Goals:
     hardware = (spec.get("hardware") or {}).get("name")
     return Goals(objectives=tuple(spec.get("objectives") or DEFAULT_OBJECTIVES), slo=dict(spec.get("slo") or {}),
                  chips=SLICES[hardware].count if hardware in SLICES else 1,
-                 price_per_slice_hour=spec.get("price_per_slice_hour"))
+                 price_per_slice_hour=spec.get("price_per_slice_hour"),
+                 slo_margin=spec.get("slo_margin", 0.0))  # studies stored before the margin existed: none
 
 
 def confirm_repeats_of(study: optuna.Study) -> int:

@@ -37,7 +37,9 @@ def make_sampler(study: Study, seed_offset: int) -> optuna.samplers.BaseSampler:
     if s.name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed)
     startup = s.startup_trials or max(3, min(10, study.spec.trials // 3))
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True, group=True)
+    with warnings.catch_warnings():  # `group` is experimental in Optuna: a user can do nothing about the warning
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True, group=True)
 
 
 def stored_spec(study: Study) -> dict[str, Any]:
