@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 import optuna
 from rich.table import Table
@@ -68,6 +69,9 @@ def pareto_table(study: optuna.Study) -> Table:
     goals = front.goals
     param_names = sorted({name for s in front.configs for name in s.params})
     state = "confirmed medians" if front.confirmed else "UNCONFIRMED single launches"
+    replay = (study.user_attrs.get("spec") or {}).get("replay")
+    if replay:
+        state = f"REPLAYED from {Path(replay['surface']).name}, {state}"
     slo = f"; SLOs {goals.describe_slo()}" if goals.slo else ""
     table = Table(title=f"front of {study.study_name}: {' vs '.join(goals.objectives)} ({state}{slo})")
     table.add_column("trial", justify="right")

@@ -147,6 +147,14 @@ class ConfirmSpec(_Strict):
                                " requests_per_level)")
 
 
+class ReplaySpec(_Strict):
+    """Answer trials from a recorded surface instead of launching servers (tuner.replay; search benchmarks)."""
+
+    surface: Path = Field(description="a surface JSON recorded by benchmarks/record_surface.py, relative to the"
+                          " study file")
+    seed: int | None = Field(default=None, description="which recorded launch each trial draws")
+
+
 class Timeouts(_Strict):
     startup_s: PositiveFloat = 900.0
     shutdown_grace_s: PositiveFloat = 15.0
@@ -217,6 +225,8 @@ class StudySpec(_Strict):
     price_per_slice_hour: PositiveFloat | None = Field(default=None, description="what one trial's slice costs per"
                                                        " hour, for the usd_per_m_tokens objective")
     confirm: ConfirmSpec = Field(default_factory=ConfirmSpec)
+    replay: ReplaySpec | None = Field(default=None, description="no servers: every trial replays a recorded launch"
+                                      " of its config, marked as replayed")
     compile_cache_dir: str | None = Field(default=None, description="persistent compile cache on each worker's disk"
                                           " (VLLM_XLA_CACHE_PATH on TPU), shared by that worker's trials")
 
@@ -285,6 +295,9 @@ def load_study(path: Path) -> Study:
     if spec.load.dataset is not None and not spec.load.dataset.path.is_absolute():
         dataset = spec.load.dataset.model_copy(update={"path": path.parent / spec.load.dataset.path})
         spec = spec.model_copy(update={"load": spec.load.model_copy(update={"dataset": dataset})})
+    if spec.replay is not None and not spec.replay.surface.is_absolute():
+        spec = spec.model_copy(update={"replay": spec.replay.model_copy(
+            update={"surface": path.parent / spec.replay.surface})})
     _check_against_space(spec, space, str(path))
     return Study(path=path, spec=spec, space=space)
 

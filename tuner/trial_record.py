@@ -55,6 +55,7 @@ class TrialRecord(BaseModel):
     confirms: int | None = None  # a confirmation run: the search trial it relaunches
 
     # Where the config came from, and whether it ran
+    replayed: str = ""  # drawn from a recorded surface (tuner.replay), not launched by this study
     enqueued: bool = False
     requeued_from: int | None = None
     duplicate_of: int | None = None
@@ -137,6 +138,8 @@ class TrialRecord(BaseModel):
         for key in ("requeued_from", "duplicate_of", "confirms"):
             if data[key] is None:
                 del data[key]
+        if not data["replayed"]:
+            del data["replayed"]
         return {**data, **self.startup}
 
 

@@ -46,11 +46,17 @@ def study_start(
 
     preflight(study)  # input errors before anything is written to storage
     traffic = resolve_traffic(study)  # a bad dataset file, too
+    from tuner.replay import Surface
+
+    surface = Surface.load(study.spec.replay.surface) if study.spec.replay else None  # and a bad surface
 
     optuna_study = create_or_load(study, open_storage(url), study_name)
     console.print(f"study [bold]{study_name}[/] in {url}: {total} trials, {study.spec.parallel} in parallel, "
                   f"each reserving {study.spec.resources}", highlight=False)
-    runner = StudyRunner(study, optuna_study, total, ray_address=ray_address, traffic=traffic)
+    if surface is not None:
+        console.print(f"REPLAY: no server is started; every trial draws a recorded launch from {surface.label}",
+                      highlight=False)
+    runner = StudyRunner(study, optuna_study, total, ray_address=ray_address, traffic=traffic, surface=surface)
     try:
         with ProgressDisplay(console) as progress:
             runner.on_progress = progress

@@ -258,7 +258,7 @@ class Bookkeeper:
             failure_class=result.failure_class, failure_detail=result.failure_detail, levels=result.levels,
             score=score.stored() if score else {},
             peak_concurrency=score.operating_concurrency if score else None,
-            confirms=proposal.confirms,
+            confirms=proposal.confirms, replayed=result.replayed,
             enqueued=bool(proposal.trial.user_attrs.get("enqueued")),
             requeued_from=proposal.trial.user_attrs.get("requeued_from"),
             **(extra or {}))

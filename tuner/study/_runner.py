@@ -19,6 +19,7 @@ from tuner.results import TrialResult
 from tuner.spec import Study
 from tuner.scoring import Score
 from tuner.study._bookkeeping import Bookkeeper, Proposal, recover_interrupted
+from tuner.replay import ReplayExecutor, Surface
 from tuner.study._executor import RayExecutor
 from tuner.traffic import Traffic, resolve_traffic, sweep_plan
 from tuner.worker import SweepPlan, TrialOutcome, run_trial
@@ -58,7 +59,7 @@ class Snapshot:
 class StudyRunner:
     def __init__(self, study: Study, optuna_study: optuna.Study, total_trials: int,
                  on_progress: Callable[[Snapshot], None] = lambda s: None, ray_address: str | None = None,
-                 traffic: Traffic | None = None) -> None:
+                 traffic: Traffic | None = None, surface: Surface | None = None) -> None:
         self.study = study
         self.spec = study.spec
         self.optuna_study = optuna_study
@@ -72,7 +73,8 @@ class StudyRunner:
         self.vocab_size = prompt_vocab_size(study)
         # Resolved once: the traffic file, SLO limits and hardware do not change between trials.
         self.plan = sweep_plan(study, traffic or resolve_traffic(study))
-        self._executor: RayExecutor[Attempt] | None = None
+        self._executor: RayExecutor[Attempt] | ReplayExecutor[Attempt] | None = None
+        self.surface = surface or (Surface.load(self.spec.replay.surface) if self.spec.replay else None)
 
     # -- the loop -------------------------------------------------------------------------------------------
     def run(self) -> Snapshot:
@@ -80,7 +82,7 @@ class StudyRunner:
         if recovered:
             self._event(f"re-queued trials left running by an earlier run: {recovered}")
         self._refresh_counts()
-        executor = RayExecutor[Attempt](run_trial, self.spec.resources, self.spec.accelerator_type, self.ray_address)
+        executor = self._make_executor()
         with executor:
             self._executor = executor
             try:
@@ -97,6 +99,12 @@ class StudyRunner:
                 self._abandon_running()
                 raise
         return self.snapshot
+
+    def _make_executor(self) -> RayExecutor[Attempt] | ReplayExecutor[Attempt]:
+        if self.surface is not None and self.spec.replay is not None:
+            return ReplayExecutor(self.surface, self.spec.replay.seed,
+                                  lambda attempt: dict(attempt.proposal.trial.params))
+        return RayExecutor[Attempt](run_trial, self.spec.resources, self.spec.accelerator_type, self.ray_address)
 
     def _launch_up_to_limit(self) -> None:
         not_launched = 0  # proposals in a row that cost no launch: duplicates, rule breakers, predicted non-fits
