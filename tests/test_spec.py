@@ -147,3 +147,36 @@ def test_goals_read_back_from_storage_are_the_study_files(tmp_study):
     stored = optuna.create_study(directions=study.spec.goals().directions)
     stored.set_user_attr("spec", stored_spec(study))
     assert goals_of(stored) == study.spec.goals() and goals_of(stored).held_limit("ttft_p99_ms") == 400
+
+
+def test_grid_sampler_needs_a_finite_grid(tmp_study):
+    import optuna
+
+    from tuner.study._bookkeeping import make_sampler
+
+    study = load_study(tmp_study(GOOD + "sampler: {name: grid, seed: 1}\n",
+                                 "parameters:\n  seqs: {type: int, low: 4, high: 16, step: 4, flag: --max-num-seqs}\n"
+                                 "  gap: {type: categorical, choices: [0, 128], env: VLLM_TPU_BUCKET_PADDING_GAP}\n"))
+    assert study.space.grid() == {"seqs": [4, 8, 12, 16], "gap": [0, 128]}
+    assert isinstance(make_sampler(study, 0), optuna.samplers.GridSampler)
+    with pytest.raises(InputError, match=r"space.yaml: parameters.seqs: a log-scale int range has no grid"):
+        load_study(tmp_study(GOOD + "sampler: {name: grid}\n",
+                             "parameters:\n  seqs: {type: int, low: 4, high: 64, log: true, flag: --max-num-seqs}\n"))
+
+
+def test_nsga2_population_is_sized_to_the_budget(tmp_study):
+    from tuner.study._bookkeeping import make_sampler
+
+    study = load_study(tmp_study(GOOD + "trials: 24\nsampler: {name: nsga2}\n", SPACE))
+    assert make_sampler(study, 0)._population_size == 6  # Optuna's 50 would make a 24-trial study random search
+    study = load_study(tmp_study(GOOD + "trials: 24\nsampler: {name: nsga2, population_size: 10}\n", SPACE))
+    assert make_sampler(study, 0)._population_size == 10
+
+
+def test_gp_sampler_without_torch_says_how_to_install(tmp_study, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
+    with pytest.raises(InputError, match=r"sampler.name: gp needs torch and scipy: pip install 'tuner\[gp\]'"):
+        load_study(tmp_study(GOOD + "sampler: {name: gp}\n", SPACE))

@@ -122,6 +122,20 @@ class Parameter(BaseModel):
             return optuna.distributions.CategoricalDistribution([False, True])
         return optuna.distributions.CategoricalDistribution(self.choices)
 
+    def grid_values(self) -> list[Any]:
+        """Every value a grid search tries; ValueError for a range without a step (it has no finite grid)."""
+        if self.type == "categorical":
+            return list(self.choices or [])
+        if self.type == "bool":
+            return [False, True]
+        if self.step is None and not (self.type == "int" and not self.log):
+            raise ValueError(f"a {'log-scale ' if self.log else ''}{self.type} range has no grid: give it a 'step'"
+                             " or make it categorical")
+        step = self.step or 1
+        count = int(round((self.high - self.low) / step)) + 1
+        values = [self.low + i * step for i in range(count)]
+        return [int(v) for v in values] if self.type == "int" else values
+
     def admits(self, value: Any) -> bool:
         """Whether a fixed value (an enqueued trial's) lies in this parameter's range or choices."""
         if self.type == "bool":
@@ -308,6 +322,16 @@ class SearchSpace(BaseModel):
 
     def env_set(self) -> set[str]:
         return {p.env for p in self.parameters.values() if p.env}
+
+    def grid(self) -> dict[str, list[Any]]:
+        """Parameter -> every value a grid search tries (ValueError naming a parameter without a finite grid)."""
+        grid = {}
+        for name, p in self.parameters.items():
+            try:
+                grid[name] = p.grid_values()
+            except ValueError as exc:
+                raise ValueError(f"parameters.{name}: {exc}") from None
+        return grid
 
     def sample(self, trial: optuna.Trial) -> dict[str, Any]:
         """Ask Optuna for a value of every active parameter, in dependency order."""

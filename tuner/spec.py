@@ -162,9 +162,16 @@ class Timeouts(_Strict):
 
 
 class SamplerSpec(_Strict):
-    name: Literal["tpe", "nsga2", "random"] = "tpe"
+    """Which Optuna sampler proposes configs. tpe: multivariate TPE with the constraints (default); nsga2: NSGA-II
+    with a population sized to the budget; gp: Optuna's GPSampler (needs `pip install 'tuner[gp]'`); random; grid:
+    every combination of the space's choices, in a seeded order (categorical parameters, or int/float with step)."""
+
+    name: Literal["tpe", "nsga2", "random", "grid", "gp"] = "tpe"
     seed: int | None = None
-    startup_trials: PositiveInt | None = Field(default=None, description="random trials before TPE models the space")
+    startup_trials: PositiveInt | None = Field(default=None, description="random trials before TPE or GP model the"
+                                               " space")
+    population_size: PositiveInt | None = Field(default=None, description="NSGA-II's population (default: a quarter"
+                                                " of the trials, at least 4; Optuna's 50 exceeds most budgets)")
 
 
 class ModelInfo(_Strict):
@@ -299,7 +306,23 @@ def load_study(path: Path) -> Study:
         spec = spec.model_copy(update={"replay": spec.replay.model_copy(
             update={"surface": path.parent / spec.replay.surface})})
     _check_against_space(spec, space, str(path))
+    _check_sampler(spec, space, str(path))
     return Study(path=path, spec=spec, space=space)
+
+
+def _check_sampler(spec: StudySpec, space: SearchSpace, source: str) -> None:
+    if spec.sampler.name == "grid":
+        try:
+            space.grid()
+        except ValueError as exc:
+            key, _, expected = str(exc).partition(": ")
+            raise InputError(str(spec.search_space), key, expected + " (the study's sampler is grid)") from None
+    if spec.sampler.name == "gp":
+        import importlib.util
+
+        if not all(importlib.util.find_spec(m) for m in ("torch", "scipy")):
+            raise InputError(source, "sampler.name", "gp needs torch and scipy: pip install 'tuner[gp]', or choose"
+                             " tpe, nsga2, random or grid")
 
 
 def _check_against_space(spec: StudySpec, space: SearchSpace, source: str) -> None:

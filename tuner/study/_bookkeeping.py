@@ -35,8 +35,13 @@ def make_sampler(study: Study, seed_offset: int) -> optuna.samplers.BaseSampler:
     if s.name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if s.name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed)
+        population = s.population_size or max(4, study.spec.trials // 4)
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=population)
+    if s.name == "grid":
+        return optuna.samplers.GridSampler(study.space.grid(), seed=seed)
     startup = s.startup_trials or max(3, min(10, study.spec.trials // 3))
+    if s.name == "gp":
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup)
     with warnings.catch_warnings():  # `group` is experimental in Optuna: a user can do nothing about the warning
         warnings.simplefilter("ignore", ExperimentalWarning)
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True, group=True)
