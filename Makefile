@@ -5,7 +5,7 @@ VLLM_VENV := .venv-vllm
 MODEL := .models/tiny-llama
 TUNER := $(VENV)/bin/tuner
 
-.PHONY: install vllm-env model demo test unit e2e clean
+.PHONY: install vllm-env model demo test unit e2e clean bench-deps
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ e2e: install model  ## end-to-end tests against the real CPU vLLM
 
 test: install model  ## everything; what CI runs
 	$(call PYTEST_WITH_PG,)
+
+bench-deps: install  ## what benchmarks/search_efficiency.py adds: plots, and torch + scipy for Optuna's GPSampler
+	# torch==2.13.0: the CPU build (these machines keep its wheel on disk; an unpinned torch is a multi-GB CUDA build)
+	$(VENV)/bin/python -m pip install --quiet matplotlib scipy torch==2.13.0
 
 clean:
 	rm -rf tuner.db tuner.db-wal tuner.db-shm tuner-runs best.yaml best.env
