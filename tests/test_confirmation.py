@@ -351,3 +351,12 @@ def test_front_with_latency_and_stability_objectives():
     recs = [record(launch(1000, ttft=200), {"a": 1}, number=0, goals=goals),
             record(launch(900, ttft=100), {"a": 2}, number=1, goals=goals)]
     assert [s.trial for s in candidates(recs, goals, limit=5)] == [1]
+
+
+def test_a_small_limit_confirms_both_ends_of_the_front():
+    # Fast but fragile (preempts), middling, and slow but perfectly stable: a limit of 2 takes both ends.
+    recs = [record(launch(3000, preemptions=40), {"a": 0}, number=0),
+            record(launch(2500, preemptions=20), {"a": 1}, number=1),
+            record(launch(1800), {"a": 2}, number=2)]
+    assert [s.trial for s in candidates(recs, GOALS, limit=2)] == [0, 2]
+    assert [s.trial for s in candidates(recs, GOALS, limit=3)] == [0, 2, 1]

@@ -151,10 +151,20 @@ def noise_front(items: Sequence[ConfigSummary], goals: Goals, noise: float) -> l
 
 
 def candidates(records: Sequence[TrialRecord], goals: Goals, limit: int) -> list[ConfigSummary]:
-    """The search's configs on and near the front (single-launch numbers), at most `limit`: what to confirm."""
+    """The search's configs on and near the front (single-launch numbers), at most `limit`: what to confirm. The
+    best config by each objective comes first, then the rest by the rank objective, so that a small limit still
+    confirms both ends of the trade-off (the most stable config, not only the fastest ones)."""
     noise = machine_noise(records, goals)
     search_only = [summarize([r], goals, noise, repeats=0) for r in records if r.complete and r.confirms is None]
-    return noise_front(search_only, goals, noise)[:limit]
+    front = noise_front(search_only, goals, noise)  # by the rank objective, best first
+    ends = []
+    for name in goals.objectives:
+        sign = 1.0 if direction_of(name) == "maximize" else -1.0
+        best = max(front, key=lambda s: sign * s.values[name], default=None)  # ties: the first, best by rank
+        if best is not None and best not in ends:
+            ends.append(best)
+    return (ends + [s for s in front if s not in ends])[:limit]
+
 
 
 def confirmed_front(records: Sequence[TrialRecord], goals: Goals, repeats: int) -> list[ConfigSummary]:
