@@ -197,8 +197,32 @@ def test_killed_ray_worker_reruns_the_same_parameters(tmp_path):
 def test_duplicate_parameters_are_not_launched_again(tmp_path):
     study = make_study(tmp_path, "ok", trials=2, enqueue=[{"seqs": 2}, {"seqs": 2}, {"seqs": 3}])
     optuna_study = run(study)
-    states = [(t.state.name, t.params) for t in optuna_study.get_trials()]
-    assert states == [("COMPLETE", {"seqs": 2}), ("PRUNED", {"seqs": 2}), ("COMPLETE", {"seqs": 3})]
+    first, again, other = optuna_study.get_trials()
+    assert [(t.state.name, t.params) for t in (first, again, other)] == [
+        ("COMPLETE", {"seqs": 2}), ("COMPLETE", {"seqs": 2}), ("COMPLETE", {"seqs": 3})]
+    # Answered from the first: the same values and constraints (the sampler learns nothing false), no launch, and
+    # not a launch of the config anywhere else (budget, confirmation, front).
+    assert again.user_attrs["duplicate_of"] == first.number and again.user_attrs["launched"] is False
+    assert again.values == first.values and again.constraints == first.constraints
+    assert "levels" not in again.user_attrs and "argv" not in again.user_attrs
+    from tuner.confirmation import group_runs
+    from tuner.trial_record import records
+
+    assert set(group_runs(records(optuna_study))) == {first.number, other.number}
+
+
+def test_a_duplicate_of_a_running_trial_is_not_launched_nor_taught(tmp_path):
+    from tuner.study._bookkeeping import Bookkeeper
+
+    study = make_study(tmp_path, "ok", trials=2, enqueue=[{"seqs": 2}, {"seqs": 2}], parallel=2)
+    optuna_study = create_or_load(study, open_storage(study.spec.storage), study.spec.name)
+    books = Bookkeeper(study, optuna_study)
+    running = books.propose()
+    said = books.propose()
+    assert isinstance(said, str) and "(running), not launched" in said
+    first, again = optuna_study.get_trials()
+    assert first.state.name == "RUNNING" and again.state.name == "FAIL"  # samplers ignore FAIL: nothing false learnt
+    assert again.user_attrs["duplicate_of"] == running.trial.number
 
 
 def test_rule_breakers_are_penalized_without_launch_and_not_counted(tmp_path):

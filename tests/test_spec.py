@@ -180,3 +180,10 @@ def test_gp_sampler_without_torch_says_how_to_install(tmp_study, monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
     with pytest.raises(InputError, match=r"sampler.name: gp needs torch and scipy: pip install 'tuner\[gp\]'"):
         load_study(tmp_study(GOOD + "sampler: {name: gp}\n", SPACE))
+
+
+def test_tpe_knows_running_trials_when_trials_run_in_parallel(tmp_study):
+    from tuner.study._bookkeeping import make_sampler
+
+    assert not make_sampler(load_study(tmp_study(GOOD, SPACE)), 0)._constant_liar
+    assert make_sampler(load_study(tmp_study(GOOD + "parallel: 4\n", SPACE)), 0)._constant_liar

@@ -60,7 +60,7 @@ def config_key(params: dict) -> str:
 
 def group_runs(records: Sequence[TrialRecord]) -> dict[int, list[TrialRecord]]:
     """Search trial number -> its runs (itself first), for every complete search trial."""
-    complete = [r for r in records if r.complete]
+    complete = [r for r in records if r.complete and not r.answered]  # an answered duplicate is not a launch
     groups: dict[int, list[TrialRecord]] = {r.number: [r] for r in complete if r.confirms is None}
     for r in complete:
         if r.confirms is not None and r.confirms in groups:

@@ -16,21 +16,24 @@ def status_table(study: optuna.Study) -> Table:
     trials = records(study)
     states = Counter(r.state for r in trials)
     complete = [r for r in trials if r.complete]
-    search = [r for r in complete if r.confirms is None]
+    answered = [r for r in complete if r.answered]
+    search = [r for r in complete if r.confirms is None and not r.answered]
     confirmations = [r for r in complete if r.confirms is not None]
     penalized = [r for r in search if r.penalized]
     predicted = [r for r in penalized if not r.launched]
-    outcomes = Counter(r.outcome for r in complete if r.outcome != "measured")
+    outcomes = Counter(r.outcome for r in complete if r.outcome != "measured" and not r.answered)
     table = Table(title=f"study {study.study_name}", show_header=False)
     table.add_row("trials", str(len(trials)))
     table.add_row("search", f"{len(search)} ({len(search) - len(penalized)} feasible, {len(penalized)} infeasible"
                   + (f", of which {len(predicted)} predicted without a launch)" if predicted else ")"))
     if confirmations:
         table.add_row("confirmation runs", str(len(confirmations)))
+    if answered:
+        table.add_row("answered", f"{len(answered)} (duplicate proposals, answered from the earlier trial, not launched)")
     for state in ("RUNNING", "WAITING", "FAIL", "PRUNED"):
         if states.get(state):
-            note = {"FAIL": " (infra or tuner error: not counted, re-run)",
-                    "PRUNED": " (duplicates, not launched)"}.get(state, "")
+            note = {"FAIL": " (infra or tuner error, or a duplicate of a running trial: not counted)",
+                    "PRUNED": " (duplicates, not launched; studies from before answers)"}.get(state, "")
             table.add_row(state.lower(), f"{states[state]}{note}")
     if outcomes:
         table.add_row("outcomes", ", ".join(f"{k} {v}" for k, v in outcomes.most_common()))

@@ -83,6 +83,11 @@ class TrialRecord(BaseModel):
         return self.score.get("outcome") or self.failure_class or ("measured" if self.feasible else "penalized")
 
     @property
+    def answered(self) -> bool:
+        """A duplicate proposal answered with an earlier trial's result: no launch, no measurement of its own."""
+        return self.duplicate_of is not None
+
+    @property
     def run_feasible(self) -> bool:
         return self.complete and self.feasible
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import optuna
 from optuna.exceptions import ExperimentalWarning
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from tuner.server.failures import FailureClass
 from tuner.prelaunch import model_context, pre_launch
@@ -44,7 +44,9 @@ def make_sampler(study: Study, seed_offset: int) -> optuna.samplers.BaseSampler:
         return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup)
     with warnings.catch_warnings():  # `group` is experimental in Optuna: a user can do nothing about the warning
         warnings.simplefilter("ignore", ExperimentalWarning)
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True, group=True)
+        # constant_liar: running trials count as bad guesses, so parallel workers are not all sent to one spot.
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True, group=True,
+                                          constant_liar=study.spec.parallel > 1)
 
 
 def stored_spec(study: Study) -> dict[str, Any]:
@@ -122,6 +124,7 @@ class Counts:
     predicted: int = 0  # penalized by prediction, never launched
     penalized: int = 0
     confirmations: int = 0  # complete confirmation runs
+    answered: int = 0  # duplicate proposals answered from an earlier trial (no launch)
     best_throughput: tuple[int, float] | None = None
 
 
@@ -140,11 +143,9 @@ class Bookkeeper:
         recorded here as penalized without a launch)."""
         trial = self.optuna_study.ask()
         params = self.study.space.sample(trial)
-        earlier = None if trial.user_attrs.get("confirms") is not None else self._already_measured(params, trial.number)
+        earlier = None if trial.user_attrs.get("confirms") is not None else self._same_params(params, trial.number)
         if earlier is not None:
-            trial.set_user_attr("duplicate_of", earlier)
-            self.optuna_study.tell(trial, state=TrialState.PRUNED)
-            return f"trial {trial.number}: same parameters as trial {earlier}, not launched again"
+            return self._answer_duplicate(trial, earlier)
         config = with_compile_cache(build_server_config(self.spec, self.study.space, params),
                                     self.spec.compile_cache_dir)
         proposal = Proposal(trial, params, config)
@@ -200,7 +201,8 @@ class Bookkeeper:
         complete = [TrialRecord.of(t) for t in self.optuna_study.get_trials(deepcopy=False,
                                                                             states=(TrialState.COMPLETE,))]
         counts = Counts()
-        search = [r for r in complete if r.confirms is None]
+        counts.answered = sum(1 for r in complete if r.answered)
+        search = [r for r in complete if r.confirms is None and not r.answered]
         # The budget counts launched search trials: a config penalized without a launch cost no accelerator time,
         # and confirmation runs are the confirmation's own budget (confirm.repeats x confirm.candidates).
         counts.launched = sum(1 for r in search if r.launched)
@@ -270,11 +272,31 @@ class Bookkeeper:
         for key, value in record.user_attrs().items():
             proposal.trial.set_user_attr(key, value)
 
-    def _already_measured(self, params: dict[str, Any], number: int) -> int | None:
-        for t in self.optuna_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            if t.number != number and t.params == params:
-                return t.number
+    def _same_params(self, params: dict[str, Any], number: int) -> FrozenTrial | None:
+        """An earlier search trial with these parameters that ran or is running (never an answered duplicate)."""
+        for t in self.optuna_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)):
+            if (t.number != number and t.params == params and t.user_attrs.get("duplicate_of") is None
+                    and t.user_attrs.get("confirms") is None):
+                return t
         return None
+
+    def _answer_duplicate(self, trial: optuna.Trial, earlier: FrozenTrial) -> str:
+        """A proposal identical to an earlier trial is not launched. A finished one answers it: same values and
+        constraints, so the sampler learns nothing false (a PRUNED or penalized answer would push it away from a
+        good config). One still running cannot answer yet: FAIL, which samplers ignore."""
+        trial.set_user_attr("duplicate_of", earlier.number)
+        trial.set_user_attr("launched", False)
+        if earlier.state == TrialState.RUNNING:
+            trial.set_user_attr("failure_detail", f"same parameters as trial {earlier.number}, still running")
+            self.optuna_study.tell(trial, state=TrialState.FAIL)
+            return f"trial {trial.number}: same parameters as trial {earlier.number} (running), not launched"
+        for key in ("score", "failure_class", "failure_detail"):
+            if key in earlier.user_attrs:
+                trial.set_user_attr(key, earlier.user_attrs[key])
+        for name, value in earlier.constraints.items():
+            trial.set_constraint(name, value)
+        self.optuna_study.tell(trial, earlier.values)
+        return f"trial {trial.number}: same parameters as trial {earlier.number}, answered from it without a launch"
 
     def _open_artifact_store(self) -> optuna.artifacts.FileSystemArtifactStore:
         path = artifact_dir(self.spec.runs_dir)
