@@ -25,17 +25,17 @@ ROOT = Path(__file__).resolve().parents[2]
 
 SPACE = """
 parameters:
-  max_num_seqs: {type: categorical, choices: [4, 32], flag: --max-num-seqs}
+  max_num_seqs: {type: categorical, choices: [2, 32], flag: --max-num-seqs}
   max_model_len: {type: categorical, choices: [1024, 16384], flag: --max-model-len}
 """
 
 
 # The users' traffic: token lengths drawn from this file per request (what a JSONL of lengths looks like).
 TRAFFIC = [{"input_len": 32 + (i * 37) % 64, "output_len": 64 + (i * 53) % 96} for i in range(24)]
-# Measured here at 16 streams (these lengths): --max-num-seqs 4 queues 12 of them, p99 TTFT 1,100-1,900 ms;
-# --max-num-seqs 32 runs them all, p99 TTFT ~50 ms, and up to ~320 ms when the host stalls the server for a moment.
-# The SLO sits between, with a margin of about 2x on both sides.
-TTFT_SLO_MS = 600
+# Measured here at 16 streams (these lengths): --max-num-seqs 2 queues 14 of them, p99 TTFT 2,400-3,500 ms;
+# --max-num-seqs 32 runs them all, p99 TTFT ~50 ms, and up to 563 ms when the host stalls the server for a moment
+# (seen in CI). The SLO sits between, with a margin of about 2x on both sides, and no slo_margin on top.
+TTFT_SLO_MS = 1200
 
 
 def study_yaml(vllm_env: dict, storage: str, runs: Path) -> str:
@@ -47,10 +47,10 @@ def study_yaml(vllm_env: dict, storage: str, runs: Path) -> str:
                    # Real conditions: idle keep-alive connections closed after 1 s while requests queue.
                    "env": {**vllm_env["env"], "TUNER_TEST_TAG": str(runs), "VLLM_HTTP_TIMEOUT_KEEP_ALIVE": "1"},
                    "flags": {"--kv-cache-memory-bytes": 8388608, "--enforce-eager": True}},
-        # 4x --max-num-seqs 4 with warm-up on: waves of queued requests, idle streams in between.
+        # 8x --max-num-seqs 2 with warm-up on: waves of queued requests, idle streams in between.
         "load": {"concurrency": [16], "requests_per_level": 32, "warmup_rounds": 1, "dataset": {"path": "traffic.jsonl"},
                  "repeats": 2, "request_timeout_s": 60, "level_timeout_s": 120},
-        "slo": {"ttft_p99_ms": TTFT_SLO_MS},
+        "slo": {"ttft_p99_ms": TTFT_SLO_MS}, "slo_margin": 0,
         "confirm": {"repeats": 1, "candidates": 1},
         "resources": {"CPU": 1},
         "trials": 3,
@@ -59,7 +59,7 @@ def study_yaml(vllm_env: dict, storage: str, runs: Path) -> str:
         "timeouts": {"startup_s": 240, "shutdown_grace_s": 10},
         "sampler": {"name": "random", "seed": 0},
         "enqueue": [
-            {"max_num_seqs": 4, "max_model_len": 1024},
+            {"max_num_seqs": 2, "max_model_len": 1024},
             {"max_num_seqs": 32, "max_model_len": 16384},  # 16,384 tokens cannot fit in 8,192 tokens of KV cache
             {"max_num_seqs": 32, "max_model_len": 1024},
         ],
@@ -108,10 +108,10 @@ def test_study_end_to_end(vllm_env, tmp_path):
     slow, too_long, fast, confirmation = trials.values()
     assert study.metric_names == ["output_tok_s", "stability"]
 
-    # The SLO is a constraint with its measured distance: 4 sequences queue 12 of 16 streams and miss it. (On a
+    # The SLO is a constraint with its measured distance: 2 sequences queue 14 of 16 streams and miss it. (On a
     # host busy enough to starve the client, its levels are flagged instead and still never decide: both are
     # infeasible without being crashes.)
-    assert slow.params == {"max_num_seqs": 4, "max_model_len": 1024}
+    assert slow.params == {"max_num_seqs": 2, "max_model_len": 1024}
     assert slow.constraints["config_failure"] < 0  # measured, not crashed: told apart from configs that fail
     if unreliable(slow):
         assert slow.constraints["measurement"] > 0
