@@ -360,3 +360,14 @@ def test_a_small_limit_confirms_both_ends_of_the_front():
             record(launch(1800), {"a": 2}, number=2)]
     assert [s.trial for s in candidates(recs, GOALS, limit=2)] == [0, 2]
     assert [s.trial for s in candidates(recs, GOALS, limit=3)] == [0, 2, 1]
+
+
+def test_an_answered_duplicate_is_neither_a_candidate_nor_a_launch():
+    # Trial 1 proposed trial 0's parameters and was answered from it (same values, no launch): confirming it would
+    # relaunch trial 0's config under a number no run belongs to, and counting it would double trial 0's launch.
+    first = record(launch(2000), {"a": 0}, number=0)
+    answered = first.model_copy(update={"number": 1, "duplicate_of": 0, "launched": False})
+    other = record(launch(1000), {"a": 1}, number=2)
+    recs = [first, answered, other]
+    assert [s.trial for s in candidates(recs, GOALS, limit=5)] == [0]
+    assert set(group_runs(recs)) == {0, 2} and group_runs(recs)[0] == [first]

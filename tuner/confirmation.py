@@ -60,9 +60,8 @@ def config_key(params: dict) -> str:
 
 def group_runs(records: Sequence[TrialRecord]) -> dict[int, list[TrialRecord]]:
     """Search trial number -> its runs (itself first), for every complete search trial."""
-    complete = [r for r in records if r.complete and not r.answered]  # an answered duplicate is not a launch
-    groups: dict[int, list[TrialRecord]] = {r.number: [r] for r in complete if r.confirms is None}
-    for r in complete:
+    groups: dict[int, list[TrialRecord]] = {r.number: [r] for r in records if r.search_launch}
+    for r in (r for r in records if r.complete):
         if r.confirms is not None and r.confirms in groups:
             groups[r.confirms].append(r)
     return groups
@@ -155,7 +154,7 @@ def candidates(records: Sequence[TrialRecord], goals: Goals, limit: int) -> list
     best config by each objective comes first, then the rest by the rank objective, so that a small limit still
     confirms both ends of the trade-off (the most stable config, not only the fastest ones)."""
     noise = machine_noise(records, goals)
-    search_only = [summarize([r], goals, noise, repeats=0) for r in records if r.complete and r.confirms is None]
+    search_only = [summarize([r], goals, noise, repeats=0) for r in records if r.search_launch]
     front = noise_front(search_only, goals, noise)  # by the rank objective, best first
     ends = []
     for name in goals.objectives:
@@ -193,7 +192,7 @@ def study_front(study) -> StudyFront:  # an optuna.Study
     confirmed = confirmed_front(recs, goals, repeats) if repeats else []
     if confirmed:
         return StudyFront(goals, confirmed, True, noise)
-    singles = [summarize([r], goals, noise, repeats=0) for r in recs if r.complete and r.confirms is None]
+    singles = [summarize([r], goals, noise, repeats=0) for r in recs if r.search_launch]
     return StudyFront(goals, noise_front(singles, goals, noise), False, noise)
 
 

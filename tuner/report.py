@@ -17,7 +17,7 @@ def status_table(study: optuna.Study) -> Table:
     states = Counter(r.state for r in trials)
     complete = [r for r in trials if r.complete]
     answered = [r for r in complete if r.answered]
-    search = [r for r in complete if r.confirms is None and not r.answered]
+    search = [r for r in complete if r.search_launch]
     confirmations = [r for r in complete if r.confirms is not None]
     penalized = [r for r in search if r.penalized]
     predicted = [r for r in penalized if not r.launched]

@@ -88,6 +88,11 @@ class TrialRecord(BaseModel):
         return self.duplicate_of is not None
 
     @property
+    def search_launch(self) -> bool:
+        """A finished search trial of its own: not a confirmation run, not an answered duplicate."""
+        return self.complete and self.confirms is None and not self.answered
+
+    @property
     def run_feasible(self) -> bool:
         return self.complete and self.feasible
 

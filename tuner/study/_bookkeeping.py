@@ -124,7 +124,6 @@ class Counts:
     predicted: int = 0  # penalized by prediction, never launched
     penalized: int = 0
     confirmations: int = 0  # complete confirmation runs
-    answered: int = 0  # duplicate proposals answered from an earlier trial (no launch)
     best_throughput: tuple[int, float] | None = None
 
 
@@ -201,8 +200,7 @@ class Bookkeeper:
         complete = [TrialRecord.of(t) for t in self.optuna_study.get_trials(deepcopy=False,
                                                                             states=(TrialState.COMPLETE,))]
         counts = Counts()
-        counts.answered = sum(1 for r in complete if r.answered)
-        search = [r for r in complete if r.confirms is None and not r.answered]
+        search = [r for r in complete if r.search_launch]  # an answered duplicate is not a launch
         # The budget counts launched search trials: a config penalized without a launch cost no accelerator time,
         # and confirmation runs are the confirmation's own budget (confirm.repeats x confirm.candidates).
         counts.launched = sum(1 for r in search if r.launched)
