@@ -41,7 +41,6 @@ class Surface:
     path: Path
     kind: str  # "measured" or "modelled"
     launches: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # params_key -> TrialResult dicts
-    params: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def load(cls, path: Path) -> "Surface":
@@ -53,7 +52,7 @@ class Surface:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise SurfaceError(str(path), "", f"not a recorded surface ({exc}); record one with"
                                " benchmarks/record_surface.py") from None
-        return cls(Path(path), kind, launches, [c["params"] for c in configs if c["launches"]])
+        return cls(Path(path), kind, launches)
 
     @property
     def label(self) -> str:
