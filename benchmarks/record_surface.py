@@ -19,6 +19,7 @@ import argparse
 import datetime
 import itertools
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -100,7 +101,7 @@ def dump(names: list[str], configs: list[dict], space_file: Path, work: Path, ou
         "kind": "measured",
         "recorded": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(["benchmarks/record_surface.py", *argv]),
-        "host": f"{platform.node()} ({platform.machine()}, {__import__('os').cpu_count()} cores)",
+        "host": f"{platform.node()} ({platform.machine()}, {os.cpu_count()} cores)",
         "study": {k: v for k, v in STUDY.items() if k not in ("server",)} | {"server_flags": STUDY["server"]["flags"]},
         "space": yaml.safe_load(space_file.read_text()),
         "configs": list(rows.values()),
