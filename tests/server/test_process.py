@@ -43,6 +43,24 @@ def test_ready_server_answers_and_leaves_nothing_behind(tmp_path):
     assert "fake vLLM" in (tmp_path / "s.log").read_text()
 
 
+def _niceness(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+@pytest.mark.parametrize("nice", [0, 7])
+def test_server_steps_back_for_the_client_in_its_own_scheduling_group(tmp_path, nice):
+    from dataclasses import replace
+    mine = _niceness(os.getpid())
+    with ServerProcess(replace(fake("ok"), nice=nice), tmp_path / "s.log", FAST) as server:
+        server.wait_ready()
+        members = live_group_members(server.pid)
+        assert len(members) >= 2  # the reaper and the server it started
+        assert {_niceness(pid) for pid in members} == {min(19, mine + nice)}
+        autogroup = Path(f"/proc/{server.pid}/autogroup")
+        if autogroup.exists() and nice:
+            assert autogroup.read_text().split()[-1] == str(nice)
+
+
 def test_exit_at_startup_is_classified_from_the_log(tmp_path):
     log = tmp_path / "captured.log"
     log.write_text(KV_LOG)

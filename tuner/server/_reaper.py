@@ -2,11 +2,15 @@
 
 Started by ServerProcess as the leader of a new process group:
 
-    python -m tuner.server._reaper GRACE_S -- ARGV...
+    python -m tuner.server._reaper GRACE_S [--nice N] -- ARGV...
 
 The server and every process it forks stay in that group. The parent holds the write end of our stdin; when
 the parent dies for any reason (SIGKILL included, which no handler can catch), stdin reaches EOF and the whole
 group is terminated: SIGTERM, GRACE_S seconds, then SIGKILL. Our own exit status mirrors the server's.
+
+With --nice N the server yields the CPU to tuner's load client: the niceness is inherited by every process
+the server starts, and on Linux with autogroup (where niceness counts only inside a session) the session's
+own scheduling group gets it too. Raising niceness needs no privilege.
 """
 from __future__ import annotations
 
@@ -42,9 +46,21 @@ def _watch_parent(child: subprocess.Popen, grace_s: float) -> None:
     _terminate_group(child, grace_s)
 
 
+def _step_back(nice: int) -> None:
+    if nice <= 0:
+        return
+    os.nice(nice)
+    try:  # this session's CPU scheduling group; absent without CONFIG_SCHED_AUTOGROUP
+        with open("/proc/self/autogroup", "w") as f:
+            f.write(str(nice))
+    except OSError:
+        pass
+
+
 def main(argv: list[str]) -> int:
     grace_s = float(argv[1])
-    command = argv[argv.index("--") + 1:]
+    options, command = argv[2:argv.index("--")], argv[argv.index("--") + 1:]
+    _step_back(int(options[options.index("--nice") + 1]) if "--nice" in options else 0)
     # A group-wide SIGTERM from ServerProcess.stop() reaches the server directly; we stay alive to report its exit.
     signal.signal(signal.SIGTERM, lambda *_: None)
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tuner.search_space import SearchSpace
-from tuner.spec import StudySpec
+from tuner.spec import DEFAULT_SERVER_NICE, StudySpec
 
 SECRET_NAME = re.compile(r"TOKEN|KEY|SECRET|PASSWORD", re.IGNORECASE)
 REDACTED = "***"
@@ -24,6 +24,9 @@ class ServerConfig:
     model: str
     flags: dict[str, Any] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
+    # How far the server steps back when it and tuner's load client want the same CPU (0-19; not a vLLM setting,
+    # never exported). See tuner.server._reaper.
+    nice: int = DEFAULT_SERVER_NICE
 
     def argv(self, host: str, port: int) -> list[str]:
         return [*self.command, "--model", self.model, *flags_to_argv(self.flags), "--host", host, "--port", str(port)]
@@ -84,4 +87,5 @@ def build_server_config(spec: StudySpec, space: SearchSpace, params: dict[str, A
             flags[p.flag] = value
     for flag, keys in json_keys.items():
         flags[flag] = {**space.json_flags.get(flag, {}), **keys}
-    return ServerConfig(command=tuple(spec.server.command), model=spec.model, flags=flags, env=env)
+    return ServerConfig(command=tuple(spec.server.command), model=spec.model, flags=flags, env=env,
+                        nice=spec.server.nice)

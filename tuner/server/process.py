@@ -79,7 +79,8 @@ class ServerProcess:
         env = {**os.environ, **self.config.env, "PYTHONUNBUFFERED": "1"}
         with self.log_path.open("wb") as log:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "tuner.server._reaper", str(self.timeouts.shutdown_grace_s), "--", *self.argv],
+                [sys.executable, "-m", "tuner.server._reaper", str(self.timeouts.shutdown_grace_s),
+                 "--nice", str(self.config.nice), "--", *self.argv],
                 stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, env=env,
                 start_new_session=True,  # own session and process group: signals reach the server and its children
             )
