@@ -366,3 +366,22 @@ def test_open_loop_study_scores_rates_and_soaks_at_the_operating_rate(tmp_path):
     soak = confirmation.user_attrs["levels"][-1]
     assert soak["phase"] == "soak" and soak["mode"] == "open" and soak["request_rate"] == score["operating_rate"]
     assert confirmation.user_attrs["confirms"] == search.number
+
+
+def test_a_longer_context_with_no_more_kv_memory_is_predicted_from_a_measured_kv_capacity_failure(tmp_path):
+    log = tmp_path / "captured.log"
+    log.write_text(CAPTURED["kv_capacity"])
+    study = make_study(tmp_path, f"exit:1:{log}", trials=2)
+    (tmp_path / "space.yaml").write_text(
+        "parameters:\n  len: {type: categorical, choices: [1024, 2048, 4096], flag: --max-model-len}\n")
+    spec = yaml.safe_load(study.path.read_text())
+    study.path.write_text(yaml.safe_dump({**spec, "enqueue": [{"len": 2048}, {"len": 4096}, {"len": 1024}]}))
+    optuna_study = run(load_study(study.path))
+    failed, longer, shorter = optuna_study.get_trials()
+    assert failed.user_attrs["failure_class"] == "kv_capacity" and failed.user_attrs.get("launched", True)
+    # 4096 > 2048 under the same KV memory: recorded as predicted, never launched, not counted in the budget.
+    assert longer.user_attrs["launched"] is False and longer.user_attrs["predicted"] is True
+    assert longer.user_attrs["failure_class"] == "kv_capacity" and longer.constraints["config_failure"] > 0
+    assert f"trial {failed.number} failed kv_capacity" in longer.user_attrs["failure_detail"]
+    # A shorter context may fit: it is launched (and fails here, measured).
+    assert shorter.user_attrs.get("launched", True) and not shorter.user_attrs.get("predicted")

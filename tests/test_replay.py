@@ -102,3 +102,23 @@ def test_a_missing_surface_stops_before_storage_is_written(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "nowhere.json" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "replay.db").exists()
+
+
+def test_patience_ends_the_search_when_the_front_stops_improving(surface, tmp_path):
+    from tuner.spec import load_study
+    from tuner.storage import open_storage
+    from tuner.study import StudyRunner, create_or_load
+
+    (tmp_path / "space.yaml").write_text(SPACE)
+    (tmp_path / "study.yaml").write_text(
+        "name: p\nmodel: m\nsearch_space: space.yaml\nslo: {ttft_p99_ms: 500}\nslo_margin: 0\n"
+        f"trials: 8\npatience: 2\nstorage: sqlite:///{tmp_path / 'p.db'}\nruns_dir: {tmp_path / 'runs'}\n"
+        "confirm: {repeats: 0}\nload: {concurrency: [2, 8], repeats: 1}\n"
+        "enqueue: [{seqs: 8}, {seqs: 4}, {seqs: 16}]\nreplay: {surface: surface.json, seed: 1}\n")
+    study = load_study(tmp_path / "study.yaml")
+    optuna_study = create_or_load(study, open_storage(study.spec.storage), "p")
+    StudyRunner(study, optuna_study, study.spec.trials).run()
+    # 8 makes the front; 4 (slower, no steadier) and 16 (cannot start) do not: two in a row, the search ends.
+    assert [t.params["seqs"] for t in optuna_study.trials] == [8, 4, 16]
+    assert optuna_study.user_attrs["search_stopped"] == ("stopping the search: the front has not improved in the"
+                                                         " last 2 launched trials (patience 2); 3 of 8 trials used")

@@ -58,3 +58,52 @@ def test_stored_spec_has_no_secret_values(tmp_path):
                                          "server: {env: {HF_TOKEN: hf_x1234, PLAIN: visible}}\n")
     spec = stored_spec(load_study(tmp_path / "study.yaml"))
     assert spec["server"]["env"] == {"HF_TOKEN": "***", "PLAIN": "visible"}
+
+
+def _study_file(tmp_path, enqueue: str):
+    from tuner.spec import load_study
+
+    (tmp_path / "space.yaml").write_text("parameters:\n  seqs: {type: int, low: 1, high: 8, flag: --max-num-seqs}\n")
+    (tmp_path / "study.yaml").write_text(f"name: s\nmodel: m\nsearch_space: space.yaml\nenqueue: {enqueue}\n")
+    return load_study(tmp_path / "study.yaml")
+
+
+def test_enqueue_entries_added_later_run_on_the_next_start_and_none_twice(tmp_path):
+    from tuner.study import create_or_load
+
+    storage = optuna.storages.InMemoryStorage()
+    first = create_or_load(_study_file(tmp_path, "[{seqs: 2}]"), storage, "s")
+    trial = first.ask()
+    trial.suggest_int("seqs", 1, 8)
+    first.tell(trial, [1.0, 1.0])  # the enqueued config ran
+    again = create_or_load(_study_file(tmp_path, "[{seqs: 2}, {seqs: 4}]"), storage, "s")
+    waiting = again.get_trials(states=(TrialState.WAITING,))
+    assert [t.system_attrs["fixed_params"] for t in waiting] == [{"seqs": 4}]
+    assert waiting[0].user_attrs["enqueued"] is True
+    create_or_load(_study_file(tmp_path, "[{seqs: 2}, {seqs: 4}]"), storage, "s")
+    assert len(again.get_trials(states=(TrialState.WAITING,))) == 1  # a third start queues nothing new
+
+
+def test_trials_since_the_front_improved(tmp_path):
+    from tuner.study import create_or_load
+    from tuner.study._bookkeeping import Bookkeeper
+
+    study = _study_file(tmp_path, "[]")
+    optuna_study = create_or_load(study, optuna.storages.InMemoryStorage(), "s")
+    books = Bookkeeper(study, optuna_study)
+
+    def add(values, feasible=True):
+        trial = optuna_study.ask()
+        trial.suggest_int("seqs", 1, 8)
+        trial.set_constraint("config_failure", -1.0 if feasible else 1.0)
+        optuna_study.tell(trial, values)
+
+    add([0.0, 0.0], feasible=False)
+    assert books.trials_since_front_improved() == 0  # no front yet: nothing to improve on
+    add([100.0, 0.5])
+    add([90.0, 0.4])  # dominated
+    add([100.0, 0.5])  # equal: adds nothing
+    add([0.0, 0.0], feasible=False)
+    assert books.trials_since_front_improved() == 3
+    add([80.0, 0.9])  # a new trade-off: on the front
+    assert books.trials_since_front_improved() == 0

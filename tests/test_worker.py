@@ -96,3 +96,42 @@ def test_exact_prompts_for_a_hub_model_come_from_the_server_tokenizer(tmp_path):
     result = outcome.result
     assert result.failure_class is None, result.failure_detail
     assert all(level.input_tokens == level.completed * 8 for level in result.levels)
+
+
+def _level(concurrency: int, tok_s: float, ttft_p99: float = 10.0, reliable: bool = True, repeat: int = 0):
+    from tuner.results import LatencyStats, LevelResult
+
+    return LevelResult(concurrency=concurrency, repeat=repeat, requests=8, completed=8, failed=0, duration_s=1.0,
+                       output_throughput=tok_s, ttft_ms=LatencyStats(p99=ttft_p99), reliable=reliable)
+
+
+def test_sweep_stops_where_throughput_plateaus_or_the_slo_is_missed():
+    from tuner.objectives import Goals
+
+    slo = Goals(slo={"ttft_p99_ms": 100.0})
+    assert worker.stop_reason([_level(4, 100), _level(16, 300)], slo, 0.05) is None
+    assert "plateaued at concurrency 16" in worker.stop_reason([_level(4, 100), _level(16, 104)], slo, 0.05)
+    assert "SLOs missed at concurrency 16" in worker.stop_reason([_level(4, 100), _level(16, 300, 150)], slo, 0.05)
+    # A flagged level decides nothing, and is no baseline for a plateau.
+    assert worker.stop_reason([_level(4, 100), _level(16, 100, 150, reliable=False)], slo, 0.05) is None
+    assert worker.stop_reason([_level(4, 500, reliable=False), _level(16, 100)], slo, 0.05) is None
+    assert worker.stop_reason([_level(4, 100)], None, 0.05) is None
+
+
+def test_a_saturated_server_ends_the_sweep_early_and_says_why(tmp_path):
+    from tuner.scoring import evidence_of
+
+    # --max-num-seqs 2: past 2 streams, requests only queue; the sweep stops at 8 and repeats that level.
+    plan = load(concurrency=[2, 8, 32], requests_per_level=32, plateau_gain=0.5, repeats=2)
+    result = worker.run_trial(config(tmp_path), plan, TIMEOUTS, str(tmp_path / "trial.log"), vocab_size=1000).result
+    assert result.failure_class is None
+    assert "plateaued at concurrency 8" in result.sweep_stopped
+    assert [(lv.concurrency, lv.repeat) for lv in result.levels if lv.reliable] == [(2, 0), (8, 0), (8, 1)]
+    evidence = evidence_of(result)
+    assert evidence.phases_lived >= evidence.phases_planned  # the levels not run are not counted as not survived
+
+
+def test_a_sweep_without_stop_early_measures_every_level(tmp_path):
+    plan = load(concurrency=[2, 8], plateau_gain=0.5, stop_early=False)
+    result = worker.run_trial(config(tmp_path), plan, TIMEOUTS, str(tmp_path / "trial.log"), vocab_size=1000).result
+    assert result.sweep_stopped == "" and {lv.concurrency for lv in result.levels} == {2, 8}

@@ -5,6 +5,7 @@ A trial's data flows through the stages in this order:
     spec            study file -> StudySpec                  (what to tune, how to load, where to store)
     search_space    search-space file -> SearchSpace         (parameters, conditions, targets, rules)
     prelaunch       rules + memory-fit estimate: launch this config or record it as predicted-penalized
+    failure_rules   what a measured failure rules out before launch (kv_capacity: longer context, no more memory)
     server/         the server stage: config (params -> ServerConfig: argv + env), process (a running vLLM in its
                     own process group), _reaper, failures (exit code + log -> FailureClass), startup (phases)
     loadgen/        the load generator: a server URL + workload -> LevelResult per load level, checked against
@@ -17,6 +18,7 @@ A trial's data flows through the stages in this order:
     results         the contracts: LevelResult, TrialResult
     trial_record    what a study stores per trial and how every reader gets it back (TrialRecord)
     study/          the loop: Optuna bookkeeping (_bookkeeping), Ray executor (_executor), the runner (_runner)
+    replay          a recorded response surface answering trials instead of servers (the search benchmark)
     storage         Optuna storage (SQLite, PostgreSQL)
     export          a confirmed config -> `vllm serve --config` YAML (+ env file)
     report          status and front tables; progress: the live display of a running study

@@ -140,5 +140,6 @@ class TrialResult(BaseModel):
     wall_s: float = 0.0
     startup: dict[str, Any] = Field(default_factory=dict, description="startup_* phases (tuner.server.startup)")
     traceback: str = Field("", description="tuner_error only: where tuner's own code raised (secrets redacted)")
+    sweep_stopped: str = Field("", description="why the sweep ended before its highest level (load.stop_early)")
     replayed: str = Field("", description="not measured by this study: drawn from this recorded surface"
                           " (tuner.replay)")

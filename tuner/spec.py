@@ -101,6 +101,11 @@ class LoadSpec(_Strict):
     remeasure_flagged: int = Field(default=2, ge=0, le=5, description="times a level flagged as unreliable (client"
                                    " saturated, token mismatch, implausible) is measured again before it is left out")
     repeats: int = Field(default=2, ge=1, le=10, description="times the top level is measured, for stability")
+    stop_early: bool = Field(default=True, description="end the sweep at a level that misses the SLOs or whose"
+                             " throughput gains less than plateau_gain over the lower levels (recorded with the"
+                             " trial); the top level measured is then the one repeated")
+    plateau_gain: float = Field(default=0.05, ge=0.0, le=1.0, description="the least throughput gain over the best"
+                                " lower level for the sweep to go on (with stop_early)")
     endpoint: Literal["/v1/completions", "/v1/chat/completions"] = "/v1/completions"
     request_timeout_s: PositiveFloat = 120.0
     level_timeout_s: PositiveFloat = 600.0
@@ -217,6 +222,9 @@ class StudySpec(_Strict):
                                                 description="what one trial reserves on the Ray cluster")
     timeouts: Timeouts = Field(default_factory=Timeouts)
     trials: PositiveInt = 20
+    patience: PositiveInt | None = Field(default=None, description="end the search early when this many launched"
+                                         " trials in a row have not improved the front (counted from the first"
+                                         " feasible trial); the confirmation still runs")
     parallel: PositiveInt = 1
     storage: str = "sqlite:///tuner.db"
     runs_dir: Path = Field(default=Path("tuner-runs"), description="server logs of every trial go here")

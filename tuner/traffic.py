@@ -80,4 +80,4 @@ def sweep_plan(study: Study, traffic: Traffic) -> SweepPlan:
     hardware, params = plausibility_inputs(study)
     return SweepPlan(load=study.spec.load, samples=traffic.samples, workload_label=traffic.label,
                      slo=goodput_slo(study), hardware=hardware, active_params=params,
-                     soak_requests=study.spec.confirm.soak_requests)
+                     soak_requests=study.spec.confirm.soak_requests, goals=study.spec.goals())

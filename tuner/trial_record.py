@@ -47,6 +47,7 @@ class TrialRecord(BaseModel):
     failure_class: str | None = None
     failure_detail: str = ""
     levels: list[LevelResult] = Field(default_factory=list)
+    sweep_stopped: str = ""  # why the sweep ended early (load.stop_early): its higher levels were never measured
     peak_concurrency: int | None = Field(None, description="the operating point's concurrency (tuner.objectives)")
     score: dict[str, Any] = Field(default_factory=dict, description="tuner.scoring.Score.stored(): outcome, values by"
                                   " objective, constraints, stability components, evidence, operating point")

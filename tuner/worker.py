@@ -25,6 +25,7 @@ from tuner.hardware import Hardware
 from tuner.loadgen import RequestRecord, Workload, vocab_size_of
 from tuner.loadgen.stats import SLO
 from tuner.loadgen.workload import Sample
+from tuner.objectives import Goals, slo_excess
 from tuner.plausibility import check_level
 from tuner.loadgen.runner import SWEEP_METRICS_INTERVAL_S, LevelOptions, LoadPattern, measure_level
 from tuner.loadgen.tokenizer import ServerTokenizer, Tokenizer
@@ -57,6 +58,7 @@ class SweepPlan:
     soak_concurrency: int | None = None  # closed loop: the operating point's streams; open loop: the cap
     soak_rate: float | None = None  # open loop: the operating point's arrival rate
     soak_requests: int = 0  # 0: 2 x requests_per_level
+    goals: Goals | None = None  # the study's SLOs: a sweep stops at a level that misses them (load.stop_early)
 
     def with_soak(self, concurrency: int | None, rate: float | None) -> "SweepPlan":
         """A confirmation run's plan: this sweep, then a soak at the operating point."""
@@ -79,18 +81,43 @@ class TrialOutcome:
                 "traceback.txt": self.result.traceback}
 
 
-def planned_levels(load: LoadSpec) -> list[tuple[LoadPattern, int]]:
-    """(pattern, repeat) in the order they are measured: the sweep, then the top level again. Closed loop: one level
-    per concurrency. Open loop (`rates`): one level per arrival rate, at most `concurrency[0]` requests in flight."""
+def sweep_points(load: LoadSpec) -> list[LoadPattern]:
+    """The sweep's levels in the order they are measured. Closed loop: one level per concurrency. Open loop
+    (`rates`): one level per arrival rate, at most `concurrency[0]` requests in flight."""
     if load.rates:
         cap = load.concurrency[0]
-        points = [LoadPattern(concurrency=cap, rate=r, arrival=load.arrival, burstiness=load.burstiness,
-                              requests=load.requests_per_level, warmup=load.warmup_rounds * cap) for r in load.rates]
-    else:
-        points = [LoadPattern(concurrency=c, requests=load.requests_per_level, warmup=load.warmup_rounds * c)
-                  for c in load.concurrency]
+        return [LoadPattern(concurrency=cap, rate=r, arrival=load.arrival, burstiness=load.burstiness,
+                            requests=load.requests_per_level, warmup=load.warmup_rounds * cap) for r in load.rates]
+    return [LoadPattern(concurrency=c, requests=load.requests_per_level, warmup=load.warmup_rounds * c)
+            for c in load.concurrency]
+
+
+def planned_levels(load: LoadSpec) -> list[tuple[LoadPattern, int]]:
+    """(pattern, repeat) in the order they are measured when the sweep runs to its end: the sweep, then the top
+    level again (`repeats`)."""
+    points = sweep_points(load)
     repeats = [replace(points[-1], warmup=0) for _ in range(1, load.repeats)]
     return [(p, 0) for p in points] + [(p, r) for r, p in enumerate(repeats, start=1)]
+
+
+def _where(level: LevelResult) -> str:
+    return f"{level.request_rate:g} req/s" if level.mode == "open" else f"concurrency {level.concurrency}"
+
+
+def stop_reason(levels: list[LevelResult], goals: Goals | None, plateau_gain: float) -> str | None:
+    """Why the sweep need not go higher after its last level, or None. Decided on reliable levels only:
+      - the level misses an SLO: more load only adds latency, so no higher level can be the operating point;
+      - its throughput is within `plateau_gain` of the best lower level's: the server is saturated."""
+    last = levels[-1]
+    if not last.reliable:
+        return None
+    if goals is not None and goals.slo and slo_excess(last, goals) > 0:
+        return f"SLOs missed at {_where(last)}: higher load was not measured"
+    lower = [lv.output_throughput for lv in levels[:-1] if lv.reliable and lv.phase == "sweep" and lv.repeat == 0]
+    if lower and last.output_throughput <= (1.0 + plateau_gain) * max(lower):
+        return (f"throughput plateaued at {_where(last)} ({last.output_throughput:,.0f} tok/s, within"
+                f" {plateau_gain:.0%} of {max(lower):,.0f} at a lower load): higher load was not measured")
+    return None
 
 
 def run_trial(config: ServerConfig, plan: SweepPlan, timeouts: Timeouts, log_path: str, host: str = "127.0.0.1",
@@ -131,11 +158,8 @@ def _sweep(server: ServerProcess, config: ServerConfig, plan: SweepPlan, result:
         options = LevelOptions(request_timeout_s=load.request_timeout_s, level_timeout_s=load.level_timeout_s,
                                metrics_interval_s=SWEEP_METRICS_INTERVAL_S, tokenizer=tokenizer, abort=watch.abort,
                                slo=plan.slo, plausibility=_plausibility_check(plan), own_session=True)
-        phases = [(pattern, repeat, workload, "sweep") for pattern, repeat in planned_levels(load)]
-        soak = _soak_pattern(plan)
-        if soak is not None:
-            phases.append((soak, 0, replace(workload, cycle=True), "soak"))
-        for pattern, repeat, phase_workload, phase in phases:
+        def measure(pattern: LoadPattern, repeat: int, phase_workload: Workload, phase: str) -> bool:
+            """One phase, measured again while flagged; False when the server died (the trial ends)."""
             for attempt in range(load.remeasure_flagged + 1):
                 level, records = measure_level(server.base_url, phase_workload, pattern, options, repeat)
                 level.phase, level.workload = phase, phase_workload.describe()
@@ -147,11 +171,29 @@ def _sweep(server: ServerProcess, config: ServerConfig, plan: SweepPlan, result:
                     level.warnings.append(f"server_died: {failure[0]} during or after this level; its figures are"
                                           " left out of the scores")
                     result.failure_class, result.failure_detail = failure
-                    return
+                    return False
                 if level.reliable:
                     break
                 if attempt < load.remeasure_flagged:
                     level.warnings.append("remeasured: flagged, so the level was measured again")
+            return True
+
+        points = sweep_points(load)
+        for i, pattern in enumerate(points):
+            if not measure(pattern, 0, workload, "sweep"):
+                return
+            top = pattern
+            reason = stop_reason(result.levels, plan.goals, load.plateau_gain) if load.stop_early else None
+            if reason is not None and i < len(points) - 1:
+                result.sweep_stopped = reason
+                result.levels_planned -= len(points) - 1 - i  # not planned any more: survival must not count them
+                break
+        for repeat in range(1, load.repeats):  # the top level measured again: this launch's own noise
+            if not measure(replace(top, warmup=0), repeat, workload, "sweep"):
+                return
+        soak = _soak_pattern(plan)
+        if soak is not None:
+            measure(soak, 0, replace(workload, cycle=True), "soak")
 
 
 def _soak_pattern(plan: SweepPlan) -> LoadPattern | None:

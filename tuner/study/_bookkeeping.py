@@ -18,7 +18,8 @@ from optuna.exceptions import ExperimentalWarning
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.server.failures import FailureClass
-from tuner.prelaunch import model_context, pre_launch
+from tuner.failure_rules import KnownFailure, predict_kv_capacity
+from tuner.prelaunch import Prescreen, model_context, pre_launch
 from tuner.results import TrialResult
 from tuner.confirmation import candidates, study_front, summaries
 from tuner.scoring import Score, score_run
@@ -49,6 +50,11 @@ def make_sampler(study: Study, seed_offset: int) -> optuna.samplers.BaseSampler:
                                           constant_liar=study.spec.parallel > 1)
 
 
+def _dominates(a: list[float], b: list[float], directions: list[str]) -> bool:
+    """a is at least as good as b in every objective (so b adds nothing to a front holding a)."""
+    return all((x >= y) if d == "maximize" else (x <= y) for x, y, d in zip(a, b, directions))
+
+
 def stored_spec(study: Study) -> dict[str, Any]:
     """The study spec as kept in storage: secret env values (HF_TOKEN, API keys) never leave the machine."""
     spec = json.loads(study.spec.model_dump_json())
@@ -73,9 +79,22 @@ def create_or_load(study: Study, storage: optuna.storages.BaseStorage, name: str
         optuna_study.set_user_attr("study_file", str(study.path))
         optuna_study.set_user_attr("spec", stored_spec(study))
         optuna_study.set_user_attr("artifact_dir", str(artifact_dir(study.spec.runs_dir).absolute()))
-        for params in study.spec.enqueue:
-            optuna_study.enqueue_trial(params, user_attrs={"enqueued": True})
+    enqueue_new(study, optuna_study)
     return optuna_study
+
+
+def enqueue_new(study: Study, optuna_study: optuna.Study) -> list[dict[str, Any]]:
+    """Queue the study file's `enqueue` entries not queued before: entries added to the file after the study was
+    created run on the next `study start` too, and none runs twice. Returns the entries queued now."""
+    queued = [t.system_attrs.get("fixed_params") or t.params
+              for t in optuna_study.get_trials(deepcopy=False) if t.user_attrs.get("enqueued")]
+    added = []
+    for params in study.spec.enqueue:
+        if params not in queued:
+            optuna_study.enqueue_trial(params, user_attrs={"enqueued": True})
+            queued.append(params)
+            added.append(params)
+    return added
 
 
 def recover_interrupted(optuna_study: optuna.Study) -> list[int]:
@@ -150,6 +169,8 @@ class Bookkeeper:
         proposal = Proposal(trial, params, config)
         verdict = pre_launch(self.study, params, config, self.fit_context)
         if verdict.launch:
+            verdict = self._learned_verdict(config) or verdict
+        if verdict.launch:
             return proposal
         result = TrialResult(argv=[], env={}, failure_class=verdict.failure_class, failure_detail=verdict.detail)
         self.tell(proposal, result, attempts=0, extra=verdict.user_attrs())
@@ -213,6 +234,25 @@ class Bookkeeper:
             counts.best_throughput = (best.number, best.throughput or 0.0)
         return counts
 
+    def trials_since_front_improved(self) -> int:
+        """Launched search trials, in order, since the last one that joined the front of feasible configs (counted
+        from the first feasible one: before it there is no front to improve)."""
+        directions = self.goals.directions
+        front: list[list[float]] = []
+        stale = 0
+        for t in sorted(self.optuna_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
+                        key=lambda t: t.number):
+            record = TrialRecord.of(t)
+            if not (record.search_launch and record.launched):
+                continue
+            values = list(t.values or [])
+            if record.feasible and values and not any(_dominates(old, values, directions) for old in front):
+                front = [old for old in front if not _dominates(values, old, directions)] + [values]
+                stale = 0
+            elif front:
+                stale += 1
+        return stale
+
     # -- confirming -----------------------------------------------------------------------------------------
     def plan_confirmations(self) -> int:
         """Queue the relaunches the front's candidates still need (idempotent: queued, running and done ones count).
@@ -261,6 +301,7 @@ class Bookkeeper:
             server_flags=config.flags, hostname=result.hostname, attempts=attempts, log_path=result.log_path,
             log_tail=result.log_tail, wall_s=result.wall_s, startup_s=result.startup_s, startup=result.startup,
             failure_class=result.failure_class, failure_detail=result.failure_detail, levels=result.levels,
+            sweep_stopped=result.sweep_stopped,
             score=score.stored() if score else {},
             peak_concurrency=score.operating_concurrency if score else None,
             confirms=proposal.confirms, replayed=result.replayed,
@@ -269,6 +310,18 @@ class Bookkeeper:
             **(extra or {}))
         for key, value in record.user_attrs().items():
             proposal.trial.set_user_attr(key, value)
+
+    def _learned_verdict(self, config: ServerConfig) -> Prescreen | None:
+        """A config that a measured kv_capacity failure already rules out (tuner.failure_rules): not launched."""
+        failures = [KnownFailure(r.number, r.server_flags, r.env)
+                    for r in (TrialRecord.of(t) for t in self.optuna_study.get_trials(
+                        deepcopy=False, states=(TrialState.COMPLETE,)))
+                    if r.launched and r.failure_class == FailureClass.KV_CAPACITY.value]
+        predicted = predict_kv_capacity(config.flags, config.redacted_env(), failures)
+        if predicted is None:
+            return None
+        return Prescreen(launch=False, failure_class=predicted.failure_class, detail=predicted.detail,
+                         estimate={"learned_from": predicted.learned_from})
 
     def _same_params(self, params: dict[str, Any], number: int) -> FrozenTrial | None:
         """An earlier search trial with these parameters that ran or is running (never an answered duplicate)."""

@@ -64,6 +64,7 @@ class StudyRunner:
         self.spec = study.spec
         self.optuna_study = optuna_study
         self.total = total_trials
+        self.budget = total_trials
         self.on_progress = on_progress
         self.ray_address = ray_address
         self.books = Bookkeeper(study, optuna_study)
@@ -108,6 +109,8 @@ class StudyRunner:
 
     def _launch_up_to_limit(self) -> None:
         not_launched = 0  # proposals in a row that cost no launch: duplicates, rule breakers, predicted non-fits
+        if self._out_of_patience():
+            return
         while len(self._running()) < self.spec.parallel and self.snapshot.complete + len(self._running()) < self.total:
             if not_launched >= DUPLICATE_LIMIT:
                 self._event(f"stopping: the last {DUPLICATE_LIMIT} proposals were all measured before or not launchable")
@@ -120,6 +123,24 @@ class StudyRunner:
                 self._event(proposed)
                 continue
             self._submit(Attempt(proposed, number=1))
+
+    def _out_of_patience(self) -> bool:
+        """The study's stopping rule: the front has not improved for `patience` launched trials. The search ends
+        with what it found (running trials finish), and says so."""
+        patience = self.spec.patience
+        if not patience or self.snapshot.complete >= self.total:
+            return False
+        stale = self.books.trials_since_front_improved()
+        if stale < patience:
+            return False
+        done = self.snapshot.complete
+        self.total = done + len(self._running())
+        self.snapshot.total = self.total
+        message = (f"stopping the search: the front has not improved in the last {stale} launched trials"
+                   f" (patience {patience}); {done} of {self.budget} trials used")
+        self.optuna_study.set_user_attr("search_stopped", message)
+        self._event(message)
+        return True
 
     def _search_done(self) -> bool:
         return self.snapshot.complete >= self.total
