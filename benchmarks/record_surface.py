@@ -47,6 +47,7 @@ STUDY = {
     "parallel": 1,
     "timeouts": {"startup_s": 180, "shutdown_grace_s": 10},
     "sampler": {"name": "random", "seed": 0},
+    "predict_from_failures": False,  # every config launched, none predicted from another's kv_capacity failure
 }
 
 

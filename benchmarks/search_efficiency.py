@@ -120,7 +120,9 @@ def main() -> int:
     from tuner.objectives import Goals
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    recorded = json.loads(args.surface.read_text())
+    from tuner.replay import read_table
+
+    recorded = read_table(args.surface)
     settings = recorded["study"]
     goals = Goals(objectives=tuple(settings["objectives"]), slo=settings.get("slo", {}),
                   slo_margin=settings.get("slo_margin", 0.1))

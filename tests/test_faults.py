@@ -385,3 +385,17 @@ def test_a_longer_context_with_no_more_kv_memory_is_predicted_from_a_measured_kv
     assert f"trial {failed.number} failed kv_capacity" in longer.user_attrs["failure_detail"]
     # A shorter context may fit: it is launched (and fails here, measured).
     assert shorter.user_attrs.get("launched", True) and not shorter.user_attrs.get("predicted")
+
+
+def test_predict_from_failures_off_launches_every_config(tmp_path):
+    log = tmp_path / "captured.log"
+    log.write_text(CAPTURED["kv_capacity"])
+    study = make_study(tmp_path, f"exit:1:{log}", trials=2)
+    (tmp_path / "space.yaml").write_text(
+        "parameters:\n  len: {type: categorical, choices: [1024, 2048, 4096], flag: --max-model-len}\n")
+    spec = yaml.safe_load(study.path.read_text())
+    study.path.write_text(yaml.safe_dump({**spec, "predict_from_failures": False,
+                                          "enqueue": [{"len": 2048}, {"len": 4096}]}))
+    failed, longer = run(load_study(study.path)).get_trials()
+    assert longer.user_attrs.get("launched", True) and not longer.user_attrs.get("predicted")
+    assert longer.user_attrs["failure_class"] == "kv_capacity"  # measured, by a launch

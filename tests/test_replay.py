@@ -122,3 +122,11 @@ def test_patience_ends_the_search_when_the_front_stops_improving(surface, tmp_pa
     assert [t.params["seqs"] for t in optuna_study.trials] == [8, 4, 16]
     assert optuna_study.user_attrs["search_stopped"] == ("stopping the search: the front has not improved in the"
                                                          " last 2 launched trials (patience 2); 3 of 8 trials used")
+
+
+def test_a_compressed_surface_loads_like_a_plain_one(surface, tmp_path):
+    import gzip
+
+    packed = tmp_path / "surface.json.gz"
+    packed.write_bytes(gzip.compress(surface.read_bytes()))
+    assert Surface.load(packed).launches == Surface.load(surface).launches

@@ -12,6 +12,7 @@ with `replay: {surface: FILE, seed: N}`.
 """
 from __future__ import annotations
 
+import gzip
 import json
 import random
 from collections.abc import Callable
@@ -30,6 +31,12 @@ class SurfaceError(InputError):
     """A surface file that cannot be read, or a config it does not hold."""
 
 
+def read_table(path: Path) -> dict[str, Any]:
+    """The surface's JSON table; gzip-compressed when the name ends in .gz."""
+    raw = path.read_bytes()
+    return json.loads(gzip.decompress(raw) if path.suffix == ".gz" else raw)
+
+
 def params_key(params: dict[str, Any]) -> str:
     return json.dumps(params, sort_keys=True)
 
@@ -44,8 +51,9 @@ class Surface:
 
     @classmethod
     def load(cls, path: Path) -> "Surface":
+        """A surface file (.json, or .json.gz for large ones); SurfaceError naming the file if it is not one."""
         try:
-            table = json.loads(Path(path).read_text())
+            table = read_table(Path(path))
             configs = table["configs"]
             launches = {params_key(c["params"]): [launch["result"] for launch in c["launches"]] for c in configs}
             kind = str(table.get("kind", "measured"))

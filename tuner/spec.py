@@ -237,6 +237,9 @@ class StudySpec(_Strict):
                                       " shown in reports (e.g. 'seed: gold standard')")
     model_info: ModelInfo | None = Field(default=None, description="for the memory-fit estimate")
     hardware: HardwareSpec | None = Field(default=None, description="the slice, for the memory-fit estimate")
+    predict_from_failures: bool = Field(default=True, description="record a config that a measured kv_capacity"
+                                        " failure rules out (longer context, no more KV memory) as predicted"
+                                        " instead of launching it (tuner/failure_rules.py)")
     prescreen: bool = Field(default=False, description="record configs predicted not to fit as penalized"
                             " (marked predicted) instead of launching them")
     objectives: list[str] = Field(default_factory=lambda: list(DEFAULT_OBJECTIVES), min_length=2, max_length=3,

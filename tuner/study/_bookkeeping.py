@@ -168,7 +168,7 @@ class Bookkeeper:
                                     self.spec.compile_cache_dir)
         proposal = Proposal(trial, params, config)
         verdict = pre_launch(self.study, params, config, self.fit_context)
-        if verdict.launch:
+        if verdict.launch and self.spec.predict_from_failures:
             verdict = self._learned_verdict(config) or verdict
         if verdict.launch:
             return proposal
