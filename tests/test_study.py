@@ -82,6 +82,9 @@ def test_enqueue_entries_added_later_run_on_the_next_start_and_none_twice(tmp_pa
     assert waiting[0].user_attrs["enqueued"] is True
     create_or_load(_study_file(tmp_path, "[{seqs: 2}, {seqs: 4}]"), storage, "s")
     assert len(again.get_trials(states=(TrialState.WAITING,))) == 1  # a third start queues nothing new
+    listed_twice = create_or_load(_study_file(tmp_path, "[{seqs: 2}, {seqs: 4}, {seqs: 2}]"), storage, "s")
+    assert [t.system_attrs["fixed_params"] for t in listed_twice.get_trials(states=(TrialState.WAITING,))] == [
+        {"seqs": 4}, {"seqs": 2}]  # as often as the file lists it
 
 
 def test_trials_since_the_front_improved(tmp_path):

@@ -85,15 +85,17 @@ def create_or_load(study: Study, storage: optuna.storages.BaseStorage, name: str
 
 def enqueue_new(study: Study, optuna_study: optuna.Study) -> list[dict[str, Any]]:
     """Queue the study file's `enqueue` entries not queued before: entries added to the file after the study was
-    created run on the next `study start` too, and none runs twice. Returns the entries queued now."""
+    created run on the next `study start` too, and no entry runs more often than the file lists it. Returns the
+    entries queued now."""
     queued = [t.system_attrs.get("fixed_params") or t.params
               for t in optuna_study.get_trials(deepcopy=False) if t.user_attrs.get("enqueued")]
     added = []
     for params in study.spec.enqueue:
-        if params not in queued:
-            optuna_study.enqueue_trial(params, user_attrs={"enqueued": True})
-            queued.append(params)
-            added.append(params)
+        if params in queued:
+            queued.remove(params)  # this listing of it was queued before
+            continue
+        optuna_study.enqueue_trial(params, user_attrs={"enqueued": True})
+        added.append(params)
     return added
 
 
