@@ -1,7 +1,7 @@
 """Record a response surface: every config of a search space measured by tuner's own study, several launches each.
 
     .venv/bin/python benchmarks/record_surface.py [--space search_spaces/cpu-tiny.yaml] [--launches 3]
-                                                  [--work surface-work] [--out benchmarks/data/cpu-tiny-surface.json]
+                                                  [--work surface-work] [--out benchmarks/data/cpu-tiny-surface.json.gz]
 
 The search benchmark (issue 11) replays such a table instead of launching servers: a strategy's trial is answered
 by one of the recorded launches of that config, so the machine's noise is replayed too.
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import gzip
 import itertools
 import json
 import os
@@ -108,7 +109,8 @@ def dump(names: list[str], configs: list[dict], space_file: Path, work: Path, ou
         "configs": list(rows.values()),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(table, indent=1) + "\n")
+    text = json.dumps(table) + "\n"
+    out.write_bytes(gzip.compress(text.encode(), mtime=0) if out.suffix == ".gz" else text.encode())
     launches = sum(len(r["launches"]) for r in table["configs"])
     print(f"wrote {out}: {len(configs)} configs, {launches} launches")
 
@@ -118,7 +120,7 @@ def main() -> int:
     parser.add_argument("--space", type=Path, default=ROOT / "search_spaces" / "cpu-tiny.yaml")
     parser.add_argument("--launches", type=int, default=3, help="launches of every config (rounds of the grid)")
     parser.add_argument("--work", type=Path, default=ROOT / "surface-work", help="storage and logs (resumable)")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "data" / "cpu-tiny-surface.json")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "data" / "cpu-tiny-surface.json.gz")
     parser.add_argument("--name", default="cpu-tiny-surface")
     parser.add_argument("--dump-only", action="store_true", help="write the table from what is recorded so far")
     args = parser.parse_args()

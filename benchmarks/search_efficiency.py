@@ -1,6 +1,6 @@
 """Is the search worth it? Samplers compared on a recorded response surface, many seeds each, in minutes.
 
-    .venv/bin/python benchmarks/search_efficiency.py [--surface benchmarks/data/cpu-tiny-surface.json]
+    .venv/bin/python benchmarks/search_efficiency.py [--surface benchmarks/data/cpu-tiny-surface.json.gz]
         [--seeds 10] [--budget 24] [--strategies grid,random,tpe,nsga2,gp] [--plot search_efficiency.png]
 
 Every strategy runs tuner's own study loop (tuner.study.StudyRunner) with `replay:` on the surface: each trial
@@ -108,7 +108,7 @@ def quartiles(values: list[float]) -> tuple[float, float, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--surface", type=Path, default=ROOT / "benchmarks" / "data" / "cpu-tiny-surface.json")
+    parser.add_argument("--surface", type=Path, default=ROOT / "benchmarks" / "data" / "cpu-tiny-surface.json.gz")
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--budget", type=int, default=24, help="launches per study")
     parser.add_argument("--strategies", default="grid,random,tpe,nsga2,gp")

@@ -158,6 +158,7 @@ def _sweep(server: ServerProcess, config: ServerConfig, plan: SweepPlan, result:
         options = LevelOptions(request_timeout_s=load.request_timeout_s, level_timeout_s=load.level_timeout_s,
                                metrics_interval_s=SWEEP_METRICS_INTERVAL_S, tokenizer=tokenizer, abort=watch.abort,
                                slo=plan.slo, plausibility=_plausibility_check(plan), own_session=True)
+
         def measure(pattern: LoadPattern, repeat: int, phase_workload: Workload, phase: str) -> bool:
             """One phase, measured again while flagged; False when the server died (the trial ends)."""
             for attempt in range(load.remeasure_flagged + 1):
