@@ -44,7 +44,7 @@ SPACE = {"parameters": {
     "gpu_memory_utilization": {"type": "categorical", "choices": [0.85, 0.95], "flag": "--gpu-memory-utilization"},
 }}
 CONCURRENCY = [16, 64, 256, 1024]
-REQUESTS = 512
+REQUESTS = 1024
 INPUTS = (128, 1024, 2048, 8192)  # the study's matrix: every input with every output, equally likely
 OUTPUTS = (16, 128, 256, 512, 1024, 2048)
 MEAN_IN, MEAN_OUT = sum(INPUTS) / len(INPUTS), sum(OUTPUTS) / len(OUTPUTS)
