@@ -368,15 +368,20 @@ def test_open_loop_study_scores_rates_and_soaks_at_the_operating_rate(tmp_path):
     assert confirmation.user_attrs["confirms"] == search.number
 
 
-def test_a_longer_context_with_no_more_kv_memory_is_predicted_from_a_measured_kv_capacity_failure(tmp_path):
+def kv_failing_study(tmp_path, **settings):
+    """A study over max-model-len whose every launch fails kv_capacity (a captured vLLM log)."""
     log = tmp_path / "captured.log"
     log.write_text(CAPTURED["kv_capacity"])
     study = make_study(tmp_path, f"exit:1:{log}", trials=2)
     (tmp_path / "space.yaml").write_text(
         "parameters:\n  len: {type: categorical, choices: [1024, 2048, 4096], flag: --max-model-len}\n")
     spec = yaml.safe_load(study.path.read_text())
-    study.path.write_text(yaml.safe_dump({**spec, "enqueue": [{"len": 2048}, {"len": 4096}, {"len": 1024}]}))
-    optuna_study = run(load_study(study.path))
+    study.path.write_text(yaml.safe_dump({**spec, **settings}))
+    return load_study(study.path)
+
+
+def test_a_longer_context_with_no_more_kv_memory_is_predicted_from_a_measured_kv_capacity_failure(tmp_path):
+    optuna_study = run(kv_failing_study(tmp_path, enqueue=[{"len": 2048}, {"len": 4096}, {"len": 1024}]))
     failed, longer, shorter = optuna_study.get_trials()
     assert failed.user_attrs["failure_class"] == "kv_capacity" and failed.user_attrs.get("launched", True)
     # 4096 > 2048 under the same KV memory: recorded as predicted, never launched, not counted in the budget.
@@ -388,14 +393,7 @@ def test_a_longer_context_with_no_more_kv_memory_is_predicted_from_a_measured_kv
 
 
 def test_predict_from_failures_off_launches_every_config(tmp_path):
-    log = tmp_path / "captured.log"
-    log.write_text(CAPTURED["kv_capacity"])
-    study = make_study(tmp_path, f"exit:1:{log}", trials=2)
-    (tmp_path / "space.yaml").write_text(
-        "parameters:\n  len: {type: categorical, choices: [1024, 2048, 4096], flag: --max-model-len}\n")
-    spec = yaml.safe_load(study.path.read_text())
-    study.path.write_text(yaml.safe_dump({**spec, "predict_from_failures": False,
-                                          "enqueue": [{"len": 2048}, {"len": 4096}]}))
-    failed, longer = run(load_study(study.path)).get_trials()
+    study = kv_failing_study(tmp_path, predict_from_failures=False, enqueue=[{"len": 2048}, {"len": 4096}])
+    failed, longer = run(study).get_trials()
     assert longer.user_attrs.get("launched", True) and not longer.user_attrs.get("predicted")
     assert longer.user_attrs["failure_class"] == "kv_capacity"  # measured, by a launch
