@@ -48,7 +48,7 @@ def _at_most(new: Any, old: Any) -> bool:
 
 
 def _settings(flags: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
-    return {**{k: v for k, v in flags.items()}, **{k: v for k, v in env.items()}}
+    return {**flags, **env}
 
 
 def cannot_fit_either(flags: Mapping[str, Any], env: Mapping[str, str], failed: KnownFailure) -> bool:

@@ -65,6 +65,7 @@ class StudyRunner:
         self.optuna_study = optuna_study
         self.total = total_trials
         self.budget = total_trials
+        self._patience_seen = -1  # launched trials when the stopping rule last read storage
         self.on_progress = on_progress
         self.ray_address = ray_address
         self.books = Bookkeeper(study, optuna_study)
@@ -128,8 +129,9 @@ class StudyRunner:
         """The study's stopping rule: the front has not improved for `patience` launched trials. The search ends
         with what it found (running trials finish), and says so."""
         patience = self.spec.patience
-        if not patience or self.snapshot.complete >= self.total:
-            return False
+        if not patience or self.snapshot.complete >= self.total or self.snapshot.complete == self._patience_seen:
+            return False  # storage is read again only after another trial finished
+        self._patience_seen = self.snapshot.complete
         stale = self.books.trials_since_front_improved()
         if stale < patience:
             return False
