@@ -149,30 +149,6 @@ def test_goals_read_back_from_storage_are_the_study_files(tmp_study):
     assert goals_of(stored) == study.spec.goals() and goals_of(stored).held_limit("ttft_p99_ms") == 400
 
 
-def test_grid_sampler_needs_a_finite_grid(tmp_study):
-    import optuna
-
-    from tuner.study._bookkeeping import make_sampler
-
-    study = load_study(tmp_study(GOOD + "sampler: {name: grid, seed: 1}\n",
-                                 "parameters:\n  seqs: {type: int, low: 4, high: 16, step: 4, flag: --max-num-seqs}\n"
-                                 "  gap: {type: categorical, choices: [0, 128], env: VLLM_TPU_BUCKET_PADDING_GAP}\n"))
-    assert study.space.grid() == {"seqs": [4, 8, 12, 16], "gap": [0, 128]}
-    assert isinstance(make_sampler(study, 0), optuna.samplers.GridSampler)
-    with pytest.raises(InputError, match=r"space.yaml: parameters.seqs: a log-scale int range has no grid"):
-        load_study(tmp_study(GOOD + "sampler: {name: grid}\n",
-                             "parameters:\n  seqs: {type: int, low: 4, high: 64, log: true, flag: --max-num-seqs}\n"))
-
-
-def test_nsga2_population_is_sized_to_the_budget(tmp_study):
-    from tuner.study._bookkeeping import make_sampler
-
-    study = load_study(tmp_study(GOOD + "trials: 24\nsampler: {name: nsga2}\n", SPACE))
-    assert make_sampler(study, 0)._population_size == 6  # Optuna's 50 would make a 24-trial study random search
-    study = load_study(tmp_study(GOOD + "trials: 24\nsampler: {name: nsga2, population_size: 10}\n", SPACE))
-    assert make_sampler(study, 0)._population_size == 10
-
-
 def test_gp_sampler_without_torch_says_how_to_install(tmp_study, monkeypatch):
     import importlib.util
 
@@ -180,10 +156,3 @@ def test_gp_sampler_without_torch_says_how_to_install(tmp_study, monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
     with pytest.raises(InputError, match=r"sampler.name: gp needs torch and scipy: pip install 'tuner\[gp\]'"):
         load_study(tmp_study(GOOD + "sampler: {name: gp}\n", SPACE))
-
-
-def test_tpe_knows_running_trials_when_trials_run_in_parallel(tmp_study):
-    from tuner.study._bookkeeping import make_sampler
-
-    assert not make_sampler(load_study(tmp_study(GOOD, SPACE)), 0)._constant_liar
-    assert make_sampler(load_study(tmp_study(GOOD + "parallel: 4\n", SPACE)), 0)._constant_liar

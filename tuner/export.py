@@ -62,6 +62,10 @@ def _summary_of(study: optuna.Study, front: StudyFront, number: int) -> ConfigSu
     if not any(t.number == number for t in trials):
         raise TrialNotFound(f"study {study.study_name!r} has no trial {number}")
     record = TrialRecord.of(trials[number])
+    if record.warm_start_from:
+        source, _, source_number = record.warm_start_from.partition("#")
+        raise TrialNotFound(f"trial {number} is trial {source_number} of study {source!r}, added by warm start: it"
+                            " was not measured by this study; export it from that study, or measure it here first")
     target = record.confirms if record.confirms is not None else number
     repeats = confirm_repeats_of(study)
     summary = next((s for s in summaries(records(study), front.goals, repeats) if s.trial == target), None)

@@ -26,6 +26,10 @@ def status_table(study: optuna.Study) -> Table:
     table.add_row("trials", str(len(trials)))
     table.add_row("search", f"{len(search)} ({len(search) - len(penalized)} feasible, {len(penalized)} infeasible"
                   + (f", of which {len(predicted)} predicted without a launch)" if predicted else ")"))
+    warm = [r for r in complete if r.warm_start_from]
+    if warm:
+        sources = sorted({r.warm_start_from.split("#")[0] for r in warm})
+        table.add_row("warm start", f"{len(warm)} trials of {', '.join(sources)} (seed the sampler; not launched here)")
     if confirmations:
         table.add_row("confirmation runs", str(len(confirmations)))
     if answered:

@@ -169,6 +169,15 @@ class ReplaySpec(_Strict):
     seed: int | None = Field(default=None, description="which recorded launch each trial draws")
 
 
+class WarmStartSpec(_Strict):
+    """Seed the sampler with the finished trials of another study over the same space (e.g. another slice type).
+    They teach the sampler where good configs lie; they are marked `warm_start_from`, never count as launches of
+    this study, and never join its front: every config is still measured here before it can be exported."""
+
+    study: str = Field(pattern=STUDY_NAME_RE, description="the other study's name")
+    storage: str | None = Field(default=None, description="its storage URL (default: this study's storage)")
+
+
 class Timeouts(_Strict):
     startup_s: PositiveFloat = 900.0
     shutdown_grace_s: PositiveFloat = 15.0
@@ -176,11 +185,13 @@ class Timeouts(_Strict):
 
 
 class SamplerSpec(_Strict):
-    """Which Optuna sampler proposes configs. tpe: multivariate TPE with the constraints (default); nsga2: NSGA-II
-    with a population sized to the budget; gp: Optuna's GPSampler (needs `pip install 'tuner[gp]'`); random; grid:
-    every combination of the space's choices, in a seeded order (categorical parameters, or int/float with step)."""
+    """Which Optuna sampler proposes configs. auto (default): gp when torch and scipy are installed and trials run one
+    at a time, else tpe (the evidence: README, "Is the search worth it?"); tpe: multivariate TPE with the
+    constraints; nsga2: NSGA-II with a population sized to the budget; gp: Optuna's GPSampler (needs
+    `pip install 'tuner[gp]'`); random; grid: every combination of the space's choices, in a seeded order
+    (categorical parameters, or int/float with step)."""
 
-    name: Literal["tpe", "nsga2", "random", "grid", "gp"] = "tpe"
+    name: Literal["auto", "tpe", "nsga2", "random", "grid", "gp"] = "auto"
     seed: int | None = None
     startup_trials: PositiveInt | None = Field(default=None, description="random trials before TPE or GP model the"
                                                " space")
@@ -254,6 +265,8 @@ class StudySpec(_Strict):
     confirm: ConfirmSpec = Field(default_factory=ConfirmSpec)
     replay: ReplaySpec | None = Field(default=None, description="no servers: every trial replays a recorded launch"
                                       " of its config, marked as replayed")
+    warm_start: WarmStartSpec | None = Field(default=None, description="seed the sampler with another study's"
+                                             " finished trials (same space), marked and never on this front")
     compile_cache_dir: str | None = Field(default=None, description="persistent compile cache on each worker's disk"
                                           " (VLLM_XLA_CACHE_PATH on TPU), shared by that worker's trials")
 

@@ -57,6 +57,7 @@ class TrialRecord(BaseModel):
 
     # Where the config came from, and whether it ran
     replayed: str = ""  # drawn from a recorded surface (tuner.replay), not launched by this study
+    warm_start_from: str = ""  # "STUDY#N": another study's trial, added to seed the sampler (tuner.warm_start)
     enqueued: bool = False
     requeued_from: int | None = None
     duplicate_of: int | None = None
@@ -90,8 +91,9 @@ class TrialRecord(BaseModel):
 
     @property
     def search_launch(self) -> bool:
-        """A finished search trial of its own: not a confirmation run, not an answered duplicate."""
-        return self.complete and self.confirms is None and not self.answered
+        """A finished search trial of its own: not a confirmation run, not an answered duplicate, not another study's
+        trial added by warm start."""
+        return self.complete and self.confirms is None and not self.answered and not self.warm_start_from
 
     @property
     def run_feasible(self) -> bool:
@@ -149,8 +151,9 @@ class TrialRecord(BaseModel):
         for key in ("requeued_from", "duplicate_of", "confirms"):
             if data[key] is None:
                 del data[key]
-        if not data["replayed"]:
-            del data["replayed"]
+        for key in ("replayed", "warm_start_from"):
+            if not data[key]:
+                del data[key]
         return {**data, **self.startup}
 
 

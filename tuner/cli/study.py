@@ -49,10 +49,20 @@ def study_start(
     from tuner.replay import Surface
 
     surface = Surface.load(study.spec.replay.surface) if study.spec.replay else None  # and a bad surface
+    from tuner.study._sampler import choose_sampler
+    from tuner.warm_start import warm_trials
 
-    optuna_study = create_or_load(study, open_storage(url), study_name)
+    warm = warm_trials(study, url)  # and a warm-start study that cannot be read
+
+    optuna_study = create_or_load(study, open_storage(url), study_name, warm)
     console.print(f"study [bold]{study_name}[/] in {url}: {total} trials, {study.spec.parallel} in parallel, "
                   f"each reserving {study.spec.resources}", highlight=False)
+    choice = choose_sampler(study)
+    console.print(f"sampler: {choice.name}" + (f" ({choice.reason})" if choice.reason else ""), highlight=False)
+    if warm:
+        console.print(f"warm start: {len(warm)} finished trials of study {study.spec.warm_start.study} seed the"
+                      " sampler (marked warm_start_from; never launches or front configs of this study)",
+                      highlight=False)
     if surface is not None:
         console.print(f"REPLAY: no server is started; every trial draws a recorded launch from {surface.label}",
                       highlight=False)

@@ -11,6 +11,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import optuna
@@ -28,26 +29,8 @@ from tuner.spec import Study
 from tuner.server.startup import with_compile_cache
 from tuner.trial_record import TrialRecord
 from tuner.worker import TrialOutcome
-
-
-def make_sampler(study: Study, seed_offset: int) -> optuna.samplers.BaseSampler:
-    s = study.spec.sampler
-    seed = None if s.seed is None else s.seed + seed_offset
-    if s.name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if s.name == "nsga2":
-        population = s.population_size or max(4, study.spec.trials // 4)
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=population)
-    if s.name == "grid":
-        return optuna.samplers.GridSampler(study.space.grid(), seed=seed)
-    startup = s.startup_trials or max(3, min(10, study.spec.trials // 3))
-    if s.name == "gp":
-        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup)
-    with warnings.catch_warnings():  # `group` is experimental in Optuna: a user can do nothing about the warning
-        warnings.simplefilter("ignore", ExperimentalWarning)
-        # constant_liar: running trials count as bad guesses, so parallel workers are not all sent to one spot.
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True, group=True,
-                                          constant_liar=study.spec.parallel > 1)
+from tuner.study._sampler import choose_sampler, make_sampler
+from tuner.warm_start import WarmTrial, add_warm_trials
 
 
 def _dominates(a: list[float], b: list[float], directions: list[str]) -> bool:
@@ -66,7 +49,10 @@ def artifact_dir(runs_dir: Path | str) -> Path:
     return Path(runs_dir) / "artifacts"
 
 
-def create_or_load(study: Study, storage: optuna.storages.BaseStorage, name: str) -> optuna.Study:
+def create_or_load(study: Study, storage: optuna.storages.BaseStorage, name: str,
+                   warm: Sequence[WarmTrial] = ()) -> optuna.Study:
+    """Create the study (or load it to continue), seed it with `warm` trials not added before, and queue the study
+    file's new `enqueue` entries."""
     existing = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage)}
     sampler = make_sampler(study, seed_offset=existing.get(name, 0))
     goals = study.spec.goals()
@@ -79,6 +65,8 @@ def create_or_load(study: Study, storage: optuna.storages.BaseStorage, name: str
         optuna_study.set_user_attr("study_file", str(study.path))
         optuna_study.set_user_attr("spec", stored_spec(study))
         optuna_study.set_user_attr("artifact_dir", str(artifact_dir(study.spec.runs_dir).absolute()))
+    optuna_study.set_user_attr("sampler", choose_sampler(study).name)  # this run's: `auto` can choose anew on resume
+    add_warm_trials(optuna_study, list(warm))
     enqueue_new(study, optuna_study)
     return optuna_study
 
@@ -326,10 +314,11 @@ class Bookkeeper:
                          estimate={"learned_from": predicted.learned_from})
 
     def _same_params(self, params: dict[str, Any], number: int) -> FrozenTrial | None:
-        """An earlier search trial with these parameters that ran or is running (never an answered duplicate)."""
+        """An earlier search trial with these parameters that ran or is running (never an answered duplicate, nor
+        another study's trial added by warm start: that config has not been measured on this study's hardware)."""
         for t in self.optuna_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)):
             if (t.number != number and t.params == params and t.user_attrs.get("duplicate_of") is None
-                    and t.user_attrs.get("confirms") is None):
+                    and t.user_attrs.get("confirms") is None and not t.user_attrs.get("warm_start_from")):
                 return t
         return None
 
