@@ -5,7 +5,7 @@ VLLM_VENV := .venv-vllm
 MODEL := .models/tiny-llama
 TUNER := $(VENV)/bin/tuner
 
-.PHONY: install vllm-env model demo test unit e2e clean bench-deps
+.PHONY: install vllm-env model browser demo test unit e2e clean bench-deps
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,9 +21,13 @@ vllm-env:  ## the CPU build of vLLM, in its own environment (the tuner never imp
 model: vllm-env  ## a tiny random-weight Llama with its own tokenizer (no downloads needed)
 	$(VLLM_VENV)/bin/python scripts/make_tiny_model.py $(MODEL)
 
-demo: install model  ## tune the CPU server, print the Pareto front, export the best config
+browser:  ## Debian's headless Chromium and its driver, for the report and dashboard tests
+	./scripts/chromium.sh
+
+demo: install model  ## tune the CPU server, print the Pareto front, export the best config, write the report
 	$(TUNER) study start studies/quickstart-cpu.yaml
 	$(TUNER) study export quickstart-cpu --trial max-throughput -o best.yaml --env-file best.env
+	$(TUNER) study report quickstart-cpu -o report.html
 	@echo; echo "--- best.yaml (start it with: vllm serve --config best.yaml) ---"; cat best.yaml
 
 # Tests run with a private PostgreSQL server (scripts/postgres.sh), stopped again whatever the outcome.
@@ -31,13 +35,13 @@ PYTEST_WITH_PG = ./scripts/postgres.sh start && \
 	TUNER_TEST_POSTGRES_URL=$$(./scripts/postgres.sh url) $(VENV)/bin/python -m pytest $(1); \
 	status=$$?; ./scripts/postgres.sh stop; exit $$status
 
-unit: install  ## fast tests: no real vLLM
+unit: install browser  ## fast tests: no real vLLM
 	$(call PYTEST_WITH_PG,-m "not e2e")
 
 e2e: install model  ## end-to-end tests against the real CPU vLLM
 	$(VENV)/bin/python -m pytest -m e2e
 
-test: install model  ## everything; what CI runs
+test: install model browser  ## everything; what CI runs
 	$(call PYTEST_WITH_PG,)
 
 bench-deps: install  ## what benchmarks/search_efficiency.py adds: plots, and torch + scipy for Optuna's GPSampler
@@ -45,4 +49,4 @@ bench-deps: install  ## what benchmarks/search_efficiency.py adds: plots, and to
 	$(VENV)/bin/python -m pip install --quiet matplotlib scipy torch==2.13.0
 
 clean:
-	rm -rf tuner.db tuner.db-wal tuner.db-shm tuner-runs best.yaml best.env
+	rm -rf tuner.db tuner.db-wal tuner.db-shm tuner-runs best.yaml best.env report.html report_figures test-artifacts

@@ -1,7 +1,8 @@
 """Checks what `make demo` left behind, as CI does: every trial measured, the front printed and confirmed, best.yaml
-written from confirmed numbers.
+written from confirmed numbers, and (with --report) the HTML report rendered in headless Chromium with no console
+error and one point per search trial (screenshot: test-artifacts/demo-report.png).
 
-    python scripts/check_demo.py --log demo-output.txt
+    python scripts/check_demo.py --log demo-output.txt [--report report.html]
 
 Exit 0 when the demo did its job; otherwise one line per problem and exit 1.
 """
@@ -44,19 +45,42 @@ def problems(log_text: str, storage: str, study_name: str, best_yaml: Path) -> l
     return found
 
 
+def report_problems(report: Path, storage: str, study_name: str) -> list[str]:
+    """Render the report as a person would open it (tests/browser.py drives Debian's Chromium)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.browser import chromium, open_page, report_points
+
+    if not report.is_file():
+        return [f"{report} was not written"]
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    expected = sum(1 for r in records(study) if r.search_launch)
+    with chromium() as driver:
+        page = open_page(driver, report.resolve().as_uri(), "document.querySelectorAll('.js-plotly-plot .main-svg')"
+                         ".length > 0", "demo-report")
+        points = report_points(driver, "front")
+    found = [f"{report}: console error: {line[:300]}" for line in page.console_errors]
+    if points != expected:
+        found.append(f"{report}: the front plot shows {points} points for {expected} search trials")
+    return found
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--log", type=Path, required=True, help="what `make demo` printed")
     parser.add_argument("--storage", default="sqlite:///tuner.db")
     parser.add_argument("--study", default="quickstart-cpu")
     parser.add_argument("--best", type=Path, default=Path("best.yaml"))
+    parser.add_argument("--report", type=Path, default=None, help="the demo's report.html, checked in Chromium")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     found = problems(args.log.read_text(errors="replace"), args.storage, args.study, args.best)
+    if args.report is not None:
+        found += report_problems(args.report, args.storage, args.study)
     for line in found:
         print(f"demo check: {line}", file=sys.stderr)
     if not found:
-        print("demo check: every trial measured, confirmed front printed, best.yaml written from confirmed numbers")
+        print("demo check: every trial measured, confirmed front printed, best.yaml written from confirmed numbers"
+              + (f", {args.report} rendered in Chromium without errors" if args.report else ""))
     return 1 if found else 0
 
 

@@ -17,13 +17,21 @@ def dashboard(
     artifacts: Path = typer.Option(Path("tuner-runs/artifacts"), "--artifacts",
                                    help="Artifact directory (server logs, raw per-request records): <runs_dir>/artifacts."),
 ) -> None:
-    """Open optuna-dashboard on the study storage (Pareto front, trial attributes, server logs)."""
+    """Open optuna-dashboard on the study storage: the Pareto front with the objective names, a readable note on
+    every trial (command, outcome, levels, why it was penalized), the report's plots, and each trial's server log
+    and raw request records as artifacts. Bound to 127.0.0.1 unless --host says otherwise."""
+    import optuna
     import optuna.artifacts
     import optuna_dashboard
 
     from tuner.storage import check_storage_url, open_storage
 
     check_storage_url(storage, "--storage", "")
+    from tuner.report import publish_to_dashboard
+
+    rdb = open_storage(storage)
+    for summary in optuna.get_all_study_summaries(rdb, include_best_trial=False):
+        publish_to_dashboard(optuna.load_study(study_name=summary.study_name, storage=rdb))
     store = optuna.artifacts.FileSystemArtifactStore(str(artifacts)) if artifacts.is_dir() else None
     console.print(f"optuna-dashboard on http://{host}:{port} (Ctrl-C to stop)")
-    optuna_dashboard.run_server(open_storage(storage), host=host, port=port, artifact_store=store)
+    optuna_dashboard.run_server(rdb, host=host, port=port, artifact_store=store)

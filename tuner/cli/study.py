@@ -74,6 +74,9 @@ def study_start(
     except KeyboardInterrupt:
         err_console.print("interrupted: running trials stopped and re-queued; run the same command to continue")
         raise typer.Exit(EXIT_INTERRUPTED) from None
+    from tuner.report import publish_to_dashboard
+
+    publish_to_dashboard(optuna_study)  # notes and plots for `tuner dashboard`
     console.print(status_table(optuna_study))
     console.print(pareto_table(optuna_study))
 
@@ -96,6 +99,30 @@ def study_pareto(name: str = typer.Argument(..., help="Study name."), storage: s
     from tuner.storage import load_existing_study
 
     console.print(pareto_table(load_existing_study(storage, name)))
+
+
+@study_app.command("report")
+@user_errors
+def study_report(
+    name: str = typer.Argument(..., help="Study name."),
+    output: Path = typer.Option(..., "-o", "--output", help="report.html (one file, opens offline) or report.md."),
+    fmt: Optional[str] = typer.Option(None, "--format", help="html or md (default: from the output's suffix). md"
+                                      " writes PNG figures into <name>_figures/ beside it (drawn with Chromium)."),
+    trial: str = typer.Option("max-throughput", "--trial", help="The recommended config: a trial number,"
+                              " max-throughput or max-stability (as `study export`)."),
+    storage: str = StorageOption,
+) -> None:
+    """The study as a report a person decides from: the front, the baseline/peak/balanced trade-off, load curves,
+    failures, search progress, parameter importance and the recommended config's YAML, built from storage alone."""
+    from tuner.report import write_report
+    from tuner.storage import load_existing_study
+
+    chosen_format = fmt or ("md" if output.suffix.lower() in (".md", ".markdown") else "html")
+    if chosen_format not in ("html", "md"):
+        raise InputError("--format", "", f"expected html or md, got {chosen_format!r}")
+    written = write_report(load_existing_study(storage, name), output, chosen_format, trial)
+    extra = f" and {len(written) - 1} figures in {written[1].parent}" if len(written) > 1 else ""
+    console.print(f"report of {name} written to {output}{extra}", highlight=False)
 
 
 @study_app.command("export")
@@ -182,10 +209,14 @@ def matrix_command(
     study = load_study(study_file)
     points = seed_grid(_ints(concurrency, "--concurrency"), _ints(input_lens, "--input-lens"),
                        _ints(output_lens, "--output-lens"))
-    chosen = select_trial(load_existing_study(storage or study.spec.storage, study.spec.name), trial)
+    optuna_study = load_existing_study(storage or study.spec.storage, study.spec.name)
+    chosen = select_trial(optuna_study, trial)
     csv_path, json_path = run_trial_matrix(study, dict(chosen.record.params), points, output_dir,
                                            f"{study.spec.name}-trial-{chosen.number}", requests_per_point)
-    measured = len(read_matrix(json_path))
+    rows = read_matrix(json_path)
+    # Kept with the study too, so `tuner study report` draws it from storage alone.
+    optuna_study.set_user_attr(f"matrix_trial_{chosen.number}", {"points": [r.model_dump() for r in rows]})
+    measured = len(rows)
     skipped = f" ({len(points) - measured} longer than max-model-len skipped)" if measured < len(points) else ""
     typer.echo(f"trial {chosen.number}: {measured} points{skipped} written to {csv_path} and {json_path}")
 

@@ -1,0 +1,104 @@
+"""What optuna-dashboard shows of a tuner study beyond Optuna's own views: a note a person can read on every trial
+(the command, the outcome in one sentence, the levels table, why it was penalized or flagged), a note on the study,
+and the report's figures saved with the study. Written at the end of `tuner study start` and when `tuner
+dashboard` opens; a note that did not change is not written again."""
+from __future__ import annotations
+
+import shlex
+
+import optuna
+import optuna_dashboard
+from optuna.trial import TrialState
+
+from tuner.report._data import FEASIBLE, outcome_of, report_data
+from tuner.report._figures import all_figures
+from tuner.trial_record import TrialRecord
+
+
+def publish(study: optuna.Study) -> int:
+    """Write every finished trial's note, the study's note and the figures; returns how many notes changed."""
+    changed = 0
+    for frozen in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
+        trial = optuna.Trial(study, frozen._trial_id)  # noqa: SLF001 (optuna-dashboard notes a Trial, not a number)
+        changed += _save_if_changed(trial, trial_note(TrialRecord.of(frozen)))
+    data = report_data(study)
+    changed += _save_if_changed(study, study_note(data))
+    for figure_id, figure in all_figures(data).items():
+        optuna_dashboard.save_plotly_graph_object(study, figure, graph_object_id=f"tuner-{figure_id}")
+    return changed
+
+
+def _save_if_changed(target, body: str) -> int:
+    if optuna_dashboard.get_note(target) == body:
+        return 0
+    optuna_dashboard.save_note(target, body)
+    return 1
+
+
+def outcome_sentence(record: TrialRecord) -> str:
+    outcome = outcome_of(record)
+    if record.warm_start_from:
+        return f"Added by warm start from trial {record.warm_start_from}: not launched or measured by this study."
+    if record.answered:
+        return f"Same parameters as trial {record.duplicate_of}: answered from it, not launched."
+    if record.state == TrialState.FAIL.name:
+        return (f"Not measured ({record.failure_class or 'failed'}): {record.failure_detail or 'no detail'}. Not"
+                " counted in the budget; its parameters were queued again when the cause was the cluster.")
+    if record.predicted or not record.launched:
+        return f"Penalized without a launch ({outcome}): {record.prediction or record.failure_detail}."
+    if outcome == FEASIBLE:
+        level = record.peak_level
+        where = f" at concurrency {level.concurrency}" if level else ""
+        return (f"Feasible: {record.throughput or 0:,.0f} output tok/s{where}, stability "
+                f"{record.stability or 0:.3f}.")
+    if outcome == "slo_miss":
+        return f"Measured, but no load level met every SLO: penalized as slo_miss. {record.failure_detail}".rstrip()
+    if record.outcome == "unreliable":
+        return "Measured, but too many levels were flagged (client saturated, token mismatch): not scored."
+    return f"Penalized: {outcome} — {record.failure_detail or 'see the server log artifact'}."
+
+
+def trial_note(record: TrialRecord) -> str:
+    role = (f"confirmation run of trial {record.confirms}" if record.confirms is not None else "search trial")
+    lines = [f"## Trial {record.number} ({role})", "", outcome_sentence(record), ""]
+    if record.argv:
+        lines += ["**Command**", "", "```sh", " ".join(shlex.quote(a) for a in record.argv), "```", ""]
+    if record.env:
+        lines += ["**Environment**: " + ", ".join(f"`{k}={v}`" for k, v in record.env.items()), ""]
+    if record.hostname:
+        startup = f" (startup {record.startup_s:.0f} s)" if record.startup_s is not None else ""
+        attempts = f", {record.attempts} attempts" if record.attempts > 1 else ""
+        lines += [f"Ran on `{record.hostname}` in {record.wall_s:.0f} s{startup}{attempts}.", ""]
+    if record.levels:
+        lines += ["| phase | concurrency | output tok/s | TTFT p50 / p99 ms | ITL p99 ms | failed | checks |",
+                  "|---|---|---|---|---|---|---|"]
+        for lv in record.levels:
+            checks = "ok" if lv.reliable and not lv.warnings else ("FLAGGED: " if not lv.reliable else "") + \
+                "; ".join(lv.warnings)
+            lines.append(f"| {lv.phase} | {lv.concurrency} | {lv.output_throughput:,.0f} | "
+                         f"{_ms(lv.ttft_ms.p50)} / {_ms(lv.ttft_ms.p99)} | {_ms(lv.itl_ms.p99)} | "
+                         f"{lv.failed} of {lv.requests} | {checks.replace('|', '/')} |")
+        lines.append("")
+    if record.sweep_stopped:
+        lines += [f"The sweep stopped early: {record.sweep_stopped}.", ""]
+    if record.log_tail:
+        lines += ["The server log and raw per-request records are this trial's artifacts (below)."]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def study_note(data) -> str:
+    lines = [f"## {data.study_name}", "", f"{data.title_note}; objectives: {', '.join(data.objectives)}.", ""]
+    if len(data.tradeoff):
+        lines += ["### Trade-off", "", data.tradeoff.to_markdown(), ""]
+    if data.recommended is not None:
+        lines += [f"Recommended: trial {data.recommended.number} — `tuner study export {data.study_name} --trial "
+                  f"{data.recommended.number} -o best.yaml`.", ""]
+    else:
+        lines += [data.recommended_why, ""]
+    lines += ["Plots made by tuner are below the charts (ids `tuner-*`); `tuner study report` writes them as one"
+              " HTML file."]
+    return "\n".join(lines) + "\n"
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"

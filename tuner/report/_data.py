@@ -1,0 +1,300 @@
+"""What a report shows, read from the study's storage alone: plain tables (pandas) that the HTML, Markdown and
+dashboard renderers draw. Nothing here draws.
+
+    trials      one row per search trial: outcome, the numbers it measured, its flags, the label of an enqueued one
+    tradeoff    the seed's table: baseline, peak and balanced configs side by side, with the change over the baseline
+    curves      per chosen config, its sweep levels: throughput, TTFT and ITL against concurrency
+    failures    where in the space configs failed and why
+    progress    the front's hypervolume after each launched trial (is the search still improving?)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+import pandas as pd
+
+from tuner.confirmation import ConfigSummary, StudyFront, best_of, study_front
+from tuner.errors import TunerError
+from tuner.objectives import direction_of
+from tuner.trial_record import TrialRecord, records
+
+# How each outcome is named in a report's legend. Penalized trials are named by their failure class.
+FEASIBLE = "feasible"
+SLO_MISS = "slo_miss"
+FLAGGED = "unreliable (flagged levels)"
+
+
+@dataclass
+class Chosen:
+    """A config the report explains: its role (baseline, peak, balanced), search trial and combined numbers."""
+
+    role: str
+    record: TrialRecord
+    summary: ConfigSummary | None  # None: the baseline when it was not feasible
+
+
+@dataclass
+class ReportData:
+    study: optuna.Study  # the numbers' source (the export renders the recommended config from it)
+    study_name: str
+    title_note: str  # "confirmed medians", "UNCONFIRMED single launches", "REPLAYED ..."
+    objectives: tuple[str, ...]
+    slo: dict[str, float]
+    trials: pd.DataFrame
+    front: StudyFront
+    chosen: list[Chosen]
+    tradeoff: pd.DataFrame
+    curves: dict[int, pd.DataFrame]  # search trial -> its sweep levels
+    failures: pd.DataFrame
+    progress: pd.DataFrame
+    param_names: list[str]
+    importance: pd.DataFrame  # objective, parameter, importance (PED-ANOVA, feasible launches); empty if too few
+    recommended: Any = None  # tuner.export.Selection of the recommended config, or None (why: recommended_why)
+    recommended_why: str = ""
+    matrices: dict[int, pd.DataFrame] = field(default_factory=dict)  # trial -> `tuner study matrix` points
+
+
+def outcome_of(record: TrialRecord) -> str:
+    outcome = record.outcome
+    if outcome == "measured":
+        return FEASIBLE
+    if outcome == "unreliable":
+        return FLAGGED
+    if record.predicted or not record.launched:
+        return f"{outcome} (predicted)"
+    return outcome
+
+
+def report_data(study: optuna.Study, recommend: str = "max-throughput") -> ReportData:
+    recs = records(study)
+    search = [r for r in recs if r.search_launch]
+    front = study_front(study)
+    labels = _enqueue_labels(study, recs)
+    param_names = sorted({name for r in search for name in r.params})
+    chosen = _chosen(search, front, labels)
+    recommended, why = _recommended(study, recommend)
+    return ReportData(
+        study=study, study_name=study.study_name, title_note=_title_note(study, front), objectives=front.goals.objectives,
+        slo=dict(front.goals.slo), trials=_trials_table(search, front, labels, param_names), front=front,
+        chosen=chosen, tradeoff=_tradeoff(chosen, param_names), curves={c.record.number: _curve(c.record)
+                                                                           for c in chosen},
+        failures=_failures(search, param_names), progress=_progress(search, front.goals.objectives),
+        param_names=param_names, importance=_importance(search, front.goals.objectives),
+        recommended=recommended, recommended_why=why, matrices=_matrices(study))
+
+
+def _title_note(study: optuna.Study, front: StudyFront) -> str:
+    note = "confirmed medians" if front.confirmed else "UNCONFIRMED single launches"
+    replay = (study.user_attrs.get("spec") or {}).get("replay")
+    return f"REPLAYED, NOT MEASURED; {note}" if replay else note
+
+
+def _enqueue_labels(study: optuna.Study, recs: list[TrialRecord]) -> dict[int, str]:
+    """Search trial -> its label from the study file's enqueue_labels (in the order the entries were listed)."""
+    names = list((study.user_attrs.get("spec") or {}).get("enqueue_labels") or [])
+    enqueued = [r for r in recs if r.enqueued and r.search_launch]
+    labels = {r.number: (names[i] if i < len(names) else f"enqueued #{i + 1}") for i, r in enumerate(enqueued)}
+    return labels
+
+
+def _operating_level(record: TrialRecord):
+    """The level a trial's numbers come from: its operating point, or else its fastest reliable sweep level."""
+    level = record.peak_level
+    if level is not None:
+        return level
+    sweep = [lv for lv in record.levels if lv.phase == "sweep" and lv.reliable and lv.completed]
+    return max(sweep, key=lambda lv: lv.output_throughput, default=None)
+
+
+def _trials_table(search: list[TrialRecord], front: StudyFront, labels: dict[int, str],
+                  param_names: list[str]) -> pd.DataFrame:
+    on_front = {c.trial for c in front.configs}
+    rows = []
+    for r in search:
+        level = _operating_level(r)
+        rows.append({
+            "trial": r.number, "outcome": outcome_of(r), "label": labels.get(r.number, ""),
+            "on_front": r.number in on_front,
+            "output_tok_s": level.output_throughput if level else 0.0,
+            "stability": r.stability if r.stability is not None else (r.score.get("components") or {}).get("score", 0.0),
+            "ttft_p99_ms": level.ttft_ms.p99 if level else None, "itl_p99_ms": level.itl_ms.p99 if level else None,
+            "concurrency": level.concurrency if level else None,
+            "failure": r.failure_class or "", "detail": (r.failure_detail or r.prediction or "")[:200],
+            "flagged_levels": sum(1 for lv in r.levels if not lv.reliable),
+            "sweep_stopped": r.sweep_stopped, "hostname": r.hostname,
+            **{f"param:{n}": r.params.get(n) for n in param_names},
+        })
+    columns = ["trial", "outcome", "label", "on_front", "output_tok_s", "stability", "ttft_p99_ms", "itl_p99_ms",
+               "concurrency", "failure", "detail", "flagged_levels", "sweep_stopped", "hostname",
+               *(f"param:{n}" for n in param_names)]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _chosen(search: list[TrialRecord], front: StudyFront, labels: dict[int, str]) -> list[Chosen]:
+    by_number = {r.number: r for r in search}
+    chosen: list[Chosen] = []
+    if labels:
+        first = min(labels)
+        summary = next((c for c in front.configs if c.trial == first), None)
+        chosen.append(Chosen(f"baseline: {labels[first]}", by_number[first], summary))
+    if front.configs:
+        rank = front.goals.rank_metric
+        peak = best_of(front, rank)
+        balanced = best_of(front, "stability") if "stability" in front.goals.objectives else None
+        for role, summary in ((f"peak ({rank})", peak), ("balanced (most stable on the front)", balanced)):
+            if summary is None:
+                continue
+            same = next((c for c in chosen if c.record.number == summary.trial), None)
+            if same is not None:  # one config plays both roles: one column, named for both
+                same.role += f" = {role}"
+                same.summary = summary
+            else:
+                chosen.append(Chosen(role, by_number[summary.trial], summary))
+    return chosen
+
+
+def _tradeoff(chosen: list[Chosen], param_names: list[str]) -> pd.DataFrame:
+    """Metrics as rows, configs as columns (the seed's layout); each cell beyond the baseline says its change."""
+    if not chosen:
+        return pd.DataFrame()
+    columns: dict[str, dict[str, str]] = {}
+    base = chosen[0] if chosen[0].role.startswith("baseline") else None
+    for c in chosen:
+        metrics = _metrics(c)
+        cells = {}
+        for name, value in metrics.items():
+            cells[name] = f"{value:.3f}" if name in ("stability", "survival") and value is not None else _fmt(value)
+            if base is not None and c is not base and isinstance(value, float):
+                base_value = _metrics(base).get(name)
+                if isinstance(base_value, float) and base_value:
+                    cells[name] += f" ({(value - base_value) / abs(base_value):+.0%})"
+        for n in param_names:
+            cells[n] = _fmt(c.record.params.get(n, "-"))
+        columns[f"{c.role}: trial {c.record.number}"] = cells
+    return pd.DataFrame(columns)
+
+
+def _metrics(c: Chosen) -> dict[str, Any]:
+    s = c.summary
+    level = _operating_level(c.record)
+    metrics: dict[str, Any] = {}
+    metrics["output tok/s"] = float(s.values.get("output_tok_s", level.output_throughput if level else 0.0)) \
+        if s else (float(level.output_throughput) if level else None)
+    metrics["stability"] = float(s.components.get("score", 0.0)) if s else None
+    metrics["TTFT p99 (ms)"] = float(level.ttft_ms.p99) if level and level.ttft_ms.p99 is not None else None
+    metrics["ITL p99 (ms)"] = float(level.itl_ms.p99) if level and level.itl_ms.p99 is not None else None
+    metrics["at concurrency"] = s.operating_concurrency if s else (level.concurrency if level else None)
+    metrics["launches"] = len(s.runs) if s else 1
+    metrics["survival"] = float(s.components.get("survival", 0.0)) if s else None
+    metrics["status"] = ("on the front" if s else outcome_of(c.record))
+    return metrics
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+    return str(value)
+
+
+def _curve(record: TrialRecord) -> pd.DataFrame:
+    rows = [{"concurrency": lv.concurrency, "repeat": lv.repeat, "output_tok_s": lv.output_throughput,
+             "ttft_p50_ms": lv.ttft_ms.p50, "ttft_p99_ms": lv.ttft_ms.p99, "itl_p50_ms": lv.itl_ms.p50,
+             "itl_p99_ms": lv.itl_ms.p99, "failed": lv.failed, "reliable": lv.reliable,
+             "warnings": "; ".join(lv.warnings)}
+            for lv in record.levels if lv.phase == "sweep"]
+    return pd.DataFrame(rows, columns=["concurrency", "repeat", "output_tok_s", "ttft_p50_ms", "ttft_p99_ms",
+                                       "itl_p50_ms", "itl_p99_ms", "failed", "reliable", "warnings"])
+
+
+def _failures(search: list[TrialRecord], param_names: list[str]) -> pd.DataFrame:
+    rows = [{"trial": r.number, "outcome": outcome_of(r), "detail": (r.failure_detail or r.prediction or "")[:160],
+             **{n: r.params.get(n) for n in param_names}}
+            for r in search if outcome_of(r) != FEASIBLE]
+    return pd.DataFrame(rows, columns=["trial", "outcome", "detail", *param_names])
+
+
+def _progress(search: list[TrialRecord], objectives: tuple[str, ...]) -> pd.DataFrame:
+    """The front's hypervolume after each launched search trial, in launch order, and as a share of the final one.
+    Optuna's hypervolume minimizes, so maximized objectives are negated; the reference point is 0 for them and 10 %
+    past the worst value any feasible launch gave for minimized ones (latency, cost), fixed over the whole history."""
+    import numpy as np
+    from optuna._hypervolume import compute_hypervolume  # Optuna's own; its public wrapper needs a Study
+
+    signs = [1.0 if direction_of(name) == "maximize" else -1.0 for name in objectives]
+    launched = sorted((r for r in search if r.launched), key=lambda r: r.number)
+    losses: list[list[float] | None] = []
+    for r in launched:
+        values = [r.run_value(name) for name in objectives]
+        feasible = r.feasible and all(v is not None for v in values)
+        losses.append([-s * float(v) for s, v in zip(signs, values)] if feasible else None)
+    seen = [loss for loss in losses if loss is not None]
+    reference = [0.0 if s > 0 else max((loss[i] for loss in seen), default=0.0) * 1.1 + 1e-9
+                 for i, s in enumerate(signs)]
+    rows, front = [], []
+    for i, (r, loss) in enumerate(zip(launched, losses), start=1):
+        if loss is not None:
+            front.append(loss)
+        volume = float(compute_hypervolume(np.asarray(front), np.asarray(reference))) if front else 0.0
+        rows.append({"launch": i, "trial": r.number, "hypervolume": volume})
+    frame = pd.DataFrame(rows, columns=["launch", "trial", "hypervolume"])
+    final = frame["hypervolume"].iloc[-1] if len(frame) else 0.0
+    frame["share_of_final"] = frame["hypervolume"] / final if final else 0.0
+    return frame
+
+
+def _importance(search: list[TrialRecord], objectives: tuple[str, ...]) -> pd.DataFrame:
+    """How much each parameter explains each objective, over the feasible launches (Optuna's PED-ANOVA evaluator,
+    which needs no scikit-learn, on an in-memory copy: penalized trials carry no measured value of their own)."""
+    columns = ["objective", "parameter", "importance"]
+    feasible = [r for r in search if r.launched and r.feasible and r.params]
+    names = sorted({n for r in feasible for n in r.params})
+    if len(feasible) < 3 or not names:
+        return pd.DataFrame(columns=columns)
+    rows = []
+    for name in objectives:
+        values = [(r, r.run_value(name)) for r in feasible]
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # not "a new study created in memory" per objective
+        copy = optuna.create_study(direction=direction_of(name))
+        for r, value in values:
+            if value is None or set(r.params) != set(names):
+                continue
+            distributions = {n: _distribution_of([x.params[n] for x in feasible]) for n in names}
+            copy.add_trial(optuna.trial.create_trial(params=r.params, distributions=distributions, value=value))
+        try:
+            found = optuna.importance.get_param_importances(copy, evaluator=optuna.importance.PedAnovaImportanceEvaluator())
+        except (ValueError, RuntimeError):  # too few distinct configs to split on
+            continue
+        rows += [{"objective": name, "parameter": p, "importance": v} for p, v in found.items()]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _distribution_of(values: list[Any]) -> optuna.distributions.BaseDistribution:
+    """A distribution holding every value seen (the stored study's own distributions are not needed for fANOVA)."""
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        low, high = min(values), max(values)
+        if all(isinstance(v, int) for v in values):
+            return optuna.distributions.IntDistribution(low, max(high, low + 1))
+        return optuna.distributions.FloatDistribution(low, max(high, low + 1e-9))
+    return optuna.distributions.CategoricalDistribution(sorted(set(values), key=str))
+
+
+def _recommended(study: optuna.Study, selector: str):
+    from tuner.export import select_trial
+
+    try:
+        return select_trial(study, selector), ""
+    except TunerError as exc:
+        return None, str(exc)
+
+
+def _matrices(study: optuna.Study) -> dict[int, pd.DataFrame]:
+    """Matrices `tuner study matrix` stored with the study (`matrix_trial_N`: its points)."""
+    found = {}
+    for key, value in study.user_attrs.items():
+        if key.startswith("matrix_trial_") and isinstance(value, dict):
+            found[int(key.removeprefix("matrix_trial_"))] = pd.DataFrame(value.get("points") or [])
+    return found
