@@ -25,12 +25,13 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def dashboard(reviewed):
+def dashboard(reviewed, tmp_path_factory):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    # No --artifacts: the dashboard finds the directory the study recorded (run from elsewhere, as a user would).
     proc = subprocess.Popen([sys.executable, "-m", "tuner.cli", "dashboard", "--storage", reviewed.storage,
-                             "--port", str(port), "--artifacts", str(reviewed.root / "runs" / "artifacts")],
+                             "--port", str(port)], cwd=tmp_path_factory.mktemp("elsewhere"),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -79,19 +79,24 @@ def latency_figure(data: ReportData) -> go.Figure:
 
 
 def curves_figure(data: ReportData, chosen: Chosen) -> go.Figure:
-    """A config's load curves: throughput, and TTFT / ITL p99, against concurrency; flagged levels hollow."""
+    """A config's load curves: throughput, TTFT p99 and ITL p99 against concurrency, and TTFT p99 against
+    throughput (what each step of load buys and costs); flagged levels are hollow."""
     curve = data.curves[chosen.record.number]
-    fig = make_subplots(rows=1, cols=3, subplot_titles=("output tok/s", "TTFT p99 (ms)", "ITL p99 (ms)"))
-    for col, column in enumerate(("output_tok_s", "ttft_p99_ms", "itl_p99_ms"), start=1):
-        fig.add_trace(go.Scatter(x=curve["concurrency"], y=curve[column], mode="lines+markers", showlegend=False,
-                                 marker=dict(symbol=["circle" if ok else "circle-open" for ok in curve["reliable"]],
-                                             size=9, color="#264653"),
-                                 hovertext=[f"concurrency {c}, repeat {r}{' — ' + w if w else ''}" for c, r, w in
-                                            zip(curve["concurrency"], curve["repeat"], curve["warnings"])],
-                                 hoverinfo="text+y"), row=1, col=col)
-        fig.update_xaxes(title_text="concurrency", type="log", row=1, col=col)
+    fig = make_subplots(rows=1, cols=4, subplot_titles=("output tok/s", "TTFT p99 (ms)", "ITL p99 (ms)",
+                                                        "TTFT p99 (ms) vs tok/s"))
+    symbols = ["circle" if ok else "circle-open" for ok in curve["reliable"]]
+    hover = [f"concurrency {c}, repeat {r}{' — ' + w if w else ''}"
+             for c, r, w in zip(curve["concurrency"], curve["repeat"], curve["warnings"])]
+    for col, (x, y) in enumerate((("concurrency", "output_tok_s"), ("concurrency", "ttft_p99_ms"),
+                                  ("concurrency", "itl_p99_ms"), ("output_tok_s", "ttft_p99_ms")), start=1):
+        fig.add_trace(go.Scatter(x=curve[x], y=curve[y], mode="lines+markers", showlegend=False, hovertext=hover,
+                                 hoverinfo="text+x+y", marker=dict(symbol=symbols, size=9, color="#264653")),
+                      row=1, col=col)
+        fig.update_xaxes(title_text=x.replace("_", " "), type="log" if x == "concurrency" else "linear",
+                         row=1, col=col)
     if "ttft_p99_ms" in data.slo:
-        fig.add_hline(y=data.slo["ttft_p99_ms"], line_dash="dash", row=1, col=2)
+        for col in (2, 4):
+            fig.add_hline(y=data.slo["ttft_p99_ms"], line_dash="dash", row=1, col=col)
     fig.update_layout(title=f"{chosen.role}: trial {chosen.record.number}, load curves", **{**LAYOUT, "height": 340})
     return fig
 
