@@ -115,23 +115,50 @@ def components_figure(data: ReportData) -> go.Figure:
 
 
 def failure_map_figure(data: ReportData) -> go.Figure:
-    """Where in the space configs failed: the first two parameters, every trial, coloured by outcome."""
-    trials = data.trials
+    """Where in the space configs failed: the first two parameters, every trial, coloured by outcome. Trials on the
+    same spot are spread around it so none hides another."""
+    trials = data.trials.copy()
     names = data.param_names[:2]
-    outcomes = list(dict.fromkeys(trials["outcome"]))
+    axes = [f"param:{n}" for n in names] + [None] * (2 - len(names))
+    x_col = axes[0] or "trial"
+    y_col = axes[1] or "outcome"
+    spot = trials.groupby([trials[x_col].astype(str), trials[y_col].astype(str)]).cumcount()
     fig = go.Figure()
+    outcomes = list(dict.fromkeys(trials["outcome"]))
     for outcome in outcomes:
         part = trials[trials["outcome"] == outcome]
-        x = part[f"param:{names[0]}"].astype(str) if names else part["trial"]
-        y = part[f"param:{names[1]}"].astype(str) if len(names) > 1 else part["outcome"]
-        fig.add_trace(go.Scatter(x=x, y=y, mode="markers", name=outcome, hoverinfo="text",
-                                 hovertext=[_hover(row, data.param_names) for _, row in part.iterrows()],
-                                 marker=dict(size=14, opacity=0.7, color=colour_of(outcome, outcomes),
-                                             symbol="circle" if outcome == FEASIBLE else "x")))
+        fig.add_trace(go.Scatter(
+            x=_spread(part[x_col], spot[part.index], 0), y=_spread(part[y_col], spot[part.index], 1),
+            mode="markers", name=outcome, hoverinfo="text",
+            hovertext=[_hover(row, data.param_names) for _, row in part.iterrows()],
+            marker=dict(size=14, opacity=0.75, color=colour_of(outcome, outcomes),
+                        symbol="circle" if outcome == FEASIBLE else "x")))
+    for axis, column in (("xaxis", x_col), ("yaxis", y_col)):
+        fig.update_layout({axis: _axis(trials[column])})
     fig.update_layout(title="Failure map: outcome by " + (" and ".join(names) if names else "trial"),
                       xaxis_title=names[0] if names else "trial", yaxis_title=names[1] if len(names) > 1 else "",
                       **LAYOUT)
     return fig
+
+
+def _numeric(values: pd.Series) -> bool:
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values.dropna())
+
+
+def _spread(values: pd.Series, nth: pd.Series, which: int) -> list:
+    """The k-th trial on a spot moves 4 % (numeric axes) off it, alternately right/up; categories stay put."""
+    if not _numeric(values):
+        return [str(v) for v in values]
+    step = [1.0, 1.04, 0.96, 1.08, 0.92]
+    return [v * step[(k + which) % len(step)] if k else v for v, k in zip(values, nth)]
+
+
+def _axis(values: pd.Series) -> dict:
+    if not _numeric(values):
+        return {"type": "category"}
+    ticks = sorted(set(values.dropna()))
+    logarithmic = ticks and ticks[0] > 0 and ticks[-1] / ticks[0] >= 8
+    return {"type": "log" if logarithmic else "linear", "tickvals": ticks, "ticktext": [f"{t:g}" for t in ticks]}
 
 
 def progress_figure(data: ReportData) -> go.Figure:
