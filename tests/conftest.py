@@ -71,3 +71,11 @@ def processes_tagged(tag: str) -> list[int]:
         except OSError:
             pass
     return found
+
+
+@pytest.fixture(scope="session")
+def reviewed(tmp_path_factory):
+    """A small finished study on the fake vLLM for the report tests (tests/report/reviewed_study.py)."""
+    from tests.report.reviewed_study import make_reviewed
+
+    return make_reviewed(tmp_path_factory)

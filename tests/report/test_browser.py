@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.browser import chromium, open_page, report_points
-from tests.report.conftest import run_cli
+from tests.report.reviewed_study import run_cli
 
 PLOTS_DRAWN = "document.querySelectorAll('.js-plotly-plot .main-svg').length > 0"
 

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from tests.report.conftest import run_cli
+from tests.report.reviewed_study import run_cli
 from tuner.report import write_report
 from tuner.report._render import ReportFigureError
 

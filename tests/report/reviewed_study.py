@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
-import pytest
 
 FAKE = Path(__file__).parent.parent / "fakes" / "fake_vllm.py"
 KV_LOG = ("ValueError: To serve at least one request with the model's max seq len (16384), (0.02 GiB KV cache is"
@@ -33,8 +32,9 @@ def run_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.Completed
     return done
 
 
-@pytest.fixture(scope="session")
-def reviewed(tmp_path_factory) -> Reviewed:
+def make_reviewed(tmp_path_factory) -> Reviewed:
+    """Used by the session fixture `reviewed` in tests/conftest.py (a conftest.py here would shadow that one's
+    name for the tests that `from conftest import ...`)."""
     root = tmp_path_factory.mktemp("reviewed")
     (root / "kv.log").write_text(KV_LOG)
     failing = f"exit:1:{root / 'kv.log'}"
