@@ -31,6 +31,8 @@ def write_study(tmp_path: Path) -> str:
                  "repeats": 1},
         "resources": {"CPU": 1}, "trials": TRIALS, "storage": storage, "runs_dir": str(tmp_path / "runs"),
         "sampler": {"name": "random", "seed": 1},
+        # The killed driver's trial is re-queued once its lease expires: seconds here, a minute by default.
+        "lease": {"heartbeat_s": 1, "grace_s": 4},
     }))
     return storage
 

@@ -137,6 +137,8 @@ class TrialResult(BaseModel):
     log_path: str = ""
     log_tail: str = ""
     hostname: str = ""
+    node_id: str = Field("", description="the Ray node the launch ran on (hosts can share a name, and one host can"
+                         " run several nodes); empty outside Ray")
     wall_s: float = 0.0
     startup: dict[str, Any] = Field(default_factory=dict, description="startup_* phases (tuner.server.startup)")
     traceback: str = Field("", description="tuner_error only: where tuner's own code raised (secrets redacted)")

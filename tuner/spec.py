@@ -184,6 +184,26 @@ class Timeouts(_Strict):
     fatal_log_grace_s: PositiveFloat = Field(default=5.0, description="wait after a fatal log line for the exit")
 
 
+class LeaseSpec(_Strict):
+    """How long a RUNNING trial stays its driver's (tuner.study._lease). The driver renews a heartbeat for each trial
+    it runs every `heartbeat_s`; a trial whose heartbeat is older than `grace_s` belongs to a driver that is gone
+    (killed, its machine lost) and is re-queued by the next driver that looks: a restarted one, or another driver
+    sharing the study."""
+
+    heartbeat_s: PositiveFloat = Field(default=15.0, description="seconds between a driver's heartbeats for the"
+                                       " trials it runs")
+    grace_s: PositiveFloat = Field(default=60.0, description="seconds without a heartbeat after which a RUNNING"
+                                   " trial is re-queued: how long a restarted driver waits for a killed one's"
+                                   " trials, and how long a driver may stall before another takes them over")
+
+    @model_validator(mode="after")
+    def _grace_covers_beats(self) -> "LeaseSpec":
+        if self.grace_s < 2 * self.heartbeat_s:
+            raise ValueError(f"grace_s: must be at least twice heartbeat_s ({2 * self.heartbeat_s:g} s), so one late"
+                             " heartbeat does not cost a live driver its trials")
+        return self
+
+
 class SamplerSpec(_Strict):
     """Which Optuna sampler proposes configs. auto (default): gp when torch and scipy are installed and trials run one
     at a time, else tpe (the evidence: README, "Is the search worth it?"); tpe: multivariate TPE with the
@@ -242,6 +262,8 @@ class StudySpec(_Strict):
     sampler: SamplerSpec = Field(default_factory=SamplerSpec)
     enqueue: list[dict[str, Any]] = Field(default_factory=list, description="parameter sets to run first")
     max_infra_retries: int = Field(default=2, ge=0)
+    lease: LeaseSpec = Field(default_factory=LeaseSpec, description="how a driver holds the trials it runs, so"
+                             " several drivers can share a study and a killed driver's trials are re-queued")
     accelerator_type: str | None = Field(default=None, description="Ray accelerator type a trial must run on, "
                                          "e.g. TPU-V6E or H100 (ray.util.accelerators)")
     enqueue_labels: list[str] = Field(default_factory=list, description="names of the enqueue entries, in order,"

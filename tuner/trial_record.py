@@ -36,6 +36,7 @@ class TrialRecord(BaseModel):
     env: dict[str, str] = Field(default_factory=dict)
     server_flags: dict[str, Any] = Field(default_factory=dict)
     hostname: str = ""
+    node_id: str = ""  # the Ray node of the attempt that was recorded (studies from before it: empty)
     attempts: int = 0
     log_path: str = ""
     log_tail: str = ""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 import threading
 import time
 import traceback
@@ -120,13 +121,23 @@ def stop_reason(levels: list[LevelResult], goals: Goals | None, plateau_gain: fl
     return None
 
 
+def ray_node_id() -> str:
+    """The Ray node this process runs on, or "" outside a Ray worker. Several nodes can share a host name (one host
+    per node is not a rule), so the node id is what tells where a trial ran."""
+    ray = sys.modules.get("ray")  # never imported here: run_trial also runs outside Ray (tuner study matrix)
+    if ray is None or not ray.is_initialized():
+        return ""
+    return ray.get_runtime_context().get_node_id()
+
+
 def run_trial(config: ServerConfig, plan: SweepPlan, timeouts: Timeouts, log_path: str, host: str = "127.0.0.1",
               vocab_size: int | None = None) -> TrialOutcome:
     """Launch `config`, measure it, tear it down. `vocab_size`: for token-id prompts (else the server's /tokenize)."""
     started = time.monotonic()
     server = ServerProcess(config, Path(log_path), timeouts, host=host)
     result = TrialResult(argv=[redact_text(a, config.env) for a in server.argv], env=config.redacted_env(),
-                         log_path=log_path, levels_planned=plan.phases, hostname=socket.gethostname())
+                         log_path=log_path, levels_planned=plan.phases, hostname=socket.gethostname(),
+                         node_id=ray_node_id())
     records: list[str] = []
     cache_before = None
     try:

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Sequence
 from typing import Any
 
 import optuna
-from optuna.exceptions import ExperimentalWarning
+from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.server.failures import FailureClass
@@ -29,8 +30,17 @@ from tuner.spec import Study
 from tuner.server.startup import with_compile_cache
 from tuner.trial_record import TrialRecord
 from tuner.worker import TrialOutcome
+from tuner.study._lease import Lease, claimed_before
 from tuner.study._sampler import choose_sampler, make_sampler
 from tuner.warm_start import WarmTrial, add_warm_trials
+
+
+PROPOSING_WAIT_S = 10.0  # how long a proposal waits for an earlier one another driver is still writing
+
+
+def _may_become(partial: dict[str, Any], params: dict[str, Any]) -> bool:
+    """A trial's parameters, written one by one, may still end up equal to `params`."""
+    return len(partial) < len(params) and all(params.get(k, object()) == v for k, v in partial.items())
 
 
 def _dominates(a: list[float], b: list[float], directions: list[str]) -> bool:
@@ -87,16 +97,30 @@ def enqueue_new(study: Study, optuna_study: optuna.Study) -> list[dict[str, Any]
     return added
 
 
-def recover_interrupted(optuna_study: optuna.Study) -> list[int]:
-    """Trials left RUNNING by a driver that was killed: mark them failed (infra) and queue their parameters again."""
+def recover_interrupted(optuna_study: optuna.Study, lease: Lease | None = None) -> list[int]:
+    """Trials whose driver is gone: mark them failed (infra) and queue their parameters again. With a lease, those
+    whose lease expired (tuner.study._lease); without, every RUNNING trial (a storage no other driver uses).
+
+    Several drivers may find the same expired trial: only the one whose FAIL lands re-queues it, so it runs again
+    exactly once."""
     # Optuna has no public API to set attributes on a trial another process left RUNNING: its storage API, with the
     # trial's storage id, is the way (Study.tell by number alone cannot record why the trial failed).
     storage = optuna_study._storage  # noqa: SLF001
+    gone = lease.expired() if lease is not None else optuna_study.get_trials(deepcopy=False,
+                                                                             states=(TrialState.RUNNING,))
     recovered = []
-    for t in optuna_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        storage.set_trial_user_attr(t._trial_id, "failure_class", FailureClass.INFRA.value)  # noqa: SLF001
-        storage.set_trial_user_attr(t._trial_id, "failure_detail", "the tuner stopped while this trial ran")  # noqa: SLF001
-        optuna_study.tell(t.number, state=TrialState.FAIL)
+    for t in gone:
+        trial_id = t._trial_id  # noqa: SLF001
+        try:
+            # Attributes first: a finished trial takes none. Another driver writing the same ones is harmless.
+            storage.set_trial_user_attr(trial_id, "failure_class", FailureClass.INFRA.value)
+            storage.set_trial_user_attr(trial_id, "failure_detail", "the tuner driver running this trial stopped"
+                                        " (its lease expired); re-queued")
+            won = storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
+        except UpdateFinishedTrialError:
+            continue  # finished meanwhile: by its own driver, or failed by another driver that found it first
+        if not won:
+            continue
         if t.params:
             optuna_study.enqueue_trial(t.params, user_attrs=requeue_attrs(t.number, t.user_attrs))
         recovered.append(t.number)
@@ -134,6 +158,7 @@ class Counts:
     penalized: int = 0
     confirmations: int = 0  # complete confirmation runs
     best_throughput: tuple[int, float] | None = None
+    running: dict[int, bool] = field(default_factory=dict)  # RUNNING trials, any driver's: number -> search trial
 
 
 class Bookkeeper:
@@ -151,7 +176,7 @@ class Bookkeeper:
         recorded here as penalized without a launch)."""
         trial = self.optuna_study.ask()
         params = self.study.space.sample(trial)
-        earlier = None if trial.user_attrs.get("confirms") is not None else self._same_params(params, trial.number)
+        earlier = None if trial.user_attrs.get("confirms") is not None else self._same_params(params, trial)
         if earlier is not None:
             return self._answer_duplicate(trial, earlier)
         config = with_compile_cache(build_server_config(self.spec, self.study.space, params),
@@ -208,9 +233,10 @@ class Bookkeeper:
 
     # -- reading --------------------------------------------------------------------------------------------
     def counts(self) -> Counts:
-        complete = [TrialRecord.of(t) for t in self.optuna_study.get_trials(deepcopy=False,
-                                                                            states=(TrialState.COMPLETE,))]
-        counts = Counts()
+        trials = self.optuna_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
+        complete = [TrialRecord.of(t) for t in trials if t.state == TrialState.COMPLETE]
+        counts = Counts(running={t.number: t.user_attrs.get("confirms") is None
+                                 for t in trials if t.state == TrialState.RUNNING})
         search = [r for r in complete if r.search_launch]  # an answered duplicate is not a launch
         # The budget counts launched search trials: a config penalized without a launch cost no accelerator time,
         # and confirmation runs are the confirmation's own budget (confirm.repeats x confirm.candidates).
@@ -288,8 +314,9 @@ class Bookkeeper:
         config = proposal.config
         record = TrialRecord(
             argv=result.argv or config.argv(self.spec.server.host, 0), env=result.env or config.redacted_env(),
-            server_flags=config.flags, hostname=result.hostname, attempts=attempts, log_path=result.log_path,
-            log_tail=result.log_tail, wall_s=result.wall_s, startup_s=result.startup_s, startup=result.startup,
+            server_flags=config.flags, hostname=result.hostname, node_id=result.node_id, attempts=attempts,
+            log_path=result.log_path, log_tail=result.log_tail, wall_s=result.wall_s, startup_s=result.startup_s,
+            startup=result.startup,
             failure_class=result.failure_class, failure_detail=result.failure_detail, levels=result.levels,
             sweep_stopped=result.sweep_stopped,
             score=score.stored() if score else {},
@@ -313,14 +340,29 @@ class Bookkeeper:
         return Prescreen(launch=False, failure_class=predicted.failure_class, detail=predicted.detail,
                          estimate={"learned_from": predicted.learned_from})
 
-    def _same_params(self, params: dict[str, Any], number: int) -> FrozenTrial | None:
+    def _same_params(self, params: dict[str, Any], trial: optuna.Trial) -> FrozenTrial | None:
         """An earlier search trial with these parameters that ran or is running (never an answered duplicate, nor
-        another study's trial added by warm start: that config has not been measured on this study's hardware)."""
-        for t in self.optuna_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)):
-            if (t.number != number and t.params == params and t.user_attrs.get("duplicate_of") is None
-                    and t.user_attrs.get("confirms") is None and not t.user_attrs.get("warm_start_from")):
-                return t
-        return None
+        another study's trial added by warm start: that config has not been measured on this study's hardware).
+
+        A running one counts only if it was claimed before this one (tuner.study._lease.claimed_before): two drivers
+        proposing one config at the same moment then agree on which of them launches it. One claimed before this
+        one whose parameters are still being written (another driver is proposing it right now) is waited for."""
+        deadline = time.monotonic() + PROPOSING_WAIT_S
+        while True:
+            undecided = False
+            for t in self.optuna_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)):
+                if (t.number == trial.number or t.user_attrs.get("duplicate_of") is not None
+                        or t.user_attrs.get("confirms") is not None or t.user_attrs.get("warm_start_from")):
+                    continue
+                if t.state == TrialState.RUNNING and not claimed_before(t, trial):
+                    continue
+                if t.params == params:
+                    return t
+                if t.state == TrialState.RUNNING and _may_become(t.params, params):
+                    undecided = True
+            if not undecided or time.monotonic() > deadline:
+                return None
+            time.sleep(0.2)
 
     def _answer_duplicate(self, trial: optuna.Trial, earlier: FrozenTrial) -> str:
         """A proposal identical to an earlier trial is not launched. A finished one answers it: same values and

@@ -2,6 +2,12 @@
 
 A trial's budget counts launched COMPLETE trials (penalized ones included). Infra failures are not the config's
 fault: the same parameters run again, and a run of them stops the study. A tuner error stops the study at once.
+
+Several drivers may run one study (one storage, e.g. PostgreSQL). Each holds a lease on the trials it runs
+(tuner.study._lease) and counts every driver's running search trials against the budget, read from storage before
+each launch. Two drivers that read the last free place at the same moment both launch: the budget can be exceeded
+by at most one launch per extra driver. A driver with nothing left to launch stays while trials of others run, so
+that one of theirs whose driver dies is re-queued (once its lease expires) and run here.
 """
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
+from optuna.exceptions import UpdateFinishedTrialError
 
 from tuner.errors import InfrastructureError, TunerBug
 from tuner.server.failures import FailureClass
@@ -19,6 +26,7 @@ from tuner.results import TrialResult
 from tuner.spec import Study
 from tuner.scoring import Score
 from tuner.study._bookkeeping import Bookkeeper, Proposal, recover_interrupted
+from tuner.study._lease import Lease
 from tuner.replay import ReplayExecutor, Surface
 from tuner.study._executor import RayExecutor
 from tuner.traffic import Traffic, resolve_traffic, sweep_plan
@@ -27,6 +35,7 @@ from tuner.worker import SweepPlan, TrialOutcome, run_trial
 DUPLICATE_LIMIT = 50  # consecutive proposals already measured before the space counts as exhausted
 INFRA_GIVE_UP_LIMIT = 3  # trials in a row that exhausted their infra retries: the cluster, not a config, is broken
 WAIT_S = 0.5
+POLL_S = 2.0  # how often storage is read for other drivers' trials: theirs running, and expired leases
 
 
 @dataclass
@@ -76,24 +85,28 @@ class StudyRunner:
         # Resolved once: the traffic file, SLO limits and hardware do not change between trials.
         self.plan = sweep_plan(study, traffic or resolve_traffic(study))
         self._executor: RayExecutor[Attempt] | ReplayExecutor[Attempt] | None = None
+        self._lease: Lease | None = None
+        self._elsewhere: dict[int, bool] = {}  # other drivers' RUNNING trials: number -> search trial
+        self._polled = 0.0
         self.surface = surface or (Surface.load(self.spec.replay.surface) if self.spec.replay else None)
 
     # -- the loop -------------------------------------------------------------------------------------------
     def run(self) -> Snapshot:
-        recovered = recover_interrupted(self.optuna_study)
-        if recovered:
-            self._event(f"re-queued trials left running by an earlier run: {recovered}")
         self._refresh_counts()
         executor = self._make_executor()
-        with executor:
-            self._executor = executor
+        with executor, Lease(self.optuna_study, self.spec.lease) as lease:
+            self._executor, self._lease = executor, lease
             try:
+                self._recover()
                 while True:
+                    self._poll_storage()
                     self._launch_up_to_limit()
                     if not executor.running and self._search_done():
                         self._launch_confirmations()
                     if not executor.running:
-                        break
+                        if not self._others_running():
+                            break
+                        time.sleep(POLL_S)  # theirs may yet fail or expire and be re-queued for us
                     for attempt, outcome in executor.wait(WAIT_S):
                         self._finish(attempt, outcome)
                     self._publish()
@@ -101,6 +114,29 @@ class StudyRunner:
                 self._abandon_running()
                 raise
         return self.snapshot
+
+    def _recover(self) -> None:
+        """Re-queue trials whose driver is gone (their lease expired)."""
+        recovered = recover_interrupted(self.optuna_study, self._lease)
+        if recovered:
+            self._event(f"re-queued trials whose driver stopped (lease expired): {recovered}")
+            self._refresh_counts()
+
+    def _poll_storage(self, force: bool = False) -> None:
+        """Every POLL_S: expired leases, and what other drivers are running."""
+        if not force and time.monotonic() - self._polled < POLL_S:
+            return
+        self._polled = time.monotonic()
+        self._recover()
+        self._refresh_counts()
+
+    def _others_running(self) -> bool:
+        """Trials of other drivers (or of a killed one, lease not yet expired) are running: this driver stays, so
+        that one whose driver is gone is re-queued here and run."""
+        self._poll_storage()
+        if self._elsewhere and not self.snapshot.last_event.startswith("waiting for"):
+            self._event(f"waiting for trials other drivers run: {sorted(self._elsewhere)}")
+        return bool(self._elsewhere)
 
     def _make_executor(self) -> RayExecutor[Attempt] | ReplayExecutor[Attempt]:
         if self.surface is not None and self.spec.replay is not None:
@@ -112,7 +148,7 @@ class StudyRunner:
         not_launched = 0  # proposals in a row that cost no launch: duplicates, rule breakers, predicted non-fits
         if self._out_of_patience():
             return
-        while len(self._running()) < self.spec.parallel and self.snapshot.complete + len(self._running()) < self.total:
+        while self._room_to_launch():
             if not_launched >= DUPLICATE_LIMIT:
                 self._event(f"stopping: the last {DUPLICATE_LIMIT} proposals were all measured before or not launchable")
                 self.total = self.snapshot.complete + len(self._running())
@@ -124,6 +160,18 @@ class StudyRunner:
                 self._event(proposed)
                 continue
             self._submit(Attempt(proposed, number=1))
+
+    def _room_to_launch(self) -> bool:
+        """A free place here and in the budget, counting every driver's running search trials (read again from
+        storage when there seems to be room, so another driver's launch a moment ago is counted)."""
+        def room() -> bool:
+            in_flight = len(self._running()) + sum(self._elsewhere.values())
+            return len(self._running()) < self.spec.parallel and self.snapshot.complete + in_flight < self.total
+
+        if not room():
+            return False
+        self._refresh_counts()
+        return room()
 
     def _out_of_patience(self) -> bool:
         """The study's stopping rule: the front has not improved for `patience` launched trials. The search ends
@@ -176,12 +224,25 @@ class StudyRunner:
         assert self._executor is not None
         log_path = self._attempt_path(attempt, ".log")
         log_path.parent.mkdir(parents=True, exist_ok=True)
+        if self._lease is not None:
+            self._lease.hold(attempt.proposal.trial)  # held across infra retries, until the trial is told
         self._executor.submit(attempt, attempt.proposal.config, self._plan_for(attempt.proposal), self.spec.timeouts,
                               str(log_path.absolute()), self.spec.server.host, self.vocab_size)
         kind = f"confirming trial {attempt.proposal.confirms}, " if attempt.proposal.confirms is not None else ""
         self._event(f"trial {attempt.trial_number} started ({kind}attempt {attempt.number})")
 
     def _finish(self, attempt: Attempt, outcome: TrialOutcome) -> None:
+        try:
+            self._record(attempt, outcome)
+        except UpdateFinishedTrialError:
+            # This driver stalled past its lease (grace_s without a heartbeat) and another driver re-queued the
+            # trial: what came back is not recorded here; the re-queued trial measures the config again.
+            self._release(attempt)
+            self._refresh_counts()
+            self._event(f"trial {attempt.trial_number}: its lease expired while it ran and another driver re-queued"
+                        " it; this result is not recorded")
+
+    def _record(self, attempt: Attempt, outcome: TrialOutcome) -> None:
         self.books.keep_artifacts(attempt.proposal, attempt.number, outcome)
         result = outcome.result
         if result.failure_class == FailureClass.INFRA.value:
@@ -191,9 +252,14 @@ class StudyRunner:
         else:
             self.infra_give_ups_in_a_row = 0
             score = self.books.tell(attempt.proposal, result, attempts=attempt.number)
+            self._release(attempt)
             self._refresh_counts()
             verdict = _verdict(score)
             self._event(f"trial {attempt.trial_number} done: {verdict}")
+
+    def _release(self, attempt: Attempt) -> None:
+        if self._lease is not None:
+            self._lease.release(attempt.trial_number)
 
     def _retry_or_give_up(self, attempt: Attempt, result: TrialResult) -> None:
         if attempt.number <= self.spec.max_infra_retries:
@@ -202,6 +268,7 @@ class StudyRunner:
             self._submit(Attempt(attempt.proposal, attempt.number + 1))
             return
         self.books.fail(attempt.proposal, result, attempts=attempt.number, requeue=False)
+        self._release(attempt)
         self._event(f"trial {attempt.trial_number}: infra failure after {attempt.number} attempts; not counted")
         self.infra_give_ups_in_a_row += 1
         if self.infra_give_ups_in_a_row >= INFRA_GIVE_UP_LIMIT:
@@ -213,6 +280,7 @@ class StudyRunner:
         """tuner's own code failed: record it, keep the config for the next run, and stop the study (run()'s error
         path stops the other trials and tears their servers down). Never retried as infra, never penalized."""
         self.books.fail(attempt.proposal, result, attempts=attempt.number, requeue=True)
+        self._release(attempt)
         trace_path = None
         if result.traceback:
             trace_path = self._attempt_path(attempt, ".traceback.txt")
@@ -225,7 +293,11 @@ class StudyRunner:
         if self._executor is None:
             return
         for attempt in self._executor.cancel_all():
-            self.books.abandon(attempt.proposal)
+            try:
+                self.books.abandon(attempt.proposal)
+            except UpdateFinishedTrialError:
+                pass  # another driver re-queued it already (this one had stalled past its lease)
+            self._release(attempt)
 
     # -- progress -------------------------------------------------------------------------------------------
     def _running(self) -> list[Attempt]:
@@ -241,6 +313,8 @@ class StudyRunner:
         self.snapshot.penalized = counts.penalized
         self.snapshot.best_throughput = counts.best_throughput
         self.snapshot.confirmations = counts.confirmations
+        own = {a.trial_number for a in self._running()}
+        self._elsewhere = {n: search for n, search in counts.running.items() if n not in own}
 
     def _event(self, message: str) -> None:
         self.snapshot.last_event = message
