@@ -66,6 +66,8 @@ def test_quickstart_study_is_valid():
         (GOOD + "load: {rates: [2, 4]}\n", "load.concurrency", "one value"),
         (GOOD + "load: {rates: [2], concurrency: [8], arrival: bursty}\n", "load.arrival", "poisson"),
         ("name: 'bad name'\nmodel: m\nsearch_space: space.yaml\n", "name", "pattern"),
+        (GOOD + "lease: {heartbeat_s: 10, grace_s: 15}\n", "lease.grace_s", "at least twice heartbeat_s"),
+        (GOOD + "lease: {heartbeat_s: 0}\n", "lease.heartbeat_s", "greater than 0"),
     ],
 )
 def test_bad_study_names_file_key_and_expectation(tmp_study, study_yaml, key, expected):
