@@ -77,6 +77,8 @@ def test_a_replayed_study_runs_the_normal_loop(surface, tmp_path):
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     out = " ".join(done.stdout.split())
     assert "REPLAY: no server is started" in out and "REPLAYED from surface.json" in out
+    # The sampler auto chose, and why (without torch: how to get GPSampler, `[gp]` printed as is).
+    assert "sampler: gp (auto:" in out or "(pip install 'tuner[gp]')" in out
 
     study = optuna.load_study(study_name="r", storage=storage)
     slow, fast, broken, confirmation = study.trials

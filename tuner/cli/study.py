@@ -58,7 +58,9 @@ def study_start(
     console.print(f"study [bold]{study_name}[/] in {url}: {total} trials, {study.spec.parallel} in parallel, "
                   f"each reserving {study.spec.resources}", highlight=False)
     choice = choose_sampler(study)
-    console.print(f"sampler: {choice.name}" + (f" ({choice.reason})" if choice.reason else ""), highlight=False)
+    # markup=False: the reason names `tuner[gp]`, which rich would read as a markup tag and drop.
+    console.print(f"sampler: {choice.name}" + (f" ({choice.reason})" if choice.reason else ""), highlight=False,
+                  markup=False)
     if warm:
         console.print(f"warm start: {len(warm)} finished trials of study {study.spec.warm_start.study} seed the"
                       " sampler (marked warm_start_from; never launches or front configs of this study)",
