@@ -3,6 +3,8 @@
     _bookkeeping  the Optuna side: create or load, propose the next config (with the pre-launch check), record
                   and tell each trial's result, keep its artifacts
     _executor     the Ray side: one task per attempt on a free slice; Ray's failures mapped to failure classes
+    _lease        which driver holds a RUNNING trial: heartbeats it renews, expiry after a grace (several drivers
+                  on one study; a killed driver's trials re-queued)
     _runner       the loop between them: budget, infra retries, stop on a tuner bug, progress
 
 The driver is the only writer to storage.
