@@ -16,6 +16,7 @@ def test_every_trial_has_a_note_written_by_study_start(reviewed):
     feasible, failed = note_of(study, 1), note_of(study, 2)
     assert feasible.startswith("## Trial 1 (search trial)") and "Feasible:" in feasible
     assert "--max-num-seqs 4" in feasible and "| sweep | 4 |" in feasible
+    assert "(Ray node `" in feasible  # where it ran: node_id, recorded by the worker
     assert "Penalized: kv_capacity" in failed and "KV cache" in failed
     assert "Trade-off" in optuna_dashboard.get_note(study)
 

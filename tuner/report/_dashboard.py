@@ -68,7 +68,8 @@ def trial_note(record: TrialRecord) -> str:
     if record.hostname:
         startup = f" (startup {record.startup_s:.0f} s)" if record.startup_s is not None else ""
         attempts = f", {record.attempts} attempts" if record.attempts > 1 else ""
-        lines += [f"Ran on `{record.hostname}` in {record.wall_s:.0f} s{startup}{attempts}.", ""]
+        node = f" (Ray node `{record.node_id[:12]}`)" if record.node_id else ""
+        lines += [f"Ran on `{record.hostname}`{node} in {record.wall_s:.0f} s{startup}{attempts}.", ""]
     if record.levels:
         lines += ["| phase | concurrency | output tok/s | TTFT p50 / p99 ms | ITL p99 ms | failed | checks |",
                   "|---|---|---|---|---|---|---|"]

@@ -123,11 +123,11 @@ def _trials_table(search: list[TrialRecord], front: StudyFront, labels: dict[int
             "concurrency": level.concurrency if level else None,
             "failure": r.failure_class or "", "detail": (r.failure_detail or r.prediction or "")[:200],
             "flagged_levels": sum(1 for lv in r.levels if not lv.reliable),
-            "sweep_stopped": r.sweep_stopped, "hostname": r.hostname,
+            "sweep_stopped": r.sweep_stopped, "hostname": r.hostname, "node_id": r.node_id[:12],
             **{f"param:{n}": r.params.get(n) for n in param_names},
         })
     columns = ["trial", "outcome", "label", "on_front", "output_tok_s", "stability", "ttft_p99_ms", "itl_p99_ms",
-               "concurrency", "failure", "detail", "flagged_levels", "sweep_stopped", "hostname",
+               "concurrency", "failure", "detail", "flagged_levels", "sweep_stopped", "hostname", "node_id",
                *(f"param:{n}" for n in param_names)]
     return pd.DataFrame(rows, columns=columns)
 
