@@ -264,13 +264,12 @@ def run_trial_that_raises(*args, **kwargs):
 
 
 @pytest.mark.parametrize("task", [run_trial_with_a_bug_inside, run_trial_that_raises])
-def test_bug_in_tuner_is_a_tuner_error_and_stops_the_study(tmp_path, monkeypatch, task):
+def test_bug_in_tuner_is_a_tuner_error_and_stops_the_study(tmp_path, task):
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers cannot import this test module
-    monkeypatch.setattr("tuner.study._runner.run_trial", task)
     study = make_study(tmp_path, "ok", trials=3)
     optuna_study = create_or_load(study, open_storage(study.spec.storage), study.spec.name)
     events = []
-    runner = StudyRunner(study, optuna_study, 3, on_progress=lambda s: events.append(s.last_event))
+    runner = StudyRunner(study, optuna_study, 3, on_progress=lambda s: events.append(s.last_event), task=task)
     with pytest.raises(TunerBug) as info:
         runner.run()
     assert "ZeroDivisionError: deliberate bug" in str(info.value) and "bug in tuner" in str(info.value)

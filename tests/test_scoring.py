@@ -122,7 +122,7 @@ def test_died_at_last_level_stays_feasible_with_lower_survival():
 
 
 def test_died_before_planned_levels_counts_the_unreached_ones():
-    levels = [level(1, 200), level(8, 900, ok=30, reliable=False)]
+    levels = [level(1, 200), level(8, 900, ok=30, reliable=False, warnings=["server_died: died_under_load"])]
     score = score_run(trial(levels, failure="died_under_load", planned=5), Goals())
     assert score.feasible and score.components.survival == 0.0
     assert score.evidence.phases_lived == 1 and score.evidence.phases_planned == 5
@@ -233,3 +233,15 @@ def test_stability_always_in_unit_interval(levels, failure, planned, slo):
     assert score.outcome in ("measured", "slo_miss", "unreliable", "no_measurement", failure)
     assert score.feasible == (score.outcome not in ("slo_miss", "unreliable", "no_measurement")
                               and not (failure and score.operating_point is None))
+
+
+def test_a_phase_counts_once_however_often_it_was_remeasured():
+    flagged = level(8, 900, reliable=False, warnings=["client_saturated: lag"])
+    score = score_run(trial([level(1, 200), flagged, level(8, 950)], planned=2), Goals())
+    assert score.evidence.phases_lived == 2 and score.evidence.phases_planned == 2
+
+
+def test_a_death_met_at_connect_leaves_no_level_and_loses_no_lived_phase():
+    """The server died between levels and the next level's connect found it gone: no level was appended for it."""
+    score = score_run(trial([level(1, 200)], failure="died_under_load", planned=3), Goals())
+    assert score.evidence.phases_lived == 1 and score.evidence.phases_planned == 3

@@ -273,18 +273,23 @@ def levels_frame(levels: list[dict]):
 
 
 def _served_model(base_url: str, headers: dict[str, str]) -> str:
-    import httpx
+    from tuner.errors import ServerGone
+    from tuner.server.client import server_client
 
     try:
-        response = httpx.get(f"{base_url}/v1/models", headers=headers, timeout=10.0)
+        with server_client(10.0, headers) as client:
+            response = client.get(f"{base_url}/v1/models")
         return str(response.json()["data"][0]["id"])
-    except (httpx.HTTPError, ValueError, KeyError, IndexError, TypeError):
+    except ServerGone as exc:
+        raise InputError("URL", base_url, f"a running server that answers ({exc})") from None
+    except (ValueError, KeyError, IndexError, TypeError):
         raise InputError("--model", "", f"a model name: {base_url}/v1/models did not list one") from None
 
 
 def _tokenizer_for(folder: Path | None, base_url: str, model: str, headers: dict[str, str], path: str,
                    prompt_kind: str | None):
     """(vocabulary size, tokenizer or None). A tokenizer is only needed for text prompts (chat, --prompt text)."""
+    from tuner.errors import ServerGone
     from tuner.loadgen.tokenizer import LocalTokenizer, ServerTokenizer, TokenizerUnavailable, vocab_size_in
 
     if folder is not None and not folder.is_dir():
@@ -300,6 +305,8 @@ def _tokenizer_for(folder: Path | None, base_url: str, model: str, headers: dict
             pass
     try:
         return vocab, ServerTokenizer(base_url, model, headers)
+    except ServerGone as exc:
+        raise InputError("URL", base_url, f"a running server that answers ({exc})") from None
     except TokenizerUnavailable:
         if prompt_kind == "text":
             raise InputError("--prompt", "text", "a tokenizer: install `tokenizers` or use a server with "

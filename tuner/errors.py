@@ -1,4 +1,20 @@
-"""Precise exception types. The CLI maps them to one-line messages and exit codes; nothing else catches them."""
+"""Precise exception types. The CLI maps them to one-line messages and exit codes (tuner.cli._app.user_errors).
+
+    TunerError
+    ├── InputError              bad user input: file, key, what was expected (exit 2)
+    │   ├── ModelConfigError    a model's config.json cannot be read or lacks what the memory estimate needs
+    │   ├── ServerFlagError     a server flag's value the memory estimate cannot use
+    │   └── SetupError          the server the study points at cannot do what the study asks (no /tokenize, ...)
+    ├── StorageError            the storage cannot be opened, or the study is not in it (exit 2)
+    │   └── StudyNotFound
+    ├── TrialNotFound           a trial selector matched no usable trial (exit 2)
+    ├── ServerError             a trial's server, inside the trial: classified there, never reaches the CLI
+    │   ├── ServerStartupFailed startup failed, with its failure class
+    │   └── ServerGone          a call to the trial's own server was refused, reset, closed or timed out
+    │       └── ServerUnreachable  the load generator could not connect at all
+    ├── InfrastructureError     trials keep failing for reasons that are not the configuration's (exit 1)
+    └── TunerBug                tuner's own code raised inside a trial (exit 1, traceback kept)
+"""
 from __future__ import annotations
 
 
@@ -29,6 +45,11 @@ class ServerFlagError(InputError):
         super().__init__("server config", flag, expected)
 
 
+class SetupError(InputError):
+    """The study's server cannot serve what the study asks of it, e.g. exact-length text prompts from a server
+    without vLLM's /tokenize and /detokenize. Found at the first launch at the latest; the trial is re-queued."""
+
+
 class StorageError(TunerError):
     """The study storage cannot be opened or the study is not in it. Exit code 2."""
 
@@ -45,8 +66,6 @@ class ServerError(TunerError):
     """A vLLM server could not be started or stopped answering."""
 
 
-class ServerUnreachable(ServerError):
-    """Nothing answered at the server's address when the load generator connected."""
 
 
 class ServerStartupFailed(ServerError):
@@ -54,6 +73,30 @@ class ServerStartupFailed(ServerError):
         self.failure_class = failure_class
         self.detail = detail
         super().__init__(f"{failure_class}: {detail}")
+
+
+class ServerGone(ServerError):
+    """The trial's own server did not answer a call (tuner.server.client): `kind` is refused, reset, closed or
+    timeout. The trial decides what it means from the process and its log (died_under_load, unresponsive)."""
+
+    def __init__(self, call: str, kind: str, detail: str) -> None:
+        self.call = call
+        self.kind = kind
+        self.detail = detail
+        super().__init__(f"{call}: {kind} ({detail})")
+
+    def __reduce__(self) -> tuple[type, tuple[str, str, str]]:  # crosses process pipes (the client workers)
+        return type(self), (self.call, self.kind, self.detail)
+
+
+class ServerUnreachable(ServerGone):
+    """Nothing answered at the server's address when the load generator connected (the measured requests)."""
+
+    def __init__(self, detail: str, kind: str = "refused", call: str = "connect") -> None:
+        super().__init__(call, kind, detail)
+
+    def __reduce__(self) -> tuple[type, tuple[str, str, str]]:
+        return type(self), (self.detail, self.kind, self.call)
 
 
 class InfrastructureError(TunerError):

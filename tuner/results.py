@@ -145,3 +145,6 @@ class TrialResult(BaseModel):
     sweep_stopped: str = Field("", description="why the sweep ended before its highest level (load.stop_early)")
     replayed: str = Field("", description="not measured by this study: drawn from this recorded surface"
                           " (tuner.replay)")
+    prompts_s: float | None = Field(None, description="seconds spent building every planned level's requests"
+                                    " after startup, before the first level")
+    prompts_built: int = Field(0, description="requests built before the first level (warm-up included)")

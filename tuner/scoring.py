@@ -91,11 +91,22 @@ class Score:
         return data
 
 
+def _phase_key(level: LevelResult) -> tuple[str, int, float | None, int]:
+    return level.phase, level.concurrency, level.request_rate, level.repeat
+
+
+def _died_in(level: LevelResult) -> bool:
+    return any(w.startswith("server_died") for w in level.warnings)
+
+
 def evidence_of(result: TrialResult) -> Evidence:
+    """Phases count once however often a flagged one was measured again; a phase the server died in (or whose
+    requests found it dead at connect, which leaves no level) is not lived."""
     levels = result.levels
-    lived = max(0, len(levels) - (1 if result.failure_class else 0))
+    lived = len({_phase_key(lv) for lv in levels if not _died_in(lv)})
+    measured = len({_phase_key(lv) for lv in levels})
     return Evidence(
-        phases_planned=max(result.levels_planned, len(levels), 1),
+        phases_planned=max(result.levels_planned, measured, 1),
         phases_lived=lived,
         survived=result.failure_class is None,
         requests=sum(lv.requests for lv in levels),

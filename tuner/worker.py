@@ -8,6 +8,7 @@ keep as artifacts.
 """
 from __future__ import annotations
 
+import enum
 import json
 import socket
 import sys
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from tuner.errors import ServerStartupFailed
+from tuner.errors import ServerGone, ServerStartupFailed
 from tuner.server.failures import FailureClass
 from tuner.hardware import Hardware
 from tuner.loadgen import RequestRecord, Workload, vocab_size_of
@@ -28,8 +29,10 @@ from tuner.loadgen.stats import SLO
 from tuner.loadgen.workload import Sample
 from tuner.objectives import Goals, slo_excess
 from tuner.plausibility import check_level
-from tuner.loadgen.runner import SWEEP_METRICS_INTERVAL_S, LevelOptions, LoadPattern, measure_level
-from tuner.loadgen.tokenizer import ServerTokenizer, Tokenizer
+from tuner.loadgen.runner import (SWEEP_METRICS_INTERVAL_S, LevelOptions, LoadPattern, PreparedLevel,
+                                  measure_level, prepare_level)
+from tuner.loadgen.tokenizer import ServerTokenizer, Tokenizer, TokenizerUnavailable
+from tuner.server.client import server_client
 from tuner.results import LevelResult, Plausibility, TrialResult
 from tuner.server.config import ServerConfig, redact_text
 from tuner.server.process import ServerProcess, last_lines
@@ -43,6 +46,20 @@ WATCH_INTERVAL_S = 0.5
 HEALTH_TIMEOUT_S = 5.0
 PROBE_MIN_TIMEOUT_S = 15.0  # a 1-token request on starved cores can take seconds; a hung engine never answers
 HEALTH_DOWN_CHECKS = 2  # consecutive definite "down" answers (refused, non-200) before the level is aborted
+
+
+class Seam(str, enum.Enum):
+    """The points between a trial's phases, in order. An observer handed to run_trial is called at each (the
+    fault tests end the server at an exact one; nothing in the study needs one)."""
+
+    READY = "ready"  # /health answered 200; nothing built or sent yet
+    PROMPTS_BUILT = "prompts_built"  # every planned level's requests are built; nothing sent yet
+    LEVEL_DONE = "level_done"  # a sweep level was measured and its server checked
+    SWEEP_DONE = "sweep_done"  # the sweep is over; the repeats of its top level are next
+    BEFORE_SOAK = "before_soak"  # a confirmation run's soak is next
+
+
+Observer = Callable[[Seam, "ServerProcess"], None]
 
 
 @dataclass(frozen=True)
@@ -131,8 +148,9 @@ def ray_node_id() -> str:
 
 
 def run_trial(config: ServerConfig, plan: SweepPlan, timeouts: Timeouts, log_path: str, host: str = "127.0.0.1",
-              vocab_size: int | None = None) -> TrialOutcome:
-    """Launch `config`, measure it, tear it down. `vocab_size`: for token-id prompts (else the server's /tokenize)."""
+              vocab_size: int | None = None, observer: Observer | None = None) -> TrialOutcome:
+    """Launch `config`, measure it, tear it down. `vocab_size`: for token-id prompts (else the server's /tokenize).
+    `observer`: called at each Seam (tests)."""
     started = time.monotonic()
     server = ServerProcess(config, Path(log_path), timeouts, host=host)
     result = TrialResult(argv=[redact_text(a, config.env) for a in server.argv], env=config.redacted_env(),
@@ -144,9 +162,13 @@ def run_trial(config: ServerConfig, plan: SweepPlan, timeouts: Timeouts, log_pat
         cache_before = prepare_compile_cache(config)
         server.start()
         result.startup_s = server.wait_ready()
-        _sweep(server, config, plan, result, records, vocab_size)
+        _Sweep(server, config, plan, result, records, observer or (lambda seam, srv: None)).run(vocab_size)
     except ServerStartupFailed as exc:
         result.failure_class, result.failure_detail = exc.failure_class, exc.detail
+    except ServerGone as exc:  # the server stopped answering one of tuner's own calls: the server's outcome
+        result.failure_class, result.failure_detail = _outcome_of_silence(server, exc, result)
+    except TokenizerUnavailable as exc:  # the user's setup (no tokenizer endpoints): never the config, never a bug
+        result.failure_class, result.failure_detail = FailureClass.SETUP_ERROR.value, str(exc)
     except Exception as exc:  # tuner's own code raised: a bug to report, never the config's or the cluster's fault
         result.failure_class = FailureClass.TUNER_ERROR.value
         result.failure_detail = f"{type(exc).__name__}: {exc}"
@@ -161,51 +183,121 @@ def run_trial(config: ServerConfig, plan: SweepPlan, timeouts: Timeouts, log_pat
     return TrialOutcome(result=result, server_log=log, records_jsonl="".join(records))
 
 
-def _sweep(server: ServerProcess, config: ServerConfig, plan: SweepPlan, result: TrialResult,
-           records_out: list[str], vocab_size: int | None) -> None:
-    load = plan.load
-    workload, tokenizer = _workload(server, config, plan, vocab_size)
-    with ServerWatch(server) as watch:
-        options = LevelOptions(request_timeout_s=load.request_timeout_s, level_timeout_s=load.level_timeout_s,
-                               metrics_interval_s=SWEEP_METRICS_INTERVAL_S, tokenizer=tokenizer, abort=watch.abort,
-                               slo=plan.slo, plausibility=_plausibility_check(plan), own_session=True)
+def _outcome_of_silence(server: ServerProcess, exc: ServerGone, result: TrialResult) -> tuple[str, str]:
+    """A call to the server went unanswered: it died (classified from its log), or it lives and does not answer."""
+    where = f"after {_where(result.levels[-1])}" if result.levels else "before the first level"
+    code = server.wait_exit(EXIT_WAIT_S)
+    if code is not None:
+        cause = server.diagnose(code)
+        return FailureClass.DIED_UNDER_LOAD.value, f"exit code {code} {where}: {cause.detail} ({exc.call}: {exc.kind})"
+    return FailureClass.UNRESPONSIVE.value, f"{exc} {where}, though the process is still running"
 
-        def measure(pattern: LoadPattern, repeat: int, phase_workload: Workload, phase: str) -> bool:
-            """One phase, measured again while flagged; False when the server died (the trial ends)."""
-            for attempt in range(load.remeasure_flagged + 1):
-                level, records = measure_level(server.base_url, phase_workload, pattern, options, repeat)
-                level.phase, level.workload = phase, phase_workload.describe()
-                records_out.extend(_record_lines(level, records))
-                result.levels.append(level)  # every attempt is kept, flagged ones too: nothing measured is hidden
-                failure = _failure_after_level(server, level, watch, config.model, load.request_timeout_s)
-                if failure is not None:
-                    level.reliable = False
-                    level.warnings.append(f"server_died: {failure[0]} during or after this level; its figures are"
-                                          " left out of the scores")
-                    result.failure_class, result.failure_detail = failure
-                    return False
-                if level.reliable:
-                    break
-                if attempt < load.remeasure_flagged:
-                    level.warnings.append("remeasured: flagged, so the level was measured again")
-            return True
 
+@dataclass(frozen=True)
+class _Level:
+    """One planned level: what is sent and how it is labelled."""
+
+    pattern: LoadPattern
+    repeat: int
+    workload: Workload
+    phase: str
+
+
+class _Sweep:
+    """The measured part of one launch: every planned level's requests built first, then the sweep, the repeats of
+    its top level, and a confirmation run's soak."""
+
+    def __init__(self, server: ServerProcess, config: ServerConfig, plan: SweepPlan, result: TrialResult,
+                 records_out: list[str], observer: Observer) -> None:
+        self.server, self.config, self.plan, self.result = server, config, plan, result
+        self.records_out = records_out
+        self.observer = observer
+        self.prepared: dict[tuple[LoadPattern, int, str], PreparedLevel] = {}
+
+    def run(self, vocab_size: int | None) -> None:
+        self.observer(Seam.READY, self.server)
+        load = self.plan.load
+        workload, tokenizer = _workload(self.server, self.config, self.plan, vocab_size)
+        self._prepare(workload, tokenizer)
+        self.observer(Seam.PROMPTS_BUILT, self.server)
+        with ServerWatch(self.server) as self.watch:
+            self.options = LevelOptions(request_timeout_s=load.request_timeout_s,
+                                        level_timeout_s=load.level_timeout_s,
+                                        metrics_interval_s=SWEEP_METRICS_INTERVAL_S, tokenizer=tokenizer,
+                                        abort=self.watch.abort, slo=self.plan.slo,
+                                        plausibility=_plausibility_check(self.plan), own_session=True)
+            top = self._sweep(workload)
+            if top is None:
+                return
+            self.observer(Seam.SWEEP_DONE, self.server)
+            for repeat in range(1, load.repeats):  # the top level measured again: this launch's own noise
+                if not self._measure(_Level(replace(top, warmup=0), repeat, workload, "sweep")):
+                    return
+            soak = _soak_pattern(self.plan)
+            if soak is not None:
+                self.observer(Seam.BEFORE_SOAK, self.server)
+                self._measure(_Level(soak, 0, replace(workload, cycle=True), "soak"))
+
+    def _planned(self, workload: Workload) -> list[_Level]:
+        """Every level this launch may measure. The repeats run at the sweep's top level, which an early stop
+        lowers: with stop_early, they are planned at every level."""
+        load = self.plan.load
         points = sweep_points(load)
-        for i, pattern in enumerate(points):
-            if not measure(pattern, 0, workload, "sweep"):
-                return
-            top = pattern
-            reason = stop_reason(result.levels, plan.goals, load.plateau_gain) if load.stop_early else None
-            if reason is not None and i < len(points) - 1:
-                result.sweep_stopped = reason
-                result.levels_planned -= len(points) - 1 - i  # not planned any more: survival must not count them
-                break
-        for repeat in range(1, load.repeats):  # the top level measured again: this launch's own noise
-            if not measure(replace(top, warmup=0), repeat, workload, "sweep"):
-                return
-        soak = _soak_pattern(plan)
+        levels = [_Level(p, 0, workload, "sweep") for p in points]
+        tops = points if load.stop_early else points[-1:]
+        levels += [_Level(replace(p, warmup=0), r, workload, "sweep") for p in tops for r in range(1, load.repeats)]
+        soak = _soak_pattern(self.plan)
         if soak is not None:
-            measure(soak, 0, replace(workload, cycle=True), "soak")
+            levels.append(_Level(soak, 0, replace(workload, cycle=True), "soak"))
+        return levels
+
+    def _prepare(self, workload: Workload, tokenizer: Tokenizer | None) -> None:
+        began = time.monotonic()
+        for level in self._planned(workload):
+            self.prepared[(level.pattern, level.repeat, level.phase)] = prepare_level(
+                self.server.base_url, level.workload, level.pattern, level.repeat, tokenizer)
+        self.result.prompts_s = time.monotonic() - began
+        self.result.prompts_built = sum(len(p.requests) + len(p.warmup) for p in self.prepared.values())
+
+    def _sweep(self, workload: Workload) -> LoadPattern | None:
+        """The sweep's levels, lowest first; the top level measured, or None when the server died."""
+        load = self.plan.load
+        points = sweep_points(load)
+        top = points[0]
+        for i, pattern in enumerate(points):
+            if not self._measure(_Level(pattern, 0, workload, "sweep")):
+                return None
+            top = pattern
+            self.observer(Seam.LEVEL_DONE, self.server)
+            reason = stop_reason(self.result.levels, self.plan.goals, load.plateau_gain) if load.stop_early else None
+            if reason is not None and i < len(points) - 1:
+                self.result.sweep_stopped = reason
+                self.result.levels_planned -= len(points) - 1 - i  # not planned any more: survival must not count
+                break
+        return top
+
+    def _measure(self, planned: _Level) -> bool:
+        """One level, measured again while flagged; False when the server died (the trial ends)."""
+        load, result = self.plan.load, self.result
+        prepared = self.prepared[(planned.pattern, planned.repeat, planned.phase)]
+        for attempt in range(load.remeasure_flagged + 1):
+            level, records = measure_level(self.server.base_url, planned.workload, planned.pattern, self.options,
+                                           planned.repeat, prepared)
+            level.phase, level.workload = planned.phase, planned.workload.describe()
+            self.records_out.extend(_record_lines(level, records))
+            result.levels.append(level)  # every attempt is kept, flagged ones too: nothing measured is hidden
+            failure = _failure_after_level(self.server, level, self.watch, self.config.model, load.request_timeout_s)
+            if failure is not None:
+                level.reliable = False
+                level.warnings.append(f"server_died: {failure[0]} during or after this level; its figures are"
+                                      " left out of the scores")
+                result.failure_class, result.failure_detail = failure
+                return False
+            if level.reliable:
+                break
+            if attempt < load.remeasure_flagged:
+                level.warnings.append("remeasured: flagged, so the level was measured again")
+        return True
 
 
 def _soak_pattern(plan: SweepPlan) -> LoadPattern | None:
@@ -271,7 +363,7 @@ class ServerWatch:
 
     def _run(self) -> None:
         down = 0
-        with httpx.Client(timeout=HEALTH_TIMEOUT_S) as client:
+        with server_client(HEALTH_TIMEOUT_S) as client:
             while not self._stop.wait(WATCH_INTERVAL_S):
                 code = self.server.exit_code()
                 if code is not None:
@@ -292,16 +384,18 @@ def _health(client: httpx.Client, base_url: str) -> int | str | None:
     """The /health status code, "refused" when nothing listens, None when it did not answer in time."""
     try:
         return client.get(f"{base_url}/health").status_code
-    except httpx.TimeoutException:
-        return None
-    except httpx.HTTPError:
-        return "refused"
+    except ServerGone as exc:
+        return None if exc.kind == "timeout" else "refused"
 
 
 def _failure_after_level(server: ServerProcess, level: LevelResult, watch: ServerWatch, model: str,
                          probe_timeout_s: float) -> tuple[str, str] | None:
     at = f"at concurrency {level.concurrency}"
-    code = server.wait_exit(EXIT_WAIT_S) if level.failed or watch.abort.is_set() else server.exit_code()
+    # Failed requests, a tripped watch or a last scrape the server did not answer: give a dying server the moment
+    # it needs to exit, so the level is judged on what happened, not on who noticed first.
+    unanswered_scrape = level.server is not None and not level.server.scraped
+    suspicious = level.failed or watch.abort.is_set() or unanswered_scrape
+    code = server.wait_exit(EXIT_WAIT_S) if suspicious else server.exit_code()
     if code is not None:
         cause = server.diagnose(code)
         return FailureClass.DIED_UNDER_LOAD.value, f"exit code {code} {at}: {cause.detail}"
@@ -329,9 +423,9 @@ def _completes(base_url: str, model: str, timeout_s: float) -> bool:
     on timeout), so a healthy server answers at once."""
     body = {"model": model, "prompt": "ping", "max_tokens": 1, "temperature": 0.0}
     try:
-        with httpx.Client(timeout=timeout_s) as client:
+        with server_client(timeout_s) as client:
             return client.post(f"{base_url}/v1/completions", json=body).status_code == 200
-    except httpx.HTTPError:
+    except ServerGone:
         return False
 
 

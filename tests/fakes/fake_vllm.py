@@ -16,11 +16,18 @@ told by FAKE_VLLM_MODE (env, so the tuner's argv stays that of a real server):
   die-randomly:P:N:FILE  in a share P of launches, die as die-after:N (an OOM under load that happens only sometimes,
                        like the seed's production-peak config); FILE counts launches, and launch i draws from
                        random.Random(i), so a test sees the same sequence of deaths every time
+  die-on:PATH:N        on the N-th request to PATH (/tokenize, /metrics, ...), exit(1) with a crash line without
+                       answering it: a server that dies during one of tuner's own calls, at an exact point
   hang-after:N         after N completion requests, accept requests but never produce a token; /health stays 200
   fail-every:K         every K-th completion gets HTTP 500
   truncate-every:K     every K-th completion stream stops mid-way (no usage, no [DONE])
   malformed-every:K    every K-th completion sends a non-JSON data line
   stubborn-child       also fork a child that ignores SIGTERM (tests process-group teardown)
+
+In every mode, SIGUSR1 makes the server print a crash line and exit(1) at once: a test ends it at an exact point of
+the trial (tuner.worker.Seam) instead of after some number of requests.
+
+FAKE_VLLM_NO_TOKENIZER=1: /tokenize and /detokenize answer 404, as an OpenAI-compatible server that is not vLLM does.
 
 Tokens: each completion streams max_tokens chunks TOKEN_MS apart (FAKE_VLLM_TOKEN_MS, default 1) with a usage chunk.
 The tokenizer is one token per whitespace-separated word ("w<id>" is token <id>). /metrics reports token counters
@@ -49,7 +56,7 @@ STARTUP_S = float(os.environ.get("FAKE_VLLM_STARTUP_S", "0.3"))
 KEEP_ALIVE_S = float(os.environ.get("VLLM_HTTP_TIMEOUT_KEEP_ALIVE", "5"))
 HOST, PORT, MODEL = arg("--host", "127.0.0.1"), int(arg("--port", "8000")), arg("--model", "fake")
 MAX_NUM_SEQS = int(arg("--max-num-seqs", "256"))
-state = {"completions": 0, "prompt_tokens": 0, "generation_tokens": 0, "hang": False, "running": 0, "waiting": 0}
+state = {"paths": {}, "completions": 0, "prompt_tokens": 0, "generation_tokens": 0, "hang": False, "running": 0, "waiting": 0}
 
 
 def mode_arg() -> str:
@@ -177,6 +184,20 @@ async def stream(send, n: int, prompt_tokens: int, truncate: bool, malformed: bo
     await send({"type": "http.response.body", "body": event(usage) + b"data: [DONE]\n\n"})
 
 
+def die(why: str) -> None:
+    print(f"RuntimeError: fake engine core died ({why}) (EngineDeadError)", flush=True)
+    os._exit(1)
+
+
+def die_on(path: str) -> None:
+    """die-on:PATH:N: the N-th request to PATH is never answered."""
+    state["paths"][path] = state["paths"].get(path, 0) + 1
+    if MODE.startswith("die-on:"):
+        wanted, n = mode_arg().rsplit(":", 1)
+        if wanted == path and state["paths"][path] == int(n):
+            die(f"during request {n} to {path}")
+
+
 async def app(scope, receive, send) -> None:
     if scope["type"] == "lifespan":
         while True:
@@ -190,6 +211,7 @@ async def app(scope, receive, send) -> None:
                 return
     path = scope["path"]
     raw = await read_body(receive)
+    die_on(path)
     if path == "/health":
         await send_json(send, 200, {})
     elif path == "/v1/models":
@@ -199,6 +221,8 @@ async def app(scope, receive, send) -> None:
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
+    elif path in ("/tokenize", "/detokenize") and os.environ.get("FAKE_VLLM_NO_TOKENIZER"):
+        await send_json(send, 404, {"detail": "Not Found"})  # an OpenAI-compatible server that is not vLLM
     elif path == "/tokenize":
         ids = fake_encode(json.loads(raw).get("prompt", ""))
         await send_json(send, 200, {"tokens": ids, "count": len(ids), "max_model_len": 4096})
@@ -229,6 +253,7 @@ def launch_dies(probability: float, counter: Path) -> bool:
 
 def main() -> None:
     global MODE
+    signal.signal(signal.SIGUSR1, lambda *_: die("SIGUSR1"))
     print(f"INFO fake vLLM starting, mode {MODE}, pid {os.getpid()}", flush=True)
     if MODE.startswith("die-randomly:"):
         probability, after, counter = mode_arg().split(":", 2)

@@ -71,6 +71,30 @@ def build_requests(target: Target, workload: Workload, n: int, seed: int,
     return [target.request_bytes(workload.endpoint, factory.body(), headers) for _ in range(n)]
 
 
+@dataclass(frozen=True)
+class PreparedLevel:
+    """A level's requests, built before it runs: the measured ones, the warm-up, and open-loop send times."""
+
+    requests: list[bytes]
+    warmup: list[bytes]
+    offsets: list[float] | None
+
+
+def prepare_level(base_url: str, workload: Workload, pattern: LoadPattern, repeat: int = 0,
+                  tokenizer: Tokenizer | None = None, headers: dict[str, str] | None = None) -> PreparedLevel:
+    """Everything a level sends, built now. A trial builds every planned level's prompts right after startup, so
+    that no level needs the server's tokenizer (and the server alive) to make its requests."""
+    target = Target.parse(base_url)
+    headers = headers or {}
+    seed = level_seed(workload, pattern, repeat)
+    requests = build_requests(target, workload, pattern.requests, seed, tokenizer, headers)
+    warmup = build_requests(target, workload, pattern.warmup, seed ^ 0x5A5A5A5A, tokenizer, headers)
+    offsets = None
+    if pattern.rate is not None:
+        offsets = arrival_offsets(len(requests), pattern.rate, pattern.arrival, pattern.burstiness, seed)
+    return PreparedLevel(requests, warmup, offsets)
+
+
 def level_seed(workload: Workload, pattern: LoadPattern, repeat: int) -> int:
     """The same prompts for the same level in every process and every run (hash() of a tuple holding None differs
     between processes on Python 3.11)."""
@@ -79,17 +103,15 @@ def level_seed(workload: Workload, pattern: LoadPattern, repeat: int) -> int:
 
 
 def measure_level(base_url: str, workload: Workload, pattern: LoadPattern, options: LevelOptions | None = None,
-                  repeat: int = 0) -> tuple[LevelResult, list[RequestRecord]]:
-    """Measure one level. Blocking: runs its own event loop (or client processes)."""
+                  repeat: int = 0, prepared: PreparedLevel | None = None) -> tuple[LevelResult, list[RequestRecord]]:
+    """Measure one level. Blocking: runs its own event loop (or client processes). `prepared`: the level's
+    requests built beforehand (prepare_level with the same arguments); built here when not given."""
     options = options or LevelOptions()
     target = Target.parse(base_url)
-    seed = level_seed(workload, pattern, repeat)
-    requests = build_requests(target, workload, pattern.requests, seed, options.tokenizer, options.headers)
-    warmup = build_requests(target, workload, pattern.warmup, seed ^ 0x5A5A5A5A, options.tokenizer, options.headers)
-    offsets = None
-    if pattern.rate is not None:
-        offsets = arrival_offsets(len(requests), pattern.rate, pattern.arrival, pattern.burstiness, seed)
-    job = DriverJob(target, requests, pattern.concurrency, offsets, warmup, options.request_timeout_s,
+    if prepared is None:
+        prepared = prepare_level(base_url, workload, pattern, repeat, options.tokenizer, options.headers)
+    requests, offsets = prepared.requests, prepared.offsets
+    job = DriverJob(target, requests, pattern.concurrency, offsets, prepared.warmup, options.request_timeout_s,
                     options.level_timeout_s, pattern.duration_s, options.abort)
     watcher = MetricsWatcher(base_url, options.metrics_interval_s, options.headers) if options.metrics else None
     try:

@@ -12,7 +12,9 @@ import threading
 
 import httpx
 
+from tuner.errors import ServerGone
 from tuner.results import ServerCounters
+from tuner.server.client import server_client
 
 _LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)")
 
@@ -63,19 +65,22 @@ def counters_between(before: dict[str, float], after: dict[str, float],
 class MetricsWatcher:
     """begin() before a level, end() after it; a daemon thread samples the gauges in between."""
 
-    def __init__(self, base_url: str, interval_s: float = 1.0, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, base_url: str, interval_s: float = 1.0, headers: dict[str, str] | None = None,
+                 transport: httpx.BaseTransport | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.interval_s = interval_s
-        self._client = httpx.Client(timeout=5.0, headers=headers or {})
+        self._client = server_client(5.0, headers, transport)
         self._before: dict[str, float] | None = None
         self._peaks: dict[str, float] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def scrape(self) -> dict[str, float] | None:
+        """The server's vLLM metrics, or None. A scrape the server does not answer is recorded as not scraped
+        (`scraped: false`), never guessed; whether the server died meanwhile is the trial's to decide."""
         try:
             response = self._client.get(f"{self.base_url}/metrics")
-        except httpx.HTTPError:
+        except ServerGone:
             return None
         if response.status_code != 200:
             return None

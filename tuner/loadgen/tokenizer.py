@@ -12,6 +12,9 @@ from typing import Protocol
 
 import httpx
 
+from tuner.errors import ServerGone
+from tuner.server.client import server_client
+
 
 class Tokenizer(Protocol):
     def encode(self, text: str) -> list[int]: ...
@@ -67,28 +70,48 @@ class LocalTokenizer:
 
 
 class ServerTokenizer:
-    """vLLM's /tokenize and /detokenize (special tokens off, so counts match the prompt text alone)."""
+    """vLLM's /tokenize and /detokenize (special tokens off, so counts match the prompt text alone).
 
-    def __init__(self, base_url: str, model: str, headers: dict[str, str] | None = None) -> None:
+    A server that does not answer raises ServerGone (tuner.server.client), as does a 5xx: the server's outcome. A
+    server that answers without these endpoints raises TokenizerUnavailable: the user's setup, not the server's
+    fault nor tuner's."""
+
+    def __init__(self, base_url: str, model: str, headers: dict[str, str] | None = None,
+                 transport: httpx.BaseTransport | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.model = model
-        self._client = httpx.Client(timeout=30.0, headers=headers or {})
-        try:
-            probe = self._client.post(f"{self.base_url}/detokenize", json={"model": model, "tokens": [100]})
-        except httpx.HTTPError as exc:
-            raise TokenizerUnavailable(f"{self.base_url}/detokenize: {exc}") from None
-        if probe.status_code != 200 or "prompt" not in probe.json():
+        self._client = server_client(30.0, headers, transport)
+        probe = self._client.post(f"{self.base_url}/detokenize", json={"model": model, "tokens": [100]})
+        if probe.status_code >= 500:
+            raise ServerGone("POST /detokenize", f"error {probe.status_code}", probe.text[:200])
+        if probe.status_code != 200 or "prompt" not in _json(probe):
             raise TokenizerUnavailable(
                 f"{self.base_url}/detokenize answered {probe.status_code}: prompts of exact token length need the"
-                " server's /tokenize and /detokenize, or the model's config.json (model_info.config_json)")
+                " server's /tokenize and /detokenize (vLLM's), or the model's config.json (model_info.config_json)"
+                " or a local model folder as `model`")
 
     def encode(self, text: str) -> list[int]:
-        r = self._client.post(f"{self.base_url}/tokenize",
-                              json={"model": self.model, "prompt": text, "add_special_tokens": False})
-        r.raise_for_status()
-        return list(r.json()["tokens"])
+        r = self._call("/tokenize", {"model": self.model, "prompt": text, "add_special_tokens": False})
+        return list(r["tokens"])
 
     def decode(self, ids: list[int]) -> str:
-        r = self._client.post(f"{self.base_url}/detokenize", json={"model": self.model, "tokens": ids})
-        r.raise_for_status()
-        return str(r.json()["prompt"])
+        return str(self._call("/detokenize", {"model": self.model, "tokens": ids})["prompt"])
+
+    def _call(self, path: str, body: dict[str, object]) -> dict[str, object]:
+        r = self._client.post(f"{self.base_url}{path}", json=body)
+        if r.status_code >= 500:
+            raise ServerGone(f"POST {path}", f"error {r.status_code}", r.text[:200])
+        if r.status_code != 200:
+            raise TokenizerUnavailable(f"{self.base_url}{path} answered {r.status_code}: {r.text[:200]}")
+        return _json(r)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _json(response: httpx.Response) -> dict[str, object]:
+    try:
+        data = response.json()
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}

@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import replace
 
-from tuner.errors import TunerError
+from tuner.errors import ServerGone, TunerError
 from tuner.loadgen.driver import Driver, DriverJob, DriverResult
 
 START_MARGIN_S = 0.05
@@ -114,6 +114,8 @@ class _Children:
             message = pipe.recv()
         except EOFError:
             raise WorkerFailed(f"a client worker exited before it could {what}") from None
+        if isinstance(message, ServerGone):  # the server's outcome, not the client's: the trial classifies it
+            raise message
         if isinstance(message, Exception):
             raise WorkerFailed(f"client worker failed: {message!r}")
         return message

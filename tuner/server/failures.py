@@ -38,11 +38,12 @@ class FailureClass(str, Enum):
     UNRESPONSIVE = "unresponsive"
     INFRA = "infra"
     TUNER_ERROR = "tuner_error"  # an exception in tuner's own code: a bug to report, never the config's fault
+    SETUP_ERROR = "setup_error"  # the user's setup cannot serve the study (no tokenizer endpoints): exit 2
 
     @property
     def is_config_failure(self) -> bool:
         """The configuration is to blame: penalize the trial so the sampler learns the boundary."""
-        return self not in (FailureClass.INFRA, FailureClass.TUNER_ERROR)
+        return self not in (FailureClass.INFRA, FailureClass.TUNER_ERROR, FailureClass.SETUP_ERROR)
 
 
 @dataclass(frozen=True)

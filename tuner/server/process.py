@@ -19,7 +19,8 @@ from pathlib import Path
 
 import httpx
 
-from tuner.errors import ServerStartupFailed
+from tuner.errors import ServerGone, ServerStartupFailed
+from tuner.server.client import server_client
 from tuner.server.device import other_device_users
 from tuner.server.failures import Diagnosis, FailureClass, classify, first_fatal_line, needs_device_users
 from tuner.server.config import ServerConfig
@@ -103,7 +104,7 @@ class ServerProcess:
         return read_tail(self.log_path, max_bytes)
 
     def healthy(self) -> bool:
-        with httpx.Client(timeout=5.0) as client:
+        with server_client(5.0) as client:
             return self._healthy(client)
 
     def wait_ready(self) -> float:
@@ -117,7 +118,7 @@ class ServerProcess:
         deadline = self.started_at + self.timeouts.startup_s
         fatal_seen_at: float | None = None
         offset = 0
-        with httpx.Client(timeout=2.0) as client:
+        with server_client(2.0) as client:
             while True:
                 code = self._proc.poll()
                 if code is not None:
@@ -154,7 +155,7 @@ class ServerProcess:
     def _healthy(self, client: httpx.Client) -> bool:
         try:
             return client.get(f"{self.base_url}/health").status_code == 200
-        except httpx.HTTPError:
+        except ServerGone:
             return False
 
     def _read_new_lines(self, offset: int) -> tuple[int, str]:

@@ -19,7 +19,7 @@ from pathlib import Path
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 
-from tuner.errors import InfrastructureError, TunerBug
+from tuner.errors import InfrastructureError, SetupError, TunerBug
 from tuner.server.failures import FailureClass
 from tuner.prelaunch import prompt_vocab_size
 from tuner.results import TrialResult
@@ -68,8 +68,10 @@ class Snapshot:
 class StudyRunner:
     def __init__(self, study: Study, optuna_study: optuna.Study, total_trials: int,
                  on_progress: Callable[[Snapshot], None] = lambda s: None, ray_address: str | None = None,
-                 traffic: Traffic | None = None, surface: Surface | None = None) -> None:
+                 traffic: Traffic | None = None, surface: Surface | None = None,
+                 task: Callable[..., TrialOutcome] = run_trial) -> None:
         self.study = study
+        self.task = task  # what runs one attempt on a worker: run_trial, or a test's wrapper of it
         self.spec = study.spec
         self.optuna_study = optuna_study
         self.total = total_trials
@@ -142,7 +144,7 @@ class StudyRunner:
         if self.surface is not None and self.spec.replay is not None:
             return ReplayExecutor(self.surface, self.spec.replay.seed,
                                   lambda attempt: dict(attempt.proposal.trial.params))
-        return RayExecutor[Attempt](run_trial, self.spec.resources, self.spec.accelerator_type, self.ray_address)
+        return RayExecutor[Attempt](self.task, self.spec.resources, self.spec.accelerator_type, self.ray_address)
 
     def _launch_up_to_limit(self) -> None:
         not_launched = 0  # proposals in a row that cost no launch: duplicates, rule breakers, predicted non-fits
@@ -249,6 +251,8 @@ class StudyRunner:
             self._retry_or_give_up(attempt, result)
         elif result.failure_class == FailureClass.TUNER_ERROR.value:
             self._stop_on_bug(attempt, result)
+        elif result.failure_class == FailureClass.SETUP_ERROR.value:
+            self._stop_on_setup(attempt, result)
         else:
             self.infra_give_ups_in_a_row = 0
             score = self.books.tell(attempt.proposal, result, attempts=attempt.number)
@@ -287,6 +291,15 @@ class StudyRunner:
             trace_path.write_text(result.traceback)
         self._event(f"trial {attempt.trial_number}: tuner error: {result.failure_detail[:160]}")
         raise TunerBug(attempt.trial_number, result.failure_detail, result.traceback, trace_path)
+
+    def _stop_on_setup(self, attempt: Attempt, result: TrialResult) -> None:
+        """The server cannot serve what the study asks (e.g. no /tokenize for exact-length text prompts): the
+        user's setup. Stop with one line saying how to fix it; the config is kept for the next run, unpenalized."""
+        self.books.fail(attempt.proposal, result, attempts=attempt.number, requeue=True)
+        self._release(attempt)
+        self._event(f"trial {attempt.trial_number}: setup error: {result.failure_detail[:160]}")
+        raise SetupError(str(self.study.path), "model_info.config_json",
+                         f"a local model folder as `model`, or the model's config.json here: {result.failure_detail}")
 
     def _abandon_running(self) -> None:
         """On Ctrl-C or an error: stop running trials (their servers die with their workers) and re-queue them."""
