@@ -72,8 +72,8 @@ def test_fatal_markers():
     assert first_fatal_line("INFO Loading weights took 0.01 seconds\nINFO Application startup complete.") is None
 
 
-def test_only_infra_and_tuner_errors_are_not_the_configs_fault():
-    blameless = {FailureClass.INFRA, FailureClass.TUNER_ERROR}
+def test_only_infra_setup_and_tuner_errors_are_not_the_configs_fault():
+    blameless = {FailureClass.INFRA, FailureClass.TUNER_ERROR, FailureClass.SETUP_ERROR}
     assert not any(c.is_config_failure for c in blameless)
     assert all(c.is_config_failure for c in FailureClass if c not in blameless)
 
