@@ -79,3 +79,27 @@ def reviewed(tmp_path_factory):
     from tests.report.reviewed_study import make_reviewed
 
     return make_reviewed(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A private local Ray for a module of study-loop tests (the study joins it instead of starting its own)."""
+    import ray
+
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False, _node_ip_address="127.0.0.1",
+             num_cpus=2)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def no_server_left_behind(tmp_path):
+    """After the test, no process tagged with its tmp_path (the servers it started) is alive."""
+    import time
+
+    yield
+    deadline = time.monotonic() + 10
+    while processes_tagged(str(tmp_path)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert processes_tagged(str(tmp_path)) == []

@@ -34,22 +34,7 @@ CAPTURED = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def local_ray():
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False, _node_ip_address="127.0.0.1",
-             num_cpus=2)
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(autouse=True)
-def no_server_left_behind(tmp_path):
-    yield
-    deadline = time.monotonic() + 10
-    while processes_tagged(str(tmp_path)) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert processes_tagged(str(tmp_path)) == []
+pytestmark = pytest.mark.usefixtures("local_ray", "no_server_left_behind")
 
 
 def make_study(tmp_path: Path, mode: str, trials: int = 1, **overrides):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +18,6 @@ import pytest
 import ray
 import yaml
 
-from conftest import processes_tagged
 from tuner.errors import ServerGone, SetupError
 from tuner.loadgen.tokenizer import ServerTokenizer, TokenizerUnavailable
 from tuner.server.client import server_client
@@ -32,22 +30,7 @@ from tuner.worker import Seam, SweepPlan, run_trial
 FAKE = str(Path(__file__).parent / "fakes" / "fake_vllm.py")
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False, _node_ip_address="127.0.0.1",
-             num_cpus=2)
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(autouse=True)
-def no_server_left_behind(tmp_path):
-    yield
-    deadline = time.monotonic() + 10
-    while processes_tagged(str(tmp_path)) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert processes_tagged(str(tmp_path)) == []
+pytestmark = pytest.mark.usefixtures("no_server_left_behind")
 
 
 @dataclass
