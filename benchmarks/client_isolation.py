@@ -28,9 +28,9 @@ TRAFFIC = [(32 + (i * 37) % 64, 64 + (i * 53) % 96) for i in range(24)]
 
 
 def measure(url: str, own_session: bool, concurrency: int) -> tuple[float, bool, float]:
-    from tuner.loadgen.runner import LevelOptions, LoadPattern, measure_level
-    from tuner.loadgen.tokenizer import vocab_size_in
-    from tuner.loadgen.workload import Sample, Workload
+    from tuner.load.runner import LevelOptions, LoadPattern, measure_level
+    from tuner.load.tokenizer import vocab_size_in
+    from tuner.load.workload import Sample, Workload
 
     workload = Workload(model=TINY_MODEL, input_len=1, output_len=1, vocab_size=vocab_size_in(TINY_MODEL),
                         samples=tuple(Sample(input_len=i, output_len=o) for i, o in TRAFFIC))
@@ -51,7 +51,7 @@ def main() -> int:
 
     from tuner.server.config import ServerConfig
     from tuner.server.process import ServerProcess
-    from tuner.spec import Timeouts
+    from tuner.inputs.spec import Timeouts
 
     command = (VLLM_PY, "-m", "vllm.entrypoints.openai.api_server")
     flags = {"--max-num-seqs": args.max_num_seqs, "--max-model-len": 1024, "--kv-cache-memory-bytes": 8388608,

@@ -31,8 +31,8 @@ from _common import ROOT, TINY_MODEL, TUNER_PY, free_port, run_vllm_bench_datase
 def stored(study_name: str, storage: str):
     import optuna
 
-    from tuner.confirmation import best_of, study_front
-    from tuner.spec import load_study
+    from tuner.scoring.confirmation import best_of, study_front
+    from tuner.inputs.spec import load_study
 
     study = optuna.load_study(study_name=study_name, storage=storage)
     front = study_front(study)
@@ -89,8 +89,8 @@ def main() -> int:
 
     from tuner.server.config import ServerConfig
     from tuner.server.process import ServerProcess
-    from tuner.spec import Timeouts
-    from tuner.traffic import resolve_traffic
+    from tuner.inputs.spec import Timeouts
+    from tuner.inputs.traffic import resolve_traffic
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     best, goals, study = stored(args.study, args.storage)
@@ -114,7 +114,7 @@ def main() -> int:
         server.wait_ready()
         import httpx
 
-        from tuner.loadgen.tokenizer import ServerTokenizer
+        from tuner.load.tokenizer import ServerTokenizer
 
         model = httpx.get(server.base_url + "/v1/models").json()["data"][0]["id"]
         prompts = Path(tmp) / "prompts.jsonl"

@@ -5,7 +5,7 @@ strategies where no TPU is at hand. Nothing in it was measured; every replayed t
 
 The space is the TPU study's main knobs on a grid (search_spaces/gemma4-26b-a4b-tpu-v6e-4.yaml, categorical here):
 max-num-seqs x max-model-len x max-num-batched-tokens x kv-cache-dtype x gpu-memory-utilization.
-  - Feasibility: tuner's memory-fit model (tuner.memory_fit, as `tuner study plan` uses it) for the study's model and
+  - Feasibility: tuner's memory-fit model (tuner.capacity.memory_fit, as `tuner study plan` uses it) for the study's model and
     slice. A config it predicts not to fit fails at startup with the predicted class in every launch. (For this
     MoE model on 4 x 32 GiB every grid point fits: the infeasible region comes from the SLO and the risks below.)
   - Throughput and latency: a toy continuous-batching model over the study's traffic mix (mean 2,848 input and 664
@@ -57,7 +57,7 @@ def rejected_share(max_model_len: int) -> float:
 
 
 def level(c: int, p: dict, kv_tokens: float, rng: random.Random, repeat: int = 0) -> dict:
-    from tuner.results import LatencyStats, LevelResult, ServerCounters
+    from tuner.contracts.results import LatencyStats, LevelResult, ServerCounters
 
     seqs, chunk = p["max_num_seqs"], p["max_num_batched_tokens"]
     in_flight_tokens = MEAN_IN + MEAN_OUT / 2
@@ -120,9 +120,9 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "data" / "tpu-gemma-modelled-surface.json.gz")
     args = parser.parse_args()
 
-    from tuner.prelaunch import estimate_config, model_context
+    from tuner.capacity.prelaunch import estimate_config, model_context
     from tuner.server.config import ServerConfig
-    from tuner.spec import load_study
+    from tuner.inputs.spec import load_study
 
     study = load_study(STUDY_FILE)
     ctx = model_context(study)

@@ -53,7 +53,7 @@ STUDY = {
 
 
 def grid(space_file: Path) -> list[dict]:
-    from tuner.search_space import load_search_space
+    from tuner.inputs.search_space import load_search_space
 
     space = load_search_space(space_file)
     names, choices = [], []
@@ -89,7 +89,7 @@ def launch_row(record) -> dict:
 def dump(names: list[str], configs: list[dict], space_file: Path, work: Path, out: Path, argv: list[str]) -> None:
     import optuna
 
-    from tuner.trial_record import TrialRecord
+    from tuner.study.records import TrialRecord
 
     storage = f"sqlite:///{(work / 'surface.db').resolve()}"
     known = {s.study_name for s in optuna.get_all_study_summaries(storage)}

@@ -49,9 +49,9 @@ def hypervolume(points: list[tuple[float, float]]) -> float:
 
 def true_values(surface: dict, goals) -> dict[str, tuple[float, float]]:
     """Config key -> (median rank metric, median stability) of its feasible launches, for feasible configs."""
-    from tuner.replay import params_key
-    from tuner.results import TrialResult
-    from tuner.scoring import score_run
+    from tuner.study.replay import params_key
+    from tuner.contracts.results import TrialResult
+    from tuner.scoring.score import score_run
 
     truth = {}
     for config in surface["configs"]:
@@ -82,9 +82,9 @@ def run_one(path: Path) -> list[dict]:
     """One replayed study in memory; the launched search trials' params in order."""
     import optuna
 
-    from tuner.spec import load_study
+    from tuner.inputs.spec import load_study
     from tuner.study import StudyRunner, create_or_load
-    from tuner.trial_record import TrialRecord
+    from tuner.study.records import TrialRecord
 
     study = load_study(path)
     optuna_study = create_or_load(study, optuna.storages.InMemoryStorage(), study.spec.name)
@@ -98,7 +98,7 @@ def run_one(path: Path) -> list[dict]:
 
 
 def share_after(launched: list[dict], n: int, truth: dict, true_hv: float) -> float:
-    from tuner.replay import params_key
+    from tuner.study.replay import params_key
 
     found = {params_key(p) for p in launched[:n]}
     return hypervolume([truth[k] for k in found if k in truth]) / true_hv
@@ -120,10 +120,10 @@ def main() -> int:
 
     import optuna
 
-    from tuner.objectives import Goals
+    from tuner.scoring.objectives import Goals
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    from tuner.replay import read_table
+    from tuner.study.replay import read_table
 
     recorded = read_table(args.surface)
     settings = recorded["study"]

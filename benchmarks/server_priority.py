@@ -4,7 +4,7 @@
 
 On the CPU stand-in the server and tuner's load client share the host's cores; on a TPU or GPU host the server
 mostly waits for the accelerator. This script launches the CPU vLLM on the tiny model (make model) alternately at
-niceness 0 and at tuner's default (study key server.nice, tuner.spec.DEFAULT_SERVER_NICE), and measures the same
+niceness 0 and at tuner's default (study key server.nice, tuner.inputs.spec.DEFAULT_SERVER_NICE), and measures the same
 level each time from a client in a session of its own, as trials do. Beside it, an idle sentinel process in its
 own session sleeps 5 ms in a loop and counts how often it waited more than 50 ms for a core: what any process
 other than the server sees of the host. Prints per mode: those waits, the client's flagged levels, TTFT p99
@@ -42,9 +42,9 @@ while True:
 
 
 def measure(url: str, concurrency: int):
-    from tuner.loadgen.runner import LevelOptions, LoadPattern, measure_level
-    from tuner.loadgen.tokenizer import vocab_size_in
-    from tuner.loadgen.workload import Sample, Workload
+    from tuner.load.runner import LevelOptions, LoadPattern, measure_level
+    from tuner.load.tokenizer import vocab_size_in
+    from tuner.load.workload import Sample, Workload
 
     workload = Workload(model=TINY_MODEL, input_len=1, output_len=1, vocab_size=vocab_size_in(TINY_MODEL),
                         samples=tuple(Sample(input_len=i, output_len=o) for i, o in TRAFFIC))
@@ -58,7 +58,7 @@ def launch(nice: int, levels: int, concurrency: int) -> list[tuple[int, bool, fl
     """One server launch at `nice`: per level, (sentinel waits > 50 ms, flagged, TTFT p99 ms, tok/s)."""
     from tuner.server.config import ServerConfig
     from tuner.server.process import ServerProcess
-    from tuner.spec import Timeouts
+    from tuner.inputs.spec import Timeouts
 
     flags = {"--max-num-seqs": 16, "--max-model-len": 1024, "--kv-cache-memory-bytes": 8388608,
              "--enforce-eager": True}
@@ -85,7 +85,7 @@ def launch(nice: int, levels: int, concurrency: int) -> list[tuple[int, bool, fl
 
 
 def main() -> int:
-    from tuner.spec import DEFAULT_SERVER_NICE
+    from tuner.inputs.spec import DEFAULT_SERVER_NICE
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--launches", type=int, default=4, help="server launches, alternating the two modes")

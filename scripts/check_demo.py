@@ -15,8 +15,8 @@ from pathlib import Path
 import optuna
 import yaml
 
-from tuner.confirmation import study_front
-from tuner.trial_record import records
+from tuner.scoring.confirmation import study_front
+from tuner.study.records import records
 
 
 def problems(log_text: str, storage: str, study_name: str, best_yaml: Path) -> list[str]:

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from tuner.errors import ServerStartupFailed
-from tuner.hardware import SLICES
-from tuner.memory_fit import estimate, knobs_from_flags, load_model_shape
+from tuner.capacity.hardware import SLICES
+from tuner.capacity.memory_fit import estimate, knobs_from_flags, load_model_shape
 from tuner.server.config import ServerConfig
 from tuner.server.process import ServerProcess, live_group_members
-from tuner.spec import Timeouts
+from tuner.inputs.spec import Timeouts
 
 pytestmark = pytest.mark.e2e
 KV_SIZE = re.compile(r"KV cache size: ([\d,]+) tokens")

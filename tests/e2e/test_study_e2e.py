@@ -18,7 +18,7 @@ import yaml
 from conftest import processes_tagged
 from tuner.server.config import ServerConfig
 from tuner.server.process import ServerProcess
-from tuner.spec import Timeouts
+from tuner.inputs.spec import Timeouts
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -170,9 +170,9 @@ def test_study_end_to_end(vllm_env, tmp_path):
 
 def test_dataset_workload_measures_the_files_lengths(vllm_env, tmp_path):
     """Requests draw their lengths from the file: the tokens the server counted match the file's mean lengths."""
-    from tuner.loadgen import Workload
-    from tuner.loadgen.dataset import load_dataset
-    from tuner.loadgen.runner import LevelOptions, LoadPattern, measure_level
+    from tuner.load import Workload
+    from tuner.load.dataset import load_dataset
+    from tuner.load.runner import LevelOptions, LoadPattern, measure_level
 
     (tmp_path / "traffic.jsonl").write_text("".join(json.dumps(t) + "\n" for t in TRAFFIC))
     samples = load_dataset(tmp_path / "traffic.jsonl")

@@ -12,8 +12,9 @@ import pytest
 
 from conftest import processes_tagged
 from tuner.server.config import ServerConfig
-from tuner.spec import LoadSpec, Timeouts
-from tuner.worker import SweepPlan, run_trial
+from tuner.inputs.spec import LoadSpec, Timeouts
+from tuner.contracts.sweep import SweepPlan
+from tuner.trial import run_trial
 
 pytestmark = pytest.mark.e2e
 

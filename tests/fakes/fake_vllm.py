@@ -25,7 +25,7 @@ told by FAKE_VLLM_MODE (env, so the tuner's argv stays that of a real server):
   stubborn-child       also fork a child that ignores SIGTERM (tests process-group teardown)
 
 In every mode, SIGUSR1 makes the server print a crash line and exit(1) at once: a test ends it at an exact point of
-the trial (tuner.worker.Seam) instead of after some number of requests.
+the trial (tuner.trial.run.Seam) instead of after some number of requests.
 
 FAKE_VLLM_NO_TOKENIZER=1: /tokenize and /detokenize answer 404, as an OpenAI-compatible server that is not vLLM does.
 

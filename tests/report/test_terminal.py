@@ -4,9 +4,9 @@ from __future__ import annotations
 import optuna
 
 from tuner.report import measurement_checks
-from tuner.results import LevelResult
-from tuner.confirmation import study_front
-from tests.test_export import add_trial
+from tuner.contracts.results import LevelResult
+from tuner.scoring.confirmation import study_front
+from tests.report.test_export import add_trial
 
 
 def test_front_excludes_infeasible_and_dominated():

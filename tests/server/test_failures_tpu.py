@@ -13,7 +13,7 @@ from tuner.errors import ServerStartupFailed
 from tuner.server.failures import FailureClass, classify, first_fatal_line
 from tuner.server.config import ServerConfig
 from tuner.server.process import ServerProcess
-from tuner.spec import Timeouts
+from tuner.inputs.spec import Timeouts
 
 LOGS = Path(__file__).parents[1] / "fixtures" / "tpu_logs"
 FAKE = str(Path(__file__).parents[1] / "fakes" / "fake_vllm.py")

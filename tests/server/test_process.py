@@ -18,7 +18,7 @@ from conftest import pids_alive
 from tuner.errors import ServerStartupFailed
 from tuner.server.config import ServerConfig
 from tuner.server.process import ServerProcess, live_group_members
-from tuner.spec import Timeouts
+from tuner.inputs.spec import Timeouts
 
 FAKE = str(Path(__file__).parents[1] / "fakes" / "fake_vllm.py")
 VLLM_LOGS = Path(__file__).parents[1] / "fixtures" / "vllm_logs"
@@ -118,7 +118,7 @@ sys.path.insert(0, {str(Path(__file__).parents[2])!r})
 from pathlib import Path
 from tuner.server.config import ServerConfig
 from tuner.server.process import ServerProcess
-from tuner.spec import Timeouts
+from tuner.inputs.spec import Timeouts
 s = ServerProcess(ServerConfig(command=(sys.executable, {FAKE!r}), model="fake", env={{"FAKE_VLLM_MODE": "stubborn-child"}}),
                   Path({str(tmp_path / 's.log')!r}), Timeouts(shutdown_grace_s=1))
 s.start(); s.wait_ready(); print(s.pid, flush=True); time.sleep(3600)

@@ -1,6 +1,6 @@
 """`tuner bench URL ...`: benchmark any running OpenAI-compatible server with tuner's load generator.
 
-The command parses its options into a typed BenchSpec; tuner/bench.py plans the levels, runs them and builds the
+The command parses its options into a typed BenchSpec; tuner/load/bench.py plans the levels, runs them and builds the
 documents (schema there and in docs/bench.md). This module only parses, displays and writes.
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ def bench_command(
     endpoint: str = typer.Option("completions", "--endpoint", help="completions or chat (or a path)."),
     prefix_len: int = typer.Option(0, "--prefix-len", min=0, help="Tokens of a prefix shared by every prompt."),
     dataset: Optional[Path] = typer.Option(None, "--dataset", help="Your own traffic: JSONL of prompts or of input/"
-                                           "output token lengths, or ShareGPT conversations (tuner/loadgen/dataset.py);"
+                                           "output token lengths, or ShareGPT conversations (tuner/load/dataset.py);"
                                            " each request draws one entry (replaces --input-len/--output-len)."),
     samples: Optional[int] = typer.Option(None, "--samples", min=1, help="Draw this many entries of --dataset "
                                           "(reproducibly, by --seed)."),
@@ -66,8 +66,8 @@ def bench_command(
     the server's own counters, the client's own health and the hardware's ceiling."""
     from rich.console import Console
 
-    from tuner.bench import BenchSpec, bench_document, now_iso, plan_bench, record_lines, run_bench, write_outputs
-    from tuner.loadgen.stats import SLO
+    from tuner.load.bench import BenchSpec, bench_document, now_iso, plan_bench, record_lines, run_bench, write_outputs
+    from tuner.load.stats import SLO
 
     console = Console()
     if not console.is_terminal:  # logs and pipes: one line per level, unwrapped

@@ -26,7 +26,7 @@ def dashboard(
     import optuna.artifacts
     import optuna_dashboard
 
-    from tuner.storage import check_storage_url, open_storage
+    from tuner.study.storage import check_storage_url, open_storage
 
     check_storage_url(storage, "--storage", "")
     from tuner.report import publish_to_dashboard

@@ -9,7 +9,7 @@ import typer
 
 from tuner.cli._app import EXIT_INTERRUPTED, StorageOption, console, err_console, study_app, user_errors
 from tuner.errors import InputError
-from tuner.matrix_report import SEED_CONCURRENCY, SEED_INPUT_LENS, SEED_OUTPUT_LENS
+from tuner.report.matrix import SEED_CONCURRENCY, SEED_INPUT_LENS, SEED_OUTPUT_LENS
 
 
 @study_app.command("start")
@@ -27,10 +27,10 @@ def study_start(
     import optuna
 
     from tuner.report import pareto_table, status_table
-    from tuner.spec import load_study
+    from tuner.inputs.spec import load_study
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    from tuner.storage import check_storage_url, open_storage
+    from tuner.study.storage import check_storage_url, open_storage
 
     study = load_study(study_file)
     url = storage or study.spec.storage
@@ -38,19 +38,19 @@ def study_start(
     study_name = name or study.spec.name
     total = trials or study.spec.trials
 
-    from tuner.prelaunch import preflight
-    from tuner.progress import ProgressDisplay
+    from tuner.capacity.prelaunch import preflight
+    from tuner.report.progress import ProgressDisplay
     from tuner.study import StudyRunner, create_or_load
 
-    from tuner.traffic import resolve_traffic
+    from tuner.inputs.traffic import resolve_traffic
 
     preflight(study)  # input errors before anything is written to storage
     traffic = resolve_traffic(study)  # a bad dataset file, too
-    from tuner.replay import Surface
+    from tuner.study.replay import Surface
 
     surface = Surface.load(study.spec.replay.surface) if study.spec.replay else None  # and a bad surface
     from tuner.study._sampler import choose_sampler
-    from tuner.warm_start import warm_trials
+    from tuner.study.warm_start import warm_trials
 
     warm = warm_trials(study, url)  # and a warm-start study that cannot be read
 
@@ -88,7 +88,7 @@ def study_start(
 def study_status(name: str = typer.Argument(..., help="Study name."), storage: str = StorageOption) -> None:
     """Counts of trials by state and failure class, and the best trials so far."""
     from tuner.report import status_table
-    from tuner.storage import load_existing_study
+    from tuner.study.storage import load_existing_study
 
     console.print(status_table(load_existing_study(storage, name)))
 
@@ -98,7 +98,7 @@ def study_status(name: str = typer.Argument(..., help="Study name."), storage: s
 def study_pareto(name: str = typer.Argument(..., help="Study name."), storage: str = StorageOption) -> None:
     """The front: configs no other config beats by more than the machine's noise, with confirmed medians."""
     from tuner.report import pareto_table
-    from tuner.storage import load_existing_study
+    from tuner.study.storage import load_existing_study
 
     console.print(pareto_table(load_existing_study(storage, name)))
 
@@ -117,7 +117,7 @@ def study_report(
     """The study as a report a person decides from: the front, the baseline/peak/balanced trade-off, load curves,
     failures, search progress, parameter importance and the recommended config's YAML, built from storage alone."""
     from tuner.report import write_report
-    from tuner.storage import load_existing_study
+    from tuner.study.storage import load_existing_study
 
     chosen_format = fmt or ("md" if output.suffix.lower() in (".md", ".markdown") else "html")
     if chosen_format not in ("html", "md"):
@@ -137,8 +137,8 @@ def study_export(
     storage: str = StorageOption,
 ) -> None:
     """Write a trial's configuration as YAML that `vllm serve --config FILE` accepts as is."""
-    from tuner.export import render_config, render_env_file, select_trial, write_atomically
-    from tuner.storage import load_existing_study
+    from tuner.report.export import render_config, render_env_file, select_trial, write_atomically
+    from tuner.study.storage import load_existing_study
 
     optuna_study = load_existing_study(storage, name)
     chosen = select_trial(optuna_study, trial)
@@ -161,12 +161,12 @@ def plan_command(
     """Print the exact argv and env of the first N configs with memory-fit estimates; launches nothing."""
     import optuna
 
-    from tuner.spec import load_study
+    from tuner.inputs.spec import load_study
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = load_study(study_file)
-    from tuner.plan import render_plan
-    from tuner.prelaunch import model_context, plan_configs
+    from tuner.capacity.plan import render_plan
+    from tuner.capacity.prelaunch import model_context, plan_configs
 
     planned = plan_configs(study, trials, seed)
     typer.echo(render_plan(study, planned, model_context(study)))
@@ -202,10 +202,10 @@ def matrix_command(
     """Launch a trial's config once and measure concurrency x input x output (the seed's 144-point grid by default)."""
     import optuna
 
-    from tuner.export import select_trial
-    from tuner.matrix_report import read_matrix, run_trial_matrix, seed_grid
-    from tuner.spec import load_study
-    from tuner.storage import load_existing_study
+    from tuner.report.export import select_trial
+    from tuner.report.matrix import read_matrix, run_trial_matrix, seed_grid
+    from tuner.inputs.spec import load_study
+    from tuner.study.storage import load_existing_study
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = load_study(study_file)
@@ -234,9 +234,9 @@ def summary_command(
     """The enqueued seed configs next to the best configs found, as a Markdown table."""
     import optuna
 
-    from tuner.matrix_report import render_summary, summary_rows
-    from tuner.spec import load_study
-    from tuner.storage import load_existing_study
+    from tuner.report.matrix import render_summary, summary_rows
+    from tuner.inputs.spec import load_study
+    from tuner.study.storage import load_existing_study
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = load_study(study_file)

@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 
 from tuner.report._data import FEASIBLE, outcome_of, report_data
 from tuner.report._figures import all_figures
-from tuner.trial_record import TrialRecord
+from tuner.study.records import TrialRecord
 
 
 def publish(study: optuna.Study) -> int:

@@ -15,10 +15,10 @@ from typing import Any
 import optuna
 import pandas as pd
 
-from tuner.confirmation import ConfigSummary, StudyFront, best_of, study_front
+from tuner.scoring.confirmation import ConfigSummary, StudyFront, best_of, study_front
 from tuner.errors import TunerError
-from tuner.objectives import direction_of
-from tuner.trial_record import TrialRecord, records
+from tuner.scoring.objectives import direction_of
+from tuner.study.records import TrialRecord, records
 
 # How each outcome is named in a report's legend. Penalized trials are named by their failure class.
 FEASIBLE = "feasible"
@@ -51,7 +51,7 @@ class ReportData:
     progress: pd.DataFrame
     param_names: list[str]
     importance: pd.DataFrame  # objective, parameter, importance (PED-ANOVA, feasible launches); empty if too few
-    recommended: Any = None  # tuner.export.Selection of the recommended config, or None (why: recommended_why)
+    recommended: Any = None  # tuner.report.export.Selection of the recommended config, or None (why: recommended_why)
     recommended_why: str = ""
     matrices: dict[int, pd.DataFrame] = field(default_factory=dict)  # trial -> `tuner study matrix` points
 
@@ -283,7 +283,7 @@ def _distribution_of(values: list[Any]) -> optuna.distributions.BaseDistribution
 
 
 def _recommended(study: optuna.Study, selector: str):
-    from tuner.export import select_trial
+    from tuner.report.export import select_trial
 
     try:
         return select_trial(study, selector), ""

@@ -15,7 +15,7 @@ SECTIONS = [  # (figure id prefix, heading, what the reader learns)
     ("front", "The front", "Every search trial is one point; ringed points are on the front."),
     ("latency", "Latency", "Where each config's tail latency sits against its throughput."),
     ("curves-", "Load curves of the chosen configs", "Hollow markers are flagged levels, left out of every score."),
-    ("components", "Stability", "survival, success, headroom and consistency (tuner.confirmation)."),
+    ("components", "Stability", "survival, success, headroom and consistency (tuner.scoring.confirmation)."),
     ("failures", "Failure map", "Where in the space configs failed, and why (table below)."),
     ("progress", "Search progress", "A flat end means more trials would likely not move the front."),
     ("importance", "Parameter importance", "Which flags decide each objective."),
@@ -100,7 +100,7 @@ def _recommended_text(data: ReportData) -> tuple[str, str, str] | None:
     """(heading line, YAML for `vllm serve --config`, env file) of the recommended config, or None."""
     if data.recommended is None:
         return None
-    from tuner.export import render_config, render_env_file
+    from tuner.report.export import render_config, render_env_file
 
     chosen = data.recommended
     return (f"trial {chosen.number}, exported as `tuner study export {data.study_name} --trial {chosen.number}`",

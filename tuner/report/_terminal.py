@@ -7,9 +7,9 @@ from pathlib import Path
 import optuna
 from rich.table import Table
 
-from tuner.results import LevelResult
-from tuner.confirmation import study_front
-from tuner.trial_record import records
+from tuner.contracts.results import LevelResult
+from tuner.scoring.confirmation import study_front
+from tuner.study.records import records
 
 
 def status_table(study: optuna.Study) -> Table:

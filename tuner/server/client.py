@@ -3,12 +3,12 @@
 Tokenize, detokenize, /metrics scrapes, /health, the hung-engine probe, model listing: when the server does not
 answer one of them (a connection refused, reset or closed, a timeout), that is the server's outcome, not a bug in
 tuner. The one rule lives here: the client's transport turns every such failure into `ServerGone`, which the
-trial (tuner.worker.run_trial) classifies from the server's exit code and log like any other death
+trial (tuner.trial.run.run_trial) classifies from the server's exit code and log like any other death
 (`died_under_load`, or `unresponsive` while the process lives). Callers that have a meaningful fallback (the
 health watch counts a refusal, a scrape records `scraped: false`) catch `ServerGone`; nobody else does, so an
 exception that is not about the server answering still surfaces as `tuner_error`.
 
-The measured requests go through the load generator's own client (tuner.loadgen.http), which counts every failure
+The measured requests go through the load generator's own client (tuner.load.http), which counts every failure
 as a failed request instead of raising.
 
 `transport` is the seam for tests: an `httpx.MockTransport` (or any httpx transport) stands in for the network,

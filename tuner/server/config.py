@@ -11,8 +11,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from tuner.search_space import SearchSpace
-from tuner.spec import DEFAULT_SERVER_NICE, StudySpec
+from tuner.inputs.search_space import SearchSpace
+from tuner.inputs.spec import DEFAULT_SERVER_NICE, StudySpec
 
 SECRET_NAME = re.compile(r"TOKEN|KEY|SECRET|PASSWORD", re.IGNORECASE)
 REDACTED = "***"

@@ -24,7 +24,7 @@ from tuner.server.client import server_client
 from tuner.server.device import other_device_users
 from tuner.server.failures import Diagnosis, FailureClass, classify, first_fatal_line, needs_device_users
 from tuner.server.config import ServerConfig
-from tuner.spec import Timeouts
+from tuner.inputs.spec import Timeouts
 
 POLL_S = 0.25
 TAIL_BYTES = 256 * 1024

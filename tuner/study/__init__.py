@@ -6,12 +6,29 @@
     _lease        which driver holds a RUNNING trial: heartbeats it renews, expiry after a grace (several drivers
                   on one study; a killed driver's trials re-queued)
     _runner       the loop between them: budget, infra retries, stop on a tuner bug, progress
-
-The driver is the only writer to storage.
+    records       what a study stores per trial and per study, and the only code that reads or writes it
+    storage       Optuna storage URLs (SQLite, PostgreSQL)
+    replay        a recorded response surface answering trials instead of servers (the search benchmark)
+    warm_start    finished trials of another study seeding this one's sampler
+    _ray_guard    Ray's agents end with a killed driver
+The driver is the only writer to storage. Importing a submodule (the records, say) does not import Ray or the
+loop: the names below are loaded on first use.
 """
-from tuner.study._bookkeeping import create_or_load, recover_interrupted, stored_spec
-from tuner.study._executor import WORKER_ENV, outcome_of_ray_error, ray_options
-from tuner.study._runner import Snapshot, StudyRunner
+from __future__ import annotations
 
-__all__ = ["Snapshot", "StudyRunner", "WORKER_ENV", "create_or_load", "outcome_of_ray_error", "ray_options",
-           "recover_interrupted", "stored_spec"]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "create_or_load": "tuner.study._bookkeeping", "recover_interrupted": "tuner.study._bookkeeping",
+    "stored_spec": "tuner.study._bookkeeping", "WORKER_ENV": "tuner.study._executor",
+    "outcome_of_ray_error": "tuner.study._executor", "ray_options": "tuner.study._executor",
+    "Snapshot": "tuner.study._runner", "StudyRunner": "tuner.study._runner",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'tuner.study' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -1,6 +1,6 @@
 """The study's Optuna side: create or load the study, propose the next config, and record what each trial gave.
 
-Nothing here knows Ray. The driver is the only writer to storage: every trial's record (tuner.trial_record) is
+Nothing here knows Ray. The driver is the only writer to storage: every trial's record (tuner.study.records) is
 written here, its feasibility set as an Optuna constraint, and its server log, request records and any traceback
 kept as artifacts.
 """
@@ -20,19 +20,19 @@ from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.server.failures import FailureClass
-from tuner.failure_rules import KnownFailure, predict_kv_capacity
-from tuner.prelaunch import Prescreen, model_context, pre_launch
-from tuner.results import TrialResult
-from tuner.confirmation import candidates, study_front, summaries
-from tuner.scoring import Score, score_run
+from tuner.capacity.failure_rules import KnownFailure, predict_kv_capacity
+from tuner.capacity.prelaunch import Prescreen, model_context, pre_launch
+from tuner.contracts.results import TrialResult
+from tuner.scoring.confirmation import candidates, study_front, summaries
+from tuner.scoring.score import Score, score_run
 from tuner.server.config import ServerConfig, build_server_config, redact_env
-from tuner.spec import Study
+from tuner.inputs.spec import Study
 from tuner.server.startup import with_compile_cache
-from tuner.trial_record import TrialRecord
-from tuner.worker import TrialOutcome
+from tuner.study.records import TrialRecord
+from tuner.contracts.sweep import TrialOutcome
 from tuner.study._lease import Lease, claimed_before
 from tuner.study._sampler import choose_sampler, make_sampler
-from tuner.warm_start import WarmTrial, add_warm_trials
+from tuner.study.warm_start import WarmTrial, add_warm_trials
 
 
 PROPOSING_WAIT_S = 10.0  # how long a proposal waits for an earlier one another driver is still writing
@@ -329,7 +329,7 @@ class Bookkeeper:
             proposal.trial.set_user_attr(key, value)
 
     def _learned_verdict(self, config: ServerConfig) -> Prescreen | None:
-        """A config that a measured kv_capacity failure already rules out (tuner.failure_rules): not launched."""
+        """A config that a measured kv_capacity failure already rules out (tuner.capacity.failure_rules): not launched."""
         failures = [KnownFailure(r.number, r.server_flags, r.env)
                     for r in (TrialRecord.of(t) for t in self.optuna_study.get_trials(
                         deepcopy=False, states=(TrialState.COMPLETE,)))

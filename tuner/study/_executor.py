@@ -10,10 +10,10 @@ import os
 import re
 from typing import Any, Callable, Generic, TypeVar
 
-from tuner._ray_guard import OrphanGuard
+from tuner.study._ray_guard import OrphanGuard
 from tuner.server.failures import FailureClass
-from tuner.results import TrialResult
-from tuner.worker import TrialOutcome
+from tuner.contracts.results import TrialResult
+from tuner.contracts.sweep import TrialOutcome
 
 Key = TypeVar("Key")
 

@@ -21,7 +21,7 @@ import sqlalchemy
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from tuner.spec import LeaseSpec
+from tuner.inputs.spec import LeaseSpec
 
 
 def rdb_of(optuna_study: optuna.Study) -> RDBStorage | None:

@@ -21,16 +21,17 @@ from optuna.exceptions import UpdateFinishedTrialError
 
 from tuner.errors import InfrastructureError, SetupError, TunerBug
 from tuner.server.failures import FailureClass
-from tuner.prelaunch import prompt_vocab_size
-from tuner.results import TrialResult
-from tuner.spec import Study
-from tuner.scoring import Score
+from tuner.capacity.prelaunch import prompt_vocab_size
+from tuner.contracts.results import TrialResult
+from tuner.inputs.spec import Study
+from tuner.scoring.score import Score
 from tuner.study._bookkeeping import Bookkeeper, Proposal, recover_interrupted
 from tuner.study._lease import Lease
-from tuner.replay import ReplayExecutor, Surface
+from tuner.study.replay import ReplayExecutor, Surface
 from tuner.study._executor import RayExecutor
-from tuner.traffic import Traffic, resolve_traffic, sweep_plan
-from tuner.worker import SweepPlan, TrialOutcome, run_trial
+from tuner.inputs.traffic import Traffic, resolve_traffic, sweep_plan
+from tuner.contracts.sweep import SweepPlan, TrialOutcome
+from tuner.trial import run_trial
 
 DUPLICATE_LIMIT = 50  # consecutive proposals already measured before the space counts as exhausted
 INFRA_GIVE_UP_LIMIT = 3  # trials in a row that exhausted their infra retries: the cluster, not a config, is broken
@@ -198,7 +199,7 @@ class StudyRunner:
         return self.snapshot.complete >= self.total
 
     def _launch_confirmations(self) -> None:
-        """After the search: relaunch the configs on and near the front (tuner.confirmation). Runs once the search
+        """After the search: relaunch the configs on and near the front (tuner.scoring.confirmation). Runs once the search
         trials are all done, so candidates come from the whole search; queued runs survive a restart."""
         waiting = self.books.plan_confirmations()
         if not waiting:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import optuna
 from optuna.exceptions import ExperimentalWarning
 
-from tuner.spec import Study
+from tuner.inputs.spec import Study
 
 
 @dataclass(frozen=True)

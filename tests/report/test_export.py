@@ -1,0 +1,119 @@
+"""Export: a stored trial becomes YAML that `vllm serve --config` takes (keys without --, JSON flags as mappings)."""
+from __future__ import annotations
+
+import optuna
+import pytest
+import yaml
+
+from tuner.errors import TrialNotFound
+from tuner.report.export import render_config, render_env_file, select_trial, write_atomically
+
+
+def score(values, feasible=True, phases_lived=3, requests=100, completed=100):
+    return {"outcome": "measured" if feasible else "oom",
+            "values": {"output_tok_s": values[0], "stability": values[1]},
+            "components": {"survival": 1.0, "success": 1.0, "headroom": 1.0, "consistency": 1.0, "score": values[1]},
+            "evidence": {"phases_planned": 3, "phases_lived": phases_lived, "requests": requests,
+                         "completed": completed, "preemptions": (1.0 - values[1]) * requests, "peak_kv_usage": None, "repeat_spread": 0.02},
+            "operating_point": "c=64", "operating_concurrency": 64}
+
+
+def add_trial(s, values, constraint, flags, env=None, params=None, confirms=None, levels=()):
+    t = s.ask()
+    t.suggest_int("seqs", 1, 4096) if params is None else None
+    for name, value in (params or {}).items():
+        t.suggest_int(name, value, value)
+    t.set_constraint("config_failure", constraint)
+    attrs = {"server_flags": flags, "env": env or {}, "levels": list(levels), "score": score(values, constraint <= 0)}
+    if confirms is not None:
+        attrs["confirms"] = confirms
+    for key, value in attrs.items():
+        t.set_user_attr(key, value)
+    s.tell(t, values)
+    return t.number
+
+
+@pytest.fixture
+def study():
+    """A study that asks for no confirmation: exports carry single-launch numbers, marked unconfirmed."""
+    s = optuna.create_study(directions=["maximize", "maximize"])
+    s.set_user_attr("spec", {"model": "google/gemma-4-26B-A4B-it", "confirm": {"repeats": 0}})
+    add_trial(s, [100.0, 0.99], -1.0, {"--max-num-seqs": 256, "--enable-prefix-caching": True,
+                                       "--speculative-config": {"method": "ngram", "num_speculative_tokens": 3}},
+              {"VLLM_TPU_BUCKET_PADDING_GAP": "256", "HF_TOKEN": "***"})
+    add_trial(s, [200.0, 0.50], -1.0, {"--max-num-seqs": 2048})
+    add_trial(s, [0.0, 0.0], 1.0, {"--max-num-seqs": 4096})
+    add_trial(s, [90.0, 0.40], -1.0, {"--max-num-seqs": 8})  # dominated
+    return s
+
+
+def test_selectors(study):
+    assert select_trial(study, "max-throughput").number == 1
+    assert select_trial(study, "max-stability").number == 0
+    assert select_trial(study, "3").number == 3
+
+
+def test_infeasible_or_unknown_trials_refused(study):
+    with pytest.raises(TrialNotFound, match="not a feasible"):
+        select_trial(study, "2")
+    with pytest.raises(TrialNotFound, match="no trial 99"):
+        select_trial(study, "99")
+    with pytest.raises(TrialNotFound, match="trial number"):
+        select_trial(study, "fastest")
+
+
+def test_config_yaml_is_what_vllm_config_expects(study):
+    text = render_config(study, select_trial(study, "0"))
+    data = yaml.safe_load(text)
+    assert data == {
+        "model": "google/gemma-4-26B-A4B-it",
+        "max-num-seqs": 256,
+        "enable-prefix-caching": True,
+        "speculative-config": {"method": "ngram", "num_speculative_tokens": 3},
+    }
+    assert "#   VLLM_TPU_BUCKET_PADDING_GAP=256" in text
+    assert "output_tok_s: 100.000" in text
+    assert "UNCONFIRMED" in text
+
+
+def level(concurrency, tok_s, reliable=True):
+    from tuner.contracts.results import LevelResult
+
+    return LevelResult(concurrency=concurrency, requests=10, completed=10, failed=0, duration_s=1.0,
+                       output_throughput=tok_s, reliable=reliable, workload="dataset chats.jsonl: 10 samples",
+                       warnings=[] if reliable else ["client_saturated: lag"]).model_dump(mode="json")
+
+
+def test_confirmed_study_exports_only_confirmed_medians():
+    s = optuna.create_study(directions=["maximize", "maximize"])
+    s.set_user_attr("spec", {"model": "m", "confirm": {"repeats": 2}, "slo": {"ttft_p99_ms": 500.0}})
+    flags = {"--max-num-seqs": 16}
+    first = add_trial(s, [100.0, 1.0], -1.0, flags, params={"seqs": 16},
+                      levels=[level(16, 100.0), level(64, 900.0, reliable=False)])
+    with pytest.raises(TrialNotFound, match="no confirmed config yet"):
+        select_trial(s, "max-throughput")
+    add_trial(s, [110.0, 1.0], -1.0, flags, params={"seqs": 16}, confirms=first)
+    add_trial(s, [90.0, 1.0], -1.0, flags, params={"seqs": 16}, confirms=first)
+    chosen = select_trial(s, "max-throughput")
+    assert chosen.number == first and chosen.summary.runs == [0, 1, 2]
+    text = render_config(s, chosen)
+    assert "confirmed: median of 3 launches" in text
+    assert "output_tok_s: 100.000" in text  # the median, not the best launch
+    assert "workload: dataset chats.jsonl" in text
+    assert "SLOs ttft_p99_ms <= 500: met in 3 of 3 launches" in text
+    assert "[flagged, not used]" in text  # the saturated level is shown, and said to be left out
+
+
+def test_env_file_never_contains_secrets(study):
+    text = render_env_file(select_trial(study, "0"))
+
+    assert "export VLLM_TPU_BUCKET_PADDING_GAP=256" in text
+    assert "HF_TOKEN is a secret" in text and "***" not in text
+
+
+def test_write_atomically_leaves_no_temp_files(tmp_path):
+    target = tmp_path / "out" / "best.yaml"
+    write_atomically(target, "a: 1\n")
+    assert target.read_text() == "a: 1\n"
+    assert [p.name for p in target.parent.iterdir()] == ["best.yaml"]
+

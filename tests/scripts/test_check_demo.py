@@ -1,0 +1,45 @@
+"""scripts/check_demo.py, what CI runs after `make demo`: it must fail on an unmeasured trial or a missing table."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import optuna
+
+_spec = importlib.util.spec_from_file_location("check_demo", Path(__file__).parents[2] / "scripts" / "check_demo.py")
+check_demo = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
+_spec.loader.exec_module(check_demo)  # type: ignore[union-attr]
+
+
+def make_storage(tmp_path: Path, with_infra_failure: bool) -> str:
+    from tests.report.test_export import add_trial
+
+    storage = f"sqlite:///{tmp_path / 'demo.db'}"
+    study = optuna.create_study(study_name="quickstart-cpu", storage=storage, directions=["maximize", "maximize"])
+    study.set_user_attr("spec", {"model": "m", "confirm": {"repeats": 1}})
+    first = add_trial(study, [1000.0, 0.9], -1.0, {}, params={"seqs": 4})
+    add_trial(study, [1010.0, 0.9], -1.0, {}, params={"seqs": 4}, confirms=first)
+    if with_infra_failure:
+        bad = study.ask()
+        bad.set_user_attr("failure_class", "infra")
+        study.tell(bad, state=optuna.trial.TrialState.FAIL)
+    return storage
+
+
+def test_a_good_demo_passes(tmp_path):
+    (tmp_path / "best.yaml").write_text("# confirmed: median of 2 launches (trials 0, 1)\nmodel: m\n")
+    assert check_demo.problems("front of quickstart-cpu", make_storage(tmp_path, False), "quickstart-cpu",
+                               tmp_path / "best.yaml") == []
+
+
+def test_unmeasured_trials_and_missing_outputs_are_problems(tmp_path):
+    found = check_demo.problems("no table here", make_storage(tmp_path, True), "quickstart-cpu", tmp_path / "best.yaml")
+    assert any("no front" in p for p in found) and any("best.yaml" in p for p in found)
+    assert any("trial 2 was not measured: infra" in p for p in found)
+
+
+def test_an_unconfirmed_export_is_a_problem(tmp_path):
+    (tmp_path / "best.yaml").write_text("# UNCONFIRMED: one launch\nmodel: m\n")
+    found = check_demo.problems("front of quickstart-cpu", make_storage(tmp_path, False), "quickstart-cpu",
+                                tmp_path / "best.yaml")
+    assert found == ["best.yaml".join([str(tmp_path) + "/", " does not carry confirmed numbers"])]

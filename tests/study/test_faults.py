@@ -1,0 +1,383 @@
+"""Fault injection through the whole study loop (Optuna + Ray + worker + server process), using the fake vLLM
+server for faults a real server cannot produce on demand. After every scenario, no server process is alive."""
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import ray
+import yaml
+
+from conftest import processes_tagged
+from tuner.errors import TunerBug
+from tuner.inputs.spec import load_study
+from tuner.study.storage import open_storage
+from tuner.scoring.confirmation import study_front
+from tuner.study import StudyRunner, create_or_load
+
+FAKE = str(Path(__file__).parents[1] / "fakes" / "fake_vllm.py")
+TPU_BUSY = "RuntimeError: TPU initialization failed: open(/dev/vfio/0): Device or resource busy\n"
+CAPTURED = {
+    "kv_capacity": "ValueError: To serve at least one request with the model's max seq len (16384), (0.02 GiB KV "
+                   "cache is needed, which is larger than the available KV cache memory (0.01 GiB).\n"
+                   "RuntimeError: Engine core initialization failed. See root cause above.\n",
+    "oom": "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB.\n",
+    "invalid_config": "api_server.py: error: argument --max-num-seqs: invalid int value: 'x'\n",
+    "crash": "Fatal Python error: Segmentation fault\n",
+}
+
+
+pytestmark = pytest.mark.usefixtures("local_ray", "no_server_left_behind")
+
+
+def make_study(tmp_path: Path, mode: str, trials: int = 1, **overrides):
+    (tmp_path / "space.yaml").write_text("parameters:\n  seqs: {type: categorical, choices: [1, 2, 3, 4], flag: --max-num-seqs}\n")
+    spec = {
+        "name": "faults", "model": "fake", "search_space": "space.yaml",
+        # As real vLLM behaves: requests past --max-num-seqs (1 to 4 here) queue, idle connections close after 1 s.
+        "server": {"command": [sys.executable, FAKE], "env": {"FAKE_VLLM_MODE": mode, "FAKE_VLLM_TOKEN_MS": "1",
+                                                                    "VLLM_HTTP_TIMEOUT_KEEP_ALIVE": "1",
+                                                                    "TUNER_TEST_TAG": str(tmp_path)}},
+        "load": {"concurrency": [1, 4], "requests_per_level": 8, "warmup_rounds": 1, "input_len": 8, "output_len": 8,
+                 "repeats": 1, "request_timeout_s": 2, "level_timeout_s": 6},
+        "resources": {"CPU": 1}, "trials": trials, "storage": f"sqlite:///{tmp_path / 'db.sqlite'}",
+        "runs_dir": str(tmp_path / "runs"), "timeouts": {"startup_s": 20, "shutdown_grace_s": 2, "fatal_log_grace_s": 1},
+        "sampler": {"name": "random", "seed": 0}, "max_infra_retries": 1,
+        "confirm": {"repeats": 0},  # confirmation has its own tests
+    }
+    for key, value in overrides.items():
+        spec[key] = value
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return load_study(path)
+
+
+def run(study, trials=None):
+    storage = open_storage(study.spec.storage)
+    optuna_study = create_or_load(study, storage, study.spec.name)
+    StudyRunner(study, optuna_study, trials or study.spec.trials).run()
+    return optuna_study
+
+
+def only_trial(optuna_study):
+    (trial,) = optuna_study.get_trials()
+    return trial
+
+
+@pytest.mark.parametrize("failure_class", sorted(CAPTURED))
+def test_config_failure_at_startup_is_penalized(tmp_path, failure_class):
+    log = tmp_path / "captured.log"
+    log.write_text(CAPTURED[failure_class])
+    code = 2 if failure_class == "invalid_config" else (-11 if failure_class == "crash" else 1)
+    trial = only_trial(run(make_study(tmp_path, f"exit:{code if code > 0 else 1}:{log}")))
+    assert trial.state.name == "COMPLETE"
+    assert trial.user_attrs["failure_class"] == failure_class
+    assert trial.values == [0.0, 0.0] and trial.constraints["config_failure"] > 0
+    # What Optuna's constraint-aware samplers read: the config failed; SLO and measurement were never reached.
+    assert trial.constraints == {"config_failure": 1.0, "slo": -1.0, "measurement": -1.0}
+    assert trial.user_attrs["log_tail"]
+
+
+def test_infra_failure_is_retried_not_penalized(tmp_path):
+    log = tmp_path / "captured.log"
+    log.write_text(TPU_BUSY)
+    optuna_study = run(make_study(tmp_path, f"exit-once:1:{log}:{tmp_path / 'mark'}"))
+    trial = only_trial(optuna_study)
+    assert trial.state.name == "COMPLETE" and trial.constraints["config_failure"] < 0
+    assert trial.user_attrs["attempts"] == 2 and trial.values[0] > 0
+    storage = open_storage(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    names = sorted(a.filename for a in optuna.artifacts.get_all_artifact_meta(trial, storage=storage))
+    assert "trial-0-attempt-1-server.log" in names and "trial-0-attempt-2-requests.jsonl" in names
+
+
+def test_infra_failures_in_a_row_stop_the_study_without_counting(tmp_path):
+    log = tmp_path / "captured.log"
+    log.write_text(TPU_BUSY)
+    study = make_study(tmp_path, f"exit:1:{log}", trials=5)
+    with pytest.raises(Exception, match="infrastructure"):
+        run(study)
+    optuna_study = optuna.load_study(study_name="faults", storage=open_storage(study.spec.storage))
+    states = [t.state.name for t in optuna_study.get_trials()]
+    assert states == ["FAIL"] * 3  # not COMPLETE: infra failures never count as measured or penalized
+    assert all(t.user_attrs["attempts"] == 2 for t in optuna_study.get_trials())
+
+
+def test_server_dies_under_load_stays_on_the_front_with_its_survival(tmp_path):
+    """A server that served a level and died at the next is the seed's "occasional OOM" config: what it served is
+    measured and feasible; the death shows as survival (this launch did not survive: 0 until relaunches say more)
+    and the dying level is left out."""
+    trial = only_trial(run(make_study(tmp_path, "die-after:10")))
+    assert trial.user_attrs["failure_class"] == "died_under_load"
+    assert trial.constraints["config_failure"] < 0
+    levels = trial.user_attrs["levels"]
+    assert levels[0]["completed"] == 8 and levels[0]["reliable"]  # the level measured before the death is kept
+    assert not levels[-1]["reliable"] and any(w.startswith("server_died") for w in levels[-1]["warnings"])
+    score = trial.user_attrs["score"]
+    assert score["components"]["survival"] == 0.0 and score["operating_concurrency"] == 1
+    assert score["evidence"]["phases_lived"] == 1 and score["evidence"]["phases_planned"] == 2
+    assert trial.values == [levels[0]["output_throughput"], 0.0]
+
+
+def test_server_dying_in_its_first_level_is_penalized(tmp_path):
+    trial = only_trial(run(make_study(tmp_path, "die-after:3")))
+    assert trial.user_attrs["failure_class"] == "died_under_load"
+    assert trial.constraints["config_failure"] > 0 and trial.values == [0.0, 0.0]
+
+
+def test_unresponsive_server_is_classified_within_bound(tmp_path):
+    started = time.monotonic()
+    trial = only_trial(run(make_study(tmp_path, "hang-after:10")))
+    assert trial.user_attrs["failure_class"] == "unresponsive"
+    assert time.monotonic() - started < 60  # request 2 s and level 6 s timeouts, not forever
+
+
+@pytest.mark.parametrize("mode, error", [("fail-every:3", "http_500"), ("truncate-every:4", None),
+                                         ("malformed-every:5", None)])
+def test_bad_responses_are_counted_and_trial_completes(tmp_path, mode, error):
+    trial = only_trial(run(make_study(tmp_path, mode)))
+    assert trial.state.name == "COMPLETE" and trial.constraints["config_failure"] < 0
+    levels = trial.user_attrs["levels"]
+    failed = sum(lv["failed"] for lv in levels)
+    assert failed > 0
+    assert all(lv["completed"] + lv["failed"] == lv["requests"] for lv in levels)
+    assert trial.user_attrs["score"]["components"]["success"] < 1
+    if error:
+        assert any(error in lv["errors"] for lv in levels)
+
+
+def test_killed_ray_worker_reruns_the_same_parameters(tmp_path):
+    study = make_study(tmp_path, "ok", load={"concurrency": [1], "requests_per_level": 400, "warmup_rounds": 0,
+                                             "input_len": 8, "output_len": 8, "repeats": 1, "request_timeout_s": 5,
+                                             "level_timeout_s": 60})
+    killed = []
+
+    def kill_the_worker_once():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not killed:
+            for pid in processes_tagged(str(tmp_path)):
+                if b"tuner.server._reaper" in open(f"/proc/{pid}/cmdline", "rb").read():
+                    worker = int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+                    os.kill(worker, signal.SIGKILL)
+                    killed.append(worker)
+                    return
+            time.sleep(0.1)
+
+    killer = threading.Thread(target=kill_the_worker_once)
+    killer.start()
+    optuna_study = run(study)
+    killer.join()
+    assert killed
+    trial = only_trial(optuna_study)
+    assert trial.state.name == "COMPLETE" and trial.user_attrs["attempts"] == 2
+    assert trial.values[0] > 0
+
+
+def test_duplicate_parameters_are_not_launched_again(tmp_path):
+    study = make_study(tmp_path, "ok", trials=2, enqueue=[{"seqs": 2}, {"seqs": 2}, {"seqs": 3}])
+    optuna_study = run(study)
+    first, again, other = optuna_study.get_trials()
+    assert [(t.state.name, t.params) for t in (first, again, other)] == [
+        ("COMPLETE", {"seqs": 2}), ("COMPLETE", {"seqs": 2}), ("COMPLETE", {"seqs": 3})]
+    # Answered from the first: the same values and constraints (the sampler learns nothing false), no launch, and
+    # not a launch of the config anywhere else (budget, confirmation, front).
+    assert again.user_attrs["duplicate_of"] == first.number and again.user_attrs["launched"] is False
+    assert again.values == first.values and again.constraints == first.constraints
+    assert "levels" not in again.user_attrs and "argv" not in again.user_attrs
+    from tuner.scoring.confirmation import group_runs
+    from tuner.study.records import records
+
+    assert set(group_runs(records(optuna_study))) == {first.number, other.number}
+
+
+def test_a_duplicate_of_a_running_trial_is_not_launched_nor_taught(tmp_path):
+    from tuner.study._bookkeeping import Bookkeeper
+
+    study = make_study(tmp_path, "ok", trials=2, enqueue=[{"seqs": 2}, {"seqs": 2}], parallel=2)
+    optuna_study = create_or_load(study, open_storage(study.spec.storage), study.spec.name)
+    books = Bookkeeper(study, optuna_study)
+    running = books.propose()
+    said = books.propose()
+    assert isinstance(said, str) and "(running), not launched" in said
+    first, again = optuna_study.get_trials()
+    assert first.state.name == "RUNNING" and again.state.name == "FAIL"  # samplers ignore FAIL: nothing false learnt
+    assert again.user_attrs["duplicate_of"] == running.trial.number
+
+
+def test_rule_breakers_are_penalized_without_launch_and_not_counted(tmp_path):
+    study = make_study(tmp_path, "ok", trials=2)
+    (tmp_path / "space.yaml").write_text(
+        "parameters:\n  seqs: {type: int, low: 1, high: 99, flag: --max-num-seqs}\n"
+        "rules:\n  - {name: even-seqs, why: test rule, multiple_of: {name: --max-num-seqs, of: 2}}\n")
+    optuna_study = run(load_study(study.path))
+    complete = optuna_study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    launched = [t for t in complete if t.user_attrs.get("launched", True)]
+    broken = [t for t in complete if t.params["seqs"] % 2]
+    assert len(launched) == 2  # the budget counts launched trials only
+    assert all(t.params["seqs"] % 2 == 0 and t.constraints["config_failure"] < 0 for t in launched)
+    assert broken, "the random sampler proposed no odd value; pick another seed"
+    for t in broken:
+        assert t.user_attrs["launched"] is False and t.user_attrs["failure_class"] == "invalid_config"
+        assert "even-seqs" in t.user_attrs["failure_detail"] and t.constraints["config_failure"] > 0
+
+
+def _explode(*args, **kwargs):
+    raise ZeroDivisionError("deliberate bug")
+
+
+def run_trial_with_a_bug_inside(*args, **kwargs):
+    """run_trial whose level code raises: run_trial itself catches it."""
+    import tuner.trial.run
+
+    real = tuner.trial.run.measure_level
+    tuner.trial.run.measure_level = _explode
+    try:
+        return tuner.trial.run.run_trial(*args, **kwargs)
+    finally:
+        tuner.trial.run.measure_level = real  # Ray reuses this worker process for later tests
+
+
+def run_trial_that_raises(*args, **kwargs):
+    """An exception that escapes the Ray task altogether (Ray wraps it in a RayTaskError)."""
+    _explode()
+
+
+@pytest.mark.parametrize("task", [run_trial_with_a_bug_inside, run_trial_that_raises])
+def test_bug_in_tuner_is_a_tuner_error_and_stops_the_study(tmp_path, task):
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers cannot import this test module
+    study = make_study(tmp_path, "ok", trials=3)
+    optuna_study = create_or_load(study, open_storage(study.spec.storage), study.spec.name)
+    events = []
+    runner = StudyRunner(study, optuna_study, 3, on_progress=lambda s: events.append(s.last_event), task=task)
+    with pytest.raises(TunerBug) as info:
+        runner.run()
+    assert "ZeroDivisionError: deliberate bug" in str(info.value) and "bug in tuner" in str(info.value)
+    assert "ZeroDivisionError" in info.value.traceback and "_explode" in info.value.traceback
+    assert "\x1b[" not in info.value.traceback + str(info.value)  # Ray's colour codes stripped
+    assert Path(info.value.traceback_path).read_text() == info.value.traceback
+    first, requeued = optuna_study.get_trials()
+    assert first.state.name == "FAIL" and first.user_attrs["failure_class"] == "tuner_error"
+    assert first.user_attrs["attempts"] == 1  # not retried as infra
+    assert requeued.state.name == "WAITING" and requeued.user_attrs["requeued_from"] == first.number
+    assert any("tuner error: ZeroDivisionError: deliberate bug" in e for e in events)
+    assert not any("infra" in e for e in events)
+    names = [a.filename for a in optuna.artifacts.get_all_artifact_meta(first, storage=open_storage(study.spec.storage))]
+    assert "trial-0-attempt-1-traceback.txt" in names
+
+
+def test_secrets_never_reach_storage(tmp_path, monkeypatch):
+    monkeypatch.setenv("MY_API_KEY", "sk_from_the_tuners_own_env")  # inherited by the server, never stored
+    study = make_study(tmp_path, "ok", trials=1)
+    spec = yaml.safe_load(study.path.read_text())
+    spec["server"]["env"]["HF_TOKEN"] = "hf_from_the_study_file"
+    study.path.write_text(yaml.safe_dump(spec))
+    optuna_study = run(load_study(study.path))
+    assert only_trial(optuna_study).state.name == "COMPLETE"
+    assert optuna_study.user_attrs["spec"]["server"]["env"]["HF_TOKEN"] == "***"
+    stored = [(tmp_path / "db.sqlite").read_bytes()]
+    stored += [p.read_bytes() for p in (tmp_path / "runs").rglob("*") if p.is_file()]
+    for secret in (b"hf_from_the_study_file", b"sk_from_the_tuners_own_env"):
+        assert not any(secret in blob for blob in stored)
+
+
+def test_config_that_dies_in_some_launches_is_on_the_front_with_its_failure_rate(tmp_path):
+    """The seed's "production peak": fast, but OOMs under load now and then. One launch cannot measure "now and
+    then"; the confirmation's relaunches do, and the front shows the config with survival = launches survived."""
+    (tmp_path / "space.yaml").write_text("parameters:\n  seqs: {type: categorical, choices: [2], flag: --max-num-seqs}\n")
+    counter = tmp_path / "launches"
+    study = make_study(tmp_path, f"die-randomly:0.3:12:{counter}", confirm={"repeats": 7, "candidates": 1})
+    optuna_study = run(study)
+    launches = int(counter.read_text())
+    deaths = sum(random.Random(i).random() < 0.3 for i in range(launches))
+    assert launches == 8 and 0 < deaths < launches
+    front = study_front(optuna_study)
+    assert front.confirmed and [s.trial for s in front.configs] == [0]
+    summary = front.configs[0]
+    assert summary.components["survival"] == pytest.approx(1 - deaths / launches)
+    assert abs(summary.components["survival"] - 0.7) <= 0.1  # about the rate the fake dies at
+    assert summary.values["stability"] <= summary.components["survival"]
+    assert optuna_study.user_attrs["confirmed_front"] == [0]
+    died = [t for t in optuna_study.get_trials() if t.user_attrs.get("failure_class") == "died_under_load"]
+    assert len(died) == deaths and all(t.user_attrs["confirms"] == 0 for t in died)
+
+
+def test_flagged_levels_are_remeasured_kept_and_never_decide(tmp_path):
+    """A server whose token counter disagrees with what the client received (FAKE_VLLM_SKEW): every level is flagged
+    token_mismatch, measured again once, kept with its warnings, and left out of every score, the front and the
+    export; the trial says why."""
+    study = make_study(tmp_path, "ok")
+    spec = yaml.safe_load(study.path.read_text())
+    spec["server"]["env"]["FAKE_VLLM_SKEW"] = "1.5"
+    study.path.write_text(yaml.safe_dump(spec))
+    optuna_study = run(load_study(study.path))
+    trial = only_trial(optuna_study)
+    levels = trial.user_attrs["levels"]
+    assert [lv["concurrency"] for lv in levels] == [1, 1, 1, 4, 4, 4]  # each level measured 1 + 2 times
+    assert not any(lv["reliable"] for lv in levels)
+    assert all(any(w.startswith("token_mismatch") for w in lv["warnings"]) for lv in levels)
+    assert any(w.startswith("remeasured") for w in levels[0]["warnings"])
+    score = trial.user_attrs["score"]
+    assert score["outcome"] == "unreliable" and "token_mismatch" in score["detail"]
+    assert trial.constraints["measurement"] > 0 and trial.constraints["config_failure"] < 0
+    assert study_front(optuna_study).configs == []
+    from tuner.errors import TrialNotFound
+    from tuner.report.export import select_trial
+
+    with pytest.raises(TrialNotFound):
+        select_trial(optuna_study, "max-throughput")
+
+
+def test_open_loop_study_scores_rates_and_soaks_at_the_operating_rate(tmp_path):
+    """`rates`: one open-loop level per arrival rate (capped in flight); the operating point is a rate, and the
+    confirmation's soak runs at that rate."""
+    study = make_study(tmp_path, "ok", load={"rates": [20.0, 40.0], "concurrency": [4], "requests_per_level": 16,
+                                              "warmup_rounds": 1, "input_len": 8, "output_len": 8, "repeats": 1,
+                                              "request_timeout_s": 2, "level_timeout_s": 10},
+                       confirm={"repeats": 1, "candidates": 1})
+    optuna_study = run(study)
+    search, confirmation = optuna_study.get_trials()
+    levels = search.user_attrs["levels"]
+    assert [(lv["mode"], lv["request_rate"], lv["concurrency"]) for lv in levels] == [("open", 20.0, 4),
+                                                                                     ("open", 40.0, 4)]
+    score = search.user_attrs["score"]
+    assert score["operating_point"].startswith("rate=") and score["operating_rate"] in (20.0, 40.0)
+    soak = confirmation.user_attrs["levels"][-1]
+    assert soak["phase"] == "soak" and soak["mode"] == "open" and soak["request_rate"] == score["operating_rate"]
+    assert confirmation.user_attrs["confirms"] == search.number
+
+
+def kv_failing_study(tmp_path, **settings):
+    """A study over max-model-len whose every launch fails kv_capacity (a captured vLLM log)."""
+    log = tmp_path / "captured.log"
+    log.write_text(CAPTURED["kv_capacity"])
+    study = make_study(tmp_path, f"exit:1:{log}", trials=2)
+    (tmp_path / "space.yaml").write_text(
+        "parameters:\n  len: {type: categorical, choices: [1024, 2048, 4096], flag: --max-model-len}\n")
+    spec = yaml.safe_load(study.path.read_text())
+    study.path.write_text(yaml.safe_dump({**spec, **settings}))
+    return load_study(study.path)
+
+
+def test_a_longer_context_with_no_more_kv_memory_is_predicted_from_a_measured_kv_capacity_failure(tmp_path):
+    optuna_study = run(kv_failing_study(tmp_path, enqueue=[{"len": 2048}, {"len": 4096}, {"len": 1024}]))
+    failed, longer, shorter = optuna_study.get_trials()
+    assert failed.user_attrs["failure_class"] == "kv_capacity" and failed.user_attrs.get("launched", True)
+    # 4096 > 2048 under the same KV memory: recorded as predicted, never launched, not counted in the budget.
+    assert longer.user_attrs["launched"] is False and longer.user_attrs["predicted"] is True
+    assert longer.user_attrs["failure_class"] == "kv_capacity" and longer.constraints["config_failure"] > 0
+    assert f"trial {failed.number} failed kv_capacity" in longer.user_attrs["failure_detail"]
+    # A shorter context may fit: it is launched (and fails here, measured).
+    assert shorter.user_attrs.get("launched", True) and not shorter.user_attrs.get("predicted")
+
+
+def test_predict_from_failures_off_launches_every_config(tmp_path):
+    study = kv_failing_study(tmp_path, predict_from_failures=False, enqueue=[{"len": 2048}, {"len": 4096}])
+    failed, longer = run(study).get_trials()
+    assert longer.user_attrs.get("launched", True) and not longer.user_attrs.get("predicted")
+    assert longer.user_attrs["failure_class"] == "kv_capacity"  # measured, by a launch

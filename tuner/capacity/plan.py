@@ -1,0 +1,113 @@
+"""What `tuner study plan` prints: a dry run showing the exact commands and memory estimates of N configs.
+
+Configs are drawn the way the study will draw them: the enqueued ones first (Optuna fills any parameter they leave
+out), then sampled ones. Each shows the exact argv and env a trial would launch, the rules it breaks (such a
+config is never launched), and the memory-fit estimate. Nothing is launched and no accelerator time is spent.
+
+The rules and the memory estimate are those of the study loop's pre-launch check (tuner/capacity/prelaunch.py).
+"""
+from __future__ import annotations
+
+import shlex
+from typing import TYPE_CHECKING
+
+from tuner.errors import InputError
+from tuner.capacity.prelaunch import ModelContext, PlannedConfig, estimate_config
+
+if TYPE_CHECKING:
+    from tuner.inputs.spec import Study
+
+PLAN_PORT = 8000  # placeholder: a real trial binds a free port chosen at launch
+
+
+# -- rendering --------------------------------------------------------------------------------------------------
+def render_plan(study: "Study", planned: list[PlannedConfig], ctx: ModelContext) -> str:
+    from tuner.capacity.memory_fit import format_bytes
+
+    spec = study.spec
+    n_enq = sum(p.enqueued for p in planned)
+    lines = [f"study {spec.name}: {len(planned)} configs ({n_enq} enqueued, {len(planned) - n_enq} sampled); "
+             f"dry run, nothing is launched. Each trial reserves {spec.resources}; startup timeout "
+             f"{spec.timeouts.startup_s:g} s; the port ({PLAN_PORT} below) is chosen free at launch.",
+             _goals_line(study)]
+    if ctx.shape is not None:
+        s = ctx.shape
+        moe = f", MoE {s.num_experts} experts top-{s.experts_per_token}" if s.is_moe else ""
+        lines.append(f"model {spec.model}: {_count(s.total_params)} parameters ({_count(s.active_params)} active"
+                     f"{moe}), {s.num_layers} layers; config {s.source}")
+        for k in s.layer_kinds:
+            where = f"sliding window {k.window}" if k.window else "global attention"
+            lines.append(f"  {k.layers} layers with {where}: {k.kv_heads} KV heads x head_dim {k.head_dim}"
+                         + (", K shared with V" if k.kv_tensors == 1 else ""))
+    if ctx.hardware is not None:
+        h = ctx.hardware
+        mem = "host RAM (KV size set explicitly)" if h.memory_per_device is None else \
+            f"{h.devices} x {format_bytes(h.memory_per_device)}"
+        lines.append(f"hardware {h.name}: {mem}, KV block {h.block_size} tokens")
+    if ctx.why_not:
+        lines.append(f"memory estimate unavailable: {ctx.why_not}")
+    for p in planned:
+        lines.append("")
+        lines.extend(_render_one(p, ctx, spec.server.host))
+    return "\n".join(lines)
+
+
+def _goals_line(study: "Study") -> str:
+    """What the study optimises, under which limits, on which traffic, and how the front is confirmed."""
+    spec = study.spec
+    load = spec.load
+    slo = spec.goals().describe_slo() or "none"
+    if load.dataset is not None:
+        traffic = f"dataset {load.dataset.path.name}" + (f" ({load.dataset.samples} samples)" if load.dataset.samples
+                                                         else "")
+    elif load.shapes:
+        traffic = f"mix of {len(load.shapes)} shapes"
+    else:
+        inputs = f"{load.input_len}" + (f"-{load.input_len_max}" if load.input_len_max else "")
+        outputs = f"{load.output_len}" + (f"-{load.output_len_max}" if load.output_len_max else "")
+        traffic = f"{inputs} -> {outputs} tokens"
+    confirm = (f"{spec.confirm.repeats} relaunches of up to {spec.confirm.candidates} front configs"
+               if spec.confirm.repeats else "off")
+    return (f"objectives {', '.join(spec.objectives)}; SLOs {slo}; traffic {traffic} at concurrency "
+            f"{', '.join(map(str, load.concurrency))}; confirmation {confirm}")
+
+
+def _count(n: float) -> str:
+    return f"{n / 1e9:.2f} B" if n >= 1e9 else f"{n / 1e6:.2f} M"
+
+
+def _render_one(p: PlannedConfig, ctx: ModelContext, host: str) -> list[str]:
+    from tuner.capacity.memory_fit import format_bytes
+
+    out = [f"[{p.number + 1}] {p.label}"]
+    out.append("  params  " + ", ".join(f"{k}={v}" for k, v in p.params.items()))
+    out.append("  argv    " + shlex.join(p.config.argv(host, PLAN_PORT)))
+    env = p.config.redacted_env()
+    out.append("  env     " + (" ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()) or "(none)"))
+    if p.violations:
+        out.append("  RULES   never launched: " + "; ".join(p.violations))
+    if ctx.shape is None or ctx.hardware is None:
+        return out
+    try:
+        est = estimate_config(ctx, p.config)
+    except InputError as exc:
+        out.append(f"  memory  no estimate: {exc}")
+        return out
+    per_tok = ", ".join(f"{d} {format_bytes(b)}" for d, b in est.kv_bytes_per_token.items())
+    beyond = ", ".join(f"{d} {format_bytes(b)}" for d, b in est.kv_bytes_per_token_beyond_window.items())
+    verdict = "FITS" if est.fits else f"DOES NOT FIT (predicted {est.predicted_failure})"
+    out.append(f"  memory  weights {format_bytes(est.weights_bytes)} ({format_bytes(est.weights_per_device)}/device"
+               f" at tp {est.tensor_parallel_size}); workspace ~{format_bytes(est.workspace_per_device)}/device;"
+               f" KV cache {format_bytes(max(est.kv_memory_per_device, 0))}/device")
+    out.append(f"          KV per token: {per_tok}" + (f"; past the sliding window: {beyond}"
+                                                      if beyond != per_tok else ""))
+    out.append(f"          KV capacity ({est.kv_cache_dtype}): {est.kv_capacity_tokens:,} tokens = "
+               f"{est.max_concurrency:.2f} x {est.max_model_len:,}-token sequences; {verdict}: {est.reason}")
+    if not est.fits or est.max_concurrency < 2:
+        from tuner.capacity.memory_fit import knobs_from_flags, max_fitting_model_len
+
+        longest = max_fitting_model_len(ctx.shape, ctx.hardware, knobs_from_flags(p.config.flags, p.config.env, ctx.shape))
+        out.append(f"          largest max-model-len predicted to fit: {longest:,}")
+    for note in est.notes:
+        out.append(f"          note: {note}")
+    return out

@@ -1,0 +1,192 @@
+"""The check before a launch, shared by the study loop and `tuner study plan`: search-space rules always, then
+(when the study opts in with `prescreen: true`) the memory-fit estimate of whether a config can fit at all.
+
+A config that breaks a rule or is predicted not to fit is never launched: it is recorded as penalized and marked
+predicted, never as measured. `preflight` runs the same estimate before a study is created, so an input error
+(e.g. a CPU slice without --kv-cache-memory-bytes) is reported before anything is written.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tuner.capacity.hardware import Hardware
+    from tuner.capacity.memory_fit import MemoryEstimate, ModelShape
+    from tuner.server.config import ServerConfig
+    from tuner.inputs.spec import Study
+
+
+# -- the model and slice a study runs on ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ModelContext:
+    shape: "ModelShape | None"
+    hardware: "Hardware | None"
+    why_not: str = ""  # when no estimate can be made
+
+
+def model_config_path(study: "Study") -> Path | None:
+    """The model's config.json as the driver can read it: model_info.config_json, else a local model folder's."""
+    info = study.spec.model_info
+    if info and info.config_json:
+        return info.config_json if info.config_json.is_absolute() else study.path.parent / info.config_json
+    local = Path(study.spec.model) / "config.json"  # a local model directory, as the server would read it
+    return local if local.is_file() else None
+
+
+def prompt_vocab_size(study: "Study") -> int | None:
+    """The vocabulary size for token-id prompts of exact length; None: trials make exact text prompts with the
+    server's /tokenize instead (a hub id with no config.json here, or the chat endpoint)."""
+    from tuner.load.tokenizer import vocab_size_of_config
+
+    path = model_config_path(study)
+    return vocab_size_of_config(path) if path is not None else None
+
+
+def model_context(study: "Study") -> ModelContext:
+    """The model's shape and the slice, from the study's model_info and hardware (or what can be inferred)."""
+    from tuner.capacity.hardware import SLICES, GiB
+    from tuner.capacity.memory_fit import load_model_shape
+
+    spec = study.spec
+    info = spec.model_info
+    config_path = model_config_path(study)
+    if config_path is None:
+        return ModelContext(None, None, "no config.json: set model_info.config_json in the study")
+    shape = load_model_shape(config_path, info.total_params if info else None, info.active_params if info else None)
+    hardware: Hardware | None = None
+    if spec.hardware:
+        hardware = SLICES[spec.hardware.name]
+        if spec.hardware.memory_per_device_gib:
+            hardware = hardware.with_memory(int(spec.hardware.memory_per_device_gib * GiB))
+    elif set(spec.resources) <= {"CPU"}:
+        hardware = SLICES["cpu"]  # a CPU-only trial runs vLLM's CPU backend
+    if hardware is None:
+        return ModelContext(shape, None, "no hardware: set hardware.name in the study (e.g. tpu-v6e-4)")
+    return ModelContext(shape, hardware)
+
+
+def estimate_config(ctx: ModelContext, config: "ServerConfig") -> "MemoryEstimate":
+    from tuner.capacity.memory_fit import estimate, knobs_from_flags
+
+    assert ctx.shape is not None and ctx.hardware is not None, ctx.why_not
+    return estimate(ctx.shape, ctx.hardware, knobs_from_flags(config.flags, config.env, ctx.shape))
+
+
+def preflight(study: "Study", sampled: int = 2) -> None:
+    """Raise the InputError a study would otherwise meet only after it was created and written to storage.
+
+    With `prescreen: true`, the memory estimate must be computable for the study's configs (e.g. a CPU slice needs
+    --kv-cache-memory-bytes): the enqueued configs and a few sampled ones are estimated, as the loop would.
+    """
+    if not study.spec.prescreen:
+        return
+    ctx = model_context(study)
+    if ctx.shape is None or ctx.hardware is None:
+        return  # the loop launches without an estimate and records why
+    from tuner.errors import InputError, ServerFlagError
+
+    for planned in plan_configs(study, len(study.spec.enqueue) + sampled):
+        if planned.violations:
+            continue
+        try:
+            estimate_config(ctx, planned.config)
+        except ServerFlagError as exc:  # name the file the user can fix, and where the flag comes from
+            if exc.key in study.space.flags_set():
+                raise InputError(str(study.spec.search_space), exc.key, exc.expected) from None
+            raise InputError(str(study.path), f"server.flags.{exc.key}", exc.expected) from None
+
+
+# -- prescreen, for the study loop ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Prescreen:
+    """Whether to launch a config. launch False: record failure_class as PREDICTED, never as measured."""
+
+    launch: bool
+    failure_class: str | None = None
+    detail: str = ""
+    estimate: dict[str, Any] = field(default_factory=dict)
+
+    def user_attrs(self) -> dict[str, Any]:
+        """Trial attributes for a config that was not launched: its failure is predicted, not measured."""
+        return {"predicted": True, "launched": False, "prediction": self.detail,
+                "memory_estimate": self.estimate}
+
+
+def prescreen(study: "Study", config: "ServerConfig", ctx: ModelContext | None = None) -> Prescreen:
+    """Predict whether `config` fits. Launch when the study did not opt in, or when no estimate can be made."""
+    if not study.spec.prescreen:
+        return Prescreen(launch=True, detail="prescreen off")
+    ctx = ctx or model_context(study)
+    if ctx.shape is None or ctx.hardware is None:
+        return Prescreen(launch=True, detail=f"no estimate ({ctx.why_not})")
+    est = estimate_config(ctx, config)
+    attrs = estimate_attrs(est)
+    if est.fits:
+        return Prescreen(launch=True, detail=est.reason, estimate=attrs)
+    return Prescreen(launch=False, failure_class=est.predicted_failure,
+                     detail=f"predicted {est.predicted_failure}, not launched: {est.reason}", estimate=attrs)
+
+
+def pre_launch(study: "Study", params: dict[str, Any], config: "ServerConfig",
+               ctx: ModelContext | None = None) -> Prescreen:
+    """The study loop's gate before a launch: search-space rules always, then the prescreen if the study opted in.
+
+    A config breaking a rule is `invalid_config` and is never launched; a predicted non-fit is `oom` or
+    `kv_capacity`. Either way the verdict is a prediction: record its user_attrs, never a measurement.
+    """
+    broken = study.space.violations(params, study.spec.server.flags, study.spec.server.env)
+    if broken:
+        return Prescreen(launch=False, failure_class="invalid_config",
+                         detail="breaks search-space rule, not launched: " + "; ".join(broken),
+                         estimate={"rule_violations": broken})
+    if not study.spec.prescreen:
+        return Prescreen(launch=True, detail="prescreen off")
+    return prescreen(study, config, ctx)
+
+
+def estimate_attrs(est: "MemoryEstimate") -> dict[str, Any]:
+    """The estimate as JSON-safe trial attributes."""
+    return {"fits": est.fits, "predicted_failure": est.predicted_failure, "reason": est.reason,
+            "kv_capacity_tokens": est.kv_capacity_tokens, "max_concurrency": round(est.max_concurrency, 3),
+            "weights_per_device": est.weights_per_device, "kv_memory_per_device": est.kv_memory_per_device,
+            "per_request_bytes": est.per_request_bytes, "hardware": est.hardware}
+
+
+# -- drawing configs --------------------------------------------------------------------------------------------
+@dataclass
+class PlannedConfig:
+    number: int
+    label: str
+    enqueued: bool
+    params: dict[str, Any]
+    config: "ServerConfig"
+    violations: list[str]
+
+
+def plan_configs(study: "Study", n: int, seed: int | None = None) -> list[PlannedConfig]:
+    """The first n configs the study would try: enqueued ones first, then sampled (as by a fresh study)."""
+    import optuna
+
+    from tuner.server.config import build_server_config
+    from tuner.server.startup import with_compile_cache
+
+    spec = study.spec
+    sampler_seed = seed if seed is not None else spec.sampler.seed
+    # Before any result exists TPE samples at random, so a seeded RandomSampler shows the same kind of configs.
+    dry = optuna.create_study(directions=["maximize", "maximize"],
+                              sampler=optuna.samplers.RandomSampler(seed=sampler_seed))
+    for params in spec.enqueue[:n]:
+        dry.enqueue_trial(params)
+    planned = []
+    for i in range(n):
+        trial = dry.ask()
+        params = study.space.sample(trial)
+        enqueued = i < len(spec.enqueue)
+        label = (spec.enqueue_labels[i] if enqueued and i < len(spec.enqueue_labels)
+                 else "enqueued" if enqueued else "sampled")
+        config = with_compile_cache(build_server_config(spec, study.space, params), spec.compile_cache_dir)
+        violations = study.space.violations(params, spec.server.flags, spec.server.env)
+        planned.append(PlannedConfig(i, label, enqueued, params, config, violations))
+    return planned

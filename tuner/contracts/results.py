@@ -1,0 +1,150 @@
+"""The data contracts between stages: what a load level measured and what a trial produced.
+
+Pydantic models, so they cross the Ray boundary and go into Optuna's storage as plain JSON.
+Latencies are in milliseconds, throughputs in tokens (or requests) per second of wall time.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class LatencyStats(BaseModel):
+    mean: float | None = None
+    p50: float | None = None
+    p90: float | None = None
+    p99: float | None = None
+
+
+class ServerCounters(BaseModel):
+    """What the server itself reported over the level (deltas of /metrics counters, peaks of its gauges)."""
+
+    prompt_tokens: float | None = None
+    generation_tokens: float | None = None
+    preemptions: float | None = None
+    requests_succeeded: float | None = None
+    prefix_cache_queries: float | None = None
+    prefix_cache_hits: float | None = None
+    spec_draft_tokens: float | None = None
+    spec_accepted_tokens: float | None = None
+    peak_kv_cache_usage: float | None = None
+    peak_running: float | None = None
+    peak_waiting: float | None = None
+
+    spec_drafts: float | None = None
+    scraped: bool = Field(default=True, description="False when /metrics could not be read (counters are then None)")
+
+    @property
+    def prefix_cache_hit_rate(self) -> float | None:
+        if not self.prefix_cache_queries:
+            return None
+        return (self.prefix_cache_hits or 0.0) / self.prefix_cache_queries
+
+    @property
+    def spec_acceptance_rate(self) -> float | None:
+        """Accepted / proposed draft tokens over the level."""
+        if not self.spec_draft_tokens:
+            return None
+        return (self.spec_accepted_tokens or 0.0) / self.spec_draft_tokens
+
+
+class ClientHealth(BaseModel):
+    """Was the load generator itself the bottleneck? (see tuner/load/monitor.py)"""
+
+    workers: int = 1
+    loop_lag_p50_ms: float | None = None
+    loop_lag_p99_ms: float | None = None
+    loop_lag_max_ms: float | None = None
+    cpu_util_max: float | None = Field(None, description="busiest client process's CPU time / wall time (1.0 = one full core)")
+    requested_concurrency: int | None = None
+    achieved_concurrency: float | None = Field(None, description="time-averaged requests in flight while requests were still being sent")
+    requested_rate: float | None = None
+    achieved_rate: float | None = Field(None, description="requests sent per second (open loop)")
+    saturated: bool = False
+    reasons: list[str] = Field(default_factory=list)
+
+
+class Plausibility(BaseModel):
+    """The level's output rate against the hardware's compute ceiling (tuner/capacity/plausibility.py)."""
+
+    hardware: str
+    active_params: float
+    ceiling_tok_s: float = Field(description="chips x peak bf16 FLOP/s / (2 x active params)")
+    compute_share: float = Field(description="output tok/s / ceiling_tok_s; above 1.0 is impossible")
+    total_compute_share: float | None = Field(None, description="(input + output) tok/s, less prefix-cache hits, / ceiling")
+    valid: bool = True
+    reason: str = ""
+
+
+class LevelResult(BaseModel):
+    concurrency: int
+    repeat: int = 0
+    requests: int
+    completed: int
+    failed: int
+    duration_s: float
+    input_tokens: int = 0
+    output_tokens: int = 0
+    output_throughput: float = 0.0
+    total_token_throughput: float = 0.0
+    request_throughput: float = 0.0
+    ttft_ms: LatencyStats = Field(default_factory=LatencyStats)
+    tpot_ms: LatencyStats = Field(default_factory=LatencyStats)
+    itl_ms: LatencyStats = Field(default_factory=LatencyStats)
+    e2el_ms: LatencyStats = Field(default_factory=LatencyStats)
+    errors: dict[str, int] = Field(default_factory=dict, description="failed requests by kind")
+    server: ServerCounters | None = None
+    warnings: list[str] = Field(default_factory=list, description="why a figure of this level may not be trusted")
+    # Added by the load generator of issue 3 (all optional, so stored results from before still load).
+    mode: str = Field("closed", description="closed (fixed concurrency) or open (arrivals at a rate)")
+    request_rate: float | None = Field(None, description="requested arrival rate, open loop only")
+    input_len: int | None = Field(None, description="requested prompt length in tokens (mean when drawn from a range)")
+    output_len: int | None = Field(None, description="requested output length in tokens (mean when drawn from a range)")
+    chunks: int = Field(0, description="content SSE events the client received (the unit of ITL)")
+    queue_ms: LatencyStats = Field(default_factory=LatencyStats, description="client-side wait before sending; not in TTFT")
+    goodput: float | None = Field(None, description="requests per second that met every SLO given")
+    goodput_tok_s: float | None = Field(None, description="output tokens per second of the requests that met every"
+                                        " SLO given")
+    slo: dict[str, float] = Field(default_factory=dict, description="the SLOs goodput used: ttft_ms, tpot_ms, e2el_ms")
+    client: ClientHealth | None = None
+    token_mismatch: bool = Field(False, description="client and server output-token counts differ by more than 1%")
+    plausibility: Plausibility | None = None
+    reliable: bool = Field(True, description="False when the client saturated, tokens mismatched or the figure is impossible")
+    reconnects: int = Field(0, description="requests sent again because the server closed their kept-alive connection"
+                            " before answering (the close/send race); not failures")
+    phase: str = Field("sweep", description="sweep (the load levels that are scored) or soak (a confirmation run's"
+                       " long phase over every shape of the workload, for survival)")
+    workload: str = Field("", description="which traffic produced these numbers (tuner.load.Workload.describe)")
+    connections_opened: int = Field(0, description="connections opened during the level because the server had closed"
+                                    " idle ones (keep-alive timeout) or answered `Connection: close`")
+
+    @property
+    def success_rate(self) -> float:
+        return self.completed / self.requests if self.requests else 0.0
+
+
+class TrialResult(BaseModel):
+    """Everything a worker learned from one launch of one configuration."""
+
+    argv: list[str]
+    env: dict[str, str]  # secrets redacted
+    failure_class: str | None = None  # None: the server started and the whole sweep ran
+    failure_detail: str = ""
+    startup_s: float | None = None
+    levels: list[LevelResult] = Field(default_factory=list)
+    levels_planned: int = 0
+    log_path: str = ""
+    log_tail: str = ""
+    hostname: str = ""
+    node_id: str = Field("", description="the Ray node the launch ran on (hosts can share a name, and one host can"
+                         " run several nodes); empty outside Ray")
+    wall_s: float = 0.0
+    startup: dict[str, Any] = Field(default_factory=dict, description="startup_* phases (tuner.server.startup)")
+    traceback: str = Field("", description="tuner_error only: where tuner's own code raised (secrets redacted)")
+    sweep_stopped: str = Field("", description="why the sweep ended before its highest level (load.stop_early)")
+    replayed: str = Field("", description="not measured by this study: drawn from this recorded surface"
+                          " (tuner.study.replay)")
+    prompts_s: float | None = Field(None, description="seconds spent building every planned level's requests"
+                                    " after startup, before the first level")
+    prompts_built: int = Field(0, description="requests built before the first level (warm-up included)")

@@ -1,0 +1,70 @@
+"""What the driver hands a launch (SweepPlan) and what the launch hands back (TrialOutcome), and the order in
+which a plan's levels are measured. The study builds plans (tuner.inputs.traffic), the trial runs them
+(tuner.trial), replay answers them from a recorded surface (tuner.study.replay)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from tuner.capacity.hardware import Hardware
+from tuner.contracts.results import TrialResult
+from tuner.inputs.spec import LoadSpec
+from tuner.load.runner import LoadPattern
+from tuner.load.stats import SLO
+from tuner.load.workload import Sample
+from tuner.scoring.objectives import Goals
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """What one launch is asked to measure: the study's load sweep with its traffic, and, for a confirmation run, a
+    soak at the operating point that cycles through every shape. Built by the study driver (tuner.study)."""
+
+    load: LoadSpec
+    samples: tuple[Sample, ...] = ()  # the study's dataset or mix of shapes; empty: the load's fixed lengths/ranges
+    workload_label: str = ""
+    slo: SLO | None = None  # per-request limits for goodput
+    hardware: Hardware | None = None  # with active_params: the plausibility check against the compute ceiling
+    active_params: float | None = None
+    soak_concurrency: int | None = None  # closed loop: the operating point's streams; open loop: the cap
+    soak_rate: float | None = None  # open loop: the operating point's arrival rate
+    soak_requests: int = 0  # 0: 2 x requests_per_level
+    goals: Goals | None = None  # the study's SLOs: a sweep stops at a level that misses them (load.stop_early)
+
+    def with_soak(self, concurrency: int | None, rate: float | None) -> "SweepPlan":
+        """A confirmation run's plan: this sweep, then a soak at the operating point."""
+        return replace(self, soak_concurrency=concurrency, soak_rate=rate)
+
+    @property
+    def phases(self) -> int:
+        return len(planned_levels(self.load)) + (1 if self.soak_concurrency or self.soak_rate else 0)
+
+
+@dataclass
+class TrialOutcome:
+    result: TrialResult
+    server_log: str = ""
+    records_jsonl: str = ""
+
+    def artifacts(self) -> dict[str, str]:
+        """File name -> text, for the driver to keep in Optuna's artifact store."""
+        return {"server.log": self.server_log, "requests.jsonl": self.records_jsonl,
+                "traceback.txt": self.result.traceback}
+
+
+def sweep_points(load: LoadSpec) -> list[LoadPattern]:
+    """The sweep's levels in the order they are measured. Closed loop: one level per concurrency. Open loop
+    (`rates`): one level per arrival rate, at most `concurrency[0]` requests in flight."""
+    if load.rates:
+        cap = load.concurrency[0]
+        return [LoadPattern(concurrency=cap, rate=r, arrival=load.arrival, burstiness=load.burstiness,
+                            requests=load.requests_per_level, warmup=load.warmup_rounds * cap) for r in load.rates]
+    return [LoadPattern(concurrency=c, requests=load.requests_per_level, warmup=load.warmup_rounds * c)
+            for c in load.concurrency]
+
+
+def planned_levels(load: LoadSpec) -> list[tuple[LoadPattern, int]]:
+    """(pattern, repeat) in the order they are measured when the sweep runs to its end: the sweep, then the top
+    level again (`repeats`)."""
+    points = sweep_points(load)
+    repeats = [replace(points[-1], warmup=0) for _ in range(1, load.repeats)]
+    return [(p, 0) for p in points] + [(p, r) for r, p in enumerate(repeats, start=1)]

@@ -1,0 +1,83 @@
+"""The study's traffic, resolved once on the driver: the load spec's shapes or dataset as request samples, the
+per-request SLO limits for goodput, and the plausibility check's hardware — everything a SweepPlan carries to the
+workers (the dataset file is read here, so workers on other machines never need it).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from tuner.capacity.hardware import SLICES, Hardware
+from tuner.load.dataset import load_dataset
+from tuner.load.stats import SLO
+from tuner.load.tokenizer import LocalTokenizer, TokenizerUnavailable
+from tuner.load.workload import Sample
+from tuner.scoring.objectives import LATENCY_RE
+from tuner.inputs.spec import Study
+from tuner.contracts.sweep import SweepPlan
+
+
+@dataclass(frozen=True)
+class Traffic:
+    samples: tuple[Sample, ...]
+    label: str
+
+
+def resolve_traffic(study: Study) -> Traffic:
+    """Samples of the study's mix or dataset (empty for fixed lengths and ranges). InputError for a bad dataset."""
+    load = study.spec.load
+    if load.shapes:
+        return Traffic(tuple(Sample(output_len=s.output_len, input_len=s.input_len, weight=s.weight)
+                             for s in load.shapes), "")
+    if load.dataset is None:
+        return Traffic((), "")
+    d = load.dataset
+    samples = load_dataset(d.path, limit=d.samples, seed=d.seed, count_tokens=_token_counter(study.spec.model))
+    return Traffic(samples, d.path.name)  # Workload.describe() says "dataset <label>: ..."
+
+
+def _token_counter(model: str):
+    """The model's own tokenizer, when the model is a local folder with tokenizer.json (else lengths come from the
+    file or from the server's usage report)."""
+    if not Path(model).is_dir():
+        return None
+    try:
+        tokenizer = LocalTokenizer(model)
+    except TokenizerUnavailable:
+        return None
+    return lambda text: len(tokenizer.encode(text))
+
+
+def goodput_slo(study: Study) -> SLO | None:
+    """Per-request limits for goodput (`vllm bench serve --goodput`): each latency SLO's limit applied to every
+    request, whatever percentile the SLO names. ITL has no per-request form there and is left out."""
+    limits: dict[str, float] = {}
+    for name, limit in study.spec.slo.items():
+        metric = LATENCY_RE.match(name).group(1)  # type: ignore[union-attr]
+        if metric != "itl":
+            limits[f"{metric}_ms"] = min(limit, limits.get(f"{metric}_ms", limit))
+    return SLO(**limits) if limits else None
+
+
+def plausibility_inputs(study: Study) -> tuple[Hardware | None, float | None]:
+    """The slice and the model's active parameters, when the study names them (else no plausibility check)."""
+    from tuner.capacity.prelaunch import model_config_path
+    from tuner.capacity.plausibility import active_params_of
+
+    spec = study.spec
+    if spec.hardware is None:
+        return None, None
+    hardware = SLICES[spec.hardware.name]
+    params = spec.model_info.active_params if spec.model_info else None
+    if params is None:
+        config = model_config_path(study)
+        params = active_params_of(config.parent) if config else None
+    return hardware, params
+
+
+def sweep_plan(study: Study, traffic: Traffic) -> SweepPlan:
+    """The plan of a search launch; `SweepPlan.with_soak` makes a confirmation run's from it."""
+    hardware, params = plausibility_inputs(study)
+    return SweepPlan(load=study.spec.load, samples=traffic.samples, workload_label=traffic.label,
+                     slo=goodput_slo(study), hardware=hardware, active_params=params,
+                     soak_requests=study.spec.confirm.soak_requests, goals=study.spec.goals())

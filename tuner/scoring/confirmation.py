@@ -1,0 +1,204 @@
+"""Launches of one config combined (feasible when at least half of them met every SLO; the export says how many did,
+and the medians are over those): confirmed medians, stability across launches, the noise of the machine, and the
+front a user picks from.
+
+A config's runs are its search trial and the confirmation trials that relaunched it (`confirms` = the search trial's
+number). Combined:
+  values        each level objective is the median over the runs that found an operating point; the spread of the
+                rank objective (MAD / median) is kept beside it
+  survival      the share of launches the server lived through entirely (startup, every sweep level, the soak): a
+                config that dies in one launch of three has 0.67, the seed's "occasional OOM" as a number
+  success       requests that succeeded / sent, over every run
+  headroom      1 - preemptions per request, over every run
+  consistency   1 while the spread across launches is within twice the machine's noise; beyond that it drops by
+                the excess (a spread of 30 % on a machine whose noise is 5 % gives 0.8)
+Machine noise: the median relative spread of the same level measured twice within a launch, or across the launches
+of confirmed configs when that is larger; 5 % until anything was repeated.
+
+The front keeps every config that no other config beats by more than the noise: b leaves the front only when some a
+is at least as good on every objective and better on one by more than its tolerance (twice the noise, relative, for
+measured rates and latencies; 0.05 for stability). Noise alone therefore cannot move a config off the front.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+from tuner.scoring.objectives import STABILITY, Goals, direction_of
+from tuner.scoring.score import relative_mad
+from tuner.study.records import TrialRecord
+
+DEFAULT_NOISE = 0.05
+MIN_NOISE = 0.01
+NOISE_MULTIPLE = 2.0
+STABILITY_TOLERANCE = 0.05
+
+
+@dataclass
+class ConfigSummary:
+    trial: int  # the search trial that found the config
+    params: dict
+    runs: list[int]  # trial numbers: the search trial first, then its confirmations
+    confirmed: bool  # relaunched as many times as the study asks
+    feasible: bool  # at least half its launches found an operating point that met every SLO
+    values: dict[str, float]  # objective -> combined value
+    spread: float | None  # MAD / median of the rank objective across runs
+    components: dict[str, float]
+    operating_concurrency: int | None
+    slo_met_runs: int = 0
+    outcomes: list[str] = field(default_factory=list)
+
+    def stored(self) -> dict:
+        return asdict(self)
+
+
+def config_key(params: dict) -> str:
+    return json.dumps(params, sort_keys=True, default=str)
+
+
+def group_runs(records: Sequence[TrialRecord]) -> dict[int, list[TrialRecord]]:
+    """Search trial number -> its runs (itself first), for every complete search trial."""
+    groups: dict[int, list[TrialRecord]] = {r.number: [r] for r in records if r.search_launch}
+    for r in (r for r in records if r.complete):
+        if r.confirms is not None and r.confirms in groups:
+            groups[r.confirms].append(r)
+    return groups
+
+
+def machine_noise(records: Sequence[TrialRecord], goals: Goals) -> float:
+    within = [s for r in records if (s := r.score.get("evidence", {}).get("repeat_spread")) is not None]
+    across = []
+    for runs in group_runs(records).values():
+        if len(runs) > 1:
+            spread = relative_mad([v for r in runs if (v := r.run_value(goals.rank_metric)) is not None])
+            if spread is not None:
+                across.append(spread)
+    estimates = [statistics.median(xs) for xs in (within, across) if xs]
+    return max(max(estimates), MIN_NOISE) if estimates else DEFAULT_NOISE
+
+
+def summarize(runs: Sequence[TrialRecord], goals: Goals, noise: float, repeats: int) -> ConfigSummary:
+    search = runs[0]
+    met = [r for r in runs if r.run_feasible]
+    values: dict[str, float] = {}
+    for name in dict.fromkeys([*goals.objectives, goals.rank_metric]):
+        if name != STABILITY:
+            xs = [v for r in met if (v := r.run_value(name)) is not None]
+            worst = 0.0 if direction_of(name) == "maximize" else float("inf")
+            values[name] = statistics.median(xs) if xs else worst
+    rank = [v for r in met if (v := r.run_value(goals.rank_metric)) is not None]
+    spread = relative_mad(rank) if len(rank) > 1 else None
+    evidence = [r.score.get("evidence") or {} for r in runs]
+    requests = sum(e.get("requests", 0) for e in evidence)
+    components = {
+        "survival": statistics.mean(1.0 if e.get("survived", e.get("phases_lived", 0) >= e.get("phases_planned", 1))
+                                    else 0.0 for e in evidence),
+        "success": sum(e.get("completed", 0) for e in evidence) / requests if requests else 0.0,
+        "headroom": 1.0 - min(1.0, sum(e.get("preemptions", 0.0) for e in evidence) / requests) if requests else 0.0,
+        "consistency": consistency(spread, noise),
+    }
+    stability = components["survival"] * components["success"] * components["headroom"] * components["consistency"]
+    components["score"] = stability
+    if STABILITY in goals.objectives:
+        values[STABILITY] = stability
+    concurrencies = [r.operating_concurrency for r in met if r.operating_concurrency]
+    return ConfigSummary(
+        trial=search.number, params=dict(search.params), runs=[r.number for r in runs],
+        confirmed=len(runs) - 1 >= repeats, feasible=bool(met) and len(met) * 2 >= len(runs), values=values, spread=spread,
+        components=components, slo_met_runs=len(met), outcomes=[r.outcome for r in runs],
+        operating_concurrency=statistics.median_low(concurrencies) if concurrencies else None)
+
+
+def consistency(spread: float | None, noise: float) -> float:
+    if spread is None:
+        return 1.0
+    return max(0.0, min(1.0, 1.0 - max(0.0, spread - NOISE_MULTIPLE * noise)))
+
+
+def summaries(records: Sequence[TrialRecord], goals: Goals, repeats: int) -> list[ConfigSummary]:
+    noise = machine_noise(records, goals)
+    return [summarize(runs, goals, noise, repeats) for runs in group_runs(records).values()]
+
+
+def _tolerance(name: str, value: float, noise: float) -> float:
+    if name == STABILITY:
+        return STABILITY_TOLERANCE
+    return abs(value) * NOISE_MULTIPLE * noise
+
+
+def _beats(a: dict[str, float], b: dict[str, float], goals: Goals, noise: float) -> bool:
+    """a is at least as good as b on every objective and better on one by more than its tolerance."""
+    clearly_better = False
+    for name in goals.objectives:
+        sign = 1.0 if direction_of(name) == "maximize" else -1.0
+        diff = sign * (a[name] - b[name])
+        if diff < 0:
+            return False
+        if diff > _tolerance(name, b[name], noise):
+            clearly_better = True
+    return clearly_better
+
+
+def noise_front(items: Sequence[ConfigSummary], goals: Goals, noise: float) -> list[ConfigSummary]:
+    """Feasible configs no other feasible config beats by more than the noise, best by the rank objective first."""
+    feasible = [s for s in items if s.feasible]
+    front = [b for b in feasible if not any(_beats(a.values, b.values, goals, noise) for a in feasible if a is not b)]
+    sign = 1.0 if direction_of(goals.rank_metric) == "maximize" else -1.0
+    return sorted(front, key=lambda s: -sign * s.values[goals.rank_metric])
+
+
+def candidates(records: Sequence[TrialRecord], goals: Goals, limit: int) -> list[ConfigSummary]:
+    """The search's configs on and near the front (single-launch numbers), at most `limit`: what to confirm. The
+    best config by each objective comes first, then the rest by the rank objective, so that a small limit still
+    confirms both ends of the trade-off (the most stable config, not only the fastest ones)."""
+    noise = machine_noise(records, goals)
+    search_only = [summarize([r], goals, noise, repeats=0) for r in records if r.search_launch]
+    front = noise_front(search_only, goals, noise)  # by the rank objective, best first
+    ends = []
+    for name in goals.objectives:
+        sign = 1.0 if direction_of(name) == "maximize" else -1.0
+        best = max(front, key=lambda s: sign * s.values[name], default=None)  # ties: the first, best by rank
+        if best is not None and best not in ends:
+            ends.append(best)
+    return (ends + [s for s in front if s not in ends])[:limit]
+
+
+
+def confirmed_front(records: Sequence[TrialRecord], goals: Goals, repeats: int) -> list[ConfigSummary]:
+    """The front from confirmed numbers only (with repeats 0, from single launches, each marked unconfirmed)."""
+    noise = machine_noise(records, goals)
+    items = [s for s in summaries(records, goals, repeats) if s.confirmed]
+    return noise_front(items, goals, noise)
+
+
+@dataclass
+class StudyFront:
+    """What `tuner study pareto` and `export` read: the front, and whether its numbers are confirmed."""
+
+    goals: Goals
+    configs: list[ConfigSummary]
+    confirmed: bool  # False: the study asks for no confirmation, or it has not run yet (single-launch numbers)
+    noise: float
+
+
+def study_front(study) -> StudyFront:  # an optuna.Study
+    from tuner.study.records import confirm_repeats_of, goals_of, records
+
+    goals, repeats = goals_of(study), confirm_repeats_of(study)
+    recs = records(study)
+    noise = machine_noise(recs, goals)
+    confirmed = confirmed_front(recs, goals, repeats) if repeats else []
+    if confirmed:
+        return StudyFront(goals, confirmed, True, noise)
+    singles = [summarize([r], goals, noise, repeats=0) for r in recs if r.search_launch]
+    return StudyFront(goals, noise_front(singles, goals, noise), False, noise)
+
+
+def best_of(front: StudyFront, objective: str) -> ConfigSummary:
+    """The front's best config by one objective, ties broken by the rank objective."""
+    sign = 1.0 if direction_of(objective) == "maximize" else -1.0
+    rank = front.goals.rank_metric
+    rsign = 1.0 if direction_of(rank) == "maximize" else -1.0
+    return max(front.configs, key=lambda s: (sign * s.values[objective], rsign * s.values[rank]))

@@ -1,0 +1,191 @@
+"""What a study optimises and what it must meet: objective names, SLO limits, and reading them off measured levels.
+
+Objectives (the study's `objectives:` list, two or three of them; Optuna names its axes after them):
+  output_tok_s       output tokens per second of the operating point (maximize)
+  goodput_tok_s      output tokens per second of the requests that met every per-request SLO (maximize)
+  goodput_req_s      requests per second that met every per-request SLO (maximize)
+  tok_s_per_chip     output_tok_s / chips of the slice (maximize; needs `hardware`)
+  usd_per_m_tokens   price_per_slice_hour / (output_tok_s x 3600) x 1e6 (minimize; needs `price_per_slice_hour`)
+  <m>_<stat>_ms      latency m in ttft, tpot, itl, e2el at stat in mean, p50, p90, p99, e.g. ttft_p99_ms (minimize)
+  stability          how much risk the config carries (tuner.scoring.score): survival x success x headroom x consistency
+
+SLOs (the study's `slo:` mapping) use the latency names: `ttft_p99_ms: 500` means the 99th percentile of TTFT at the
+operating point is at most 500 ms, less the study's `slo_margin` (default 10 %: 450 ms), so that the point still
+meets the limit when a relaunch measures it again. A config none of whose reliable levels meets every SLO is infeasible
+(`slo_miss`), told to Optuna with how far it missed, so constraint-aware samplers learn the boundary.
+
+The operating point of one launch: among its reliable levels (never one flagged for client saturation, a token
+mismatch or an impossible figure) that meet every SLO, the one best by the first throughput-like objective (or
+output_tok_s when none is chosen). Every level-based objective is read there, so the numbers on the front belong
+together: "this config gives X tok/s at concurrency C with p99 TTFT Y".
+"""
+from __future__ import annotations
+
+import re
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from tuner.contracts.results import LatencyStats, LevelResult
+
+Direction = Literal["maximize", "minimize"]
+STABILITY = "stability"
+LATENCY_RE = re.compile(r"^(ttft|tpot|itl|e2el)_(mean|p50|p90|p99)_ms$")
+THROUGHPUT_LIKE = {"output_tok_s": "maximize", "goodput_tok_s": "maximize", "goodput_req_s": "maximize",
+                   "tok_s_per_chip": "maximize", "usd_per_m_tokens": "minimize"}
+DEFAULT_OBJECTIVES = ("output_tok_s", STABILITY)
+UNMEASURED_EXCESS = 1.0
+KNOWN_HELP = ("output_tok_s, goodput_tok_s, goodput_req_s, tok_s_per_chip, usd_per_m_tokens, stability, or a"
+              " latency such as ttft_p99_ms / itl_p50_ms / tpot_p90_ms / e2el_mean_ms")
+
+
+def direction_of(name: str) -> Direction:
+    """The direction of a known objective; ValueError naming the choices otherwise."""
+    if name == STABILITY:
+        return "maximize"
+    if name in THROUGHPUT_LIKE:
+        return THROUGHPUT_LIKE[name]  # type: ignore[return-value]
+    if LATENCY_RE.match(name):
+        return "minimize"
+    raise ValueError(f"unknown objective {name!r}; choose from {KNOWN_HELP}")
+
+
+def check_latency_name(name: str) -> None:
+    if not LATENCY_RE.match(name):
+        raise ValueError(f"unknown SLO {name!r}; name a latency percentile such as ttft_p99_ms, itl_p99_ms,"
+                         " tpot_p90_ms or e2el_p50_ms")
+
+
+@dataclass(frozen=True)
+class Goals:
+    """The study's objectives and limits, as scoring needs them (built from the study file by tuner.inputs.spec)."""
+
+    objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
+    slo: dict[str, float] = field(default_factory=dict)  # latency name -> upper limit in ms
+    chips: int = 1
+    price_per_slice_hour: float | None = None
+    # A level meets an SLO when it beats the limit by this fraction: a p99 measured again after a relaunch moves by
+    # 10-30 % on a busy host, and a point chosen right at the limit would then miss it half the time.
+    slo_margin: float = 0.0
+
+    def held_limit(self, name: str) -> float:
+        """The value a level must not exceed for the SLO `name`: its limit less the margin."""
+        return self.slo[name] * (1.0 - self.slo_margin)
+
+    def describe_slo(self) -> str:
+        """'ttft_p99_ms <= 2000 (held to 1800: 10 % margin)', for titles and export headers."""
+        limits = ", ".join(f"{k} <= {v:g}" for k, v in self.slo.items())
+        if not self.slo_margin or not self.slo:
+            return limits
+        held = ", ".join(f"{self.held_limit(k):g}" for k in self.slo)
+        return f"{limits} (held to {held}: {self.slo_margin:.0%} margin)"
+
+    @property
+    def directions(self) -> list[Direction]:
+        return [direction_of(name) for name in self.objectives]
+
+    @property
+    def rank_metric(self) -> str:
+        """The objective that picks the operating point: the first throughput-like one, else output_tok_s."""
+        return next((o for o in self.objectives if o in THROUGHPUT_LIKE), "output_tok_s")
+
+    def worst(self) -> list[float]:
+        """Values told to Optuna for a config that produced no measurement (it is infeasible anyway)."""
+        return [0.0 if d == "maximize" else float("inf") for d in self.directions]
+
+
+# -- reading a level -----------------------------------------------------------------------------------------------
+def latency(level: LevelResult, name: str) -> float | None:
+    metric, stat = LATENCY_RE.match(name).groups()  # type: ignore[union-attr]
+    stats: LatencyStats = getattr(level, f"{metric}_ms")
+    return getattr(stats, stat)
+
+
+def level_value(level: LevelResult, name: str, goals: Goals) -> float | None:
+    """One objective read off one level (stability is not a level figure: None)."""
+    if name == "output_tok_s":
+        return level.output_throughput
+    if name == "goodput_tok_s":
+        return level.goodput_tok_s if level.goodput_tok_s is not None else level.output_throughput
+    if name == "goodput_req_s":
+        return level.goodput if level.goodput is not None else level.request_throughput
+    if name == "tok_s_per_chip":
+        return level.output_throughput / max(goals.chips, 1)
+    if name == "usd_per_m_tokens":
+        if goals.price_per_slice_hour is None or level.output_throughput <= 0:
+            return float("inf")
+        return goals.price_per_slice_hour / (level.output_throughput * 3600.0) * 1e6
+    if LATENCY_RE.match(name):
+        return latency(level, name)
+    return None
+
+
+def slo_excess(level: LevelResult, goals: Goals) -> float:
+    """How far the level misses its worst SLO, as a fraction of the limit (<= 0: every SLO met)."""
+    worst = float("-inf") if goals.slo else -1.0
+    for name in goals.slo:
+        value = latency(level, name)
+        # Not measured (e.g. ITL of one-token outputs): counted as a full miss, never as met; finite, for samplers.
+        excess = UNMEASURED_EXCESS if value is None else value / goals.held_limit(name) - 1.0
+        worst = max(worst, excess)
+    return worst
+
+
+# -- a load point: the levels of one concurrency (or rate), repeats combined ------------------------------------
+@dataclass(frozen=True)
+class LoadPoint:
+    """The reliable levels measured at one concurrency (or arrival rate) of one launch."""
+
+    key: str  # "c=16" or "rate=4/s"
+    levels: tuple[LevelResult, ...]
+
+    @property
+    def concurrency(self) -> int:
+        return self.levels[0].concurrency
+
+    @property
+    def rate(self) -> float | None:
+        """The arrival rate of an open-loop point (None in closed loop)."""
+        return self.levels[0].request_rate if self.levels[0].mode == "open" else None
+
+    def value(self, name: str, goals: Goals) -> float | None:
+        """Median over repeats; latencies take the worst repeat (an SLO must hold in every run, not on average)."""
+        values = [v for lv in self.levels if (v := level_value(lv, name, goals)) is not None]
+        if not values:
+            return None
+        if LATENCY_RE.match(name):
+            return max(values)
+        return statistics.median(values)
+
+    def slo_excess(self, goals: Goals) -> float:
+        return max(slo_excess(lv, goals) for lv in self.levels)
+
+
+def point_key(level: LevelResult) -> str:
+    return f"rate={level.request_rate:g}/s" if level.mode == "open" and level.request_rate else f"c={level.concurrency}"
+
+
+def load_points(levels: Sequence[LevelResult], phase: str = "sweep") -> list[LoadPoint]:
+    """The reliable levels of one phase, grouped by load point, in the order first measured."""
+    groups: dict[str, list[LevelResult]] = {}
+    for level in levels:
+        if level.reliable and level.phase == phase and level.completed:
+            groups.setdefault(point_key(level), []).append(level)
+    return [LoadPoint(key, tuple(group)) for key, group in groups.items()]
+
+
+def operating_point(levels: Sequence[LevelResult], goals: Goals) -> tuple[LoadPoint | None, float]:
+    """The best reliable load point that meets every SLO, and the SLO excess that decided (the smallest over all
+    reliable points: > 0 means none met the SLOs and says by how much the closest one missed)."""
+    points = load_points(levels)
+    if not points:
+        return None, float("inf")
+    excess = {p.key: p.slo_excess(goals) for p in points}
+    meeting = [p for p in points if excess[p.key] <= 0]
+    if not meeting:
+        return None, min(excess.values())
+    metric = goals.rank_metric
+    sign = 1.0 if direction_of(metric) == "maximize" else -1.0
+    best = max(meeting, key=lambda p: sign * (p.value(metric, goals) or 0.0))
+    return best, excess[best.key]

@@ -1,0 +1,207 @@
+"""From what one launch measured to the values and constraints Optuna sees (tuner.scoring.confirmation combines launches).
+
+Outcome of a launch (`Score.outcome`), checked in this order:
+  <failure class>  the server never served a measured level (oom, kv_capacity, invalid_config, crash,
+                   startup_timeout, or died_under_load / unresponsive before any level finished): penalized,
+                   constraint `config_failure` = 1
+  unreliable       levels ran, but every one was flagged (client saturated, client/server token counts more than
+                   1 % apart, above the hardware's compute ceiling): nothing trustworthy to score, constraint
+                   `measurement` = 1, and the trial says which flags
+  slo_miss         reliable levels ran, but none met every SLO: constraint `slo` = how far the closest one missed
+                   (0.6 = 60 % over its limit); its measured values are told as they are
+  measured         an operating point (tuner.scoring.objectives) met every SLO: feasible. A server that died or hung at a
+                   higher level is still feasible: what it served is measured, and its survival says it died
+
+Stability of one launch, a product of components in [0, 1] (one bad component cannot hide behind good ones):
+  survival      1 when the server lived through every phase of the launch, 0 when it failed at startup or died or
+                hung under load (across launches, tuner.scoring.confirmation makes it the share of launches survived: the
+                measured failure rate, e.g. the seed's "occasional OOM" config)
+  success       requests that succeeded / requests sent, every phase
+  headroom      1 - preemptions per request sent. A KV cache that runs full without preempting is vLLM's scheduler
+                doing its job, not a risk: peak KV usage is kept as evidence but never docks the score
+  consistency   1 for a single launch; tuner.scoring.confirmation judges the spread across launches against the noise of
+                the machine
+"""
+from __future__ import annotations
+
+import statistics
+from dataclasses import asdict, dataclass, field
+
+from tuner.scoring.objectives import STABILITY, Goals, LoadPoint, direction_of, load_points, operating_point
+from tuner.contracts.results import LevelResult, TrialResult
+
+CONFIG_FAILURE = "config_failure"
+SLO = "slo"
+MEASUREMENT = "measurement"
+CONSTRAINT_NAMES = (CONFIG_FAILURE, SLO, MEASUREMENT)
+MET = -1.0
+VIOLATED = 1.0
+
+
+@dataclass(frozen=True)
+class StabilityComponents:
+    survival: float
+    success: float
+    headroom: float
+    consistency: float = 1.0
+
+    @property
+    def score(self) -> float:
+        return self.survival * self.success * self.headroom * self.consistency
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What one launch says about risk and noise; kept with the trial so launches can be combined later."""
+
+    phases_planned: int
+    phases_lived: int
+    survived: bool  # the server lived through every phase (no startup failure, no death, no hang)
+    requests: int
+    completed: int
+    preemptions: float
+    peak_kv_usage: float | None
+    repeat_spread: float | None  # relative deviation of the repeated top level within this launch: machine noise
+
+
+@dataclass(frozen=True)
+class Score:
+    outcome: str
+    detail: str
+    values: dict[str, float]  # objective name -> value, in the study's objective order
+    constraints: dict[str, float]  # > 0 violated
+    components: StabilityComponents
+    evidence: Evidence
+    operating_point: str | None = None  # "c=16": where the level objectives were read
+    operating_concurrency: int | None = None
+    operating_rate: float | None = None  # open loop: the arrival rate of the operating point
+    flags: list[str] = field(default_factory=list)  # why levels were left out
+
+    @property
+    def feasible(self) -> bool:
+        return all(v <= 0 for v in self.constraints.values())
+
+    def ordered_values(self, goals: Goals) -> list[float]:
+        return [self.values[name] for name in goals.objectives]
+
+    def stored(self) -> dict:
+        """The JSON kept with the trial (user attribute `score`)."""
+        data = asdict(self)
+        data["components"]["score"] = self.components.score
+        return data
+
+
+def _phase_key(level: LevelResult) -> tuple[str, int, float | None, int]:
+    return level.phase, level.concurrency, level.request_rate, level.repeat
+
+
+def _died_in(level: LevelResult) -> bool:
+    return any(w.startswith("server_died") for w in level.warnings)
+
+
+def evidence_of(result: TrialResult) -> Evidence:
+    """Phases count once however often a flagged one was measured again; a phase the server died in (or whose
+    requests found it dead at connect, which leaves no level) is not lived."""
+    levels = result.levels
+    lived = len({_phase_key(lv) for lv in levels if not _died_in(lv)})
+    measured = len({_phase_key(lv) for lv in levels})
+    return Evidence(
+        phases_planned=max(result.levels_planned, measured, 1),
+        phases_lived=lived,
+        survived=result.failure_class is None,
+        requests=sum(lv.requests for lv in levels),
+        completed=sum(lv.completed for lv in levels),
+        preemptions=sum((lv.server.preemptions or 0.0) for lv in levels if lv.server),
+        peak_kv_usage=max((lv.server.peak_kv_cache_usage for lv in levels
+                           if lv.server and lv.server.peak_kv_cache_usage is not None), default=None),
+        repeat_spread=_repeat_spread(load_points(levels)),
+    )
+
+
+def _repeat_spread(points: list[LoadPoint]) -> float | None:
+    """MAD / median of the output throughput of the most repeated load point (None without repeats)."""
+    repeated = [p for p in points if len(p.levels) > 1]
+    if not repeated:
+        return None
+    top = max(repeated, key=lambda p: len(p.levels))
+    return relative_mad([lv.output_throughput for lv in top.levels])
+
+
+def relative_mad(values: list[float]) -> float | None:
+    """Median absolute deviation over the median: the robust spread of a few repeats (0 for one value)."""
+    if not values:
+        return None
+    mid = statistics.median(values)
+    if mid <= 0:
+        return None
+    return statistics.median(abs(v - mid) for v in values) / mid
+
+
+def components_of(evidence: Evidence) -> StabilityComponents:
+    return StabilityComponents(
+        survival=1.0 if evidence.survived else 0.0,
+        success=evidence.completed / evidence.requests if evidence.requests else 0.0,
+        headroom=1.0 - min(1.0, evidence.preemptions / evidence.requests) if evidence.requests else 0.0,
+    )
+
+
+def score_run(result: TrialResult, goals: Goals) -> Score:
+    """Score one launch (never raises on what a server did)."""
+    evidence = evidence_of(result)
+    components = components_of(evidence)
+    measured = [lv for lv in result.levels if lv.completed and lv.phase == "sweep"]
+    flags = sorted({w.split(":")[0] for lv in measured if not lv.reliable for w in lv.warnings
+                    if w.split(":")[0] in ("client_saturated", "token_mismatch", "implausible", "server_died")})
+    if not load_points(result.levels):
+        if result.failure_class or not measured:  # it never served a level that can be scored: the config's fault
+            return _penalized(result.failure_class or "no_measurement",
+                              result.failure_detail or "no level completed a request", CONFIG_FAILURE, goals,
+                              components, evidence, flags)
+        return _penalized("unreliable", "every measured level was flagged: " + ", ".join(flags), MEASUREMENT, goals,
+                          components, evidence, flags)
+    point, excess = operating_point(result.levels, goals)
+    if point is None:
+        closest = min(load_points(result.levels), key=lambda p: p.slo_excess(goals))
+        values = _values(closest, goals, components)
+        constraints = {CONFIG_FAILURE: MET, SLO: excess, MEASUREMENT: MET}
+        return Score("slo_miss", _miss_detail(closest, goals), values, constraints, components, evidence,
+                     closest.key, closest.concurrency, closest.rate, flags)
+    constraints = {CONFIG_FAILURE: MET, SLO: min(excess, 0.0) if goals.slo else MET, MEASUREMENT: MET}
+    outcome = result.failure_class or "measured"
+    return Score(outcome, result.failure_detail, _values(point, goals, components), constraints, components,
+                 evidence, point.key, point.concurrency, point.rate, flags)
+
+
+def _values(point: LoadPoint, goals: Goals, components: StabilityComponents) -> dict[str, float]:
+    """The objectives' values, and the rank objective's even when it is not one of them (it orders the front)."""
+    values = {}
+    names = list(goals.objectives) + ([goals.rank_metric] if goals.rank_metric not in goals.objectives else [])
+    for name in names:
+        if name not in goals.objectives:
+            values[name] = float(point.value(name, goals) or 0.0)
+            continue
+        value = components.score if name == STABILITY else point.value(name, goals)
+        values[name] = goals.worst()[goals.objectives.index(name)] if value is None else float(value)
+    return values
+
+
+def _penalized(outcome: str, detail: str, constraint: str, goals: Goals, components: StabilityComponents,
+               evidence: Evidence, flags: list[str]) -> Score:
+    constraints = {name: (VIOLATED if name == constraint else MET) for name in CONSTRAINT_NAMES}
+    values = dict(zip(goals.objectives, goals.worst()))
+    values.setdefault(goals.rank_metric, 0.0 if direction_of(goals.rank_metric) == "maximize" else float("inf"))
+    return Score(outcome, detail, values, constraints, components, evidence, None, None, None, flags)
+
+
+def _miss_detail(point: LoadPoint, goals: Goals) -> str:
+    from tuner.scoring.objectives import latency
+
+    misses = []
+    for name in goals.slo:
+        limit = goals.held_limit(name)
+        worst = max((v for lv in point.levels if (v := latency(lv, name)) is not None), default=None)
+        if worst is None or worst > limit:
+            misses.append(f"{name} {'n/a' if worst is None else f'{worst:,.0f}'} > {limit:,.0f}")
+    return f"no reliable level met the SLOs; closest {point.key}: " + ", ".join(misses)
+
+

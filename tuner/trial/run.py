@@ -1,0 +1,287 @@
+"""One trial on one slice: launch the server, run the load sweep, always tear the server down.
+
+`run_trial` is a plain function; the study runs it inside a Ray task that reserves the study's resources.
+It never raises for anything that happens inside the trial: every outcome comes back as a TrialOutcome with a
+failure class — the server's failure (the config's fault, or infra), or `tuner_error` with the full traceback when
+tuner's own code raised — plus the server log and the raw per-request records (secrets redacted) for the driver to
+keep as artifacts.
+"""
+from __future__ import annotations
+
+import enum
+import json
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import httpx
+
+from tuner.errors import ServerGone, ServerStartupFailed
+from tuner.server.failures import FailureClass
+from tuner.capacity.hardware import Hardware
+from tuner.load import RequestRecord, Workload, vocab_size_of
+from tuner.load.stats import SLO
+from tuner.load.workload import Sample
+from tuner.scoring.objectives import Goals, slo_excess
+from tuner.capacity.plausibility import check_level
+from tuner.load.runner import (SWEEP_METRICS_INTERVAL_S, LevelOptions, LoadPattern, PreparedLevel,
+                                  measure_level, prepare_level)
+from tuner.load.tokenizer import ServerTokenizer, Tokenizer, TokenizerUnavailable
+from tuner.server.client import server_client
+from tuner.contracts.results import LevelResult, Plausibility, TrialResult
+from tuner.contracts.sweep import SweepPlan, TrialOutcome, sweep_points
+from tuner.trial.watch import EXIT_WAIT_S, ServerWatch, failure_after_level
+from tuner.server.config import ServerConfig, redact_text
+from tuner.server.process import ServerProcess, last_lines
+from tuner.inputs.spec import LoadSpec, Timeouts
+from tuner.server.startup import prepare_compile_cache, startup_attrs
+
+LOG_TAIL_LINES = 60
+MAX_ARTIFACT_BYTES = 8 * 1024 * 1024  # a server log beyond this keeps only its end
+
+
+class Seam(str, enum.Enum):
+    """The points between a trial's phases, in order. An observer handed to run_trial is called at each (the
+    fault tests end the server at an exact one; nothing in the study needs one)."""
+
+    READY = "ready"  # /health answered 200; nothing built or sent yet
+    PROMPTS_BUILT = "prompts_built"  # every planned level's requests are built; nothing sent yet
+    LEVEL_DONE = "level_done"  # a sweep level was measured and its server checked
+    SWEEP_DONE = "sweep_done"  # the sweep is over; the repeats of its top level are next
+    BEFORE_SOAK = "before_soak"  # a confirmation run's soak is next
+
+
+Observer = Callable[[Seam, "ServerProcess"], None]
+
+
+def _where(level: LevelResult) -> str:
+    return f"{level.request_rate:g} req/s" if level.mode == "open" else f"concurrency {level.concurrency}"
+
+
+def stop_reason(levels: list[LevelResult], goals: Goals | None, plateau_gain: float) -> str | None:
+    """Why the sweep need not go higher after its last level, or None. Decided on reliable levels only:
+      - the level misses an SLO: more load only adds latency, so no higher level can be the operating point;
+      - its throughput is within `plateau_gain` of the best lower level's: the server is saturated."""
+    last = levels[-1]
+    if not last.reliable:
+        return None
+    if goals is not None and goals.slo and slo_excess(last, goals) > 0:
+        return f"SLOs missed at {_where(last)}: higher load was not measured"
+    lower = [lv.output_throughput for lv in levels[:-1] if lv.reliable and lv.phase == "sweep" and lv.repeat == 0]
+    if lower and last.output_throughput <= (1.0 + plateau_gain) * max(lower):
+        return (f"throughput plateaued at {_where(last)} ({last.output_throughput:,.0f} tok/s, within"
+                f" {plateau_gain:.0%} of {max(lower):,.0f} at a lower load): higher load was not measured")
+    return None
+
+
+def ray_node_id() -> str:
+    """The Ray node this process runs on, or "" outside a Ray worker. Several nodes can share a host name (one host
+    per node is not a rule), so the node id is what tells where a trial ran."""
+    ray = sys.modules.get("ray")  # never imported here: run_trial also runs outside Ray (tuner study matrix)
+    if ray is None or not ray.is_initialized():
+        return ""
+    return ray.get_runtime_context().get_node_id()
+
+
+def run_trial(config: ServerConfig, plan: SweepPlan, timeouts: Timeouts, log_path: str, host: str = "127.0.0.1",
+              vocab_size: int | None = None, observer: Observer | None = None) -> TrialOutcome:
+    """Launch `config`, measure it, tear it down. `vocab_size`: for token-id prompts (else the server's /tokenize).
+    `observer`: called at each Seam (tests)."""
+    started = time.monotonic()
+    server = ServerProcess(config, Path(log_path), timeouts, host=host)
+    result = TrialResult(argv=[redact_text(a, config.env) for a in server.argv], env=config.redacted_env(),
+                         log_path=log_path, levels_planned=plan.phases, hostname=socket.gethostname(),
+                         node_id=ray_node_id())
+    records: list[str] = []
+    cache_before = None
+    try:
+        cache_before = prepare_compile_cache(config)
+        server.start()
+        result.startup_s = server.wait_ready()
+        _Sweep(server, config, plan, result, records, observer or (lambda seam, srv: None)).run(vocab_size)
+    except ServerStartupFailed as exc:
+        result.failure_class, result.failure_detail = exc.failure_class, exc.detail
+    except ServerGone as exc:  # the server stopped answering one of tuner's own calls: the server's outcome
+        result.failure_class, result.failure_detail = _outcome_of_silence(server, exc, result)
+    except TokenizerUnavailable as exc:  # the user's setup (no tokenizer endpoints): never the config, never a bug
+        result.failure_class, result.failure_detail = FailureClass.SETUP_ERROR.value, str(exc)
+    except Exception as exc:  # tuner's own code raised: a bug to report, never the config's or the cluster's fault
+        result.failure_class = FailureClass.TUNER_ERROR.value
+        result.failure_detail = f"{type(exc).__name__}: {exc}"
+        result.traceback = redact_text(traceback.format_exc(), config.env)
+    finally:
+        server.stop()
+        log = redact_text(server.log_text(MAX_ARTIFACT_BYTES), config.env)
+        result.log_tail = last_lines(log, LOG_TAIL_LINES)
+        result.startup = startup_attrs(config, log, result.startup_s, cache_before)
+        result.failure_detail = redact_text(result.failure_detail, config.env)
+        result.wall_s = time.monotonic() - started
+    return TrialOutcome(result=result, server_log=log, records_jsonl="".join(records))
+
+
+def _outcome_of_silence(server: ServerProcess, exc: ServerGone, result: TrialResult) -> tuple[str, str]:
+    """A call to the server went unanswered: it died (classified from its log), or it lives and does not answer."""
+    where = f"after {_where(result.levels[-1])}" if result.levels else "before the first level"
+    code = server.wait_exit(EXIT_WAIT_S)
+    if code is not None:
+        cause = server.diagnose(code)
+        return FailureClass.DIED_UNDER_LOAD.value, f"exit code {code} {where}: {cause.detail} ({exc.call}: {exc.kind})"
+    return FailureClass.UNRESPONSIVE.value, f"{exc} {where}, though the process is still running"
+
+
+@dataclass(frozen=True)
+class _Level:
+    """One planned level: what is sent and how it is labelled."""
+
+    pattern: LoadPattern
+    repeat: int
+    workload: Workload
+    phase: str
+
+
+class _Sweep:
+    """The measured part of one launch: every planned level's requests built first, then the sweep, the repeats of
+    its top level, and a confirmation run's soak."""
+
+    def __init__(self, server: ServerProcess, config: ServerConfig, plan: SweepPlan, result: TrialResult,
+                 records_out: list[str], observer: Observer) -> None:
+        self.server, self.config, self.plan, self.result = server, config, plan, result
+        self.records_out = records_out
+        self.observer = observer
+        self.prepared: dict[tuple[LoadPattern, int, str], PreparedLevel] = {}
+
+    def run(self, vocab_size: int | None) -> None:
+        self.observer(Seam.READY, self.server)
+        load = self.plan.load
+        workload, tokenizer = _workload(self.server, self.config, self.plan, vocab_size)
+        self._prepare(workload, tokenizer)
+        self.observer(Seam.PROMPTS_BUILT, self.server)
+        with ServerWatch(self.server) as self.watch:
+            self.options = LevelOptions(request_timeout_s=load.request_timeout_s,
+                                        level_timeout_s=load.level_timeout_s,
+                                        metrics_interval_s=SWEEP_METRICS_INTERVAL_S, tokenizer=tokenizer,
+                                        abort=self.watch.abort, slo=self.plan.slo,
+                                        plausibility=_plausibility_check(self.plan), own_session=True)
+            top = self._sweep(workload)
+            if top is None:
+                return
+            self.observer(Seam.SWEEP_DONE, self.server)
+            for repeat in range(1, load.repeats):  # the top level measured again: this launch's own noise
+                if not self._measure(_Level(replace(top, warmup=0), repeat, workload, "sweep")):
+                    return
+            soak = _soak_pattern(self.plan)
+            if soak is not None:
+                self.observer(Seam.BEFORE_SOAK, self.server)
+                self._measure(_Level(soak, 0, replace(workload, cycle=True), "soak"))
+
+    def _planned(self, workload: Workload) -> list[_Level]:
+        """Every level this launch may measure. The repeats run at the sweep's top level, which an early stop
+        lowers: with stop_early, they are planned at every level."""
+        load = self.plan.load
+        points = sweep_points(load)
+        levels = [_Level(p, 0, workload, "sweep") for p in points]
+        tops = points if load.stop_early else points[-1:]
+        levels += [_Level(replace(p, warmup=0), r, workload, "sweep") for p in tops for r in range(1, load.repeats)]
+        soak = _soak_pattern(self.plan)
+        if soak is not None:
+            levels.append(_Level(soak, 0, replace(workload, cycle=True), "soak"))
+        return levels
+
+    def _prepare(self, workload: Workload, tokenizer: Tokenizer | None) -> None:
+        began = time.monotonic()
+        for level in self._planned(workload):
+            self.prepared[(level.pattern, level.repeat, level.phase)] = prepare_level(
+                self.server.base_url, level.workload, level.pattern, level.repeat, tokenizer)
+        self.result.prompts_s = time.monotonic() - began
+        self.result.prompts_built = sum(len(p.requests) + len(p.warmup) for p in self.prepared.values())
+
+    def _sweep(self, workload: Workload) -> LoadPattern | None:
+        """The sweep's levels, lowest first; the top level measured, or None when the server died."""
+        load = self.plan.load
+        points = sweep_points(load)
+        top = points[0]
+        for i, pattern in enumerate(points):
+            if not self._measure(_Level(pattern, 0, workload, "sweep")):
+                return None
+            top = pattern
+            self.observer(Seam.LEVEL_DONE, self.server)
+            reason = stop_reason(self.result.levels, self.plan.goals, load.plateau_gain) if load.stop_early else None
+            if reason is not None and i < len(points) - 1:
+                self.result.sweep_stopped = reason
+                self.result.levels_planned -= len(points) - 1 - i  # not planned any more: survival must not count
+                break
+        return top
+
+    def _measure(self, planned: _Level) -> bool:
+        """One level, measured again while flagged; False when the server died (the trial ends)."""
+        load, result = self.plan.load, self.result
+        prepared = self.prepared[(planned.pattern, planned.repeat, planned.phase)]
+        for attempt in range(load.remeasure_flagged + 1):
+            level, records = measure_level(self.server.base_url, planned.workload, planned.pattern, self.options,
+                                           planned.repeat, prepared)
+            level.phase, level.workload = planned.phase, planned.workload.describe()
+            self.records_out.extend(_record_lines(level, records))
+            result.levels.append(level)  # every attempt is kept, flagged ones too: nothing measured is hidden
+            failure = failure_after_level(self.server, level, self.watch, self.config.model, load.request_timeout_s)
+            if failure is not None:
+                level.reliable = False
+                level.warnings.append(f"server_died: {failure[0]} during or after this level; its figures are"
+                                      " left out of the scores")
+                result.failure_class, result.failure_detail = failure
+                return False
+            if level.reliable:
+                break
+            if attempt < load.remeasure_flagged:
+                level.warnings.append("remeasured: flagged, so the level was measured again")
+        return True
+
+
+def _soak_pattern(plan: SweepPlan) -> LoadPattern | None:
+    """A confirmation run's soak: the operating point (its streams, or its rate under the cap), longer."""
+    load = plan.load
+    requests = plan.soak_requests or 2 * load.requests_per_level
+    if plan.soak_rate is not None:
+        cap = plan.soak_concurrency or load.concurrency[0]
+        return LoadPattern(concurrency=cap, rate=plan.soak_rate, arrival=load.arrival, burstiness=load.burstiness,
+                           requests=requests, warmup=load.warmup_rounds * cap)
+    if plan.soak_concurrency:
+        c = plan.soak_concurrency
+        return LoadPattern(concurrency=c, requests=requests, warmup=load.warmup_rounds * c)
+    return None
+
+
+def _plausibility_check(plan: SweepPlan) -> Callable[[LevelResult], Plausibility] | None:
+    hardware, params = plan.hardware, plan.active_params
+    if hardware is None or params is None or hardware.peak_flops is None:
+        return None
+    return lambda level: check_level(level, hardware, params)
+
+
+def _workload(server: ServerProcess, config: ServerConfig, plan: SweepPlan,
+              vocab_size: int | None) -> tuple[Workload, Tokenizer | None]:
+    """Prompts of exact token length: random token ids when the vocabulary is known and the endpoint takes ids;
+    otherwise text made exact with the server's own tokenizer. Never words of unknown length. A dataset's own text
+    prompts are sent as they are."""
+    load = plan.load
+    vocab_size = vocab_size or vocab_size_of(config.model)
+    chat = load.endpoint.endswith("/chat/completions")
+    tokenizer = None if vocab_size and not chat else ServerTokenizer(server.base_url, config.model)
+    workload = Workload(model=config.model, input_len=load.input_len, output_len=load.output_len,
+                        endpoint=load.endpoint, vocab_size=vocab_size, seed=load.seed,
+                        input_len_max=load.input_len_max, output_len_max=load.output_len_max,
+                        prefix_len=load.prefix_len, samples=plan.samples, label=plan.workload_label,
+                        prompt_kind="ids" if tokenizer is None else "text")
+    return workload, tokenizer
+
+
+def _record_lines(level: LevelResult, records: list[RequestRecord]) -> list[str]:
+    lines = []
+    for record in records:
+        row = asdict(record)
+        row.update(concurrency=level.concurrency, repeat=level.repeat)
+        lines.append(json.dumps(row) + "\n")
+    return lines
