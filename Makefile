@@ -5,7 +5,7 @@ VLLM_VENV := .venv-vllm
 MODEL := .models/tiny-llama
 TUNER := $(VENV)/bin/tuner
 
-.PHONY: install vllm-env model browser demo test unit e2e clean bench-deps
+.PHONY: install vllm-env model browser demo test unit e2e lint clean bench-deps
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,13 +35,17 @@ PYTEST_WITH_PG = ./scripts/postgres.sh start && \
 	TUNER_TEST_POSTGRES_URL=$$(./scripts/postgres.sh url) $(VENV)/bin/python -m pytest $(1); \
 	status=$$?; ./scripts/postgres.sh stop; exit $$status
 
-unit: install browser  ## fast tests: no real vLLM
+lint: install  ## ruff (lint, import order) over the code and its tests; mypy over tuner/ (strict on contracts and records)
+	$(VENV)/bin/ruff check tuner tests benchmarks scripts
+	$(VENV)/bin/mypy
+
+unit: install browser lint  ## fast tests: no real vLLM
 	$(call PYTEST_WITH_PG,-m "not e2e")
 
 e2e: install model  ## end-to-end tests against the real CPU vLLM
 	$(VENV)/bin/python -m pytest -m e2e
 
-test: install model browser  ## everything; what CI runs
+test: install model browser lint  ## everything; what CI runs
 	$(call PYTEST_WITH_PG,)
 
 bench-deps: install  ## what benchmarks/search_efficiency.py adds: plots, and torch + scipy for Optuna's GPSampler

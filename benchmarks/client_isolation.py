@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import ROOT, TINY_MODEL, VLLM_PY, free_port  # noqa: E402
+from _common import ROOT, TINY_MODEL, VLLM_PY, free_port
 
 TRAFFIC = [(32 + (i * 37) % 64, 64 + (i * 53) % 96) for i in range(24)]
 
@@ -49,9 +49,9 @@ def main() -> int:
 
     import ray
 
+    from tuner.inputs.spec import Timeouts
     from tuner.server.config import ServerConfig
     from tuner.server.process import ServerProcess
-    from tuner.inputs.spec import Timeouts
 
     command = (VLLM_PY, "-m", "vllm.entrypoints.openai.api_server")
     flags = {"--max-num-seqs": args.max_num_seqs, "--max-model-len": 1024, "--kv-cache-memory-bytes": 8388608,

@@ -25,14 +25,14 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import ROOT, TINY_MODEL, TUNER_PY, free_port, run_vllm_bench_dataset  # noqa: E402
+from _common import ROOT, TINY_MODEL, TUNER_PY, free_port, run_vllm_bench_dataset
 
 
 def stored(study_name: str, storage: str):
     import optuna
 
-    from tuner.scoring.confirmation import best_of, study_front
     from tuner.inputs.spec import load_study
+    from tuner.scoring.confirmation import best_of, study_front
 
     study = optuna.load_study(study_name=study_name, storage=storage)
     front = study_front(study)
@@ -87,10 +87,10 @@ def main() -> int:
 
     import optuna
 
-    from tuner.server.config import ServerConfig
-    from tuner.server.process import ServerProcess
     from tuner.inputs.spec import Timeouts
     from tuner.inputs.traffic import resolve_traffic
+    from tuner.server.config import ServerConfig
+    from tuner.server.process import ServerProcess
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     best, goals, study = stored(args.study, args.storage)
@@ -124,7 +124,7 @@ def main() -> int:
         prompts_file(draws.choices(traffic.samples, weights=weights, k=requests), prompts,
                      ServerTokenizer(server.base_url, model))
         rows = []
-        for r in range(args.rounds):
+        for _ in range(args.rounds):
             t = tuner_bench(server.base_url, model, dataset, requests, concurrency, spec.load.seed)
             v = vllm_bench(server.base_url, model, prompts, requests, concurrency)
             rows.append(("tuner bench", t["output_throughput"], t["ttft_ms"]["p99"], t["failed"],

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, TUNER_PY, free_port, run_tuner_bench, run_vllm_bench, server  # noqa: E402
+from _common import ROOT, TUNER_PY, free_port, run_tuner_bench, run_vllm_bench, server
 
 T_MS, I_MS, TOKENS = 150.0, 10.0, 64
 LEVELS = ((8, 96), (64, 384))  # (streams, requests): 12 and 6 rounds of requests per stream

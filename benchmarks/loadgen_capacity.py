@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, TUNER_PY, free_port, run_tuner_bench, run_vllm_bench, server  # noqa: E402
+from _common import TUNER_PY, free_port, run_tuner_bench, run_vllm_bench, server
 
 PROMPTS, OUTPUT_LEN, INPUT_LEN, STREAMS = 2000, 256, 32, 256
 ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 3

@@ -31,7 +31,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import ROOT  # noqa: E402
+from _common import ROOT
 
 sys.path.insert(0, str(ROOT))
 STUDY_FILE = ROOT / "studies" / "gemma4-26b-v6e-4.yaml"
@@ -121,8 +121,8 @@ def main() -> int:
     args = parser.parse_args()
 
     from tuner.capacity.prelaunch import estimate_config, model_context
-    from tuner.server.config import ServerConfig
     from tuner.inputs.spec import load_study
+    from tuner.server.config import ServerConfig
 
     study = load_study(STUDY_FILE)
     ctx = model_context(study)
@@ -138,7 +138,7 @@ def main() -> int:
         configs.append({"params": p, "launches": [launch(p, est, rng, argv) for _ in range(args.launches)]})
     table = {
         "kind": "modelled",
-        "recorded": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "recorded": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": " ".join(["benchmarks/model_surface.py", *sys.argv[1:]]),
         "host": "none: MODELLED, NOT MEASURED",
         "study": {"objectives": study.spec.objectives, "slo": study.spec.slo, "slo_margin": study.spec.slo_margin,

@@ -29,7 +29,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import ROOT, TUNER_PY  # noqa: E402
+from _common import ROOT, TUNER_PY
 
 # The quickstart's server and traffic (studies/quickstart-cpu.yaml), with levels short enough to record the grid
 # several times within about an hour on 2 cores.
@@ -101,7 +101,7 @@ def dump(names: list[str], configs: list[dict], space_file: Path, work: Path, ou
                 rows[json.dumps(dict(trial.params), sort_keys=True)]["launches"].append(launch_row(record))
     table = {
         "kind": "measured",
-        "recorded": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "recorded": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": " ".join(["benchmarks/record_surface.py", *argv]),
         "host": f"{platform.node()} ({platform.machine()}, {os.cpu_count()} cores)",
         "study": {k: v for k, v in STUDY.items() if k not in ("server",)} | {"server_flags": STUDY["server"]["flags"]},

@@ -21,7 +21,6 @@ machines reach only the package registries.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -31,7 +30,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import ROOT  # noqa: E402
+from _common import ROOT
 
 CHECKPOINTS = (8, 12, 16, 24)
 GOAL = 0.95
@@ -49,9 +48,9 @@ def hypervolume(points: list[tuple[float, float]]) -> float:
 
 def true_values(surface: dict, goals) -> dict[str, tuple[float, float]]:
     """Config key -> (median rank metric, median stability) of its feasible launches, for feasible configs."""
-    from tuner.study.replay import params_key
     from tuner.contracts.results import TrialResult
     from tuner.scoring.score import score_run
+    from tuner.study.replay import params_key
 
     truth = {}
     for config in surface["configs"]:

@@ -26,7 +26,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import ROOT, TINY_MODEL, VLLM_PY, free_port  # noqa: E402
+from _common import ROOT, TINY_MODEL, VLLM_PY, free_port
 
 sys.path.insert(0, str(ROOT))
 TRAFFIC = [(32 + (i * 37) % 64, 64 + (i * 53) % 96) for i in range(24)]
@@ -56,9 +56,9 @@ def measure(url: str, concurrency: int):
 
 def launch(nice: int, levels: int, concurrency: int) -> list[tuple[int, bool, float, float]]:
     """One server launch at `nice`: per level, (sentinel waits > 50 ms, flagged, TTFT p99 ms, tok/s)."""
+    from tuner.inputs.spec import Timeouts
     from tuner.server.config import ServerConfig
     from tuner.server.process import ServerProcess
-    from tuner.inputs.spec import Timeouts
 
     flags = {"--max-num-seqs": 16, "--max-model-len": 1024, "--kv-cache-memory-bytes": 8388608,
              "--enforce-eager": True}

@@ -20,8 +20,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from conftest import pids_alive
-
 RAY = str(Path(sys.executable).parent / "ray")
 SLICE = "slice"
 START_TIMEOUT_S = 120  # a node starting on two busy cores takes 5-20 s
@@ -124,7 +122,7 @@ class RayCluster:
         self.env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
         self.env.pop("RAY_ADDRESS", None)
 
-    def __enter__(self) -> "RayCluster":
+    def __enter__(self) -> RayCluster:
         try:
             self._start("head", ["--head", "--port", str(self.port), "--include-dashboard=false",
                                  "--dashboard-port", str(free_port()), "--ray-client-server-port", str(free_port())])

@@ -1,36 +1,25 @@
 """tuner: finds the best vLLM serving configuration for a model on given hardware.
 
-A trial's data flows through the stages in this order:
+A trial's data flows through the packages in this order (each package's docstring lists its modules):
 
-    spec            study file -> StudySpec                  (what to tune, how to load, where to store)
-    search_space    search-space file -> SearchSpace         (parameters, conditions, targets, rules)
-    prelaunch       rules + memory-fit estimate: launch this config or record it as predicted-penalized
-    failure_rules   what a measured failure rules out before launch (kv_capacity: longer context, no more memory)
-    server/         the server stage: config (params -> ServerConfig: argv + env), process (a running vLLM in its
-                    own process group), _reaper, failures (exit code + log -> FailureClass), startup (phases)
-    loadgen/        the load generator: a server URL + workload -> LevelResult per load level, checked against
-                    the server's own /metrics counters (server_counters)
-    traffic         the study's dataset / shapes, SLOs and hardware -> SweepPlan (resolved once on the driver)
-    worker          ServerConfig + SweepPlan -> TrialResult  (one launch on one slice; runs inside a Ray task)
-    objectives      Goals (objectives, SLOs) and the operating point of a launch's levels
-    scoring         TrialResult -> Score                     (outcome, values, constraints, stability of one launch)
-    confirmation    a config's launches -> ConfigSummary (medians, spread, stability); the front
-    results         the contracts: LevelResult, TrialResult
-    trial_record    what a study stores per trial and how every reader gets it back (TrialRecord)
-    study/          the loop: Optuna bookkeeping (_bookkeeping), Ray executor (_executor), the runner (_runner)
-    replay          a recorded response surface answering trials instead of servers (the search benchmark)
-    storage         Optuna storage (SQLite, PostgreSQL)
-    export          a confirmed config -> `vllm serve --config` YAML (+ env file)
-    report          status and front tables; progress: the live display of a running study
-    cli/            every `tuner` command; the only place errors become one-line messages and exit codes
+    inputs/     study file -> StudySpec, search-space file -> SearchSpace, traffic -> SweepPlan (validated once)
+    capacity/   what the slice holds before a launch: hardware catalog, memory fit, pre-launch check, learned
+                failure rules, `tuner study plan`; and the compute ceiling a measured level is checked against
+    server/     params -> ServerConfig (argv + env) -> a running vLLM in its own process group; tuner's calls to
+                it (client); exit code + log -> FailureClass; startup phases
+    load/       a server URL + workload -> LevelResult per level, like `vllm bench serve`, checked against the
+                server's own /metrics; `tuner bench` as a library
+    trial/      ServerConfig + SweepPlan -> TrialOutcome: one launch on one slice (inside a Ray task), the server
+                watched and judged after every level, always torn down
+    scoring/    TrialResult -> Score (outcome, values, constraints, stability); launches -> ConfigSummary; the front
+    study/      the loop (prepare, run, open_study): Optuna ask/tell, Ray executor, leases; records: the only code
+                that reads or writes what a study stores
+    report/     tables, live progress, the HTML / Markdown report, dashboard notes, the exported YAML
+    cli/        every `tuner` command; the only place errors become one-line messages and exit codes
 
-Knowledge the stages share:
-    hardware        the accelerator catalog (one Hardware type: chips x count, memory, FLOP/s)
-    memory_fit      weights / KV-cache / fit estimates from config.json (the one parameter counter)
-    plausibility    a measured throughput against the compute ceiling
-    plan            what `tuner study plan` prints; matrix_report: concurrency x input x output matrices
-    bench           `tuner bench` as a library: spec -> plan of levels -> documents
-    _ray_guard      Ray's agents end with a killed driver
+Between the stages:
+    contracts/  what crosses a boundary: SweepPlan, TrialOutcome, LevelResult, TrialResult, FailureClass, Outcome
+    errors      every exception tuner raises, drawn as a tree
 """
 
 __version__ = "0.1.0"

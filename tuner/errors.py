@@ -17,6 +17,11 @@
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tuner.contracts.outcomes import FailureClass
+
 
 class TunerError(Exception):
     """Base class of every error tuner raises on purpose."""
@@ -69,7 +74,7 @@ class ServerError(TunerError):
 
 
 class ServerStartupFailed(ServerError):
-    def __init__(self, failure_class: str, detail: str) -> None:
+    def __init__(self, failure_class: FailureClass, detail: str) -> None:
         self.failure_class = failure_class
         self.detail = detail
         super().__init__(f"{failure_class}: {detail}")

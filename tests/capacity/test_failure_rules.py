@@ -1,7 +1,8 @@
 """Monotone rules from measured failures: which configs a kv_capacity failure rules out, and which it does not."""
 from __future__ import annotations
 
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tuner.capacity.failure_rules import KnownFailure, cannot_fit_either, predict_kv_capacity
 

@@ -6,10 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from tuner.errors import InputError
 from tuner.capacity.hardware import SLICES, GiB
-from tuner.capacity.memory_fit import (Knobs, estimate, knobs_from_flags, load_model_shape,
-                              max_fitting_model_len, shape_from_config)
+from tuner.capacity.memory_fit import (
+    Knobs,
+    estimate,
+    knobs_from_flags,
+    load_model_shape,
+    max_fitting_model_len,
+    shape_from_config,
+)
+from tuner.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[2]
 GEMMA = ROOT / "models" / "gemma-4-26b-a4b" / "config.json"

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tuner.cli import app
 from tuner.capacity.prelaunch import model_context, plan_configs, prescreen
-from tuner.server.config import build_server_config
+from tuner.cli import app
 from tuner.inputs.spec import load_study
+from tuner.server.config import build_server_config
 
 ROOT = Path(__file__).resolve().parents[2]
 GEMMA = ROOT / "studies" / "gemma4-26b-v6e-4.yaml"
@@ -97,8 +97,6 @@ def test_prescreen_marks_a_predicted_non_fit_as_predicted():
                                                              "max_model_len": 16384})
     verdict = prescreen(study, too_long, ctx)
     assert not verdict.launch and verdict.failure_class == "kv_capacity"
-    attrs = verdict.user_attrs()
-    assert attrs["predicted"] is True and attrs["launched"] is False
     assert verdict.detail.startswith("predicted kv_capacity, not launched")
     ok = build_server_config(study.spec, study.space, {"max_num_seqs": 8, "max_num_batched_tokens": 512,
                                                        "max_model_len": 4096})
@@ -119,7 +117,6 @@ def test_pre_launch_refuses_rule_breakers_even_without_prescreen():
     verdict = pre_launch(study, params, config)
     assert not verdict.launch and verdict.failure_class == "invalid_config"
     assert "no-async-scheduling-with-ngram" in verdict.detail
-    assert verdict.user_attrs()["launched"] is False
     ok = study.spec.enqueue[0]
     assert pre_launch(study, ok, build_server_config(study.spec, study.space, ok)).launch
 

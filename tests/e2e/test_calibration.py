@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from tuner.errors import ServerStartupFailed
 from tuner.capacity.hardware import SLICES
 from tuner.capacity.memory_fit import estimate, knobs_from_flags, load_model_shape
+from tuner.errors import ServerStartupFailed
+from tuner.inputs.spec import Timeouts
 from tuner.server.config import ServerConfig
 from tuner.server.process import ServerProcess, live_group_members
-from tuner.inputs.spec import Timeouts
 
 pytestmark = pytest.mark.e2e
 KV_SIZE = re.compile(r"KV cache size: ([\d,]+) tokens")

@@ -16,9 +16,9 @@ import pytest
 import yaml
 
 from conftest import processes_tagged
+from tuner.inputs.spec import Timeouts
 from tuner.server.config import ServerConfig
 from tuner.server.process import ServerProcess
-from tuner.inputs.spec import Timeouts
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from conftest import processes_tagged
-from tuner.server.config import ServerConfig
-from tuner.inputs.spec import LoadSpec, Timeouts
 from tuner.contracts.sweep import SweepPlan
+from tuner.inputs.spec import LoadSpec, Timeouts
+from tuner.server.config import ServerConfig
 from tuner.trial import run_trial
 
 pytestmark = pytest.mark.e2e

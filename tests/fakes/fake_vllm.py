@@ -275,8 +275,7 @@ def main() -> None:
         print(Path(mode_arg()).read_text(), flush=True)
     if MODE == "never-ready":
         time.sleep(3600)
-    if MODE == "stubborn-child":
-        if os.fork() == 0:
+    if MODE == "stubborn-child" and os.fork() == 0:
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
             time.sleep(3600)
             os._exit(0)

@@ -143,12 +143,13 @@ def test_goals_read_back_from_storage_are_the_study_files(tmp_study):
     import optuna
 
     from tuner.study import stored_spec
-    from tuner.study.records import goals_of
+    from tuner.study.records import StudyRecord
 
     study = load_study(tmp_study(GOOD + "slo: {ttft_p99_ms: 500}\nslo_margin: 0.2\n", SPACE))
     stored = optuna.create_study(directions=study.spec.goals().directions)
     stored.set_user_attr("spec", stored_spec(study))
-    assert goals_of(stored) == study.spec.goals() and goals_of(stored).held_limit("ttft_p99_ms") == 400
+    goals = StudyRecord.of(stored).spec.goals()
+    assert goals == study.spec.goals() and goals.held_limit("ttft_p99_ms") == 400
 
 
 def test_gp_sampler_without_torch_says_how_to_install(tmp_study, monkeypatch):

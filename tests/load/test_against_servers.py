@@ -4,17 +4,24 @@ client's queueing or an ITL computed per request (E2EL / tokens) would fall outs
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import subprocess
 import sys
 import threading
-import importlib.util
 from pathlib import Path
 
 import pytest
 
-from tuner.load import LevelOptions, LoadPattern, SLO, Workload, measure_level
+from tuner.load import SLO, LevelOptions, LoadPattern, Workload, measure_level
 from tuner.load.matrix import MatrixPoint, run_matrix
-from tuner.load.runner import run_level
+from tuner.load.runner import SWEEP_METRICS_INTERVAL_S
+
+
+def run_level(base_url, workload, concurrency, requests, warmup, request_timeout_s, level_timeout_s, repeat=0):
+    """A closed-loop level as the trial sweep measures it."""
+    return measure_level(base_url, workload, LoadPattern(concurrency=concurrency, requests=requests, warmup=warmup),
+                         LevelOptions(request_timeout_s=request_timeout_s, level_timeout_s=level_timeout_s,
+                                      metrics_interval_s=SWEEP_METRICS_INTERVAL_S), repeat)
 
 # Loaded by path: tests/ is not a package, and a conftest.py here would shadow tests/conftest.py's module name.
 _spec = importlib.util.spec_from_file_location("scheduled_server", Path(__file__).parents[1] / "fakes" / "scheduled_server.py")

@@ -3,20 +3,18 @@ keep-alive connections closed after 1 s (VLLM_HTTP_TIMEOUT_KEEP_ALIVE=1), warm-u
 length, client tokens equal to the server's own counter, no failures. Slow (vLLM starts in about a minute): e2e."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import time
 
-import json
-
 import httpx
 import pytest
 from typer.testing import CliRunner
 
 from tuner.cli import app
-
 from tuner.load import LevelOptions, LoadPattern, Workload, measure_level, vocab_size_of
 
 pytestmark = pytest.mark.e2e

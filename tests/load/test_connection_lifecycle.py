@@ -63,7 +63,7 @@ def test_closed_loop_at_four_times_max_num_seqs_with_warmup_loses_nothing():
     # 16 streams, 4 generate at a time: four waves of 0.8 s. First-wave connections of the warm-up sit idle for
     # over 2 s while the server closes them after 1 s; the measured phase must never send on one of them.
     with uvicorn_fake() as url:
-        level, records = measure_level(url, W, LoadPattern(concurrency=16, requests=16, warmup=16), options())
+        level, _ = measure_level(url, W, LoadPattern(concurrency=16, requests=16, warmup=16), options())
     assert level.failed == 0 and level.completed == 16, level.errors
     assert level.output_tokens == 16 * 40
     assert level.server is not None and level.server.generation_tokens == level.output_tokens
@@ -217,11 +217,43 @@ def test_a_retry_that_finds_no_connection_is_a_failure_and_the_level_goes_on():
     assert level.reconnects == 1
 
 
+def test_open_loop_request_that_gets_no_connection_is_a_failure_and_the_level_goes_on():
+    # Every connection is closed after one answer (HTTP/1.0); after the third answer the server stops listening.
+    # Each arrival then waits for a connection that cannot be opened: it fails (counted), the next one is tried.
+    async def handler(reader, writer, n):
+        if await read_request(reader):
+            await asyncio.sleep(0.02)
+            writer.write(b"HTTP/1.0 200 OK\r\nContent-Type: text/event-stream\r\n\r\n" + sse_body())
+            await writer.drain()
+            holder["answered"] = holder.get("answered", 0) + 1
+            if holder["answered"] == 3:
+                holder["server"].close()
+
+    with raw_server(handler) as (url, holder):
+        level, records = measure_level(url, W, LoadPattern(concurrency=2, requests=12, rate=100.0), no_metrics())
+    assert level.requests == 12 and len(records) == 12
+    assert level.completed >= 3 and level.failed >= 1
+    assert set(level.errors) == {"connect_ConnectionRefusedError"}
+
+
+def test_a_duration_bound_level_stops_sending_and_counts_no_failures():
+    async def handler(reader, writer, n):
+        while await read_request(reader):
+            await asyncio.sleep(0.05)
+            writer.write(head_with_length(sse_body()))
+            await writer.drain()
+
+    with raw_server(handler) as (url, _):
+        level, _ = measure_level(url, W, LoadPattern(concurrency=2, requests=200, duration_s=0.3), no_metrics())
+    assert 0 < level.requests < 200  # those never sent are not in the level at all
+    assert level.failed == 0, level.errors
+
+
 def test_fresh_connection_closed_before_response_is_a_failure_not_retried():
     async def handler(reader, writer, n):
         await read_request(reader)  # never answers
 
-    with raw_server(handler) as (url, holder):
+    with raw_server(handler) as (url, _):
         level, _ = measure_level(url, W, LoadPattern(concurrency=2, requests=4), no_metrics())
     assert level.failed == 4 and level.errors == {"closed_before_response": 4}
     assert level.reconnects == 0
@@ -244,7 +276,7 @@ def test_connection_lost_after_the_first_byte_is_a_failure_even_on_a_reused_conn
 
 
 def generation_tokens(url: str) -> float:
-    line = next(l for l in httpx.get(f"{url}/metrics").text.splitlines() if l.startswith("vllm:generation_tokens_total"))
+    line = next(ln for ln in httpx.get(f"{url}/metrics").text.splitlines() if ln.startswith("vllm:generation_tokens_total"))
     return float(line.rsplit(" ", 1)[1])
 
 
@@ -323,7 +355,8 @@ def test_an_exception_in_an_arrival_fails_the_open_loop_level(monkeypatch):
             writer.write(head_with_length(sse_body()))
             await writer.drain()
 
-    monkeypatch.setattr(Driver, "_start", raise_bug)
+    # An arrival (OpenLoop's timer callback) sends through the driver: the bug is raised inside that callback.
+    monkeypatch.setattr(Driver, "start_request", raise_bug)
     with raw_server(handler) as (url, _):
         with pytest.raises(ConsumerBug):
             measure_level(url, W, LoadPattern(concurrency=2, requests=6, rate=50.0), no_metrics(level_timeout_s=60.0))

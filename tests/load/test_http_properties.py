@@ -5,6 +5,7 @@ connection), the request sees the same events, tokens and usage. JSON strings ma
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 
 from hypothesis import example, given, settings
@@ -14,7 +15,7 @@ from tuner.load.http import Connection
 from tuner.load.request import StreamingRequest
 from tuner.load.sse import SSEParser
 
-TEXT = st.text(alphabet=st.sampled_from(list("ab ,:{}\"\\") + ["\u2028", "\u2029", "\u0085", "é", "😀"]), max_size=8)
+TEXT = st.text(alphabet=st.sampled_from([*"ab ,:{}\"\\", "\u2028", "\u2029", "\u0085", "é", "😀"]), max_size=8)
 
 
 def sse_stream(texts: list[str], prompt_tokens: int = 5) -> bytes:
@@ -43,7 +44,7 @@ def frame(body: bytes, framing: str, keep_alive: bool) -> bytes:
 
 def split(data: bytes, cuts: list[int]) -> list[bytes]:
     points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
-    return [data[a:b] for a, b in zip(points, points[1:])]
+    return [data[a:b] for a, b in itertools.pairwise(points)]
 
 
 class FakeTransport:

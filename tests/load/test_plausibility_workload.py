@@ -5,11 +5,12 @@ import json
 
 import pytest
 
+from tuner.capacity.memory_fit import shape_from_config
+from tuner.capacity.plausibility import check_level, parse_hardware
+from tuner.contracts.results import LevelResult
 from tuner.errors import InputError
 from tuner.load.arrivals import arrival_offsets
 from tuner.load.workload import PromptFactory, Workload
-from tuner.capacity.plausibility import active_params_from_config, check_level, parse_hardware
-from tuner.contracts.results import LevelResult
 
 
 def test_the_seed_headline_is_97_percent_of_peak_and_above_is_invalid():
@@ -40,9 +41,9 @@ def test_unknown_hardware_is_an_input_error():
 def test_active_params_dense_and_moe():
     dense = {"hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8,
              "intermediate_size": 14336, "vocab_size": 128256}  # Llama-3-8B: ~7.5 B without the embedding lookup
-    assert active_params_from_config(dense) == pytest.approx(7.5e9, rel=0.03)
+    assert shape_from_config(dense, "config.json").active_params == pytest.approx(7.5e9, rel=0.03)
     moe = {**dense, "num_local_experts": 8, "num_experts_per_tok": 2}  # Mixtral-like: 2 of 8 experts active
-    assert active_params_from_config(moe) == pytest.approx(13.0e9, rel=0.05)
+    assert shape_from_config(moe, "config.json").active_params == pytest.approx(13.0e9, rel=0.05)
 
 
 def test_id_prompts_exact_unique_with_shared_prefix():

@@ -33,7 +33,7 @@ def test_multi_line_event_is_joined_and_comments_and_crlf_are_handled():
     assert json.loads(out[0]) == {"a": 1}
 
 
-def feed_request(chunks: list[tuple[float, bytes]], status: int = 200) -> "object":
+def feed_request(chunks: list[tuple[float, bytes]], status: int = 200) -> object:
     """Drive a StreamingRequest as the connection would: status at t=0, body chunks at given times."""
     done = []
     req = StreamingRequest(done.append)

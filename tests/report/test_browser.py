@@ -11,7 +11,6 @@ import time
 
 import httpx
 import pytest
-
 from tests.browser import chromium, open_page, report_points
 from tests.report.reviewed_study import run_cli
 

@@ -5,17 +5,20 @@ import optuna
 import pytest
 import yaml
 
+from tuner.contracts.outcomes import FailureClass, Outcome
 from tuner.errors import TrialNotFound
 from tuner.report.export import render_config, render_env_file, select_trial, write_atomically
+from tuner.scoring.score import Evidence, Score, StabilityComponents
+from tuner.study.records import TrialRecord
 
 
-def score(values, feasible=True, phases_lived=3, requests=100, completed=100):
-    return {"outcome": "measured" if feasible else "oom",
-            "values": {"output_tok_s": values[0], "stability": values[1]},
-            "components": {"survival": 1.0, "success": 1.0, "headroom": 1.0, "consistency": 1.0, "score": values[1]},
-            "evidence": {"phases_planned": 3, "phases_lived": phases_lived, "requests": requests,
-                         "completed": completed, "preemptions": (1.0 - values[1]) * requests, "peak_kv_usage": None, "repeat_spread": 0.02},
-            "operating_point": "c=64", "operating_concurrency": 64}
+def score(values, feasible=True, phases_lived=3, requests=100, completed=100) -> Score:
+    return Score(outcome=Outcome.MEASURED if feasible else FailureClass.OOM,
+                 values={"output_tok_s": values[0], "stability": values[1]},
+                 components=StabilityComponents(survival=1.0, success=1.0, headroom=values[1]),
+                 evidence=Evidence(phases_planned=3, phases_lived=phases_lived, requests=requests, completed=completed,
+                                   preemptions=(1.0 - values[1]) * requests, repeat_spread=0.02),
+                 operating_point="c=64", operating_concurrency=64)
 
 
 def add_trial(s, values, constraint, flags, env=None, params=None, confirms=None, levels=()):
@@ -24,11 +27,9 @@ def add_trial(s, values, constraint, flags, env=None, params=None, confirms=None
     for name, value in (params or {}).items():
         t.suggest_int(name, value, value)
     t.set_constraint("config_failure", constraint)
-    attrs = {"server_flags": flags, "env": env or {}, "levels": list(levels), "score": score(values, constraint <= 0)}
-    if confirms is not None:
-        attrs["confirms"] = confirms
-    for key, value in attrs.items():
-        t.set_user_attr(key, value)
+    # Written by the study's own writer, as the loop writes it.
+    TrialRecord(server_flags=flags, env=env or {}, levels=list(levels), score=score(values, constraint <= 0),
+                confirms=confirms).write(t)
     s.tell(t, values)
     return t.number
 

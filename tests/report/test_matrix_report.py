@@ -10,14 +10,27 @@ import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution
 
+from tuner.contracts.matrix import MatrixPoint as Point
+from tuner.contracts.outcomes import FailureClass
 from tuner.errors import InputError
-from tuner.report.matrix import (COLUMNS, Point, SummaryRow, measure_matrix, read_matrix, render_summary, seed_grid,
-                                 summary_rows, write_matrix)
+from tuner.inputs.spec import LoadSpec, StudySpec, Timeouts
+from tuner.report.matrix import (
+    COLUMNS,
+    SummaryRow,
+    read_matrix,
+    render_summary,
+    row_from_level,
+    seed_grid,
+    summary_rows,
+    write_matrix,
+)
 from tuner.server.config import ServerConfig
-from tuner.server.process import ServerProcess
-from tuner.inputs.spec import StudySpec, Timeouts
+from tuner.trial.matrix import run_matrix_launch
 
 FAKE = str(Path(__file__).parents[1] / "fakes" / "fake_vllm.py")
+MATRIX_LOAD = LoadSpec(concurrency=[1], requests_per_level=8, warmup_rounds=0, request_timeout_s=10,
+                       level_timeout_s=30)
+TIMEOUTS = Timeouts(startup_s=20, shutdown_grace_s=2)
 
 
 def test_seed_grid_has_the_seeds_144_points():
@@ -29,12 +42,11 @@ def test_seed_grid_has_the_seeds_144_points():
 def test_matrix_against_a_server_round_trips_through_csv_and_json(tmp_path):
     config = ServerConfig(command=(sys.executable, FAKE), model="fake", env={"FAKE_VLLM_MODE": "ok"})
     points = [Point(c, i, o) for i in (8, 32) for o in (4,) for c in (1, 4)]
-    with ServerProcess(config, tmp_path / "s.log", Timeouts(startup_s=20, shutdown_grace_s=2)) as server:
-        server.wait_ready()
-        seen = []
-        rows = measure_matrix(server.base_url, "fake", points, requests_per_point=8, warmup_rounds=0,
-                              request_timeout_s=10, level_timeout_s=30, on_point=lambda p, r: seen.append(p))
-    assert seen == points
+    seen = []
+    outcome, measured = run_matrix_launch(config, points, MATRIX_LOAD, TIMEOUTS, str(tmp_path / "s.log"),
+                                          requests_per_point=8, on_point=lambda p, level: seen.append(p))
+    assert outcome.result.failure_class is None and seen == points
+    rows = [row_from_level(point, level) for point, level in measured]
     assert [(r.concurrency, r.input_len, r.output_len) for r in rows] == [(p.concurrency, p.input_len, p.output_len)
                                                                          for p in points]
     assert all(r.completed == 8 and r.failed == 0 and r.output_tok_s > 0 for r in rows)
@@ -44,6 +56,16 @@ def test_matrix_against_a_server_round_trips_through_csv_and_json(tmp_path):
     assert json.loads(json_path.read_text())["meta"] == {"trial": 7}
     assert read_matrix(csv_path) == rows
     assert read_matrix(json_path) == rows
+
+
+def test_a_matrix_relaunch_that_dies_is_classified_like_any_trial(tmp_path):
+    config = ServerConfig(command=(sys.executable, FAKE), model="fake", env={"FAKE_VLLM_MODE": "die-after:12"})
+    points = [Point(4, 8, 4), Point(4, 16, 4), Point(4, 32, 4)]
+    outcome, measured = run_matrix_launch(config, points, MATRIX_LOAD, TIMEOUTS, str(tmp_path / "s.log"),
+                                          requests_per_point=8)
+    assert outcome.result.failure_class == FailureClass.DIED_UNDER_LOAD, outcome.result.failure_detail
+    assert len(measured) == 2  # the point it died in is kept (its failures counted), the one after never runs
+    assert measured[-1][1].failed > 0 and outcome.result.log_tail
 
 
 def test_reading_something_else_is_an_input_error(tmp_path):

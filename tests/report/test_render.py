@@ -4,8 +4,8 @@ from __future__ import annotations
 import re
 
 import pytest
-
 from tests.report.reviewed_study import run_cli
+
 from tuner.report import write_report
 from tuner.report._render import ReportFigureError
 
@@ -31,14 +31,14 @@ def test_the_markdown_report_links_its_png_figures(reviewed, tmp_path):
 
 def test_without_chromium_the_markdown_report_says_how_to_fix_it_and_writes_nothing(reviewed, tmp_path,
                                                                                     monkeypatch):
-    from kaleido.errors import ChromeNotFoundError
     import plotly.graph_objects as go
+    from kaleido.errors import ChromeNotFoundError
 
     def no_browser(*args, **kwargs):
         raise ChromeNotFoundError("no chrome")
 
     monkeypatch.setattr(go.Figure, "write_image", no_browser)
-    with pytest.raises(ReportFigureError, match="apt install chromium.*--format html"):
+    with pytest.raises(ReportFigureError, match=r"apt install chromium.*--format html"):
         write_report(reviewed.load(), tmp_path / "report.md", "md")
     assert not (tmp_path / "report.md").exists()
 

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import optuna
-
-from tuner.report import measurement_checks
-from tuner.contracts.results import LevelResult
-from tuner.scoring.confirmation import study_front
 from tests.report.test_export import add_trial
+
+from tuner.contracts.results import LevelResult
+from tuner.report import measurement_checks
+from tuner.scoring.confirmation import study_front
 
 
 def test_front_excludes_infeasible_and_dominated():

@@ -7,13 +7,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tuner.contracts.results import LatencyStats, LevelResult, ServerCounters, TrialResult
 from tuner.scoring.confirmation import (
-    DEFAULT_NOISE, MIN_NOISE, ConfigSummary, candidates, confirmed_front, consistency, group_runs, machine_noise,
-    noise_front, summaries, summarize,
+    DEFAULT_NOISE,
+    MIN_NOISE,
+    ConfigSummary,
+    candidates,
+    confirmed_front,
+    consistency,
+    group_runs,
+    machine_noise,
+    noise_front,
+    summaries,
+    summarize,
 )
 from tuner.scoring.objectives import Goals
-from tuner.contracts.results import LatencyStats, LevelResult, ServerCounters, TrialResult
-from tuner.scoring.score import score_run
+from tuner.scoring.score import StabilityComponents, score_run
 from tuner.study.records import TrialRecord
 
 GOALS = Goals(slo={"ttft_p99_ms": 500.0})  # output_tok_s, stability
@@ -46,7 +55,7 @@ _numbers = itertools.count(1000)
 def record(result, params, *, number=None, confirms=None, goals=GOALS, state="COMPLETE"):
     score = score_run(result, goals)
     return TrialRecord(number=next(_numbers) if number is None else number, state=state, params=params,
-                       feasible=score.feasible, score=score.stored(), confirms=confirms)
+                       feasible=score.feasible, score=score, confirms=confirms)
 
 
 def config(number, params, results, goals=GOALS):
@@ -57,7 +66,8 @@ def config(number, params, results, goals=GOALS):
 
 def summary(trial, values, feasible=True):
     return ConfigSummary(trial=trial, params={"t": trial}, runs=[trial], confirmed=True, feasible=feasible,
-                         values=values, spread=None, components={}, operating_concurrency=32)
+                         values=values, spread=None, components=StabilityComponents(survival=1.0, success=1.0, headroom=1.0),
+                         operating_concurrency=32)
 
 
 # -- machine noise -------------------------------------------------------------------------------------------------
@@ -72,7 +82,7 @@ def test_machine_noise_from_repeat_spreads_within_launches():
     recs = [record(launch(1000, repeats=[960]), {"a": 1}, number=0),
             record(launch(1000, repeats=[1100]), {"a": 2}, number=1),
             record(launch(1000, repeats=[1000, 1300]), {"a": 3}, number=2)]
-    assert [r.score["evidence"]["repeat_spread"] for r in recs] == pytest.approx([20 / 980, 50 / 1050, 0.0])
+    assert [r.score.evidence.repeat_spread for r in recs] == pytest.approx([20 / 980, 50 / 1050, 0.0])
     assert machine_noise(recs, GOALS) == pytest.approx(20 / 980)  # the median
 
 
@@ -84,7 +94,7 @@ def test_machine_noise_floor():
 def test_machine_noise_across_launches_when_larger():
     # within-launch spread of (1000, 1040, 960): 4 %; across the launches of config 0: 1000, 1100, 900 -> 10 %
     recs = config(0, {"a": 1}, [launch(1000, repeats=[1040, 960]), launch(1100), launch(900)])
-    assert recs[0].score["evidence"]["repeat_spread"] == pytest.approx(0.04)
+    assert recs[0].score.evidence.repeat_spread == pytest.approx(0.04)
     assert machine_noise(recs, GOALS) == pytest.approx(0.1)
     # and the within-launch estimate wins when it is the larger
     recs = config(0, {"a": 1}, [launch(1000, repeats=[1200, 800]), launch(1010), launch(990)])
@@ -124,7 +134,7 @@ def test_summarize_takes_medians_and_spread():
     assert s.confirmed and s.feasible and s.slo_met_runs == 3
     assert s.values["output_tok_s"] == 1100
     assert s.spread == pytest.approx(100 / 1100)
-    assert s.components["consistency"] == 1.0  # 9 % spread is within twice the 5 % noise
+    assert s.components.consistency == 1.0  # 9 % spread is within twice the 5 % noise
     assert s.values["stability"] == pytest.approx(1.0)
     assert list(s.values) == list(GOALS.objectives)
     assert s.operating_concurrency == 32
@@ -135,7 +145,7 @@ def test_summarize_spread_beyond_noise_docks_consistency():
     runs = config(7, {"a": 1}, [launch(1000), launch(1500), launch(700)])  # MAD 300 / 1000
     s = summarize(runs, GOALS, noise=0.05, repeats=2)
     assert s.spread == pytest.approx(0.3)
-    assert s.components["consistency"] == pytest.approx(0.8)
+    assert s.components.consistency == pytest.approx(0.8)
     assert s.values["stability"] == pytest.approx(0.8)
 
 
@@ -143,15 +153,15 @@ def test_summarize_pools_success_and_headroom_over_runs():
     # 3 runs x 192 requests; 32 failed in one run, 48 preemptions in another
     runs = config(1, {"a": 1}, [launch(1000, ok=32), launch(1000, preemptions=48), launch(1000)])
     s = summarize(runs, GOALS, noise=0.05, repeats=2)
-    assert s.components["success"] == pytest.approx((576 - 32) / 576)
-    assert s.components["headroom"] == pytest.approx(1 - 48 / 576)
-    assert s.components["score"] == pytest.approx(s.components["success"] * s.components["headroom"])
+    assert s.components.success == pytest.approx((576 - 32) / 576)
+    assert s.components.headroom == pytest.approx(1 - 48 / 576)
+    assert s.components.score == pytest.approx(s.components.success * s.components.headroom)
 
 
 def test_summarize_survival_counts_a_startup_failure():
     runs = config(1, {"a": 1}, [launch(1000), launch(0, fail="oom"), launch(1000)])
     s = summarize(runs, GOALS, noise=0.05, repeats=2)
-    assert s.components["survival"] == pytest.approx(2 / 3)
+    assert s.components.survival == pytest.approx(2 / 3)
     assert s.feasible and s.slo_met_runs == 2
     assert s.values["output_tok_s"] == 1000  # the failed launch has no value to take a median of
     assert s.outcomes == ["measured", "oom", "measured"]
@@ -160,7 +170,7 @@ def test_summarize_survival_counts_a_startup_failure():
 def test_summarize_survival_counts_a_death_under_load():
     runs = config(1, {"a": 1}, [launch(1000), launch(1000, fail="died")])
     s = summarize(runs, GOALS, noise=0.05, repeats=1)
-    assert s.components["survival"] == pytest.approx(1 / 2)  # one launch of two died
+    assert s.components.survival == pytest.approx(1 / 2)  # one launch of two died
 
 
 @settings(max_examples=50, deadline=None)
@@ -170,7 +180,7 @@ def test_survival_is_one_minus_the_failure_rate(n, data):
     order = data.draw(st.permutations([True] * deaths + [False] * (n - deaths)))
     results = [launch(0, fail="oom") if dies else launch(1000) for dies in order]
     s = summarize(config(0, {"a": 1}, results), GOALS, noise=0.05, repeats=n - 1)
-    assert s.components["survival"] == pytest.approx(1 - deaths / n)
+    assert s.components.survival == pytest.approx(1 - deaths / n)
     assert s.feasible == (deaths < n and deaths * 2 <= n)  # at least half the launches measured
     assert 0.0 <= s.values["stability"] <= 1.0
 
@@ -182,7 +192,7 @@ def test_survival_of_randomly_dying_launches():
     p = 0.3
     results = [launch(0, fail="oom") if rng.random() < p else launch(1000) for _ in range(300)]
     s = summarize(config(0, {"a": 1}, results), GOALS, noise=0.05, repeats=2)
-    assert s.components["survival"] == pytest.approx(1 - p, abs=0.06)
+    assert s.components.survival == pytest.approx(1 - p, abs=0.06)
     assert s.feasible and s.values["output_tok_s"] == 1000
 
 
@@ -217,7 +227,7 @@ def test_group_runs_ignores_incomplete_and_orphans():
     runs = config(1, {"a": 1}, [launch(1000), launch(1000)])
     failed = record(launch(1000), {"a": 1}, confirms=1, state="FAIL")
     orphan = record(launch(1000), {"a": 9}, confirms=99)
-    groups = group_runs(runs + [failed, orphan])
+    groups = group_runs([*runs, failed, orphan])
     assert list(groups) == [1] and [r.number for r in groups[1]] == [r.number for r in runs]
 
 

@@ -5,10 +5,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tuner.scoring.objectives import (
-    DEFAULT_OBJECTIVES, Goals, direction_of, level_value, load_points, operating_point, slo_excess,
-)
 from tuner.contracts.results import LatencyStats, LevelResult
+from tuner.scoring.objectives import (
+    DEFAULT_OBJECTIVES,
+    Goals,
+    direction_of,
+    level_value,
+    load_points,
+    operating_point,
+    slo_excess,
+)
 
 
 def level(c=8, tput=1000.0, *, repeat=0, ttft_p99=100.0, itl_p99=20.0, reliable=True, phase="sweep", sent=64,
@@ -240,7 +246,7 @@ point_levels = st.lists(
 @given(specs=point_levels, limit=st.floats(10.0, 1500.0))
 def test_operating_point_property(specs, limit):
     goals = Goals(slo={"ttft_p99_ms": limit})
-    levels = [level(c, t, repeat=i, ttft_p99=l, reliable=r, phase=ph) for i, (c, t, l, r, ph) in enumerate(specs)]
+    levels = [level(c, t, repeat=i, ttft_p99=p99, reliable=r, phase=ph) for i, (c, t, p99, r, ph) in enumerate(specs)]
     point, excess = operating_point(levels, goals)
     eligible = [lv for lv in levels if lv.reliable and lv.phase == "sweep"]
     by_c: dict[int, list[LevelResult]] = {}

@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tuner.scoring.objectives import Goals
 from tuner.contracts.results import LatencyStats, LevelResult, ServerCounters, TrialResult
+from tuner.scoring.objectives import Goals
 from tuner.scoring.score import CONFIG_FAILURE, MEASUREMENT, SLO, relative_mad, score_run
 
 
@@ -206,7 +206,7 @@ def test_ordered_values_follow_goals_order(objectives):
 def test_stored_is_plain_json_with_component_score():
     import json
 
-    stored = score_run(trial(SWEEP, failure=None), GOALS).stored()
+    stored = score_run(trial(SWEEP, failure=None), GOALS).model_dump(mode="json")
     json.dumps(stored)
     assert stored["outcome"] == "measured"
     assert stored["components"]["score"] == pytest.approx(1.0)

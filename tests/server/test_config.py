@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 
 from tuner.inputs.search_space import SearchSpace
-from tuner.server.config import ServerConfig, build_server_config, flags_to_argv, redact_env
 from tuner.inputs.spec import StudySpec
+from tuner.server.config import ServerConfig, build_server_config, flags_to_argv, redact_env
 
 SPACE = SearchSpace.model_validate({
     "json_flags": {"--speculative-config": {"prompt_lookup_max": 4, "prompt_lookup_min": 2}},

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from tuner.errors import ServerStartupFailed
-from tuner.server.failures import FailureClass, classify, first_fatal_line
-from tuner.server.config import ServerConfig
-from tuner.server.process import ServerProcess
 from tuner.inputs.spec import Timeouts
+from tuner.server.config import ServerConfig
+from tuner.server.failures import FailureClass, classify, first_fatal_line
+from tuner.server.process import ServerProcess
 
 LOGS = Path(__file__).parents[1] / "fixtures" / "tpu_logs"
 FAKE = str(Path(__file__).parents[1] / "fakes" / "fake_vllm.py")
@@ -44,9 +44,8 @@ def test_tpu_failure_through_the_fake_server(tmp_path, name):
     expected_class, needle = EXPECTED[name]
     config = ServerConfig(command=(sys.executable, FAKE), model="fake",
                           env={"FAKE_VLLM_MODE": f"exit:1:{LOGS / name}"})
-    with ServerProcess(config, tmp_path / "server.log", FAST) as server:
-        with pytest.raises(ServerStartupFailed) as info:
-            server.wait_ready()
+    with ServerProcess(config, tmp_path / "server.log", FAST) as server, pytest.raises(ServerStartupFailed) as info:
+        server.wait_ready()
     assert info.value.failure_class == expected_class.value
     assert needle in info.value.detail
 

@@ -16,9 +16,9 @@ import pytest
 
 from conftest import pids_alive
 from tuner.errors import ServerStartupFailed
+from tuner.inputs.spec import Timeouts
 from tuner.server.config import ServerConfig
 from tuner.server.process import ServerProcess, live_group_members
-from tuner.inputs.spec import Timeouts
 
 FAKE = str(Path(__file__).parents[1] / "fakes" / "fake_vllm.py")
 VLLM_LOGS = Path(__file__).parents[1] / "fixtures" / "vllm_logs"

@@ -6,8 +6,14 @@ from pathlib import Path
 import pytest
 
 from tuner.server.config import ServerConfig
-from tuner.server.startup import (COMPILE_CACHE_ENV, CacheSnapshot, cache_state, parse_startup, snapshot_cache,
-                           with_compile_cache)
+from tuner.server.startup import (
+    COMPILE_CACHE_ENV,
+    CacheSnapshot,
+    cache_state,
+    parse_startup,
+    snapshot_cache,
+    with_compile_cache,
+)
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "startup"
 

@@ -18,9 +18,9 @@ import yaml
 from conftest import processes_tagged
 from tuner.errors import TunerBug
 from tuner.inputs.spec import load_study
-from tuner.study.storage import open_storage
 from tuner.scoring.confirmation import study_front
 from tuner.study import StudyRunner, create_or_load
+from tuner.study.storage import open_storage
 
 FAKE = str(Path(__file__).parents[1] / "fakes" / "fake_vllm.py")
 TPU_BUSY = "RuntimeError: TPU initialization failed: open(/dev/vfio/0): Device or resource busy\n"
@@ -299,9 +299,9 @@ def test_config_that_dies_in_some_launches_is_on_the_front_with_its_failure_rate
     front = study_front(optuna_study)
     assert front.confirmed and [s.trial for s in front.configs] == [0]
     summary = front.configs[0]
-    assert summary.components["survival"] == pytest.approx(1 - deaths / launches)
-    assert abs(summary.components["survival"] - 0.7) <= 0.1  # about the rate the fake dies at
-    assert summary.values["stability"] <= summary.components["survival"]
+    assert summary.components.survival == pytest.approx(1 - deaths / launches)
+    assert abs(summary.components.survival - 0.7) <= 0.1  # about the rate the fake dies at
+    assert summary.values["stability"] <= summary.components.survival
     assert optuna_study.user_attrs["confirmed_front"] == [0]
     died = [t for t in optuna_study.get_trials() if t.user_attrs.get("failure_class") == "died_under_load"]
     assert len(died) == deaths and all(t.user_attrs["confirms"] == 0 for t in died)
@@ -378,6 +378,6 @@ def test_a_longer_context_with_no_more_kv_memory_is_predicted_from_a_measured_kv
 
 def test_predict_from_failures_off_launches_every_config(tmp_path):
     study = kv_failing_study(tmp_path, predict_from_failures=False, enqueue=[{"len": 2048}, {"len": 4096}])
-    failed, longer = run(study).get_trials()
+    _failed, longer = run(study).get_trials()
     assert longer.user_attrs.get("launched", True) and not longer.user_attrs.get("predicted")
     assert longer.user_attrs["failure_class"] == "kv_capacity"  # measured, by a launch

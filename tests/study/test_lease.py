@@ -8,9 +8,9 @@ import optuna
 from optuna.trial import TrialState
 
 from tuner.inputs.spec import LeaseSpec
-from tuner.study.storage import open_storage
 from tuner.study._bookkeeping import recover_interrupted
 from tuner.study._lease import Lease, claimed_before
+from tuner.study.storage import open_storage
 
 TERMS = LeaseSpec(heartbeat_s=0.5, grace_s=1.0)
 SEQS = {"seqs": optuna.distributions.IntDistribution(1, 10)}

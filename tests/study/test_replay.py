@@ -10,8 +10,8 @@ import sys
 import optuna
 import pytest
 
-from tuner.study.replay import Surface, SurfaceError
 from tuner.contracts.results import LatencyStats, LevelResult
+from tuner.study.replay import Surface, SurfaceError
 
 SPACE = "parameters:\n  seqs: {type: categorical, choices: [4, 8, 16], flag: --max-num-seqs}\n"
 
@@ -59,7 +59,7 @@ def test_a_draw_is_a_recorded_launch_marked_as_replayed(surface):
 
 def test_a_bad_surface_file_is_one_clear_input_error(tmp_path):
     (tmp_path / "bad.json").write_text("{\"configs\": 3}")
-    with pytest.raises(SurfaceError, match="record one with benchmarks/record_surface.py"):
+    with pytest.raises(SurfaceError, match=r"record one with benchmarks/record_surface\.py"):
         Surface.load(tmp_path / "bad.json")
 
 
@@ -108,8 +108,8 @@ def test_a_missing_surface_stops_before_storage_is_written(tmp_path):
 
 def test_patience_ends_the_search_when_the_front_stops_improving(surface, tmp_path):
     from tuner.inputs.spec import load_study
-    from tuner.study.storage import open_storage
     from tuner.study import StudyRunner, create_or_load
+    from tuner.study.storage import open_storage
 
     (tmp_path / "space.yaml").write_text(SPACE)
     (tmp_path / "study.yaml").write_text(

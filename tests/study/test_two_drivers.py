@@ -5,7 +5,6 @@ runs it, and the study ends with exactly its budget."""
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys

@@ -7,13 +7,13 @@ import sys
 
 import optuna
 import pytest
-
 from tests.study.test_replay import SPACE, surface  # noqa: F401  (the fixture)
+
 from tuner.errors import InputError
 from tuner.inputs.spec import load_study
-from tuner.study.storage import open_storage
 from tuner.study import StudyRunner, create_or_load
 from tuner.study.records import TrialRecord
+from tuner.study.storage import open_storage
 from tuner.study.warm_start import warm_trials
 
 STUDY = ("name: {name}\nmodel: m\nsearch_space: space.yaml\nslo: {{ttft_p99_ms: 500}}\nslo_margin: 0\n"
@@ -108,8 +108,8 @@ def test_a_warm_start_trial_is_not_exported_and_the_status_says_where_it_came_fr
     from rich.console import Console
 
     from tuner.errors import TrialNotFound
-    from tuner.report.export import select_trial
     from tuner.report import status_table
+    from tuner.report.export import select_trial
 
     seeded = run(tmp_path, "v6e8", 1, "warm_start: {study: v6e4}\nenqueue: [{seqs: 4}]\n")
     with pytest.raises(TrialNotFound, match="trial 1 is trial 1 of study 'v6e4', added by warm start"):

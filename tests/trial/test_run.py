@@ -10,8 +10,8 @@ import pytest
 
 import tuner.trial.run as worker
 from conftest import processes_tagged
-from tuner.server.config import ServerConfig
 from tuner.inputs.spec import LoadSpec, Timeouts
+from tuner.server.config import ServerConfig
 
 FAKE = str(Path(__file__).parents[1] / "fakes" / "fake_vllm.py")
 TIMEOUTS = Timeouts(startup_s=20, shutdown_grace_s=2, fatal_log_grace_s=1)

@@ -18,14 +18,14 @@ import pytest
 import ray
 import yaml
 
+from tuner.contracts.sweep import SweepPlan
 from tuner.errors import ServerGone, SetupError
+from tuner.inputs.spec import LoadSpec, Timeouts, load_study
 from tuner.load.tokenizer import ServerTokenizer, TokenizerUnavailable
 from tuner.server.client import server_client
 from tuner.server.config import ServerConfig
-from tuner.inputs.spec import LoadSpec, Timeouts, load_study
-from tuner.study.storage import open_storage
 from tuner.study import StudyRunner, create_or_load
-from tuner.contracts.sweep import SweepPlan
+from tuner.study.storage import open_storage
 from tuner.trial import Seam, run_trial
 
 FAKE = str(Path(__file__).parents[1] / "fakes" / "fake_vllm.py")
@@ -212,9 +212,8 @@ def test_the_server_client_maps_every_transport_failure(error, kind):
     def handler(request: httpx.Request) -> httpx.Response:
         raise error
 
-    with server_client(1.0, transport=httpx.MockTransport(handler)) as client:
-        with pytest.raises(ServerGone) as info:
-            client.get("http://server/metrics")
+    with server_client(1.0, transport=httpx.MockTransport(handler)) as client, pytest.raises(ServerGone) as info:
+        client.get("http://server/metrics")
     assert info.value.kind == kind and info.value.call == "GET /metrics"
 
 

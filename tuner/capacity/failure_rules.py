@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from tuner.contracts.outcomes import FailureClass
+
 LENGTH = "--max-model-len"
 MORE_IS_MORE_KV = ("--gpu-memory-utilization", "--kv-cache-memory-bytes", "VLLM_CPU_KVCACHE_SPACE")
 MORE_IS_LESS_KV = ("--max-num-batched-tokens", "--max-num-seqs")
@@ -30,7 +32,7 @@ class KnownFailure:
 
 @dataclass(frozen=True)
 class Predicted:
-    failure_class: str
+    failure_class: FailureClass
     learned_from: int
     detail: str
 
@@ -77,7 +79,7 @@ def predict_kv_capacity(flags: Mapping[str, Any], env: Mapping[str, str],
     """The first measured kv_capacity failure that rules this config out, as a prediction; None: launch it."""
     for failed in failures:
         if cannot_fit_either(flags, env, failed):
-            return Predicted("kv_capacity", failed.number,
+            return Predicted(FailureClass.KV_CAPACITY, failed.number,
                              f"predicted kv_capacity, not launched: trial {failed.number} failed kv_capacity at"
                              f" {LENGTH} {failed.flags[LENGTH]} with at least this much KV memory; this config asks"
                              f" for {flags[LENGTH]}")

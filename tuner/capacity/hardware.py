@@ -76,10 +76,6 @@ class Hardware:
         return self.memory_override if self.memory_override is not None else self.chip.memory_bytes
 
     @property
-    def total_memory(self) -> int | None:
-        return None if self.memory_per_device is None else self.memory_per_device * self.count
-
-    @property
     def block_size(self) -> int:
         return self.chip.block_size
 
@@ -87,7 +83,7 @@ class Hardware:
     def reserved_per_device(self) -> int:
         return self.chip.reserved_bytes
 
-    def with_memory(self, bytes_per_device: int) -> "Hardware":
+    def with_memory(self, bytes_per_device: int) -> Hardware:
         return replace(self, memory_override=bytes_per_device)
 
 

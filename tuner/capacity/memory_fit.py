@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tuner.errors import ModelConfigError, ServerFlagError
 from tuner.capacity.hardware import GiB, Hardware
+from tuner.contracts.outcomes import FailureClass
+from tuner.errors import ModelConfigError, ServerFlagError
 
 DTYPE_BYTES: dict[str, float] = {
     "float32": 4, "float": 4, "bfloat16": 2, "float16": 2, "half": 2,
@@ -110,7 +111,7 @@ def shape_from_config(raw: dict[str, Any], source: str, total_params: float | No
     n_full = layers - n_sliding
     kinds: list[LayerKind] = []
     if n_sliding:
-        kinds.append(LayerKind("sliding", n_sliding, kv_heads, head_dim, 2, int(window)))
+        kinds.append(LayerKind("sliding", n_sliding, kv_heads, head_dim, 2, int(window or 0)))
     if n_full:
         if n_sliding and cfg.get("num_global_key_value_heads"):
             # Gemma 4: global layers have their own KV head count and head size, and may share K with V.
@@ -260,7 +261,7 @@ class MemoryEstimate:
     max_concurrency: float  # max-model-len sequences the cache holds at once
     max_model_len: int
     fits: bool
-    predicted_failure: str | None  # a tuner FailureClass value when it does not fit
+    predicted_failure: FailureClass | None  # when it does not fit
     reason: str
     notes: tuple[str, ...] = field(default_factory=tuple)
 
@@ -316,14 +317,14 @@ def estimate(shape: ModelShape, hardware: Hardware, knobs: Knobs) -> MemoryEstim
     usable = kv_mem - bytes_per_block
     budget_dev = (hardware.memory_per_device or 0) * knobs.gpu_memory_utilization
     if hardware.memory_per_device is not None and knobs.kv_cache_memory_bytes is None and weights_dev > budget_dev:
-        fits, failure = False, "oom"
+        fits, failure = False, FailureClass.OOM
         reason = (f"weights need {weights_dev / GiB:.1f} GiB per device, above {budget_dev / GiB:.1f} GiB "
                   f"(gpu-memory-utilization {knobs.gpu_memory_utilization:g})")
     elif kv_mem <= 0:
-        fits, failure = False, "oom"
+        fits, failure = False, FailureClass.OOM
         reason = f"no memory left for KV cache blocks ({kv_mem / GiB:.2f} GiB after weights and workspace)"
     elif per_request > usable:
-        fits, failure = False, "kv_capacity"
+        fits, failure = False, FailureClass.KV_CAPACITY
         reason = (f"one {mml:,}-token sequence needs {per_request / GiB:.3f} GiB of KV per device, above the "
                   f"{max(usable, 0) / GiB:.3f} GiB available")
     else:

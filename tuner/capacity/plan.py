@@ -11,8 +11,8 @@ from __future__ import annotations
 import shlex
 from typing import TYPE_CHECKING
 
-from tuner.errors import InputError
 from tuner.capacity.prelaunch import ModelContext, PlannedConfig, estimate_config
+from tuner.errors import InputError
 
 if TYPE_CHECKING:
     from tuner.inputs.spec import Study
@@ -21,7 +21,7 @@ PLAN_PORT = 8000  # placeholder: a real trial binds a free port chosen at launch
 
 
 # -- rendering --------------------------------------------------------------------------------------------------
-def render_plan(study: "Study", planned: list[PlannedConfig], ctx: ModelContext) -> str:
+def render_plan(study: Study, planned: list[PlannedConfig], ctx: ModelContext) -> str:
     from tuner.capacity.memory_fit import format_bytes
 
     spec = study.spec
@@ -52,7 +52,7 @@ def render_plan(study: "Study", planned: list[PlannedConfig], ctx: ModelContext)
     return "\n".join(lines)
 
 
-def _goals_line(study: "Study") -> str:
+def _goals_line(study: Study) -> str:
     """What the study optimises, under which limits, on which traffic, and how the front is confirmed."""
     spec = study.spec
     load = spec.load

@@ -10,20 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tuner.errors import ModelConfigError
 from tuner.capacity.hardware import Hardware, parse_hardware  # noqa: F401  (re-exported for tuner bench)
 from tuner.contracts.results import LevelResult, Plausibility
-
-
-def active_params_from_config(config: dict) -> float | None:
-    """Parameters one token's matmuls use, from a Hugging Face config.json (dense and MoE decoder models), counted
-    by the memory-fit model's counter (tuner.capacity.memory_fit.count_params); None when the config lacks the shape."""
-    from tuner.capacity.memory_fit import shape_from_config
-
-    try:
-        return shape_from_config(config, "config.json").active_params
-    except (ModelConfigError, TypeError, ValueError):
-        return None
+from tuner.errors import ModelConfigError
 
 
 def active_params_of(model_dir: str | Path) -> float | None:

@@ -11,22 +11,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tuner.contracts.outcomes import FailureClass
+
 if TYPE_CHECKING:
     from tuner.capacity.hardware import Hardware
     from tuner.capacity.memory_fit import MemoryEstimate, ModelShape
-    from tuner.server.config import ServerConfig
     from tuner.inputs.spec import Study
+    from tuner.server.config import ServerConfig
 
 
 # -- the model and slice a study runs on ------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ModelContext:
-    shape: "ModelShape | None"
-    hardware: "Hardware | None"
+    shape: ModelShape | None
+    hardware: Hardware | None
     why_not: str = ""  # when no estimate can be made
 
 
-def model_config_path(study: "Study") -> Path | None:
+def model_config_path(study: Study) -> Path | None:
     """The model's config.json as the driver can read it: model_info.config_json, else a local model folder's."""
     info = study.spec.model_info
     if info and info.config_json:
@@ -35,7 +37,7 @@ def model_config_path(study: "Study") -> Path | None:
     return local if local.is_file() else None
 
 
-def prompt_vocab_size(study: "Study") -> int | None:
+def prompt_vocab_size(study: Study) -> int | None:
     """The vocabulary size for token-id prompts of exact length; None: trials make exact text prompts with the
     server's /tokenize instead (a hub id with no config.json here, or the chat endpoint)."""
     from tuner.load.tokenizer import vocab_size_of_config
@@ -44,7 +46,7 @@ def prompt_vocab_size(study: "Study") -> int | None:
     return vocab_size_of_config(path) if path is not None else None
 
 
-def model_context(study: "Study") -> ModelContext:
+def model_context(study: Study) -> ModelContext:
     """The model's shape and the slice, from the study's model_info and hardware (or what can be inferred)."""
     from tuner.capacity.hardware import SLICES, GiB
     from tuner.capacity.memory_fit import load_model_shape
@@ -67,14 +69,14 @@ def model_context(study: "Study") -> ModelContext:
     return ModelContext(shape, hardware)
 
 
-def estimate_config(ctx: ModelContext, config: "ServerConfig") -> "MemoryEstimate":
+def estimate_config(ctx: ModelContext, config: ServerConfig) -> MemoryEstimate:
     from tuner.capacity.memory_fit import estimate, knobs_from_flags
 
     assert ctx.shape is not None and ctx.hardware is not None, ctx.why_not
     return estimate(ctx.shape, ctx.hardware, knobs_from_flags(config.flags, config.env, ctx.shape))
 
 
-def preflight(study: "Study", sampled: int = 2) -> None:
+def preflight(study: Study, sampled: int = 2) -> None:
     """Raise the InputError a study would otherwise meet only after it was created and written to storage.
 
     With `prescreen: true`, the memory estimate must be computable for the study's configs (e.g. a CPU slice needs
@@ -104,17 +106,12 @@ class Prescreen:
     """Whether to launch a config. launch False: record failure_class as PREDICTED, never as measured."""
 
     launch: bool
-    failure_class: str | None = None
+    failure_class: FailureClass | None = None
     detail: str = ""
     estimate: dict[str, Any] = field(default_factory=dict)
 
-    def user_attrs(self) -> dict[str, Any]:
-        """Trial attributes for a config that was not launched: its failure is predicted, not measured."""
-        return {"predicted": True, "launched": False, "prediction": self.detail,
-                "memory_estimate": self.estimate}
 
-
-def prescreen(study: "Study", config: "ServerConfig", ctx: ModelContext | None = None) -> Prescreen:
+def prescreen(study: Study, config: ServerConfig, ctx: ModelContext | None = None) -> Prescreen:
     """Predict whether `config` fits. Launch when the study did not opt in, or when no estimate can be made."""
     if not study.spec.prescreen:
         return Prescreen(launch=True, detail="prescreen off")
@@ -129,16 +126,16 @@ def prescreen(study: "Study", config: "ServerConfig", ctx: ModelContext | None =
                      detail=f"predicted {est.predicted_failure}, not launched: {est.reason}", estimate=attrs)
 
 
-def pre_launch(study: "Study", params: dict[str, Any], config: "ServerConfig",
+def pre_launch(study: Study, params: dict[str, Any], config: ServerConfig,
                ctx: ModelContext | None = None) -> Prescreen:
     """The study loop's gate before a launch: search-space rules always, then the prescreen if the study opted in.
 
     A config breaking a rule is `invalid_config` and is never launched; a predicted non-fit is `oom` or
-    `kv_capacity`. Either way the verdict is a prediction: record its user_attrs, never a measurement.
+    `kv_capacity`. Either way the verdict is a prediction, recorded as one (TrialRecord.predicted), never as a measurement.
     """
     broken = study.space.violations(params, study.spec.server.flags, study.spec.server.env)
     if broken:
-        return Prescreen(launch=False, failure_class="invalid_config",
+        return Prescreen(launch=False, failure_class=FailureClass.INVALID_CONFIG,
                          detail="breaks search-space rule, not launched: " + "; ".join(broken),
                          estimate={"rule_violations": broken})
     if not study.spec.prescreen:
@@ -146,7 +143,7 @@ def pre_launch(study: "Study", params: dict[str, Any], config: "ServerConfig",
     return prescreen(study, config, ctx)
 
 
-def estimate_attrs(est: "MemoryEstimate") -> dict[str, Any]:
+def estimate_attrs(est: MemoryEstimate) -> dict[str, Any]:
     """The estimate as JSON-safe trial attributes."""
     return {"fits": est.fits, "predicted_failure": est.predicted_failure, "reason": est.reason,
             "kv_capacity_tokens": est.kv_capacity_tokens, "max_concurrency": round(est.max_concurrency, 3),
@@ -161,16 +158,15 @@ class PlannedConfig:
     label: str
     enqueued: bool
     params: dict[str, Any]
-    config: "ServerConfig"
+    config: ServerConfig
     violations: list[str]
 
 
-def plan_configs(study: "Study", n: int, seed: int | None = None) -> list[PlannedConfig]:
+def plan_configs(study: Study, n: int, seed: int | None = None) -> list[PlannedConfig]:
     """The first n configs the study would try: enqueued ones first, then sampled (as by a fresh study)."""
     import optuna
 
     from tuner.server.config import build_server_config
-    from tuner.server.startup import with_compile_cache
 
     spec = study.spec
     sampler_seed = seed if seed is not None else spec.sampler.seed
@@ -186,7 +182,7 @@ def plan_configs(study: "Study", n: int, seed: int | None = None) -> list[Planne
         enqueued = i < len(spec.enqueue)
         label = (spec.enqueue_labels[i] if enqueued and i < len(spec.enqueue_labels)
                  else "enqueued" if enqueued else "sampled")
-        config = with_compile_cache(build_server_config(spec, study.space, params), spec.compile_cache_dir)
+        config = build_server_config(spec, study.space, params)
         violations = study.space.violations(params, spec.server.flags, spec.server.env)
         planned.append(PlannedConfig(i, label, enqueued, params, config, violations))
     return planned

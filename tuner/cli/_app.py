@@ -3,7 +3,7 @@ codes. Commands register themselves on these apps (tuner/cli/study.py, bench.py,
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from collections.abc import Callable
 
 import typer
 from rich.console import Console

@@ -6,7 +6,7 @@ documents (schema there and in docs/bench.md). This module only parses, displays
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any
 
 import typer
 
@@ -20,46 +20,46 @@ def bench_command(
     url: str = typer.Argument(..., help="Base URL of a running server, e.g. http://127.0.0.1:8000"),
     concurrency: str = typer.Option("1", "--concurrency", "-c",
                                     help="Streams per level, comma-separated for a sweep (open loop: cap in flight)."),
-    requests: Optional[int] = typer.Option(None, "--requests", "-n", min=1,
+    requests: int | None = typer.Option(None, "--requests", "-n", min=1,
                                            help="Requests per level (default: 4 x concurrency, at least 64)."),
-    duration: Optional[float] = typer.Option(None, "--duration", min=0.1,
+    duration: float | None = typer.Option(None, "--duration", min=0.1,
                                              help="End each level after this many seconds (requests then a cap)."),
     input_len: str = typer.Option("128", "--input-len", help="Prompt tokens: N, a range A:B, or a list A,B for a matrix."),
     output_len: str = typer.Option("128", "--output-len", help="Output tokens: N, a range A:B, or a list A,B."),
-    model: Optional[str] = typer.Option(None, "--model", help="Model name to request (default: the server's first)."),
-    tokenizer: Optional[Path] = typer.Option(None, "--tokenizer", help="Folder with the model's tokenizer/config."),
+    model: str | None = typer.Option(None, "--model", help="Model name to request (default: the server's first)."),
+    tokenizer: Path | None = typer.Option(None, "--tokenizer", help="Folder with the model's tokenizer/config."),
     endpoint: str = typer.Option("completions", "--endpoint", help="completions or chat (or a path)."),
     prefix_len: int = typer.Option(0, "--prefix-len", min=0, help="Tokens of a prefix shared by every prompt."),
-    dataset: Optional[Path] = typer.Option(None, "--dataset", help="Your own traffic: JSONL of prompts or of input/"
+    dataset: Path | None = typer.Option(None, "--dataset", help="Your own traffic: JSONL of prompts or of input/"
                                            "output token lengths, or ShareGPT conversations (tuner/load/dataset.py);"
                                            " each request draws one entry (replaces --input-len/--output-len)."),
-    samples: Optional[int] = typer.Option(None, "--samples", min=1, help="Draw this many entries of --dataset "
+    samples: int | None = typer.Option(None, "--samples", min=1, help="Draw this many entries of --dataset "
                                           "(reproducibly, by --seed)."),
-    rate: Optional[str] = typer.Option(None, "--rate", help="Open loop: requests/s, comma-separated for a sweep."),
+    rate: str | None = typer.Option(None, "--rate", help="Open loop: requests/s, comma-separated for a sweep."),
     arrival: str = typer.Option("poisson", "--arrival", help="poisson, gamma or constant (open loop)."),
     burstiness: float = typer.Option(1.0, "--burstiness", min=0.01, help="Gamma shape (1 = Poisson)."),
     warmup: int = typer.Option(1, "--warmup", min=0, help="Warm-up rounds of `concurrency` requests, not measured."),
     workers: str = typer.Option("auto", "--workers", help="Client processes: a number, or auto (1 per 256 streams)."),
-    slo_ttft_ms: Optional[float] = typer.Option(None, "--slo-ttft-ms", help="Goodput SLO on TTFT."),
-    slo_tpot_ms: Optional[float] = typer.Option(None, "--slo-tpot-ms", help="Goodput SLO on TPOT."),
-    slo_e2el_ms: Optional[float] = typer.Option(None, "--slo-e2el-ms", help="Goodput SLO on E2E latency."),
-    hardware: Optional[str] = typer.Option(None, "--hardware", help="Chips serving, e.g. v6e-4 or h100x8: checks "
+    slo_ttft_ms: float | None = typer.Option(None, "--slo-ttft-ms", help="Goodput SLO on TTFT."),
+    slo_tpot_ms: float | None = typer.Option(None, "--slo-tpot-ms", help="Goodput SLO on TPOT."),
+    slo_e2el_ms: float | None = typer.Option(None, "--slo-e2el-ms", help="Goodput SLO on E2E latency."),
+    hardware: str | None = typer.Option(None, "--hardware", help="Chips serving, e.g. v6e-4 or h100x8: checks "
                                            "each level against their compute ceiling."),
-    active_params: Optional[float] = typer.Option(None, "--active-params", help="Active parameters per token "
+    active_params: float | None = typer.Option(None, "--active-params", help="Active parameters per token "
                                                   "(default: from the model folder's config.json)."),
     ignore_eos: bool = typer.Option(True, "--ignore-eos/--no-ignore-eos", help="Exact output lengths."),
-    prompt_kind: Optional[str] = typer.Option(None, "--prompt", help="ids, text or words (default: best available)."),
+    prompt_kind: str | None = typer.Option(None, "--prompt", help="ids, text or words (default: best available)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the prompts and arrival times (same seed, same requests)."),
     request_timeout: float = typer.Option(120.0, "--request-timeout", min=0.1,
                                           help="Seconds before one request counts as failed."),
     level_timeout: float = typer.Option(600.0, "--level-timeout", min=1.0,
                                         help="Seconds a level may take; requests still running then end as failures."),
-    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="OPENAI_API_KEY", show_envvar=False,
+    api_key: str | None = typer.Option(None, "--api-key", envvar="OPENAI_API_KEY", show_envvar=False,
                                           help="Bearer token (default: $OPENAI_API_KEY)."),
     metrics: bool = typer.Option(True, "--metrics/--no-metrics", help="Cross-check with the server's /metrics."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write results as JSON (schema in docs/bench.md)."),
-    csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write one CSV row per level."),
-    records_out: Optional[Path] = typer.Option(None, "--records", help="Write every request's record (JSON lines)."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write results as JSON (schema in docs/bench.md)."),
+    csv_out: Path | None = typer.Option(None, "--csv", help="Write one CSV row per level."),
+    records_out: Path | None = typer.Option(None, "--records", help="Write every request's record (JSON lines)."),
     live: bool = typer.Option(True, "--live/--no-live", help="Live table on a terminal."),
 ) -> None:
     """Benchmark a running OpenAI-compatible server (vLLM or any other) like `vllm bench serve`, checked against
@@ -181,13 +181,13 @@ class _Display:
 
         self.console = console
         self.live_enabled = live
+        self.live: Any = None  # a rich Live while the table is shown
         self.total = total
         self.table = Table(title="tuner bench", show_lines=False)
         for col in ("level", "ok/failed", "out tok/s", "TTFT p50/p99 ms", "ITL p50 ms", "TPOT p50 ms", "server tok",
                     "client", "check"):
             self.table.add_column(col, justify="right")
         self.status = ""
-        self.live = None
 
     def __enter__(self):
         if self.live_enabled:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -15,7 +14,7 @@ def dashboard(
     storage: str = StorageOption,
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind; 0.0.0.0 exposes it to the network."),
     port: int = typer.Option(8080, "--port"),
-    artifacts: Optional[Path] = typer.Option(None, "--artifacts", help="Artifact directory (server logs, raw"
+    artifacts: Path | None = typer.Option(None, "--artifacts", help="Artifact directory (server logs, raw"
                                              " per-request records; default: the one the studies recorded, else"
                                              " tuner-runs/artifacts)."),
 ) -> None:
@@ -26,6 +25,7 @@ def dashboard(
     import optuna.artifacts
     import optuna_dashboard
 
+    from tuner.study.records import StudyRecord
     from tuner.study.storage import check_storage_url, open_storage
 
     check_storage_url(storage, "--storage", "")
@@ -35,7 +35,7 @@ def dashboard(
     recorded = []
     for summary in optuna.get_all_study_summaries(rdb, include_best_trial=False):
         publish_to_dashboard(optuna.load_study(study_name=summary.study_name, storage=rdb))
-        recorded.append(summary.user_attrs.get("artifact_dir"))
+        recorded.append(StudyRecord.of(summary).artifact_dir)
     # optuna-dashboard serves one artifact store; studies of one storage share their runs_dir in practice.
     artifacts = artifacts or next((Path(p) for p in recorded if p and Path(p).is_dir()), Path("tuner-runs/artifacts"))
     store = optuna.artifacts.FileSystemArtifactStore(str(artifacts)) if artifacts.is_dir() else None

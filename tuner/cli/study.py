@@ -3,7 +3,7 @@ module parses options, calls them and prints."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -11,76 +11,56 @@ from tuner.cli._app import EXIT_INTERRUPTED, StorageOption, console, err_console
 from tuner.errors import InputError
 from tuner.report.matrix import SEED_CONCURRENCY, SEED_INPUT_LENS, SEED_OUTPUT_LENS
 
+if TYPE_CHECKING:
+    from tuner.study.api import PreparedStudy
+
 
 @study_app.command("start")
 @user_errors
 def study_start(
     study_file: Path = typer.Argument(..., help="Study file (studies/*.yaml).", show_default=False),
-    trials: Optional[int] = typer.Option(None, "--trials", min=1, help="Total trials of the study (default: the study file's)."),
-    storage: Optional[str] = typer.Option(None, "--storage", help="Storage URL (default: the study file's).",
+    trials: int | None = typer.Option(None, "--trials", min=1, help="Total trials of the study (default: the study file's)."),
+    storage: str | None = typer.Option(None, "--storage", help="Storage URL (default: the study file's).",
                                           envvar="TUNER_STORAGE"),
-    name: Optional[str] = typer.Option(None, "--name", help="Study name in storage (default: the study file's)."),
-    ray_address: Optional[str] = typer.Option(None, "--ray-address", envvar="RAY_ADDRESS",
+    name: str | None = typer.Option(None, "--name", help="Study name in storage (default: the study file's)."),
+    ray_address: str | None = typer.Option(None, "--ray-address", envvar="RAY_ADDRESS",
                                               help="Existing Ray cluster (default: start a local one)."),
 ) -> None:
     """Run (or continue) a study: every trial launches vLLM with proposed flags and measures it."""
     import optuna
 
+    from tuner import study as studies
     from tuner.report import pareto_table, status_table
-    from tuner.inputs.spec import load_study
+    from tuner.report.progress import ProgressDisplay
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    from tuner.study.storage import check_storage_url, open_storage
-
-    study = load_study(study_file)
-    url = storage or study.spec.storage
-    check_storage_url(url, "--storage" if storage else str(study_file), "" if storage else "storage")
-    study_name = name or study.spec.name
-    total = trials or study.spec.trials
-
-    from tuner.capacity.prelaunch import preflight
-    from tuner.report.progress import ProgressDisplay
-    from tuner.study import StudyRunner, create_or_load
-
-    from tuner.inputs.traffic import resolve_traffic
-
-    preflight(study)  # input errors before anything is written to storage
-    traffic = resolve_traffic(study)  # a bad dataset file, too
-    from tuner.study.replay import Surface
-
-    surface = Surface.load(study.spec.replay.surface) if study.spec.replay else None  # and a bad surface
-    from tuner.study._sampler import choose_sampler
-    from tuner.study.warm_start import warm_trials
-
-    warm = warm_trials(study, url)  # and a warm-start study that cannot be read
-
-    optuna_study = create_or_load(study, open_storage(url), study_name, warm)
-    console.print(f"study [bold]{study_name}[/] in {url}: {total} trials, {study.spec.parallel} in parallel, "
-                  f"each reserving {study.spec.resources}", highlight=False)
-    choice = choose_sampler(study)
-    # markup=False: the reason names `tuner[gp]`, which rich would read as a markup tag and drop.
-    console.print(f"sampler: {choice.name}" + (f" ({choice.reason})" if choice.reason else ""), highlight=False,
-                  markup=False)
-    if warm:
-        console.print(f"warm start: {len(warm)} finished trials of study {study.spec.warm_start.study} seed the"
-                      " sampler (marked warm_start_from; never launches or front configs of this study)",
-                      highlight=False)
-    if surface is not None:
-        console.print(f"REPLAY: no server is started; every trial draws a recorded launch from {surface.label}",
-                      highlight=False)
-    runner = StudyRunner(study, optuna_study, total, ray_address=ray_address, traffic=traffic, surface=surface)
+    prepared = studies.prepare(study_file, trials=trials, storage=storage, name=name)
+    _print_start(prepared)
     try:
         with ProgressDisplay(console) as progress:
-            runner.on_progress = progress
-            runner.run()
+            optuna_study = studies.run(prepared, on_progress=progress, ray_address=ray_address)
     except KeyboardInterrupt:
         err_console.print("interrupted: running trials stopped and re-queued; run the same command to continue")
         raise typer.Exit(EXIT_INTERRUPTED) from None
-    from tuner.report import publish_to_dashboard
-
-    publish_to_dashboard(optuna_study)  # notes and plots for `tuner dashboard`
     console.print(status_table(optuna_study))
     console.print(pareto_table(optuna_study))
+
+
+def _print_start(prepared: PreparedStudy) -> None:
+    spec = prepared.study.spec
+    console.print(f"study [bold]{prepared.name}[/] in {prepared.storage_url}: {prepared.trials} trials,"
+                  f" {spec.parallel} in parallel, each reserving {spec.resources}", highlight=False)
+    choice = prepared.sampler
+    # markup=False: the reason names `tuner[gp]`, which rich would read as a markup tag and drop.
+    console.print(f"sampler: {choice.name}" + (f" ({choice.reason})" if choice.reason else ""), highlight=False,
+                  markup=False)
+    if prepared.warm and spec.warm_start is not None:
+        console.print(f"warm start: {len(prepared.warm)} finished trials of study {spec.warm_start.study} seed the"
+                      " sampler (marked warm_start_from; never launches or front configs of this study)",
+                      highlight=False)
+    if prepared.surface is not None:
+        console.print(f"REPLAY: no server is started; every trial draws a recorded launch from"
+                      f" {prepared.surface.label}", highlight=False)
 
 
 @study_app.command("status")
@@ -88,9 +68,9 @@ def study_start(
 def study_status(name: str = typer.Argument(..., help="Study name."), storage: str = StorageOption) -> None:
     """Counts of trials by state and failure class, and the best trials so far."""
     from tuner.report import status_table
-    from tuner.study.storage import load_existing_study
+    from tuner.study import open_study
 
-    console.print(status_table(load_existing_study(storage, name)))
+    console.print(status_table(open_study(name, storage)))
 
 
 @study_app.command("pareto")
@@ -98,9 +78,9 @@ def study_status(name: str = typer.Argument(..., help="Study name."), storage: s
 def study_pareto(name: str = typer.Argument(..., help="Study name."), storage: str = StorageOption) -> None:
     """The front: configs no other config beats by more than the machine's noise, with confirmed medians."""
     from tuner.report import pareto_table
-    from tuner.study.storage import load_existing_study
+    from tuner.study import open_study
 
-    console.print(pareto_table(load_existing_study(storage, name)))
+    console.print(pareto_table(open_study(name, storage)))
 
 
 @study_app.command("report")
@@ -108,7 +88,7 @@ def study_pareto(name: str = typer.Argument(..., help="Study name."), storage: s
 def study_report(
     name: str = typer.Argument(..., help="Study name."),
     output: Path = typer.Option(..., "-o", "--output", help="report.html (one file, opens offline) or report.md."),
-    fmt: Optional[str] = typer.Option(None, "--format", help="html or md (default: from the output's suffix). md"
+    fmt: str | None = typer.Option(None, "--format", help="html or md (default: from the output's suffix). md"
                                       " writes PNG figures into <name>_figures/ beside it (drawn with Chromium)."),
     trial: str = typer.Option("max-throughput", "--trial", help="The recommended config: a trial number,"
                               " max-throughput or max-stability (as `study export`)."),
@@ -117,12 +97,12 @@ def study_report(
     """The study as a report a person decides from: the front, the baseline/peak/balanced trade-off, load curves,
     failures, search progress, parameter importance and the recommended config's YAML, built from storage alone."""
     from tuner.report import write_report
-    from tuner.study.storage import load_existing_study
+    from tuner.study import open_study
 
     chosen_format = fmt or ("md" if output.suffix.lower() in (".md", ".markdown") else "html")
     if chosen_format not in ("html", "md"):
         raise InputError("--format", "", f"expected html or md, got {chosen_format!r}")
-    written = write_report(load_existing_study(storage, name), output, chosen_format, trial)
+    written = write_report(open_study(name, storage), output, chosen_format, trial)
     extra = f" and {len(written) - 1} figures in {written[1].parent}" if len(written) > 1 else ""
     console.print(f"report of {name} written to {output}{extra}", highlight=False)
 
@@ -133,14 +113,14 @@ def study_export(
     name: str = typer.Argument(..., help="Study name."),
     trial: str = typer.Option("max-throughput", "--trial", help="Trial number, max-throughput or max-stability."),
     output: Path = typer.Option(..., "-o", "--output", help="YAML file for `vllm serve --config`."),
-    env_file: Optional[Path] = typer.Option(None, "--env-file", help="Also write the trial's env vars here."),
+    env_file: Path | None = typer.Option(None, "--env-file", help="Also write the trial's env vars here."),
     storage: str = StorageOption,
 ) -> None:
     """Write a trial's configuration as YAML that `vllm serve --config FILE` accepts as is."""
     from tuner.report.export import render_config, render_env_file, select_trial, write_atomically
-    from tuner.study.storage import load_existing_study
+    from tuner.study import open_study
 
-    optuna_study = load_existing_study(storage, name)
+    optuna_study = open_study(name, storage)
     chosen = select_trial(optuna_study, trial)
     config_text = render_config(optuna_study, chosen)
     env_text = render_env_file(chosen) if env_file else None
@@ -156,7 +136,7 @@ def study_export(
 def plan_command(
     study_file: Path = typer.Argument(..., help="Study file (studies/*.yaml).", show_default=False),
     trials: int = typer.Option(5, "--trials", min=1, help="How many configs to show (enqueued ones first)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Sampler seed (default: the study's)."),
+    seed: int | None = typer.Option(None, "--seed", help="Sampler seed (default: the study's)."),
 ) -> None:
     """Print the exact argv and env of the first N configs with memory-fit estimates; launches nothing."""
     import optuna
@@ -188,7 +168,7 @@ def matrix_command(
     study_file: Path = typer.Argument(..., help="Study file (studies/*.yaml).", show_default=False),
     trial: str = typer.Option("max-throughput", "--trial", help="Trial number, max-throughput or max-stability."),
     output_dir: Path = typer.Option(Path("."), "-o", "--output-dir", help="Where matrix_benchmark_*.csv/json go."),
-    storage: Optional[str] = typer.Option(None, "--storage", envvar="TUNER_STORAGE",
+    storage: str | None = typer.Option(None, "--storage", envvar="TUNER_STORAGE",
                                           help="Storage URL (default: the study file's)."),
     concurrency: str = typer.Option(",".join(map(str, SEED_CONCURRENCY)), "--concurrency",
                                     help="Concurrent streams of the grid, comma-separated."),
@@ -196,51 +176,57 @@ def matrix_command(
                                    help="Prompt lengths of the grid in tokens, comma-separated."),
     output_lens: str = typer.Option(",".join(map(str, SEED_OUTPUT_LENS)), "--output-lens",
                                     help="Output lengths of the grid in tokens, comma-separated."),
-    requests_per_point: Optional[int] = typer.Option(
+    requests_per_point: int | None = typer.Option(
         None, "--requests-per-point", min=1, help="Requests per point (default: 4 x concurrency, at least 16)."),
 ) -> None:
     """Launch a trial's config once and measure concurrency x input x output (the seed's 144-point grid by default)."""
     import optuna
 
-    from tuner.report.export import select_trial
-    from tuner.report.matrix import read_matrix, run_trial_matrix, seed_grid
     from tuner.inputs.spec import load_study
-    from tuner.study.storage import load_existing_study
+    from tuner.report.export import select_trial
+    from tuner.report.matrix import run_trial_matrix, seed_grid
+    from tuner.study import open_study
+    from tuner.study.records import write_matrix
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = load_study(study_file)
     points = seed_grid(_ints(concurrency, "--concurrency"), _ints(input_lens, "--input-lens"),
                        _ints(output_lens, "--output-lens"))
-    optuna_study = load_existing_study(storage or study.spec.storage, study.spec.name)
+    optuna_study = open_study(study.spec.name, storage or study.spec.storage)
     chosen = select_trial(optuna_study, trial)
-    csv_path, json_path = run_trial_matrix(study, dict(chosen.record.params), points, output_dir,
-                                           f"{study.spec.name}-trial-{chosen.number}", requests_per_point)
-    rows = read_matrix(json_path)
+    files = run_trial_matrix(study, dict(chosen.record.params), points, output_dir,
+                             f"{study.spec.name}-trial-{chosen.number}", requests_per_point)
     # Kept with the study too, so `tuner study report` draws it from storage alone.
-    optuna_study.set_user_attr(f"matrix_trial_{chosen.number}", {"points": [r.model_dump() for r in rows]})
-    measured = len(rows)
-    skipped = f" ({len(points) - measured} longer than max-model-len skipped)" if measured < len(points) else ""
-    typer.echo(f"trial {chosen.number}: {measured} points{skipped} written to {csv_path} and {json_path}")
+    write_matrix(optuna_study, chosen.number, [r.model_dump() for r in files.rows])
+    measured = len(files.rows)
+    if files.failure:
+        err_console.print(f"trial {chosen.number}'s relaunch failed after {measured} points: {files.failure}",
+                          highlight=False, markup=False)
+    left = len(points) - measured
+    skipped = f" ({left} not measured: longer than max-model-len or after the failure)" if left else ""
+    typer.echo(f"trial {chosen.number}: {measured} points{skipped} written to {files.csv_path} and {files.json_path}")
+    if files.failure:
+        raise typer.Exit(1)
 
 
 @study_app.command("summary")
 @user_errors
 def summary_command(
     study_file: Path = typer.Argument(..., help="Study file (studies/*.yaml).", show_default=False),
-    storage: Optional[str] = typer.Option(None, "--storage", envvar="TUNER_STORAGE",
+    storage: str | None = typer.Option(None, "--storage", envvar="TUNER_STORAGE",
                                           help="Storage URL (default: the study file's)."),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Also write the Markdown table here."),
+    output: Path | None = typer.Option(None, "-o", "--output", help="Also write the Markdown table here."),
 ) -> None:
     """The enqueued seed configs next to the best configs found, as a Markdown table."""
     import optuna
 
-    from tuner.report.matrix import render_summary, summary_rows
     from tuner.inputs.spec import load_study
-    from tuner.study.storage import load_existing_study
+    from tuner.report.matrix import render_summary, summary_rows
+    from tuner.study import open_study
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = load_study(study_file)
-    table = render_summary(summary_rows(load_existing_study(storage or study.spec.storage, study.spec.name),
+    table = render_summary(summary_rows(open_study(study.spec.name, storage or study.spec.storage),
                                         study.spec))
     typer.echo(table)
     if output is not None:

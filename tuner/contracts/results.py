@@ -9,6 +9,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from tuner.contracts.outcomes import FailureClass
+
 
 class LatencyStats(BaseModel):
     mean: float | None = None
@@ -119,17 +121,13 @@ class LevelResult(BaseModel):
     connections_opened: int = Field(0, description="connections opened during the level because the server had closed"
                                     " idle ones (keep-alive timeout) or answered `Connection: close`")
 
-    @property
-    def success_rate(self) -> float:
-        return self.completed / self.requests if self.requests else 0.0
-
 
 class TrialResult(BaseModel):
     """Everything a worker learned from one launch of one configuration."""
 
     argv: list[str]
     env: dict[str, str]  # secrets redacted
-    failure_class: str | None = None  # None: the server started and the whole sweep ran
+    failure_class: FailureClass | None = None  # None: the server started and the whole sweep ran
     failure_detail: str = ""
     startup_s: float | None = None
     levels: list[LevelResult] = Field(default_factory=list)

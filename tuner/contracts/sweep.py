@@ -30,7 +30,7 @@ class SweepPlan:
     soak_requests: int = 0  # 0: 2 x requests_per_level
     goals: Goals | None = None  # the study's SLOs: a sweep stops at a level that misses them (load.stop_early)
 
-    def with_soak(self, concurrency: int | None, rate: float | None) -> "SweepPlan":
+    def with_soak(self, concurrency: int | None, rate: float | None) -> SweepPlan:
         """A confirmation run's plan: this sweep, then a soak at the operating point."""
         return replace(self, soak_concurrency=concurrency, soak_rate=rate)
 

@@ -79,7 +79,7 @@ class Parameter(BaseModel):
         return None if v is None else check_env_name(v)
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Parameter":
+    def _consistent(self) -> Parameter:
         if (self.flag is None) == (self.env is None):
             raise ValueError("give exactly one target: 'flag' (optionally with 'key') or 'env'")
         if self.key is not None and self.flag is None:
@@ -113,14 +113,32 @@ class Parameter(BaseModel):
                 raise ValueError("a bool parameter takes no 'choices'")
         return self
 
+    @property
+    def flag_name(self) -> str:
+        """The server flag a flag parameter sets (a parameter sets either a flag, maybe a key in it, or an env var)."""
+        if self.flag is None:
+            raise TypeError("an env parameter sets no flag")
+        return self.flag
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """low and high of an int or float parameter (the validator requires both)."""
+        if self.low is None or self.high is None:
+            raise TypeError(f"a {self.type} parameter has no range")
+        return self.low, self.high
+
+    @property
+    def options(self) -> list[ScalarValue]:
+        """The values of a categorical or bool parameter."""
+        return [False, True] if self.type == "bool" else list(self.choices or [])
+
     def distribution(self) -> optuna.distributions.BaseDistribution:
         if self.type == "int":
-            return optuna.distributions.IntDistribution(int(self.low), int(self.high), log=self.log, step=int(self.step or 1))
+            low, high = self.bounds
+            return optuna.distributions.IntDistribution(int(low), int(high), log=self.log, step=int(self.step or 1))
         if self.type == "float":
-            return optuna.distributions.FloatDistribution(self.low, self.high, log=self.log, step=self.step)
-        if self.type == "bool":
-            return optuna.distributions.CategoricalDistribution([False, True])
-        return optuna.distributions.CategoricalDistribution(self.choices)
+            return optuna.distributions.FloatDistribution(*self.bounds, log=self.log, step=self.step)
+        return optuna.distributions.CategoricalDistribution(self.options)
 
     def grid_values(self) -> list[Any]:
         """Every value a grid search tries; ValueError for a range without a step (it has no finite grid)."""
@@ -132,8 +150,9 @@ class Parameter(BaseModel):
             raise ValueError(f"a {'log-scale ' if self.log else ''}{self.type} range has no grid: give it a 'step'"
                              " or make it categorical")
         step = self.step or 1
-        count = int(round((self.high - self.low) / step)) + 1
-        values = [self.low + i * step for i in range(count)]
+        low, high = self.bounds
+        count = round((high - low) / step) + 1
+        values = [low + i * step for i in range(count)]
         return [int(v) for v in values] if self.type == "int" else values
 
     def admits(self, value: Any) -> bool:
@@ -146,12 +165,13 @@ class Parameter(BaseModel):
             return False
         if self.type == "int" and not float(value).is_integer():
             return False
-        if not self.low <= value <= self.high:
+        low, high = self.bounds
+        if not low <= value <= high:
             return False
         step = self.step or (1 if self.type == "int" else None)
         if step is None:
             return True
-        steps = (value - self.low) / step
+        steps = (value - low) / step
         return abs(steps - round(steps)) < 1e-9
 
     def condition_holds(self, values: dict[str, Any]) -> bool:
@@ -186,7 +206,7 @@ class Rule(BaseModel):
                                          description="[a, b]: broken when a > b")
 
     @model_validator(mode="after")
-    def _one_kind(self) -> "Rule":
+    def _one_kind(self) -> Rule:
         kinds = [k for k in ("multiple_of", "forbid", "less_equal") if getattr(self, k) is not None]
         if len(kinds) != 1:
             raise ValueError("give exactly one of 'multiple_of', 'forbid', 'less_equal'")
@@ -276,7 +296,7 @@ class SearchSpace(BaseModel):
         return v
 
     @model_validator(mode="after")
-    def _conditions_and_targets(self) -> "SearchSpace":
+    def _conditions_and_targets(self) -> SearchSpace:
         for name, p in self.parameters.items():
             for other in p.condition or {}:
                 if other not in self.parameters:
@@ -380,10 +400,10 @@ class SearchSpace(BaseModel):
             if p.env:
                 view[p.env] = value
             elif p.key:
-                view[f"{p.flag}.{p.key}"] = value
-                filled.add(p.flag)
+                view[f"{p.flag_name}.{p.key}"] = value
+                filled.add(p.flag_name)
             else:
-                view[p.flag] = value
+                view[p.flag_name] = value
         for flag in filled:  # a JSON flag that is sent carries its fixed keys too
             for k, v in self.json_flags.get(flag, {}).items():
                 view.setdefault(f"{flag}.{k}", v)
@@ -398,12 +418,11 @@ class SearchSpace(BaseModel):
 
 def suggest(trial: optuna.Trial, name: str, p: Parameter) -> Any:
     if p.type == "int":
-        return trial.suggest_int(name, int(p.low), int(p.high), step=int(p.step or 1), log=p.log)
+        low, high = p.bounds
+        return trial.suggest_int(name, int(low), int(high), step=int(p.step or 1), log=p.log)
     if p.type == "float":
-        return trial.suggest_float(name, p.low, p.high, step=p.step, log=p.log)
-    if p.type == "bool":
-        return trial.suggest_categorical(name, [False, True])
-    return trial.suggest_categorical(name, p.choices)
+        return trial.suggest_float(name, *p.bounds, step=p.step, log=p.log)
+    return trial.suggest_categorical(name, p.options)
 
 
 def load_search_space(path: Path) -> SearchSpace:

@@ -11,10 +11,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator, model_validator
 
-from tuner.inputs._yaml import read_yaml_mapping, validate
 from tuner.errors import InputError
-from tuner.scoring.objectives import DEFAULT_OBJECTIVES, Goals, check_latency_name, direction_of
+from tuner.inputs._yaml import read_yaml_mapping, validate
 from tuner.inputs.search_space import SearchSpace, check_env_name, check_flag_name, load_search_space
+from tuner.scoring.objectives import DEFAULT_OBJECTIVES, Goals, check_latency_name, direction_of
 
 # Flags the tuner itself sets on every launch: the server must bind where the tuner looks for it.
 RESERVED_FLAGS = {"--host", "--port", "--model", "--config"}
@@ -36,7 +36,7 @@ class ServerSpec(_Strict):
     command: list[str] = Field(default_factory=lambda: ["vllm", "serve"], min_length=1,
                                description="argv prefix that starts an OpenAI-compatible vLLM server")
     flags: dict[str, Any] = Field(default_factory=dict, description="fixed flags, same value forms as a vllm --config file")
-    env: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    env: dict[str, str] = Field(default_factory=dict, description="values may be written as numbers or booleans")
     host: str = "127.0.0.1"
     nice: int = Field(default=DEFAULT_SERVER_NICE, ge=0, le=19,
                       description="the server's CPU priority below tuner's load client (0 = equal; 0-19)")
@@ -50,12 +50,15 @@ class ServerSpec(_Strict):
                 raise ValueError(f"{name} is set by tuner itself (use the study's 'model' key for the model)")
         return v
 
-    @field_validator("env")
+    @field_validator("env", mode="before")
     @classmethod
-    def _env(cls, v: dict[str, Any]) -> dict[str, str]:
+    def _env(cls, v: object) -> object:
+        if not isinstance(v, dict):
+            return v  # pydantic says what was expected
         for name in v:
             check_env_name(name)
-        return {k: str(int(val) if isinstance(val, bool) else val) for k, val in v.items()}
+        return {k: str(int(val) if isinstance(val, bool) else val) if isinstance(val, int | float | bool) else val
+                for k, val in v.items()}
 
 
 class ShapeSpec(_Strict):
@@ -118,7 +121,7 @@ class LoadSpec(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _one_traffic(self) -> "LoadSpec":
+    def _one_traffic(self) -> LoadSpec:
         if self.shapes and self.dataset:
             raise ValueError("shapes: give either a mix of shapes or a dataset, not both")
         for name in ("input_len", "output_len"):
@@ -131,7 +134,7 @@ class LoadSpec(_Strict):
         return self
 
     @model_validator(mode="after")
-    def _open_loop(self) -> "LoadSpec":
+    def _open_loop(self) -> LoadSpec:
         if self.rates:
             if sorted(set(self.rates)) != self.rates:
                 raise ValueError("rates: arrival rates must be distinct and ascending")
@@ -140,7 +143,7 @@ class LoadSpec(_Strict):
         return self
 
     @model_validator(mode="after")
-    def _enough_requests(self) -> "LoadSpec":
+    def _enough_requests(self) -> LoadSpec:
         if self.requests_per_level < max(self.concurrency):
             raise ValueError(
                 f"requests_per_level: {self.requests_per_level} cannot keep {max(self.concurrency)} streams busy;"
@@ -197,7 +200,7 @@ class LeaseSpec(_Strict):
                                    " trials, and how long a driver may stall before another takes them over")
 
     @model_validator(mode="after")
-    def _grace_covers_beats(self) -> "LeaseSpec":
+    def _grace_covers_beats(self) -> LeaseSpec:
         if self.grace_s < 2 * self.heartbeat_s:
             raise ValueError(f"grace_s: must be at least twice heartbeat_s ({2 * self.heartbeat_s:g} s), so one late"
                              " heartbeat does not cost a live driver its trials")
@@ -309,7 +312,7 @@ class StudySpec(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _priced(self) -> "StudySpec":
+    def _priced(self) -> StudySpec:
         if "usd_per_m_tokens" in self.objectives and self.price_per_slice_hour is None:
             raise ValueError("price_per_slice_hour: the usd_per_m_tokens objective needs the price of one slice-hour")
         if "tok_s_per_chip" in self.objectives and self.hardware is None:
@@ -317,11 +320,8 @@ class StudySpec(_Strict):
         return self
 
     def goals(self) -> Goals:
-        from tuner.capacity.hardware import SLICES
-
-        chips = SLICES[self.hardware.name].count if self.hardware else 1
-        return Goals(objectives=tuple(self.objectives), slo=dict(self.slo), chips=chips,
-                     price_per_slice_hour=self.price_per_slice_hour, slo_margin=self.slo_margin)
+        return Goals.on_slice(self.objectives, self.slo, self.hardware.name if self.hardware else None,
+                              self.price_per_slice_hour, self.slo_margin)
 
     @field_validator("compile_cache_dir")
     @classmethod

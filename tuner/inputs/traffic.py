@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tuner.capacity.hardware import SLICES, Hardware
+from tuner.contracts.sweep import SweepPlan
+from tuner.inputs.spec import Study
 from tuner.load.dataset import load_dataset
 from tuner.load.stats import SLO
 from tuner.load.tokenizer import LocalTokenizer, TokenizerUnavailable
 from tuner.load.workload import Sample
 from tuner.scoring.objectives import LATENCY_RE
-from tuner.inputs.spec import Study
-from tuner.contracts.sweep import SweepPlan
 
 
 @dataclass(frozen=True)
@@ -61,8 +61,8 @@ def goodput_slo(study: Study) -> SLO | None:
 
 def plausibility_inputs(study: Study) -> tuple[Hardware | None, float | None]:
     """The slice and the model's active parameters, when the study names them (else no plausibility check)."""
-    from tuner.capacity.prelaunch import model_config_path
     from tuner.capacity.plausibility import active_params_of
+    from tuner.capacity.prelaunch import model_config_path
 
     spec = study.spec
     if spec.hardware is None:

@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from tuner import __version__
+from tuner.contracts.results import LevelResult
 from tuner.errors import InputError
 from tuner.load.matrix import MatrixPoint, grid, workload_for
 from tuner.load.request import RequestRecord
@@ -58,7 +59,6 @@ from tuner.load.runner import LevelOptions, LoadPattern, measure_level
 from tuner.load.stats import SLO
 from tuner.load.tokenizer import Tokenizer
 from tuner.load.workload import Workload
-from tuner.contracts.results import LevelResult
 
 SCHEMA = "tuner.load.bench/1"
 Length = tuple[int, "int | None"]  # (low, high) of a drawn range; high None: exactly low
@@ -130,8 +130,8 @@ class BenchPlan:
 def plan_bench(spec: BenchSpec) -> BenchPlan:
     """Resolve the model, tokenizer and hardware, and lay out the levels. Asks the server only for its model name
     and, for text prompts, its tokenizer."""
-    from tuner.load.http import Target
     from tuner.capacity.plausibility import active_params_of, check_level, parse_hardware
+    from tuner.load.http import Target
 
     Target.parse(spec.url)  # a bad URL fails here, before anything is sent
     base_url = spec.url.rstrip("/")
@@ -247,7 +247,7 @@ def bench_document(plan: BenchPlan, levels: list[LevelResult], started_at: str) 
 
 
 def now_iso() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 def write_outputs(document: dict[str, Any], json_out: Path | None, csv_out: Path | None) -> None:

@@ -8,10 +8,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from tuner.contracts.results import ClientHealth, LevelResult
 from tuner.load.monitor import ClientSample
 from tuner.load.request import RequestRecord
 from tuner.load.stats import achieved_concurrency, achieved_rate
-from tuner.contracts.results import ClientHealth, LevelResult
 
 TOKEN_MISMATCH_TOLERANCE = 0.01
 # The lag probe sleeps 5 ms; the loop is overloaded when a timer is this late at p99. Every response timestamp

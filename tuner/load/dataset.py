@@ -36,9 +36,10 @@ from __future__ import annotations
 import json
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tuner.errors import InputError
 from tuner.load.workload import CHARS_PER_TOKEN, Sample

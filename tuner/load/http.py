@@ -75,7 +75,7 @@ class Target:
     prefix: str
 
     @classmethod
-    def parse(cls, base_url: str) -> "Target":
+    def parse(cls, base_url: str) -> Target:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise InvalidURL(base_url)
@@ -95,7 +95,7 @@ class Connection(asyncio.Protocol):
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
-        self.on_lost: Callable[["Connection"], None] | None = None  # told once, when the connection is gone
+        self.on_lost: Callable[[Connection], None] | None = None  # told once, when the connection is gone
         # Told about an exception raised by a consumer (a bug, not a server fault); without it, it is re-raised.
         self.on_error: Callable[[BaseException], None] | None = None
         self.requests_sent = 0
@@ -121,7 +121,7 @@ class Connection(asyncio.Protocol):
             if self.on_lost is not None:
                 on_lost, self.on_lost = self.on_lost, None
                 on_lost(self)
-        except Exception as bug:  # noqa: BLE001 - handed to the owner, never lost in the event loop
+        except Exception as bug:
             self._surface(bug)
 
     def _error_at_close(self, exc: Exception | None) -> str | None:
@@ -228,7 +228,7 @@ class Connection(asyncio.Protocol):
         if consumer is not None:
             try:
                 consumer.on_end(now, error)
-            except Exception as bug:  # noqa: BLE001 - handed to the owner, never lost in the event loop
+            except Exception as bug:
                 self._surface(bug)
 
 

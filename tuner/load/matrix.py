@@ -6,25 +6,15 @@ so compilation or cache effects of one shape do not leak into the next point's f
 """
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
+from tuner.contracts.matrix import MatrixPoint, grid
+from tuner.contracts.results import LevelResult
 from tuner.load.runner import LevelOptions, LoadPattern, measure_level
 from tuner.load.workload import Workload
-from tuner.contracts.results import LevelResult
 
-
-@dataclass(frozen=True)
-class MatrixPoint:
-    concurrency: int
-    input_len: int
-    output_len: int
-
-
-def grid(concurrency: Iterable[int], input_lens: Iterable[int], output_lens: Iterable[int]) -> list[MatrixPoint]:
-    """Every combination, ordered by input, then output length, then concurrency (low load first per shape)."""
-    return [MatrixPoint(c, i, o) for i, o, c in itertools.product(input_lens, output_lens, concurrency)]
+__all__ = ["MatrixPoint", "grid", "run_matrix", "workload_for"]
 
 
 def workload_for(point: MatrixPoint, workload: Workload) -> Workload:

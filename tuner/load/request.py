@@ -20,8 +20,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from tuner.load.http import Connection
 from tuner.load.sse import DONE, SSEParser
@@ -63,7 +63,7 @@ class RequestRecord:
 class StreamingRequest:
     """The BodyConsumer of one request: turns bytes into a RequestRecord, then calls `done(record)`."""
 
-    __slots__ = ("record", "parser", "last", "finished", "done", "timer", "timed_out", "connection", "_error_body")
+    __slots__ = ("_error_body", "connection", "done", "finished", "last", "parser", "record", "timed_out", "timer")
 
     def __init__(self, done: Callable[[RequestRecord], None], queued: float | None = None) -> None:
         self.record = RequestRecord(queued=queued)

@@ -14,17 +14,17 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+from tuner.contracts.results import LevelResult, Plausibility
 from tuner.load.arrivals import Arrival, arrival_offsets
 from tuner.load.checks import client_health, cross_check
 from tuner.load.driver import DriverJob
 from tuner.load.http import Target
 from tuner.load.request import RequestRecord
+from tuner.load.server_counters import MetricsWatcher
 from tuner.load.stats import SLO, merge_records, summarize
 from tuner.load.tokenizer import Tokenizer
 from tuner.load.workers import run_jobs, split_job
 from tuner.load.workload import PromptFactory, Workload
-from tuner.contracts.results import LevelResult, Plausibility
-from tuner.load.server_counters import MetricsWatcher
 
 RESCRAPE_DELAY_S = 0.5  # a server may publish its last counters a moment after the last response
 SWEEP_METRICS_INTERVAL_S = 0.25  # trial levels can last only seconds; sample the KV-usage gauge often enough
@@ -158,12 +158,3 @@ def measure_level(base_url: str, workload: Workload, pattern: LoadPattern, optio
     level.reliable = not (level.token_mismatch or level.client.saturated
                           or (level.plausibility is not None and not level.plausibility.valid))
     return level, records
-
-
-def run_level(base_url: str, workload: Workload, concurrency: int, requests: int, warmup: int,
-              request_timeout_s: float, level_timeout_s: float, repeat: int = 0, *,
-              abort: threading.Event | None = None) -> tuple[LevelResult, list[RequestRecord]]:
-    """A closed-loop level as the trial sweep measures it. `abort`: see LevelOptions.abort."""
-    return measure_level(base_url, workload, LoadPattern(concurrency=concurrency, requests=requests, warmup=warmup),
-                         LevelOptions(request_timeout_s=request_timeout_s, level_timeout_s=level_timeout_s,
-                                      metrics_interval_s=SWEEP_METRICS_INTERVAL_S, abort=abort), repeat)

@@ -12,8 +12,8 @@ import threading
 
 import httpx
 
-from tuner.errors import ServerGone
 from tuner.contracts.results import ServerCounters
+from tuner.errors import ServerGone
 from tuner.server.client import server_client
 
 _LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)")

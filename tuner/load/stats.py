@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tuner.load.request import RequestRecord
 from tuner.contracts.results import LatencyStats, LevelResult
+from tuner.load.request import RequestRecord
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ def achieved_concurrency(records: Sequence[RequestRecord], streams: int | None =
         return None
     starts = np.sort(np.array([r.start for r in records]))
     ramped = streams is not None and 1 < streams < len(records)
-    t0 = float(starts[streams - 1]) if ramped else float(starts[0])
+    t0 = float(starts[streams - 1]) if ramped and streams is not None else float(starts[0])
     t1 = float(starts[-1])
     if t1 <= t0:
         return None
@@ -95,7 +95,7 @@ def summarize(records: Sequence[RequestRecord], concurrency: int, repeat: int = 
     input_tokens = sum(r.prompt_tokens for r in ok)
     per_s = (lambda x: x / duration) if duration > 0 else (lambda x: 0.0)
     itl = np.fromiter((gap for r in ok for gap in r.itl), dtype=float)
-    slo_given = slo is not None and bool(slo.as_dict())
+    met = slo.met if slo is not None and slo.as_dict() else None  # goodput only with limits given
     return LevelResult(
         concurrency=concurrency,
         repeat=repeat,
@@ -114,9 +114,9 @@ def summarize(records: Sequence[RequestRecord], concurrency: int, repeat: int = 
         e2el_ms=latency_stats([r.e2el for r in ok if r.e2el is not None]),
         queue_ms=latency_stats([q for r in records if (q := r.queue_time) is not None]),
         chunks=sum(r.chunks for r in ok),
-        goodput=per_s(sum(1 for r in ok if slo.met(r))) if slo_given else None,  # type: ignore[union-attr]
-        goodput_tok_s=per_s(sum(r.output_tokens for r in ok if slo.met(r))) if slo_given else None,  # type: ignore[union-attr]
-        slo=slo.as_dict() if slo_given else {},  # type: ignore[union-attr]
+        goodput=per_s(sum(1 for r in ok if met(r))) if met else None,
+        goodput_tok_s=per_s(sum(r.output_tokens for r in ok if met(r))) if met else None,
+        slo=slo.as_dict() if met and slo is not None else {},
         errors=dict(Counter(r.error for r in records if not r.ok and r.error)),
         reconnects=reconnects,
         connections_opened=connections_opened,

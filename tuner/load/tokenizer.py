@@ -92,7 +92,10 @@ class ServerTokenizer:
 
     def encode(self, text: str) -> list[int]:
         r = self._call("/tokenize", {"model": self.model, "prompt": text, "add_special_tokens": False})
-        return list(r["tokens"])
+        tokens = r["tokens"]
+        if not isinstance(tokens, list):
+            raise TokenizerUnavailable(f"{self.base_url}/tokenize answered without a token list")
+        return [int(t) for t in tokens]
 
     def decode(self, ids: list[int]) -> str:
         return str(self._call("/detokenize", {"model": self.model, "tokens": ids})["prompt"])

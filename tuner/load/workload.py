@@ -30,8 +30,7 @@ from typing import Literal
 
 from tuner.load.tokenizer import Tokenizer, vocab_size_in
 
-WORDS = ("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa "
-         "quebec romeo sierra tango uniform victor whiskey xray yankee zulu").split()
+WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet", "kilo", "lima", "mike", "november", "oscar", "papa", "quebec", "romeo", "sierra", "tango", "uniform", "victor", "whiskey", "xray", "yankee", "zulu"]
 FIRST_ORDINARY_TOKEN = 16  # skip the low ids, where tokenizers keep their special tokens
 UNIQUE_BLOCK = 16  # tokens at the start of each prompt's own part that are kept distinct across requests
 PromptKind = Literal["ids", "text", "words"]

@@ -12,6 +12,7 @@ from optuna.trial import TrialState
 
 from tuner.report._data import FEASIBLE, outcome_of, report_data
 from tuner.report._figures import all_figures
+from tuner.study._optuna import live_trial
 from tuner.study.records import TrialRecord
 
 
@@ -19,7 +20,7 @@ def publish(study: optuna.Study) -> int:
     """Write every finished trial's note, the study's note and the figures; returns how many notes changed."""
     changed = 0
     for frozen in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
-        trial = optuna.Trial(study, frozen._trial_id)  # noqa: SLF001 (optuna-dashboard notes a Trial, not a number)
+        trial = live_trial(study, frozen)
         changed += _save_if_changed(trial, trial_note(TrialRecord.of(frozen)))
     data = report_data(study)
     changed += _save_if_changed(study, study_note(data))

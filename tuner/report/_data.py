@@ -15,10 +15,11 @@ from typing import Any
 import optuna
 import pandas as pd
 
-from tuner.scoring.confirmation import ConfigSummary, StudyFront, best_of, study_front
 from tuner.errors import TunerError
+from tuner.scoring.confirmation import ConfigSummary, StudyFront, best_of, study_front
 from tuner.scoring.objectives import direction_of
-from tuner.study.records import TrialRecord, records
+from tuner.study._optuna import hypervolume
+from tuner.study.records import StudyRecord, TrialRecord, records
 
 # How each outcome is named in a report's legend. Penalized trials are named by their failure class.
 FEASIBLE = "feasible"
@@ -87,13 +88,12 @@ def report_data(study: optuna.Study, recommend: str = "max-throughput") -> Repor
 
 def _title_note(study: optuna.Study, front: StudyFront) -> str:
     note = "confirmed medians" if front.confirmed else "UNCONFIRMED single launches"
-    replay = (study.user_attrs.get("spec") or {}).get("replay")
-    return f"REPLAYED, NOT MEASURED; {note}" if replay else note
+    return f"REPLAYED, NOT MEASURED; {note}" if StudyRecord.of(study).spec.replay else note
 
 
 def _enqueue_labels(study: optuna.Study, recs: list[TrialRecord]) -> dict[int, str]:
     """Search trial -> its label from the study file's enqueue_labels (in the order the entries were listed)."""
-    names = list((study.user_attrs.get("spec") or {}).get("enqueue_labels") or [])
+    names = StudyRecord.of(study).spec.enqueue_labels
     enqueued = [r for r in recs if r.enqueued and r.search_launch]
     labels = {r.number: (names[i] if i < len(names) else f"enqueued #{i + 1}") for i, r in enumerate(enqueued)}
     return labels
@@ -118,7 +118,7 @@ def _trials_table(search: list[TrialRecord], front: StudyFront, labels: dict[int
             "trial": r.number, "outcome": outcome_of(r), "label": labels.get(r.number, ""),
             "on_front": r.number in on_front,
             "output_tok_s": level.output_throughput if level else 0.0,
-            "stability": r.stability if r.stability is not None else (r.score.get("components") or {}).get("score", 0.0),
+            "stability": r.stability if r.stability is not None else (r.score.components.score if r.score else 0.0),
             "ttft_p99_ms": level.ttft_ms.p99 if level else None, "itl_p99_ms": level.itl_ms.p99 if level else None,
             "concurrency": level.concurrency if level else None,
             "failure": r.failure_class or "", "detail": (r.failure_detail or r.prediction or "")[:200],
@@ -182,12 +182,12 @@ def _metrics(c: Chosen) -> dict[str, Any]:
     metrics: dict[str, Any] = {}
     metrics["output tok/s"] = float(s.values.get("output_tok_s", level.output_throughput if level else 0.0)) \
         if s else (float(level.output_throughput) if level else None)
-    metrics["stability"] = float(s.components.get("score", 0.0)) if s else None
+    metrics["stability"] = s.components.score if s else None
     metrics["TTFT p99 (ms)"] = float(level.ttft_ms.p99) if level and level.ttft_ms.p99 is not None else None
     metrics["ITL p99 (ms)"] = float(level.itl_ms.p99) if level and level.itl_ms.p99 is not None else None
     metrics["at concurrency"] = s.operating_concurrency if s else (level.concurrency if level else None)
     metrics["launches"] = len(s.runs) if s else 1
-    metrics["survival"] = float(s.components.get("survival", 0.0)) if s else None
+    metrics["survival"] = s.components.survival if s else None
     metrics["status"] = ("on the front" if s else outcome_of(c.record))
     return metrics
 
@@ -221,16 +221,13 @@ def _progress(search: list[TrialRecord], objectives: tuple[str, ...]) -> pd.Data
     """The front's hypervolume after each launched search trial, in launch order, and as a share of the final one.
     Optuna's hypervolume minimizes, so maximized objectives are negated; the reference point is 0 for them and 10 %
     past the worst value any feasible launch gave for minimized ones (latency, cost), fixed over the whole history."""
-    import numpy as np
-    from optuna._hypervolume import compute_hypervolume  # Optuna's own; its public wrapper needs a Study
-
     signs = [1.0 if direction_of(name) == "maximize" else -1.0 for name in objectives]
     launched = sorted((r for r in search if r.launched), key=lambda r: r.number)
     losses: list[list[float] | None] = []
     for r in launched:
         values = [r.run_value(name) for name in objectives]
         feasible = r.feasible and all(v is not None for v in values)
-        losses.append([-s * float(v) for s, v in zip(signs, values)] if feasible else None)
+        losses.append([-s * float(v or 0.0) for s, v in zip(signs, values)] if feasible else None)
     seen = [loss for loss in losses if loss is not None]
     reference = [0.0 if s > 0 else max((loss[i] for loss in seen), default=0.0) * 1.1 + 1e-9
                  for i, s in enumerate(signs)]
@@ -238,7 +235,7 @@ def _progress(search: list[TrialRecord], objectives: tuple[str, ...]) -> pd.Data
     for i, (r, loss) in enumerate(zip(launched, losses), start=1):
         if loss is not None:
             front.append(loss)
-        volume = float(compute_hypervolume(np.asarray(front), np.asarray(reference))) if front else 0.0
+        volume = hypervolume(front, reference) if front else 0.0
         rows.append({"launch": i, "trial": r.number, "hypervolume": volume})
     frame = pd.DataFrame(rows, columns=["launch", "trial", "hypervolume"])
     final = frame["hypervolume"].iloc[-1] if len(frame) else 0.0
@@ -292,9 +289,5 @@ def _recommended(study: optuna.Study, selector: str):
 
 
 def _matrices(study: optuna.Study) -> dict[int, pd.DataFrame]:
-    """Matrices `tuner study matrix` stored with the study (`matrix_trial_N`: its points)."""
-    found = {}
-    for key, value in study.user_attrs.items():
-        if key.startswith("matrix_trial_") and isinstance(value, dict):
-            found[int(key.removeprefix("matrix_trial_"))] = pd.DataFrame(value.get("points") or [])
-    return found
+    """Matrices `tuner study matrix` stored with the study: trial number -> its points."""
+    return {number: pd.DataFrame(run.points) for number, run in StudyRecord.of(study).matrices.items()}

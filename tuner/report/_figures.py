@@ -2,8 +2,6 @@
 (interactive), the Markdown report (as PNG, through kaleido) and optuna-dashboard (saved with the study)."""
 from __future__ import annotations
 
-import json
-
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -107,7 +105,7 @@ def components_figure(data: ReportData) -> go.Figure:
     for chosen in data.chosen:
         if chosen.summary is None:
             continue
-        parts = {k: v for k, v in chosen.summary.components.items() if k != "score"}
+        parts = chosen.summary.components.model_dump(exclude={"score"})
         fig.add_trace(go.Bar(x=list(parts), y=list(parts.values()), name=f"trial {chosen.record.number}: {chosen.role}"))
     fig.update_layout(title="Stability components of the chosen configs", yaxis_range=[0, 1.05], barmode="group",
                       **LAYOUT)
@@ -209,12 +207,3 @@ def all_figures(data: ReportData) -> dict[str, go.Figure]:
         if len(points):
             figures[f"matrix-{trial}"] = matrix_figure(trial, points)
     return figures
-
-
-def points_in(figure: go.Figure) -> int:
-    """How many points a scatter figure holds (the browser test counts the same in the rendered page)."""
-    return sum(len(trace.x) for trace in figure.data if trace.x is not None)
-
-
-def to_json(figure: go.Figure) -> str:
-    return json.dumps(figure.to_plotly_json(), default=str)

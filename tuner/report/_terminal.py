@@ -9,7 +9,7 @@ from rich.table import Table
 
 from tuner.contracts.results import LevelResult
 from tuner.scoring.confirmation import study_front
-from tuner.study.records import records
+from tuner.study.records import StudyRecord, records
 
 
 def status_table(study: optuna.Study) -> Table:
@@ -76,9 +76,9 @@ def pareto_table(study: optuna.Study) -> Table:
     goals = front.goals
     param_names = sorted({name for s in front.configs for name in s.params})
     state = "confirmed medians" if front.confirmed else "UNCONFIRMED single launches"
-    replay = (study.user_attrs.get("spec") or {}).get("replay")
+    replay = StudyRecord.of(study).spec.replay
     if replay:
-        state = f"REPLAYED from {Path(replay['surface']).name}, {state}"
+        state = f"REPLAYED from {Path(replay.surface).name}, {state}"
     slo = f"; SLOs {goals.describe_slo()}" if goals.slo else ""
     table = Table(title=f"front of {study.study_name}: {' vs '.join(goals.objectives)} ({state}{slo})")
     table.add_column("trial", justify="right")
@@ -93,6 +93,6 @@ def pareto_table(study: optuna.Study) -> Table:
         c = s.components
         table.add_row(str(s.trial), str(len(s.runs)), *(_fmt_objective(n, s.values[n]) for n in goals.objectives),
                       "-" if s.spread is None else f"{s.spread:.1%}", str(s.operating_concurrency),
-                      f"{c['survival']:.2f}", f"{c['headroom']:.2f}", f"{c['consistency']:.2f}",
+                      f"{c.survival:.2f}", f"{c.headroom:.2f}", f"{c.consistency:.2f}",
                       *(_fmt_value(s.params.get(n, "-")) for n in param_names))
     return table

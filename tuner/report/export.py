@@ -17,9 +17,9 @@ import optuna
 import yaml
 
 from tuner.errors import TrialNotFound
-from tuner.server.config import REDACTED
 from tuner.scoring.confirmation import ConfigSummary, StudyFront, best_of, study_front, summaries
-from tuner.study.records import TrialRecord, confirm_repeats_of, records
+from tuner.server.config import REDACTED
+from tuner.study.records import StudyRecord, TrialRecord, records
 
 SELECTORS = {"max-throughput": None, "max-stability": "stability"}  # None: the study's rank objective
 
@@ -41,7 +41,7 @@ def select_trial(study: optuna.Study, selector: str) -> Selection:
     """A trial number, or the front's best config by one objective. Only confirmed numbers are exported when the
     study confirms (confirm.repeats > 0)."""
     front = study_front(study)
-    repeats = confirm_repeats_of(study)
+    repeats = StudyRecord.of(study).spec.confirm.repeats
     if repeats and not front.confirmed:
         raise TrialNotFound(f"study {study.study_name!r} has no confirmed config yet: the front is confirmed after the"
                             " search (confirm.repeats relaunches each); run `tuner study start` again to finish it")
@@ -67,7 +67,7 @@ def _summary_of(study: optuna.Study, front: StudyFront, number: int) -> ConfigSu
         raise TrialNotFound(f"trial {number} is trial {source_number} of study {source!r}, added by warm start: it"
                             " was not measured by this study; export it from that study, or measure it here first")
     target = record.confirms if record.confirms is not None else number
-    repeats = confirm_repeats_of(study)
+    repeats = StudyRecord.of(study).spec.confirm.repeats
     summary = next((s for s in summaries(records(study), front.goals, repeats) if s.trial == target), None)
     if summary is None or not summary.feasible:
         cls = record.outcome if record.complete else record.state.lower()
@@ -79,8 +79,7 @@ def _summary_of(study: optuna.Study, front: StudyFront, number: int) -> ConfigSu
 
 
 def vllm_config(study: optuna.Study, record: TrialRecord) -> dict[str, Any]:
-    spec = study.user_attrs.get("spec", {})
-    config: dict[str, Any] = {"model": spec.get("model")}
+    config: dict[str, Any] = {"model": StudyRecord.of(study).spec.model}
     for flag, value in record.server_flags.items():
         if value is not None:
             config[flag[2:]] = value
@@ -105,7 +104,7 @@ def _comment_block(study: optuna.Study, chosen: Selection) -> list[str]:
         lines.append(f"#   {name}: {value:,.3f}{spread}")
     if goals.slo:
         lines.append(f"# SLOs {goals.describe_slo()}: met in {summary.slo_met_runs} of {runs} launches")
-    lines.append("# stability components: " + ", ".join(f"{k} {v:.3f}" for k, v in summary.components.items()))
+    lines.append("# stability components: " + ", ".join(f"{k} {v:.3f}" for k, v in summary.components.model_dump().items()))
     for level in record.levels:
         if level.phase != "sweep":
             continue

@@ -1,6 +1,7 @@
 """The matrix report: concurrency x input length x output length for one chosen trial, and the seed-vs-best summary.
 
-    run_trial_matrix(study, trial_params, points, out_dir)   launch the trial's config once, measure every point,
+    run_trial_matrix(study, trial_params, points, out_dir)   launch the trial's config once (tuner.trial.matrix:
+                                                             classified like any trial), measure every point,
                                                              write matrix_benchmark_<name>.csv and .json
     read_matrix(path)                                        read such a CSV or JSON back ("run or read")
     summary_rows(optuna_study, spec) / render_summary(rows)  the enqueued seed configs next to the best found
@@ -15,13 +16,14 @@ from __future__ import annotations
 import csv
 import json
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from tuner.contracts.matrix import MatrixPoint, grid
 from tuner.errors import InputError
 
 if TYPE_CHECKING:
@@ -37,19 +39,10 @@ SEED_INPUT_LENS = (128, 1024, 2048, 8192)
 SEED_OUTPUT_LENS = (16, 128, 256, 512, 1024, 2048)
 
 
-# The fields of tuner.load.matrix.MatrixPoint; a type of its own so that reading a matrix file, and `tuner --help`
-# (which takes the seed grid's defaults from here), do not import the load generator (httpx, numpy).
-@dataclass(frozen=True)
-class Point:
-    concurrency: int
-    input_len: int
-    output_len: int
-
-
 def seed_grid(concurrency: Iterable[int] = SEED_CONCURRENCY, input_lens: Iterable[int] = SEED_INPUT_LENS,
-              output_lens: Iterable[int] = SEED_OUTPUT_LENS) -> list[Point]:
+              output_lens: Iterable[int] = SEED_OUTPUT_LENS) -> list[MatrixPoint]:
     """Every combination, input length outermost and concurrency innermost (low load first for each shape)."""
-    return [Point(c, i, o) for i in input_lens for o in output_lens for c in concurrency]
+    return grid(concurrency, input_lens, output_lens)
 
 
 class MatrixRow(BaseModel):
@@ -77,7 +70,7 @@ class MatrixRow(BaseModel):
 COLUMNS = list(MatrixRow.model_fields)
 
 
-def row_from_level(point: Point, level: "LevelResult") -> MatrixRow:
+def row_from_level(point: MatrixPoint, level: LevelResult) -> MatrixRow:
     return MatrixRow(
         concurrency=point.concurrency, input_len=point.input_len, output_len=point.output_len,
         requests=level.requests, completed=level.completed, failed=level.failed, duration_s=level.duration_s,
@@ -119,58 +112,40 @@ def read_matrix(path: Path) -> list[MatrixRow]:
         raise InputError(str(path), "", f"not a matrix_benchmark file ({str(exc).splitlines()[0]})") from None
 
 
-def measure_matrix(base_url: str, model: str, points: Sequence[Point], requests_per_point: int | None = None,
-                   warmup_rounds: int = 1, endpoint: str = "/v1/completions", request_timeout_s: float = 600.0,
-                   level_timeout_s: float = 3600.0, vocab_size: int | None = None,
-                   on_point: Callable[[Point, MatrixRow], None] | None = None) -> list[MatrixRow]:
-    """Measure every point against one running server (each point warms up on its own shape first)."""
-    from tuner.load.matrix import MatrixPoint, run_matrix
-    from tuner.load.runner import LevelOptions
-    from tuner.load.workload import Workload
-
-    first = points[0] if points else Point(1, 1, 1)  # run_matrix sets each point's lengths; these are placeholders
-    workload = Workload(model=model, input_len=first.input_len, output_len=first.output_len, endpoint=endpoint,
-                        vocab_size=vocab_size)
-    options = LevelOptions(request_timeout_s=request_timeout_s, level_timeout_s=level_timeout_s)
-    rows: list[MatrixRow] = []
-
-    def record(measured: MatrixPoint, level: "LevelResult") -> None:
-        point = Point(measured.concurrency, measured.input_len, measured.output_len)
-        rows.append(row_from_level(point, level))
-        if on_point:
-            on_point(point, rows[-1])
-
-    run_matrix(base_url, workload, [MatrixPoint(p.concurrency, p.input_len, p.output_len) for p in points],
-               requests_per_point, warmup_rounds, options, record)
-    return rows
+@dataclass(frozen=True)
+class MatrixFiles:
+    csv_path: Path
+    json_path: Path
+    rows: list[MatrixRow]
+    failure: str = ""  # "died_under_load: ...": the launch failed; the rows are the points measured before it
 
 
-def run_trial_matrix(study: "Study", params: dict[str, Any], points: Sequence[Point], out_dir: Path, name: str,
-                     requests_per_point: int | None = None, log_path: Path | None = None) -> tuple[Path, Path]:
+def run_trial_matrix(study: Study, params: dict[str, Any], points: Sequence[MatrixPoint], out_dir: Path, name: str,
+                     requests_per_point: int | None = None, log_path: Path | None = None) -> MatrixFiles:
     """Launch one configuration of the study (e.g. the best trial's params), measure the matrix, tear it down."""
     from tuner.server.config import build_server_config
-    from tuner.server.process import ServerProcess
-    from tuner.server.startup import prepare_compile_cache, startup_attrs, with_compile_cache
+    from tuner.trial.matrix import run_matrix_launch
 
     spec = study.spec
-    config = with_compile_cache(build_server_config(spec, study.space, params), spec.compile_cache_dir)
+    config = build_server_config(spec, study.space, params)
     # A point whose prompt plus output exceeds the config's max-model-len would only measure HTTP 400s: skip it.
     mml = config.flags.get("--max-model-len")
     runnable = [p for p in points if mml is None or p.input_len + p.output_len <= int(mml)]
     skipped = [p for p in points if p not in runnable]
     log = log_path or out_dir / f"matrix_benchmark_{name}.server.log"
     out_dir.mkdir(parents=True, exist_ok=True)
-    cache_before = prepare_compile_cache(config)
-    with ServerProcess(config, log, spec.timeouts, host=spec.server.host) as server:
-        startup_s = server.wait_ready()
-        started = time.time()
-        rows = measure_matrix(server.base_url, spec.model, runnable, requests_per_point, spec.load.warmup_rounds,
-                              spec.load.endpoint, spec.load.request_timeout_s, spec.load.level_timeout_s)
-    meta = {"study": spec.name, "model": spec.model, "params": params, "argv": server.argv,
-            "env": config.redacted_env(), "started_at": started,
-            "startup": startup_attrs(config, server.log_text(), startup_s, cache_before), "points": len(runnable),
-            "skipped_longer_than_max_model_len": [p.__dict__ for p in skipped]}
-    return write_matrix(rows, out_dir, name, meta)
+    started = time.time()
+    outcome, measured = run_matrix_launch(config, runnable, spec.load, spec.timeouts, str(log),
+                                          host=spec.server.host, requests_per_point=requests_per_point)
+    result = outcome.result
+    failure = f"{result.failure_class}: {result.failure_detail}" if result.failure_class else ""
+    rows = [row_from_level(point, level) for point, level in measured]
+    meta = {"study": spec.name, "model": spec.model, "params": params, "argv": result.argv, "env": result.env,
+            "started_at": started, "startup": result.startup, "points": len(runnable),
+            "skipped_longer_than_max_model_len": [asdict(p) for p in skipped],
+            "failure_class": result.failure_class, "failure_detail": result.failure_detail}
+    csv_path, json_path = write_matrix(rows, out_dir, name, meta)
+    return MatrixFiles(csv_path, json_path, rows, failure)
 
 
 # -- seed configs versus the best found ---------------------------------------------------------------------------
@@ -185,7 +160,7 @@ class SummaryRow(BaseModel):
     outcome: str = ""  # "ok", a failure class, "predicted <class>" or "not run yet"
 
 
-def summary_rows(optuna_study: "optuna.Study", spec: "StudySpec") -> list[SummaryRow]:
+def summary_rows(optuna_study: optuna.Study, spec: StudySpec) -> list[SummaryRow]:
     """The enqueued seed configs, in the study file's order, then the best trial by throughput and by stability."""
     from tuner.study.records import best_by, records
 
@@ -204,7 +179,7 @@ def summary_rows(optuna_study: "optuna.Study", spec: "StudySpec") -> list[Summar
     return rows
 
 
-def _row(label: str, r: "TrialRecord") -> SummaryRow:
+def _row(label: str, r: TrialRecord) -> SummaryRow:
     if r.predicted:
         outcome = f"predicted {r.failure_class}"
     elif r.failure_class and not r.feasible:

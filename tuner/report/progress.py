@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -36,13 +37,13 @@ class ProgressDisplay:
         self._last_event = ""
         self._last_refresh = 0.0
 
-    def __enter__(self) -> "ProgressDisplay":
+    def __enter__(self) -> ProgressDisplay:
         if self.console.is_terminal:
             self.live = Live(console=self.console, refresh_per_second=2, transient=False)
             self.live.__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *exc: Any) -> None:
         if self.live:
             self.live.__exit__(*exc)
 

@@ -21,14 +21,20 @@ measured rates and latencies; 0.05 for stability). Noise alone therefore cannot 
 """
 from __future__ import annotations
 
-import json
 import statistics
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+import optuna
+from pydantic import BaseModel, ConfigDict, Field
+
+from tuner.contracts.outcomes import FailureClass, Outcome
 from tuner.scoring.objectives import STABILITY, Goals, direction_of
-from tuner.scoring.score import relative_mad
-from tuner.study.records import TrialRecord
+from tuner.scoring.score import Evidence, StabilityComponents, relative_mad
+
+if TYPE_CHECKING:  # the records store ConfigSummary; this module only reads records
+    from tuner.study.records import TrialRecord
 
 DEFAULT_NOISE = 0.05
 MIN_NOISE = 0.01
@@ -36,26 +42,22 @@ NOISE_MULTIPLE = 2.0
 STABILITY_TOLERANCE = 0.05
 
 
-@dataclass
-class ConfigSummary:
+class ConfigSummary(BaseModel):
+    """A config's launches combined; stored with the study for each confirmed config (tuner.study.records)."""
+
+    model_config = ConfigDict(extra="ignore")
+
     trial: int  # the search trial that found the config
-    params: dict
+    params: dict[str, Any]
     runs: list[int]  # trial numbers: the search trial first, then its confirmations
     confirmed: bool  # relaunched as many times as the study asks
     feasible: bool  # at least half its launches found an operating point that met every SLO
     values: dict[str, float]  # objective -> combined value
     spread: float | None  # MAD / median of the rank objective across runs
-    components: dict[str, float]
+    components: StabilityComponents  # survival: the share of launches that lived through every phase
     operating_concurrency: int | None
     slo_met_runs: int = 0
-    outcomes: list[str] = field(default_factory=list)
-
-    def stored(self) -> dict:
-        return asdict(self)
-
-
-def config_key(params: dict) -> str:
-    return json.dumps(params, sort_keys=True, default=str)
+    outcomes: list[Outcome | FailureClass] = Field(default_factory=list)
 
 
 def group_runs(records: Sequence[TrialRecord]) -> dict[int, list[TrialRecord]]:
@@ -68,7 +70,7 @@ def group_runs(records: Sequence[TrialRecord]) -> dict[int, list[TrialRecord]]:
 
 
 def machine_noise(records: Sequence[TrialRecord], goals: Goals) -> float:
-    within = [s for r in records if (s := r.score.get("evidence", {}).get("repeat_spread")) is not None]
+    within = [s for r in records if r.score is not None and (s := r.score.evidence.repeat_spread) is not None]
     across = []
     for runs in group_runs(records).values():
         if len(runs) > 1:
@@ -90,17 +92,15 @@ def summarize(runs: Sequence[TrialRecord], goals: Goals, noise: float, repeats: 
             values[name] = statistics.median(xs) if xs else worst
     rank = [v for r in met if (v := r.run_value(goals.rank_metric)) is not None]
     spread = relative_mad(rank) if len(rank) > 1 else None
-    evidence = [r.score.get("evidence") or {} for r in runs]
-    requests = sum(e.get("requests", 0) for e in evidence)
-    components = {
-        "survival": statistics.mean(1.0 if e.get("survived", e.get("phases_lived", 0) >= e.get("phases_planned", 1))
-                                    else 0.0 for e in evidence),
-        "success": sum(e.get("completed", 0) for e in evidence) / requests if requests else 0.0,
-        "headroom": 1.0 - min(1.0, sum(e.get("preemptions", 0.0) for e in evidence) / requests) if requests else 0.0,
-        "consistency": consistency(spread, noise),
-    }
-    stability = components["survival"] * components["success"] * components["headroom"] * components["consistency"]
-    components["score"] = stability
+    evidence = [r.score.evidence if r.score is not None else Evidence() for r in runs]  # no score: lived nothing
+    requests = sum(e.requests for e in evidence)
+    components = StabilityComponents(
+        survival=statistics.mean(1.0 if e.lived_through else 0.0 for e in evidence),
+        success=sum(e.completed for e in evidence) / requests if requests else 0.0,
+        headroom=1.0 - min(1.0, sum(e.preemptions for e in evidence) / requests) if requests else 0.0,
+        consistency=consistency(spread, noise),
+    )
+    stability = components.score
     if STABILITY in goals.objectives:
         values[STABILITY] = stability
     concurrencies = [r.operating_concurrency for r in met if r.operating_concurrency]
@@ -183,10 +183,11 @@ class StudyFront:
     noise: float
 
 
-def study_front(study) -> StudyFront:  # an optuna.Study
-    from tuner.study.records import confirm_repeats_of, goals_of, records
+def study_front(study: optuna.Study) -> StudyFront:
+    from tuner.study.records import StudyRecord, records
 
-    goals, repeats = goals_of(study), confirm_repeats_of(study)
+    spec = StudyRecord.of(study).spec
+    goals, repeats = spec.goals(), spec.confirm.repeats
     recs = records(study)
     noise = machine_noise(recs, goals)
     confirmed = confirmed_front(recs, goals, repeats) if repeats else []

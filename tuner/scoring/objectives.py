@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -68,6 +68,16 @@ class Goals:
     # A level meets an SLO when it beats the limit by this fraction: a p99 measured again after a relaunch moves by
     # 10-30 % on a busy host, and a point chosen right at the limit would then miss it half the time.
     slo_margin: float = 0.0
+
+    @classmethod
+    def on_slice(cls, objectives: Sequence[str], slo: Mapping[str, float], hardware: str | None,
+                 price_per_slice_hour: float | None, slo_margin: float) -> Goals:
+        """The goals of a study on the named slice (its chip count prices per-chip objectives); None: one chip."""
+        from tuner.capacity.hardware import SLICES
+
+        chips = SLICES[hardware].count if hardware in SLICES else 1
+        return cls(objectives=tuple(objectives) or DEFAULT_OBJECTIVES, slo=dict(slo), chips=chips,
+                   price_per_slice_hour=price_per_slice_hour, slo_margin=slo_margin)
 
     def held_limit(self, name: str) -> float:
         """The value a level must not exceed for the SLO `name`: its limit less the margin."""

@@ -25,10 +25,12 @@ Stability of one launch, a product of components in [0, 1] (one bad component ca
 from __future__ import annotations
 
 import statistics
-from dataclasses import asdict, dataclass, field
 
-from tuner.scoring.objectives import STABILITY, Goals, LoadPoint, direction_of, load_points, operating_point
+from pydantic import BaseModel, ConfigDict, Field, computed_field
+
+from tuner.contracts.outcomes import FailureClass, Outcome
 from tuner.contracts.results import LevelResult, TrialResult
+from tuner.scoring.objectives import STABILITY, Goals, LoadPoint, direction_of, load_points, operating_point
 
 CONFIG_FAILURE = "config_failure"
 SLO = "slo"
@@ -38,44 +40,54 @@ MET = -1.0
 VIOLATED = 1.0
 
 
-@dataclass(frozen=True)
-class StabilityComponents:
+class _Stored(BaseModel):
+    # Stored with the trial and read back by tuner.study.records: fields tuner no longer writes are ignored, so
+    # storages written by any version still load.
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class StabilityComponents(_Stored):
     survival: float
     success: float
     headroom: float
     consistency: float = 1.0
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def score(self) -> float:
         return self.survival * self.success * self.headroom * self.consistency
 
 
-@dataclass(frozen=True)
-class Evidence:
+class Evidence(_Stored):
     """What one launch says about risk and noise; kept with the trial so launches can be combined later."""
 
-    phases_planned: int
-    phases_lived: int
-    survived: bool  # the server lived through every phase (no startup failure, no death, no hang)
-    requests: int
-    completed: int
-    preemptions: float
-    peak_kv_usage: float | None
-    repeat_spread: float | None  # relative deviation of the repeated top level within this launch: machine noise
+    phases_planned: int = 1
+    phases_lived: int = 0
+    survived: bool | None = None  # the server lived through every phase (None: stored before this was kept)
+    requests: int = 0
+    completed: int = 0
+    preemptions: float = 0.0
+    peak_kv_usage: float | None = None
+    repeat_spread: float | None = None  # relative deviation of the repeated top level within this launch: noise
+
+    @property
+    def lived_through(self) -> bool:
+        if self.survived is not None:
+            return self.survived
+        return self.phases_lived >= self.phases_planned
 
 
-@dataclass(frozen=True)
-class Score:
-    outcome: str
-    detail: str
-    values: dict[str, float]  # objective name -> value, in the study's objective order
-    constraints: dict[str, float]  # > 0 violated
+class Score(_Stored):
+    outcome: Outcome | FailureClass
+    detail: str = ""
+    values: dict[str, float] = Field(default_factory=dict)  # objective name -> value, in the objective order
+    constraints: dict[str, float] = Field(default_factory=dict)  # > 0 violated
     components: StabilityComponents
-    evidence: Evidence
+    evidence: Evidence = Field(default_factory=Evidence)
     operating_point: str | None = None  # "c=16": where the level objectives were read
     operating_concurrency: int | None = None
     operating_rate: float | None = None  # open loop: the arrival rate of the operating point
-    flags: list[str] = field(default_factory=list)  # why levels were left out
+    flags: list[str] = Field(default_factory=list)  # why levels were left out
 
     @property
     def feasible(self) -> bool:
@@ -83,12 +95,6 @@ class Score:
 
     def ordered_values(self, goals: Goals) -> list[float]:
         return [self.values[name] for name in goals.objectives]
-
-    def stored(self) -> dict:
-        """The JSON kept with the trial (user attribute `score`)."""
-        data = asdict(self)
-        data["components"]["score"] = self.components.score
-        return data
 
 
 def _phase_key(level: LevelResult) -> tuple[str, int, float | None, int]:
@@ -154,22 +160,25 @@ def score_run(result: TrialResult, goals: Goals) -> Score:
                     if w.split(":")[0] in ("client_saturated", "token_mismatch", "implausible", "server_died")})
     if not load_points(result.levels):
         if result.failure_class or not measured:  # it never served a level that can be scored: the config's fault
-            return _penalized(result.failure_class or "no_measurement",
+            return _penalized(result.failure_class or Outcome.NO_MEASUREMENT,
                               result.failure_detail or "no level completed a request", CONFIG_FAILURE, goals,
                               components, evidence, flags)
-        return _penalized("unreliable", "every measured level was flagged: " + ", ".join(flags), MEASUREMENT, goals,
+        return _penalized(Outcome.UNRELIABLE, "every measured level was flagged: " + ", ".join(flags), MEASUREMENT, goals,
                           components, evidence, flags)
     point, excess = operating_point(result.levels, goals)
     if point is None:
         closest = min(load_points(result.levels), key=lambda p: p.slo_excess(goals))
         values = _values(closest, goals, components)
         constraints = {CONFIG_FAILURE: MET, SLO: excess, MEASUREMENT: MET}
-        return Score("slo_miss", _miss_detail(closest, goals), values, constraints, components, evidence,
-                     closest.key, closest.concurrency, closest.rate, flags)
+        return Score(outcome=Outcome.SLO_MISS, detail=_miss_detail(closest, goals), values=values,
+                     constraints=constraints, components=components, evidence=evidence,
+                     operating_point=closest.key, operating_concurrency=closest.concurrency,
+                     operating_rate=closest.rate, flags=flags)
     constraints = {CONFIG_FAILURE: MET, SLO: min(excess, 0.0) if goals.slo else MET, MEASUREMENT: MET}
-    outcome = result.failure_class or "measured"
-    return Score(outcome, result.failure_detail, _values(point, goals, components), constraints, components,
-                 evidence, point.key, point.concurrency, point.rate, flags)
+    return Score(outcome=result.failure_class or Outcome.MEASURED, detail=result.failure_detail,
+                 values=_values(point, goals, components), constraints=constraints, components=components,
+                 evidence=evidence, operating_point=point.key, operating_concurrency=point.concurrency,
+                 operating_rate=point.rate, flags=flags)
 
 
 def _values(point: LoadPoint, goals: Goals, components: StabilityComponents) -> dict[str, float]:
@@ -185,12 +194,13 @@ def _values(point: LoadPoint, goals: Goals, components: StabilityComponents) -> 
     return values
 
 
-def _penalized(outcome: str, detail: str, constraint: str, goals: Goals, components: StabilityComponents,
+def _penalized(outcome: Outcome | FailureClass, detail: str, constraint: str, goals: Goals, components: StabilityComponents,
                evidence: Evidence, flags: list[str]) -> Score:
     constraints = {name: (VIOLATED if name == constraint else MET) for name in CONSTRAINT_NAMES}
     values = dict(zip(goals.objectives, goals.worst()))
     values.setdefault(goals.rank_metric, 0.0 if direction_of(goals.rank_metric) == "maximize" else float("inf"))
-    return Score(outcome, detail, values, constraints, components, evidence, None, None, None, flags)
+    return Score(outcome=outcome, detail=detail, values=values, constraints=constraints, components=components,
+                 evidence=evidence, flags=flags)
 
 
 def _miss_detail(point: LoadPoint, goals: Goals) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tuner.inputs.search_space import SearchSpace
@@ -16,6 +16,7 @@ from tuner.inputs.spec import DEFAULT_SERVER_NICE, StudySpec
 
 SECRET_NAME = re.compile(r"TOKEN|KEY|SECRET|PASSWORD", re.IGNORECASE)
 REDACTED = "***"
+COMPILE_CACHE_ENV = "VLLM_XLA_CACHE_PATH"  # the XLA compile cache (TPU); set per worker by the study
 
 
 @dataclass(frozen=True)
@@ -70,8 +71,16 @@ def redact_text(text: str, env: dict[str, str]) -> str:
     return text
 
 
+def with_compile_cache(config: ServerConfig, cache_dir: str | None) -> ServerConfig:
+    """Point the server at the worker's persistent compile cache, unless the study already sets the variable."""
+    if not cache_dir or COMPILE_CACHE_ENV in config.env:
+        return config
+    return replace(config, env={**config.env, COMPILE_CACHE_ENV: cache_dir})
+
+
 def build_server_config(spec: StudySpec, space: SearchSpace, params: dict[str, Any]) -> ServerConfig:
-    """Merge the study's fixed flags and env with the sampled parameters into one ServerConfig."""
+    """Merge the study's fixed flags and env with the sampled parameters into one ServerConfig, pointed at the
+    study's compile cache (`compile_cache_dir`): the one way every launch, plan and matrix run gets its config."""
     flags: dict[str, Any] = dict(spec.server.flags)
     env: dict[str, str] = dict(spec.server.env)
     json_keys: dict[str, dict[str, Any]] = {}
@@ -82,10 +91,11 @@ def build_server_config(spec: StudySpec, space: SearchSpace, params: dict[str, A
         if p.env:
             env[p.env] = str(int(value) if isinstance(value, bool) else value)
         elif p.key:
-            json_keys.setdefault(p.flag, {})[p.key] = value
+            json_keys.setdefault(p.flag_name, {})[p.key] = value
         else:
-            flags[p.flag] = value
+            flags[p.flag_name] = value
     for flag, keys in json_keys.items():
         flags[flag] = {**space.json_flags.get(flag, {}), **keys}
-    return ServerConfig(command=tuple(spec.server.command), model=spec.model, flags=flags, env=env,
-                        nice=spec.server.nice)
+    config = ServerConfig(command=tuple(spec.server.command), model=spec.model, flags=flags, env=env,
+                          nice=spec.server.nice)
+    return with_compile_cache(config, spec.compile_cache_dir)

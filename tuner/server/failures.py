@@ -23,27 +23,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import Enum
 
+from tuner.contracts.outcomes import FailureClass
 from tuner.server.device import DeviceUser
-
-
-class FailureClass(str, Enum):
-    OOM = "oom"
-    KV_CAPACITY = "kv_capacity"
-    INVALID_CONFIG = "invalid_config"
-    CRASH = "crash"
-    STARTUP_TIMEOUT = "startup_timeout"
-    DIED_UNDER_LOAD = "died_under_load"
-    UNRESPONSIVE = "unresponsive"
-    INFRA = "infra"
-    TUNER_ERROR = "tuner_error"  # an exception in tuner's own code: a bug to report, never the config's fault
-    SETUP_ERROR = "setup_error"  # the user's setup cannot serve the study (no tokenizer endpoints): exit 2
-
-    @property
-    def is_config_failure(self) -> bool:
-        """The configuration is to blame: penalize the trial so the sampler learns the boundary."""
-        return self not in (FailureClass.INFRA, FailureClass.TUNER_ERROR, FailureClass.SETUP_ERROR)
 
 
 @dataclass(frozen=True)

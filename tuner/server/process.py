@@ -20,11 +20,11 @@ from pathlib import Path
 import httpx
 
 from tuner.errors import ServerGone, ServerStartupFailed
+from tuner.inputs.spec import Timeouts
 from tuner.server.client import server_client
+from tuner.server.config import ServerConfig
 from tuner.server.device import other_device_users
 from tuner.server.failures import Diagnosis, FailureClass, classify, first_fatal_line, needs_device_users
-from tuner.server.config import ServerConfig
-from tuner.inputs.spec import Timeouts
 
 POLL_S = 0.25
 TAIL_BYTES = 256 * 1024
@@ -124,7 +124,7 @@ class ServerProcess:
                 if code is not None:
                     time.sleep(POLL_S)  # let the last log lines land
                     diagnosis = self.diagnose(code)
-                    raise ServerStartupFailed(diagnosis.failure_class.value, diagnosis.detail)
+                    raise ServerStartupFailed(diagnosis.failure_class, diagnosis.detail)
                 if self._healthy(client):
                     self.startup_s = time.monotonic() - self.started_at
                     return self.startup_s
@@ -134,10 +134,10 @@ class ServerProcess:
                 now = time.monotonic()
                 if fatal_seen_at is not None and now - fatal_seen_at > self.timeouts.fatal_log_grace_s:
                     diagnosis = self.diagnose(None)
-                    raise ServerStartupFailed(diagnosis.failure_class.value, diagnosis.detail)
+                    raise ServerStartupFailed(diagnosis.failure_class, diagnosis.detail)
                 if now > deadline:
                     raise ServerStartupFailed(
-                        FailureClass.STARTUP_TIMEOUT.value,
+                        FailureClass.STARTUP_TIMEOUT,
                         f"/health did not answer 200 within {self.timeouts.startup_s:g} s",
                     )
                 time.sleep(POLL_S)
@@ -191,7 +191,7 @@ class ServerProcess:
             self._proc.stdin.close()
         return code
 
-    def __enter__(self) -> "ServerProcess":
+    def __enter__(self) -> ServerProcess:
         self.start()
         return self
 

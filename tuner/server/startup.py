@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from tuner.server.config import ServerConfig
+from tuner.server.config import COMPILE_CACHE_ENV, ServerConfig, with_compile_cache
 
-COMPILE_CACHE_ENV = "VLLM_XLA_CACHE_PATH"
+__all__ = ["COMPILE_CACHE_ENV", "with_compile_cache"]  # re-exported: the cache's env var is the config's (config)
 CacheState = Literal["warm", "partial", "cold", "none", "unknown"]
 
 _TS = re.compile(r"(?:INFO|WARNING|ERROR|DEBUG|CRITICAL)\s+(\d\d-\d\d \d\d:\d\d:\d\d)")
@@ -120,9 +120,7 @@ def parse_startup(log_text: str, measured_total_s: float | None = None,
     for i, line in enumerate(lines):
         if load_start is None and _LOAD_START.search(line):
             load_start = i
-        if m := _MODEL_LOADING.search(line):
-            load_s, load_end = float(m.group(1)), i
-        elif (m := _WEIGHTS.search(line)) and load_s is None:
+        if (m := _MODEL_LOADING.search(line)) or ((m := _WEIGHTS.search(line)) and load_s is None):
             load_s, load_end = float(m.group(1)), i
         if m := _TORCH_COMPILE.search(line):
             compile_s, source = float(m.group(1)), "torch.compile"
@@ -168,13 +166,6 @@ def cache_state(before: CacheSnapshot | None, after: CacheSnapshot | None, warm_
     if before.files == 0:
         return "cold"
     return "warm" if after.files <= before.files and not cold_marker else "partial"
-
-
-def with_compile_cache(config: ServerConfig, cache_dir: str | None) -> ServerConfig:
-    """Point the server at the worker's persistent compile cache, unless the study already sets the variable."""
-    if not cache_dir or COMPILE_CACHE_ENV in config.env:
-        return config
-    return replace(config, env={**config.env, COMPILE_CACHE_ENV: cache_dir})
 
 
 def compile_cache_dir_of(config: ServerConfig) -> str | None:

@@ -1,16 +1,21 @@
-"""The study: Optuna proposes flag combinations, Ray workers measure them, the driver records and scores them.
+"""The study: Optuna proposes flag combinations, workers measure them, the driver records and scores them.
 
+    api           the library entry point: prepare (check a study file), run (start or resume), open_study
+    _runner       the loop: budget, infra retries, confirmation runs, stop on a tuner bug, progress
     _bookkeeping  the Optuna side: create or load, propose the next config (with the pre-launch check), record
                   and tell each trial's result, keep its artifacts
-    _executor     the Ray side: one task per attempt on a free slice; Ray's failures mapped to failure classes
+    _executor     where attempts run: Ray tasks on free slices (Ray's failures mapped to failure classes), or
+                  threads of this process (LocalExecutor)
     _lease        which driver holds a RUNNING trial: heartbeats it renews, expiry after a grace (several drivers
                   on one study; a killed driver's trials re-queued)
-    _runner       the loop between them: budget, infra retries, stop on a tuner bug, progress
+    _sampler      which Optuna sampler (auto: GP, or TPE with a constant liar for parallel trials)
     records       what a study stores per trial and per study, and the only code that reads or writes it
     storage       Optuna storage URLs (SQLite, PostgreSQL)
     replay        a recorded response surface answering trials instead of servers (the search benchmark)
     warm_start    finished trials of another study seeding this one's sampler
+    _optuna       every private Optuna name tuner uses, each with why no public API serves
     _ray_guard    Ray's agents end with a killed driver
+
 The driver is the only writer to storage. Importing a submodule (the records, say) does not import Ray or the
 loop: the names below are loaded on first use.
 """
@@ -20,6 +25,8 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
+    "PreparedStudy": "tuner.study.api", "prepare": "tuner.study.api", "run": "tuner.study.api",
+    "open_study": "tuner.study.api", "Executor": "tuner.study._executor", "LocalExecutor": "tuner.study._executor",
     "create_or_load": "tuner.study._bookkeeping", "recover_interrupted": "tuner.study._bookkeeping",
     "stored_spec": "tuner.study._bookkeeping", "WORKER_ENV": "tuner.study._executor",
     "outcome_of_ray_error": "tuner.study._executor", "ray_options": "tuner.study._executor",

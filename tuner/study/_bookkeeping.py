@@ -10,30 +10,43 @@ import json
 import tempfile
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Sequence
 from typing import Any
 
 import optuna
 from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
-from tuner.server.failures import FailureClass
 from tuner.capacity.failure_rules import KnownFailure, predict_kv_capacity
 from tuner.capacity.prelaunch import Prescreen, model_context, pre_launch
 from tuner.contracts.results import TrialResult
+from tuner.contracts.sweep import TrialOutcome
+from tuner.inputs.spec import Study
 from tuner.scoring.confirmation import candidates, study_front, summaries
 from tuner.scoring.score import Score, score_run
 from tuner.server.config import ServerConfig, build_server_config, redact_env
-from tuner.inputs.spec import Study
-from tuner.server.startup import with_compile_cache
-from tuner.study.records import TrialRecord
-from tuner.contracts.sweep import TrialOutcome
+from tuner.server.failures import FailureClass
 from tuner.study._lease import Lease, claimed_before
-from tuner.study._sampler import choose_sampler, make_sampler
+from tuner.study._optuna import enqueued_params, storage_of, trial_id_of
+from tuner.study._sampler import SamplerChoice, choose_sampler, make_sampler
+from tuner.study.records import (
+    TrialRecord,
+    confirms_of,
+    duplicate_attrs,
+    enqueue_attrs,
+    failure_attrs,
+    measures_its_params,
+    requeue_attrs,
+    requeued_from,
+    set_attrs,
+    was_enqueued,
+    write_confirmed,
+    write_created,
+    write_sampler,
+)
 from tuner.study.warm_start import WarmTrial, add_warm_trials
-
 
 PROPOSING_WAIT_S = 10.0  # how long a proposal waits for an earlier one another driver is still writing
 
@@ -43,7 +56,7 @@ def _may_become(partial: dict[str, Any], params: dict[str, Any]) -> bool:
     return len(partial) < len(params) and all(params.get(k, object()) == v for k, v in partial.items())
 
 
-def _dominates(a: list[float], b: list[float], directions: list[str]) -> bool:
+def _dominates(a: Sequence[float], b: Sequence[float], directions: Sequence[str]) -> bool:
     """a is at least as good as b in every objective (so b adds nothing to a front holding a)."""
     return all((x >= y) if d == "maximize" else (x <= y) for x, y, d in zip(a, b, directions))
 
@@ -60,11 +73,12 @@ def artifact_dir(runs_dir: Path | str) -> Path:
 
 
 def create_or_load(study: Study, storage: optuna.storages.BaseStorage, name: str,
-                   warm: Sequence[WarmTrial] = ()) -> optuna.Study:
+                   warm: Sequence[WarmTrial] = (), sampler_choice: SamplerChoice | None = None) -> optuna.Study:
     """Create the study (or load it to continue), seed it with `warm` trials not added before, and queue the study
-    file's new `enqueue` entries."""
+    file's new `enqueue` entries. `sampler_choice`: this run's sampler (default: choose_sampler's)."""
+    choice = sampler_choice or choose_sampler(study)
     existing = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage)}
-    sampler = make_sampler(study, seed_offset=existing.get(name, 0))
+    sampler = make_sampler(study, seed_offset=existing.get(name, 0), choice=choice)
     goals = study.spec.goals()
     optuna_study = optuna.create_study(study_name=name, storage=storage, sampler=sampler,
                                        directions=goals.directions, load_if_exists=True)
@@ -72,10 +86,9 @@ def create_or_load(study: Study, storage: optuna.storages.BaseStorage, name: str
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ExperimentalWarning)
             optuna_study.set_metric_names(list(goals.objectives))
-        optuna_study.set_user_attr("study_file", str(study.path))
-        optuna_study.set_user_attr("spec", stored_spec(study))
-        optuna_study.set_user_attr("artifact_dir", str(artifact_dir(study.spec.runs_dir).absolute()))
-    optuna_study.set_user_attr("sampler", choose_sampler(study).name)  # this run's: `auto` can choose anew on resume
+        write_created(optuna_study, str(study.path), stored_spec(study),
+                      str(artifact_dir(study.spec.runs_dir).absolute()))
+    write_sampler(optuna_study, choice.name)
     add_warm_trials(optuna_study, list(warm))
     enqueue_new(study, optuna_study)
     return optuna_study
@@ -85,14 +98,13 @@ def enqueue_new(study: Study, optuna_study: optuna.Study) -> list[dict[str, Any]
     """Queue the study file's `enqueue` entries not queued before: entries added to the file after the study was
     created run on the next `study start` too, and no entry runs more often than the file lists it. Returns the
     entries queued now."""
-    queued = [t.system_attrs.get("fixed_params") or t.params
-              for t in optuna_study.get_trials(deepcopy=False) if t.user_attrs.get("enqueued")]
+    queued = [enqueued_params(t) for t in optuna_study.get_trials(deepcopy=False) if was_enqueued(t)]
     added = []
     for params in study.spec.enqueue:
         if params in queued:
             queued.remove(params)  # this listing of it was queued before
             continue
-        optuna_study.enqueue_trial(params, user_attrs={"enqueued": True})
+        optuna_study.enqueue_trial(params, user_attrs=enqueue_attrs())
         added.append(params)
     return added
 
@@ -105,34 +117,26 @@ def recover_interrupted(optuna_study: optuna.Study, lease: Lease | None = None) 
     exactly once."""
     # Optuna has no public API to set attributes on a trial another process left RUNNING: its storage API, with the
     # trial's storage id, is the way (Study.tell by number alone cannot record why the trial failed).
-    storage = optuna_study._storage  # noqa: SLF001
+    storage = storage_of(optuna_study)
+    why = failure_attrs(FailureClass.INFRA, "the tuner driver running this trial stopped (its lease expired); re-queued")
     gone = lease.expired() if lease is not None else optuna_study.get_trials(deepcopy=False,
                                                                              states=(TrialState.RUNNING,))
     recovered = []
     for t in gone:
-        trial_id = t._trial_id  # noqa: SLF001
+        trial_id = trial_id_of(t)
         try:
             # Attributes first: a finished trial takes none. Another driver writing the same ones is harmless.
-            storage.set_trial_user_attr(trial_id, "failure_class", FailureClass.INFRA.value)
-            storage.set_trial_user_attr(trial_id, "failure_detail", "the tuner driver running this trial stopped"
-                                        " (its lease expired); re-queued")
+            for key, value in why.items():
+                storage.set_trial_user_attr(trial_id, key, value)
             won = storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
         except UpdateFinishedTrialError:
             continue  # finished meanwhile: by its own driver, or failed by another driver that found it first
         if not won:
             continue
         if t.params:
-            optuna_study.enqueue_trial(t.params, user_attrs=requeue_attrs(t.number, t.user_attrs))
+            optuna_study.enqueue_trial(t.params, user_attrs=requeue_attrs(t))
         recovered.append(t.number)
     return recovered
-
-
-def requeue_attrs(number: int, attrs: dict[str, Any]) -> dict[str, Any]:
-    """What a re-queued trial carries: where it came from, and the search trial it confirms, if any."""
-    carried = {"requeued_from": number}
-    if attrs.get("confirms") is not None:
-        carried["confirms"] = attrs["confirms"]
-    return carried
 
 
 @dataclass
@@ -146,7 +150,15 @@ class Proposal:
     @property
     def confirms(self) -> int | None:
         """For a confirmation run: the search trial it relaunches."""
-        return self.trial.user_attrs.get("confirms")
+        return confirms_of(self.trial)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A proposal recorded without a launch: a duplicate answered from an earlier trial, or a rule breaker or
+    predicted non-fit told as penalized. What to tell the user about it."""
+
+    message: str
 
 
 @dataclass
@@ -171,16 +183,15 @@ class Bookkeeper:
         self.artifact_store = self._open_artifact_store()
 
     # -- asking ---------------------------------------------------------------------------------------------
-    def propose(self) -> Proposal | str:
+    def propose(self) -> Proposal | Recorded:
         """The next config to launch, or what happened instead (a duplicate, or a rule breaker / predicted non-fit,
         recorded here as penalized without a launch)."""
         trial = self.optuna_study.ask()
         params = self.study.space.sample(trial)
-        earlier = None if trial.user_attrs.get("confirms") is not None else self._same_params(params, trial)
+        earlier = None if confirms_of(trial) is not None else self._same_params(params, trial)
         if earlier is not None:
             return self._answer_duplicate(trial, earlier)
-        config = with_compile_cache(build_server_config(self.spec, self.study.space, params),
-                                    self.spec.compile_cache_dir)
+        config = build_server_config(self.spec, self.study.space, params)
         proposal = Proposal(trial, params, config)
         verdict = pre_launch(self.study, params, config, self.fit_context)
         if verdict.launch and self.spec.predict_from_failures:
@@ -188,15 +199,15 @@ class Bookkeeper:
         if verdict.launch:
             return proposal
         result = TrialResult(argv=[], env={}, failure_class=verdict.failure_class, failure_detail=verdict.detail)
-        self.tell(proposal, result, attempts=0, extra=verdict.user_attrs())
-        return f"trial {trial.number} done: penalized: {result.failure_class} (predicted, not launched)"
+        self.tell(proposal, result, attempts=0, prediction=verdict)
+        return Recorded(f"trial {trial.number} done: penalized: {result.failure_class} (predicted, not launched)")
 
     # -- telling --------------------------------------------------------------------------------------------
     def tell(self, proposal: Proposal, result: TrialResult, attempts: int,
-             extra: dict[str, Any] | None = None) -> Score:
+             prediction: Prescreen | None = None) -> Score:
         """A trial that ran (or was judged before launch): record it, score it, tell Optuna."""
         score = score_run(result, self.goals)
-        self._record(proposal, result, attempts, score, extra)
+        self._record(proposal, result, attempts, score, prediction)
         # Optuna's constraint-aware samplers (TPE, NSGA-II, GP) and Study.best_trials read these: > 0 is infeasible.
         for name, value in score.constraints.items():
             proposal.trial.set_constraint(name, value)
@@ -208,16 +219,13 @@ class Bookkeeper:
         self._record(proposal, result, attempts, None, None)
         self.optuna_study.tell(proposal.trial, state=TrialState.FAIL)
         if requeue:
-            self.optuna_study.enqueue_trial(proposal.params,
-                                            user_attrs=requeue_attrs(proposal.trial.number, proposal.trial.user_attrs))
+            self.optuna_study.enqueue_trial(proposal.params, user_attrs=requeue_attrs(proposal.trial))
 
     def abandon(self, proposal: Proposal) -> None:
         """Stopped while running (Ctrl-C, another trial's bug): FAIL, parameters queued for the next run."""
-        proposal.trial.set_user_attr("failure_class", FailureClass.INFRA.value)
-        proposal.trial.set_user_attr("failure_detail", "interrupted; re-queued for the next run")
+        set_attrs(proposal.trial, failure_attrs(FailureClass.INFRA, "interrupted; re-queued for the next run"))
         self.optuna_study.tell(proposal.trial, state=TrialState.FAIL)
-        self.optuna_study.enqueue_trial(proposal.params,
-                                        user_attrs=requeue_attrs(proposal.trial.number, proposal.trial.user_attrs))
+        self.optuna_study.enqueue_trial(proposal.params, user_attrs=requeue_attrs(proposal.trial))
 
     def keep_artifacts(self, proposal: Proposal, attempt: int, outcome: TrialOutcome) -> None:
         """Server log, raw per-request records and any traceback of every attempt, linked from the trial."""
@@ -235,7 +243,7 @@ class Bookkeeper:
     def counts(self) -> Counts:
         trials = self.optuna_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
         complete = [TrialRecord.of(t) for t in trials if t.state == TrialState.COMPLETE]
-        counts = Counts(running={t.number: t.user_attrs.get("confirms") is None
+        counts = Counts(running={t.number: confirms_of(t) is None
                                  for t in trials if t.state == TrialState.RUNNING})
         search = [r for r in complete if r.search_launch]  # an answered duplicate is not a launch
         # The budget counts launched search trials: a config penalized without a launch cost no accelerator time,
@@ -281,15 +289,15 @@ class Bookkeeper:
         live = (TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING)
         have: dict[int, int] = {}
         for t in trials:
-            target = t.user_attrs.get("confirms")
+            target = confirms_of(t)
             if target is not None and t.state in live:
                 have[target] = have.get(target, 0) + 1
         for candidate in candidates(recs, self.goals, self.spec.confirm.candidates):
             for _ in range(repeats - have.get(candidate.trial, 0)):
-                self.optuna_study.enqueue_trial(candidate.params, user_attrs={"confirms": candidate.trial},
+                self.optuna_study.enqueue_trial(candidate.params, user_attrs=enqueue_attrs(confirms=candidate.trial),
                                                 skip_if_exists=False)
         return sum(1 for t in self.optuna_study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-                   if t.user_attrs.get("confirms") is not None)
+                   if confirms_of(t) is not None)
 
     def soak_point(self, search_trial: int) -> tuple[int | None, float | None]:
         """The operating point a confirmation run soaks at: (concurrency, arrival rate or None)."""
@@ -301,16 +309,16 @@ class Bookkeeper:
         be changed; optuna-dashboard shows study attributes beside the trials); returns the front's trial numbers."""
         front = study_front(self.optuna_study)
         recs = [TrialRecord.of(t) for t in self.optuna_study.get_trials(deepcopy=False)]
-        for summary in summaries(recs, self.goals, self.spec.confirm.repeats):
-            if len(summary.runs) > 1:
-                self.optuna_study.set_user_attr(f"confirmed_trial_{summary.trial}", summary.stored())
+        relaunched = [s for s in summaries(recs, self.goals, self.spec.confirm.repeats) if len(s.runs) > 1]
         numbers = [s.trial for s in front.configs] if front.confirmed else []
-        self.optuna_study.set_user_attr("confirmed_front", numbers)
+        write_confirmed(self.optuna_study, relaunched, numbers)
         return numbers
 
     # -- helpers --------------------------------------------------------------------------------------------
     def _record(self, proposal: Proposal, result: TrialResult, attempts: int, score: Score | None,
-                extra: dict[str, Any] | None) -> None:
+                prediction: Prescreen | None) -> None:
+        """The trial's record, written through TrialRecord. `prediction`: a config judged before launch, never
+        launched: its failure class is predicted, not measured."""
         config = proposal.config
         record = TrialRecord(
             argv=result.argv or config.argv(self.spec.server.host, 0), env=result.env or config.redacted_env(),
@@ -319,21 +327,20 @@ class Bookkeeper:
             startup=result.startup,
             failure_class=result.failure_class, failure_detail=result.failure_detail, levels=result.levels,
             sweep_stopped=result.sweep_stopped,
-            score=score.stored() if score else {},
+            score=score, prompts_s=result.prompts_s, prompts_built=result.prompts_built,
             peak_concurrency=score.operating_concurrency if score else None,
             confirms=proposal.confirms, replayed=result.replayed,
-            enqueued=bool(proposal.trial.user_attrs.get("enqueued")),
-            requeued_from=proposal.trial.user_attrs.get("requeued_from"),
-            **(extra or {}))
-        for key, value in record.user_attrs().items():
-            proposal.trial.set_user_attr(key, value)
+            enqueued=was_enqueued(proposal.trial), requeued_from=requeued_from(proposal.trial),
+            launched=prediction is None, predicted=prediction is not None,
+            prediction=prediction.detail if prediction else "", memory_estimate=prediction.estimate if prediction else {})
+        record.write(proposal.trial)
 
     def _learned_verdict(self, config: ServerConfig) -> Prescreen | None:
         """A config that a measured kv_capacity failure already rules out (tuner.capacity.failure_rules): not launched."""
         failures = [KnownFailure(r.number, r.server_flags, r.env)
                     for r in (TrialRecord.of(t) for t in self.optuna_study.get_trials(
                         deepcopy=False, states=(TrialState.COMPLETE,)))
-                    if r.launched and r.failure_class == FailureClass.KV_CAPACITY.value]
+                    if r.launched and r.failure_class == FailureClass.KV_CAPACITY]
         predicted = predict_kv_capacity(config.flags, config.redacted_env(), failures)
         if predicted is None:
             return None
@@ -351,8 +358,7 @@ class Bookkeeper:
         while True:
             undecided = False
             for t in self.optuna_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)):
-                if (t.number == trial.number or t.user_attrs.get("duplicate_of") is not None
-                        or t.user_attrs.get("confirms") is not None or t.user_attrs.get("warm_start_from")):
+                if t.number == trial.number or not measures_its_params(t):
                     continue
                 if t.state == TrialState.RUNNING and not claimed_before(t, trial):
                     continue
@@ -364,23 +370,19 @@ class Bookkeeper:
                 return None
             time.sleep(0.2)
 
-    def _answer_duplicate(self, trial: optuna.Trial, earlier: FrozenTrial) -> str:
+    def _answer_duplicate(self, trial: optuna.Trial, earlier: FrozenTrial) -> Recorded:
         """A proposal identical to an earlier trial is not launched. A finished one answers it: same values and
         constraints, so the sampler learns nothing false (a PRUNED or penalized answer would push it away from a
         good config). One still running cannot answer yet: FAIL, which samplers ignore."""
-        trial.set_user_attr("duplicate_of", earlier.number)
-        trial.set_user_attr("launched", False)
+        set_attrs(trial, duplicate_attrs(earlier))
         if earlier.state == TrialState.RUNNING:
-            trial.set_user_attr("failure_detail", f"same parameters as trial {earlier.number}, still running")
             self.optuna_study.tell(trial, state=TrialState.FAIL)
-            return f"trial {trial.number}: same parameters as trial {earlier.number} (running), not launched"
-        for key in ("score", "failure_class", "failure_detail"):
-            if key in earlier.user_attrs:
-                trial.set_user_attr(key, earlier.user_attrs[key])
+            return Recorded(f"trial {trial.number}: same parameters as trial {earlier.number} (running), not launched")
         for name, value in earlier.constraints.items():
             trial.set_constraint(name, value)
         self.optuna_study.tell(trial, earlier.values)
-        return f"trial {trial.number}: same parameters as trial {earlier.number}, answered from it without a launch"
+        return Recorded(f"trial {trial.number}: same parameters as trial {earlier.number}, answered from it without a"
+                        " launch")
 
     def _open_artifact_store(self) -> optuna.artifacts.FileSystemArtifactStore:
         path = artifact_dir(self.spec.runs_dir)

@@ -1,6 +1,8 @@
 """Where trials run: a Ray task per attempt, reserving the study's resources on whichever node has them free.
 
-The executor knows Ray and nothing of Optuna: submit an attempt, wait for finished ones, cancel the rest. Whatever
+An executor knows nothing of Optuna: submit an attempt, wait for finished ones, cancel the rest (the `Executor`
+protocol). RayExecutor is the study's; LocalExecutor runs attempts in threads of this process (tests, and a
+machine without Ray); tuner.study.replay's answers from a recorded surface. Whatever
 happens on the worker comes back as a TrialOutcome: Ray's own failures are mapped here to a failure class (a lost
 worker or node is infrastructure; an exception that escaped `run_trial` is tuner's own bug).
 """
@@ -8,14 +10,36 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Callable, Generic, TypeVar
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
+from typing import Any, Generic, Protocol, Self, TypeVar
 
-from tuner.study._ray_guard import OrphanGuard
-from tuner.server.failures import FailureClass
 from tuner.contracts.results import TrialResult
 from tuner.contracts.sweep import TrialOutcome
+from tuner.server.failures import FailureClass
+from tuner.study._ray_guard import OrphanGuard
 
 Key = TypeVar("Key")
+
+
+class Executor(Protocol[Key]):
+    """What the study loop needs of whatever runs its attempts. A context manager: entering starts its workers,
+    leaving ends them (and every server they started)."""
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    @property
+    def running(self) -> list[Key]: ...
+
+    def submit(self, key: Key, *args: Any) -> None: ...
+
+    def wait(self, timeout_s: float) -> list[tuple[Key, TrialOutcome]]: ...
+
+    def cancel_all(self) -> list[Key]: ...
 
 # Ray SIGKILLs a worker's child processes when the worker exits; that would kill tuner.server._reaper before it can end
 # the server's process group (the server lives in its own session, beyond Ray's reach) and orphan the server.
@@ -55,8 +79,8 @@ def outcome_of_ray_error(exc: BaseException) -> tuple[str, str, str]:
     if isinstance(exc, rex.RayTaskError):
         cause = getattr(exc, "cause", None)
         detail = f"{type(cause).__name__}: {cause}" if isinstance(cause, BaseException) else lines[-1]
-        return FailureClass.TUNER_ERROR.value, detail[:300], text
-    return FailureClass.INFRA.value, f"worker lost: {type(exc).__name__}: {lines[0][:200]}", ""
+        return FailureClass.TUNER_ERROR, detail[:300], text
+    return FailureClass.INFRA, f"worker lost: {type(exc).__name__}: {lines[0][:200]}", ""
 
 
 def start_ray(address: str | None) -> bool:
@@ -90,7 +114,7 @@ class RayExecutor(Generic[Key]):
         self._guard: OrphanGuard | None = None
         self._remote: Any = None
 
-    def __enter__(self) -> "RayExecutor[Key]":
+    def __enter__(self) -> RayExecutor[Key]:
         import ray
 
         self._owns_ray = start_ray(self._address)
@@ -147,3 +171,54 @@ class RayExecutor(Generic[Key]):
     def _refresh_guard(self) -> None:
         if self._guard:
             self._guard.refresh()
+
+
+class LocalExecutor(Generic[Key]):
+    """Runs `task(*args)` in threads of this process, at most `parallel` at once: no Ray, no resource accounting.
+    Cancelling cannot stop a thread: `cancel_all` hands the attempts back at once, and leaving the context waits
+    for their tasks to end (run_trial always tears its server down), so no server outlives the executor."""
+
+    def __init__(self, task: Callable[..., TrialOutcome], parallel: int = 1) -> None:
+        self._task = task
+        self._pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="tuner-trial")
+        self._futures: dict[Future[TrialOutcome], Key] = {}
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    @property
+    def running(self) -> list[Key]:
+        return list(self._futures.values())
+
+    def submit(self, key: Key, *args: Any) -> None:
+        self._futures[self._pool.submit(self._task, *args)] = key
+
+    def wait(self, timeout_s: float) -> list[tuple[Key, TrialOutcome]]:
+        """At most one finished attempt per call, like RayExecutor, so results are handled in order."""
+        if not self._futures:
+            return []
+        done, _ = wait_futures(list(self._futures), timeout=timeout_s, return_when="FIRST_COMPLETED")
+        if not done:
+            return []
+        future = next(iter(done))
+        return [(self._futures.pop(future), self._outcome(future))]
+
+    def cancel_all(self) -> list[Key]:
+        keys = list(self._futures.values())
+        for future in self._futures:
+            future.cancel()  # those not started yet never start
+        self._futures.clear()
+        return keys
+
+    @staticmethod
+    def _outcome(future: Future[TrialOutcome]) -> TrialOutcome:
+        exc = future.exception()
+        if exc is None:
+            return future.result()
+        # run_trial never raises for the trial's own events: anything that escapes it is tuner's bug.
+        return TrialOutcome(TrialResult(argv=[], env={}, failure_class=FailureClass.TUNER_ERROR,
+                                        failure_detail=f"{type(exc).__name__}: {exc}"[:300]))

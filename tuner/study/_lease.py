@@ -18,17 +18,10 @@ from datetime import datetime, timedelta
 
 import optuna
 import sqlalchemy
-from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.inputs.spec import LeaseSpec
-
-
-def rdb_of(optuna_study: optuna.Study) -> RDBStorage | None:
-    """The study's RDB storage (Optuna wraps it in a cache), or None for any other storage."""
-    storage = optuna_study._storage  # noqa: SLF001  (no public accessor; the heartbeat API lives on the storage)
-    storage = getattr(storage, "_backend", storage)
-    return storage if isinstance(storage, RDBStorage) else None
+from tuner.study._optuna import rdb_of, running_heartbeats, trial_id_of
 
 
 class Lease:
@@ -45,7 +38,7 @@ class Lease:
         self._thread = threading.Thread(target=self._renew_until_stopped, name="tuner-lease", daemon=True)
         self.renew_errors = 0  # failed renewals (the database unreachable for a moment); the grace covers a few
 
-    def __enter__(self) -> "Lease":
+    def __enter__(self) -> Lease:
         if self._rdb is not None:
             self._thread.start()
         return self
@@ -58,7 +51,7 @@ class Lease:
     # -- holding ----------------------------------------------------------------------------------------------
     def hold(self, trial: optuna.Trial | FrozenTrial) -> None:
         """Renew `trial` from now on (and once at once: its grace starts now)."""
-        trial_id = trial._trial_id  # noqa: SLF001  (the heartbeat API takes storage ids)
+        trial_id = trial_id_of(trial)
         with self._lock:
             self._held[trial.number] = trial_id
         self._beat(trial_id)
@@ -100,29 +93,19 @@ class Lease:
         grace = timedelta(seconds=self.terms.grace_s)
         expired = []
         for trial in running:
-            stamp = stamps.get(trial._trial_id)  # noqa: SLF001
+            stamp = stamps.get(trial_id_of(trial))
             if stamp is None:
-                self._beat(trial._trial_id)  # noqa: SLF001  (its grace starts now; see the module's docstring)
+                self._beat(trial_id_of(trial))  # its grace starts now; see the module's docstring
             elif now - stamp > grace:
                 expired.append(trial)
         return expired
 
     def _stamps(self) -> tuple[datetime, dict[int, datetime]]:
         """The database's now and the heartbeat of every RUNNING trial of the study that has one."""
-        from optuna.storages._rdb import models  # Optuna's schema: RDBStorage has no public reader of heartbeats
-
         assert self._rdb is not None
-        session = self._rdb.scoped_session()
-        try:
-            now = session.execute(sqlalchemy.func.now()).scalar()
-            rows = (session.query(models.TrialHeartbeatModel.trial_id, models.TrialHeartbeatModel.heartbeat)
-                    .join(models.TrialModel, models.TrialModel.trial_id == models.TrialHeartbeatModel.trial_id)
-                    .filter(models.TrialModel.study_id == self.study._study_id,  # noqa: SLF001
-                            models.TrialModel.state == TrialState.RUNNING)
-                    .all())
-            session.commit()
-        finally:
-            session.close()
+        now, rows = running_heartbeats(self._rdb, self.study)
+        if now is None:  # the database always answers now(); a None would be a driver bug worth seeing
+            raise RuntimeError("the storage did not answer SELECT now()")
         # As Optuna compares them: PostgreSQL's now() carries a time zone, the stored stamps do not.
         return _naive(now), {trial_id: _naive(stamp) for trial_id, stamp in rows}
 

@@ -19,18 +19,19 @@ from pathlib import Path
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 
-from tuner.errors import InfrastructureError, SetupError, TunerBug
-from tuner.server.failures import FailureClass
 from tuner.capacity.prelaunch import prompt_vocab_size
 from tuner.contracts.results import TrialResult
-from tuner.inputs.spec import Study
-from tuner.scoring.score import Score
-from tuner.study._bookkeeping import Bookkeeper, Proposal, recover_interrupted
-from tuner.study._lease import Lease
-from tuner.study.replay import ReplayExecutor, Surface
-from tuner.study._executor import RayExecutor
-from tuner.inputs.traffic import Traffic, resolve_traffic, sweep_plan
 from tuner.contracts.sweep import SweepPlan, TrialOutcome
+from tuner.errors import InfrastructureError, SetupError, TunerBug
+from tuner.inputs.spec import Study
+from tuner.inputs.traffic import Traffic, resolve_traffic, sweep_plan
+from tuner.scoring.score import Score
+from tuner.server.failures import FailureClass
+from tuner.study._bookkeeping import Bookkeeper, Proposal, Recorded, recover_interrupted
+from tuner.study._executor import Executor, RayExecutor
+from tuner.study._lease import Lease
+from tuner.study.records import write_search_stopped
+from tuner.study.replay import ReplayExecutor, Surface
 from tuner.trial import run_trial
 
 DUPLICATE_LIMIT = 50  # consecutive proposals already measured before the space counts as exhausted
@@ -70,9 +71,10 @@ class StudyRunner:
     def __init__(self, study: Study, optuna_study: optuna.Study, total_trials: int,
                  on_progress: Callable[[Snapshot], None] = lambda s: None, ray_address: str | None = None,
                  traffic: Traffic | None = None, surface: Surface | None = None,
-                 task: Callable[..., TrialOutcome] = run_trial) -> None:
+                 task: Callable[..., TrialOutcome] = run_trial, executor: Executor[Attempt] | None = None) -> None:
         self.study = study
         self.task = task  # what runs one attempt on a worker: run_trial, or a test's wrapper of it
+        self._given_executor = executor  # None: Ray (or the replay surface); a test or library user may hand one in
         self.spec = study.spec
         self.optuna_study = optuna_study
         self.total = total_trials
@@ -87,7 +89,7 @@ class StudyRunner:
         self.vocab_size = prompt_vocab_size(study)
         # Resolved once: the traffic file, SLO limits and hardware do not change between trials.
         self.plan = sweep_plan(study, traffic or resolve_traffic(study))
-        self._executor: RayExecutor[Attempt] | ReplayExecutor[Attempt] | None = None
+        self._executor: Executor[Attempt] | None = None
         self._lease: Lease | None = None
         self._elsewhere: dict[int, bool] = {}  # other drivers' RUNNING trials: number -> search trial
         self._polled = 0.0
@@ -141,10 +143,12 @@ class StudyRunner:
             self._event(f"waiting for trials other drivers run: {sorted(self._elsewhere)}")
         return bool(self._elsewhere)
 
-    def _make_executor(self) -> RayExecutor[Attempt] | ReplayExecutor[Attempt]:
+    def _make_executor(self) -> Executor[Attempt]:
+        if self._given_executor is not None:
+            return self._given_executor
         if self.surface is not None and self.spec.replay is not None:
-            return ReplayExecutor(self.surface, self.spec.replay.seed,
-                                  lambda attempt: dict(attempt.proposal.trial.params))
+            return ReplayExecutor[Attempt](self.surface, self.spec.replay.seed,
+                                           lambda attempt: dict(attempt.proposal.trial.params))
         return RayExecutor[Attempt](self.task, self.spec.resources, self.spec.accelerator_type, self.ray_address)
 
     def _launch_up_to_limit(self) -> None:
@@ -157,10 +161,10 @@ class StudyRunner:
                 self.total = self.snapshot.complete + len(self._running())
                 return
             proposed = self.books.propose()
-            if isinstance(proposed, str):  # recorded without a launch
+            if isinstance(proposed, Recorded):
                 not_launched += 1
                 self._refresh_counts()
-                self._event(proposed)
+                self._event(proposed.message)
                 continue
             self._submit(Attempt(proposed, number=1))
 
@@ -191,7 +195,7 @@ class StudyRunner:
         self.snapshot.total = self.total
         message = (f"stopping the search: the front has not improved in the last {stale} launched trials"
                    f" (patience {patience}); {done} of {self.budget} trials used")
-        self.optuna_study.set_user_attr("search_stopped", message)
+        write_search_stopped(self.optuna_study, message)
         self._event(message)
         return True
 
@@ -213,8 +217,8 @@ class StudyRunner:
         while len(self._running()) < self.spec.parallel and waiting:
             proposed = self.books.propose()
             waiting -= 1
-            if isinstance(proposed, str):
-                self._event(proposed)
+            if isinstance(proposed, Recorded):
+                self._event(proposed.message)
                 continue
             self._submit(Attempt(proposed, number=1))
 
@@ -248,12 +252,14 @@ class StudyRunner:
     def _record(self, attempt: Attempt, outcome: TrialOutcome) -> None:
         self.books.keep_artifacts(attempt.proposal, attempt.number, outcome)
         result = outcome.result
-        if result.failure_class == FailureClass.INFRA.value:
-            self._retry_or_give_up(attempt, result)
-        elif result.failure_class == FailureClass.TUNER_ERROR.value:
-            self._stop_on_bug(attempt, result)
-        elif result.failure_class == FailureClass.SETUP_ERROR.value:
-            self._stop_on_setup(attempt, result)
+        failure = result.failure_class
+        if failure is not None and not failure.is_config_failure:  # never penalized: the config is not to blame
+            if failure == FailureClass.INFRA:
+                self._retry_or_give_up(attempt, result)
+            elif failure == FailureClass.SETUP_ERROR:
+                self._stop_on_setup(attempt, result)
+            else:
+                self._stop_on_bug(attempt, result)
         else:
             self.infra_give_ups_in_a_row = 0
             score = self.books.tell(attempt.proposal, result, attempts=attempt.number)

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import importlib.util
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import optuna
 from optuna.exceptions import ExperimentalWarning
+from optuna.trial import FrozenTrial, TrialState
 
 from tuner.inputs.spec import Study
 
@@ -22,6 +24,16 @@ from tuner.inputs.spec import Study
 class SamplerChoice:
     name: str  # tpe, nsga2, gp, random or grid: never auto
     reason: str  # why, for `auto`; empty when the study file named it
+
+
+class AskTellGridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid sampler, for a study driven by ask and tell. Optuna's own calls `Study.stop()` when the grid is
+    exhausted, which only works inside `Study.optimize` and raises from `tell` otherwise; tuner's loop ends on its
+    budget, and on proposals it has measured before, instead."""
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState,
+                    values: Sequence[float] | None) -> None:
+        return None
 
 
 def gp_available() -> bool:
@@ -40,9 +52,9 @@ def choose_sampler(study: Study) -> SamplerChoice:
     return SamplerChoice("gp", "auto: GPSampler found the front in the fewest launches on the recorded surface")
 
 
-def make_sampler(study: Study, seed_offset: int) -> optuna.samplers.BaseSampler:
+def make_sampler(study: Study, seed_offset: int, choice: SamplerChoice | None = None) -> optuna.samplers.BaseSampler:
     s = study.spec.sampler
-    name = choose_sampler(study).name
+    name = (choice or choose_sampler(study)).name
     seed = None if s.seed is None else s.seed + seed_offset
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
@@ -50,7 +62,7 @@ def make_sampler(study: Study, seed_offset: int) -> optuna.samplers.BaseSampler:
         population = s.population_size or max(4, study.spec.trials // 4)
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=population)
     if name == "grid":
-        return optuna.samplers.GridSampler(study.space.grid(), seed=seed)
+        return AskTellGridSampler(study.space.grid(), seed=seed)
     startup = s.startup_trials or max(3, min(10, study.spec.trials // 3))
     if name == "gp":
         return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup)

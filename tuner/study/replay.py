@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from tuner.errors import InputError
 from tuner.contracts.results import TrialResult
 from tuner.contracts.sweep import TrialOutcome
+from tuner.errors import InputError
 
 Key = TypeVar("Key")
 
@@ -50,7 +50,7 @@ class Surface:
     launches: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # params_key -> TrialResult dicts
 
     @classmethod
-    def load(cls, path: Path) -> "Surface":
+    def load(cls, path: Path) -> Surface:
         """A surface file (.json, or .json.gz for large ones); SurfaceError naming the file if it is not one."""
         try:
             table = read_table(Path(path))
@@ -90,7 +90,7 @@ class ReplayExecutor(Generic[Key]):
         self._params_of = params_of
         self._done: list[tuple[Key, TrialOutcome]] = []
 
-    def __enter__(self) -> "ReplayExecutor[Key]":
+    def __enter__(self) -> ReplayExecutor[Key]:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -16,10 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tuner.errors import InputError, StudyNotFound
 from tuner.inputs.spec import Study
-from tuner.study.records import TrialRecord, goals_of
-
-# What a warm-start trial carries from its source, besides params, values and constraints.
-CARRIED_ATTRS = ("score", "failure_class", "failure_detail", "peak_concurrency", "hostname")
+from tuner.study.records import StudyRecord, TrialRecord, warm_start_attrs, warm_start_source
 
 
 @dataclass(frozen=True)
@@ -43,7 +40,7 @@ def warm_trials(study: Study, default_storage: str) -> list[WarmTrial]:
         source = load_existing_study(url, spec.study)
     except StudyNotFound as exc:
         raise InputError(str(study.path), "warm_start.study", str(exc)) from None
-    theirs, ours = goals_of(source).objectives, study.spec.goals().objectives
+    theirs, ours = StudyRecord.of(source).spec.goals().objectives, study.spec.goals().objectives
     if tuple(theirs) != tuple(ours):
         raise InputError(str(study.path), "warm_start.study", f"{spec.study!r} optimizes {list(theirs)}, this study"
                          f" {list(ours)}: warm start needs the same objectives in the same order")
@@ -52,7 +49,7 @@ def warm_trials(study: Study, default_storage: str) -> list[WarmTrial]:
 
 def add_warm_trials(optuna_study: optuna.Study, trials: list[WarmTrial]) -> int:
     """Add the trials not added before (a resumed study is not seeded twice). Returns how many were added."""
-    have = {t.user_attrs.get("warm_start_from") for t in optuna_study.get_trials(deepcopy=False)}
+    have = {warm_start_source(t) for t in optuna_study.get_trials(deepcopy=False)}
     new = [w.trial for w in trials if w.source not in have]
     optuna_study.add_trials(new)
     return len(new)
@@ -79,8 +76,7 @@ def _fits(study: Study, params: dict) -> bool:
 
 
 def _as_ours(study: Study, source_name: str, t: FrozenTrial) -> FrozenTrial:
-    attrs = {key: t.user_attrs[key] for key in CARRIED_ATTRS if key in t.user_attrs}
-    attrs.update(warm_start_from=f"{source_name}#{t.number}", launched=False)
+    attrs = warm_start_attrs(source_name, t)
     distributions = {name: study.space.parameters[name].distribution() for name in t.params}
     return optuna.trial.create_trial(params=dict(t.params), distributions=distributions, values=t.values,
                                      constraints=dict(t.constraints), user_attrs=attrs)

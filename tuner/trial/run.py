@@ -18,33 +18,33 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-import httpx
-
-from tuner.errors import ServerGone, ServerStartupFailed
-from tuner.server.failures import FailureClass
-from tuner.capacity.hardware import Hardware
-from tuner.load import RequestRecord, Workload, vocab_size_of
-from tuner.load.stats import SLO
-from tuner.load.workload import Sample
-from tuner.scoring.objectives import Goals, slo_excess
 from tuner.capacity.plausibility import check_level
-from tuner.load.runner import (SWEEP_METRICS_INTERVAL_S, LevelOptions, LoadPattern, PreparedLevel,
-                                  measure_level, prepare_level)
-from tuner.load.tokenizer import ServerTokenizer, Tokenizer, TokenizerUnavailable
-from tuner.server.client import server_client
 from tuner.contracts.results import LevelResult, Plausibility, TrialResult
 from tuner.contracts.sweep import SweepPlan, TrialOutcome, sweep_points
-from tuner.trial.watch import EXIT_WAIT_S, ServerWatch, failure_after_level
+from tuner.errors import ServerGone, ServerStartupFailed
+from tuner.inputs.spec import Timeouts
+from tuner.load import RequestRecord, Workload, vocab_size_of
+from tuner.load.runner import (
+    SWEEP_METRICS_INTERVAL_S,
+    LevelOptions,
+    LoadPattern,
+    PreparedLevel,
+    measure_level,
+    prepare_level,
+)
+from tuner.load.tokenizer import ServerTokenizer, Tokenizer, TokenizerUnavailable
+from tuner.scoring.objectives import Goals, slo_excess
 from tuner.server.config import ServerConfig, redact_text
+from tuner.server.failures import FailureClass
 from tuner.server.process import ServerProcess, last_lines
-from tuner.inputs.spec import LoadSpec, Timeouts
 from tuner.server.startup import prepare_compile_cache, startup_attrs
+from tuner.trial.watch import EXIT_WAIT_S, ServerWatch, failure_after_level
 
 LOG_TAIL_LINES = 60
 MAX_ARTIFACT_BYTES = 8 * 1024 * 1024  # a server log beyond this keeps only its end
 
 
-class Seam(str, enum.Enum):
+class Seam(enum.StrEnum):
     """The points between a trial's phases, in order. An observer handed to run_trial is called at each (the
     fault tests end the server at an exact one; nothing in the study needs one)."""
 
@@ -87,14 +87,28 @@ def ray_node_id() -> str:
     return ray.get_runtime_context().get_node_id()
 
 
+LaunchBody = Callable[[ServerProcess, TrialResult, list[str]], None]
+
+
 def run_trial(config: ServerConfig, plan: SweepPlan, timeouts: Timeouts, log_path: str, host: str = "127.0.0.1",
               vocab_size: int | None = None, observer: Observer | None = None) -> TrialOutcome:
-    """Launch `config`, measure it, tear it down. `vocab_size`: for token-id prompts (else the server's /tokenize).
-    `observer`: called at each Seam (tests)."""
+    """Launch `config`, measure its sweep, tear it down. `vocab_size`: for token-id prompts (else the server's
+    /tokenize). `observer`: called at each Seam (tests)."""
+    def sweep(server: ServerProcess, result: TrialResult, records: list[str]) -> None:
+        _Sweep(server, config, plan, result, records, observer or _unobserved).run(vocab_size)
+
+    return run_launch(config, timeouts, log_path, host, plan.phases, sweep)
+
+
+def run_launch(config: ServerConfig, timeouts: Timeouts, log_path: str, host: str, levels_planned: int,
+               body: LaunchBody) -> TrialOutcome:
+    """One launch of `config` with `body` run against the ready server (the sweep, or a matrix), classified the
+    same way whatever the body: a startup failure, a server gone silent, a setup problem, or tuner's own bug; the
+    server always torn down, its log kept."""
     started = time.monotonic()
     server = ServerProcess(config, Path(log_path), timeouts, host=host)
     result = TrialResult(argv=[redact_text(a, config.env) for a in server.argv], env=config.redacted_env(),
-                         log_path=log_path, levels_planned=plan.phases, hostname=socket.gethostname(),
+                         log_path=log_path, levels_planned=levels_planned, hostname=socket.gethostname(),
                          node_id=ray_node_id())
     records: list[str] = []
     cache_before = None
@@ -102,15 +116,15 @@ def run_trial(config: ServerConfig, plan: SweepPlan, timeouts: Timeouts, log_pat
         cache_before = prepare_compile_cache(config)
         server.start()
         result.startup_s = server.wait_ready()
-        _Sweep(server, config, plan, result, records, observer or (lambda seam, srv: None)).run(vocab_size)
+        body(server, result, records)
     except ServerStartupFailed as exc:
         result.failure_class, result.failure_detail = exc.failure_class, exc.detail
     except ServerGone as exc:  # the server stopped answering one of tuner's own calls: the server's outcome
         result.failure_class, result.failure_detail = _outcome_of_silence(server, exc, result)
     except TokenizerUnavailable as exc:  # the user's setup (no tokenizer endpoints): never the config, never a bug
-        result.failure_class, result.failure_detail = FailureClass.SETUP_ERROR.value, str(exc)
+        result.failure_class, result.failure_detail = FailureClass.SETUP_ERROR, str(exc)
     except Exception as exc:  # tuner's own code raised: a bug to report, never the config's or the cluster's fault
-        result.failure_class = FailureClass.TUNER_ERROR.value
+        result.failure_class = FailureClass.TUNER_ERROR
         result.failure_detail = f"{type(exc).__name__}: {exc}"
         result.traceback = redact_text(traceback.format_exc(), config.env)
     finally:
@@ -123,14 +137,18 @@ def run_trial(config: ServerConfig, plan: SweepPlan, timeouts: Timeouts, log_pat
     return TrialOutcome(result=result, server_log=log, records_jsonl="".join(records))
 
 
-def _outcome_of_silence(server: ServerProcess, exc: ServerGone, result: TrialResult) -> tuple[str, str]:
+def _unobserved(seam: Seam, server: ServerProcess) -> None:
+    return None
+
+
+def _outcome_of_silence(server: ServerProcess, exc: ServerGone, result: TrialResult) -> tuple[FailureClass, str]:
     """A call to the server went unanswered: it died (classified from its log), or it lives and does not answer."""
     where = f"after {_where(result.levels[-1])}" if result.levels else "before the first level"
     code = server.wait_exit(EXIT_WAIT_S)
     if code is not None:
         cause = server.diagnose(code)
-        return FailureClass.DIED_UNDER_LOAD.value, f"exit code {code} {where}: {cause.detail} ({exc.call}: {exc.kind})"
-    return FailureClass.UNRESPONSIVE.value, f"{exc} {where}, though the process is still running"
+        return FailureClass.DIED_UNDER_LOAD, f"exit code {code} {where}: {cause.detail} ({exc.call}: {exc.kind})"
+    return FailureClass.UNRESPONSIVE, f"{exc} {where}, though the process is still running"
 
 
 @dataclass(frozen=True)

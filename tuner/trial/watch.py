@@ -34,7 +34,7 @@ class ServerWatch:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="server-watch", daemon=True)
 
-    def __enter__(self) -> "ServerWatch":
+    def __enter__(self) -> ServerWatch:
         self._thread.start()
         return self
 
@@ -70,7 +70,7 @@ def _health(client: httpx.Client, base_url: str) -> int | str | None:
 
 
 def failure_after_level(server: ServerProcess, level: LevelResult, watch: ServerWatch, model: str,
-                         probe_timeout_s: float) -> tuple[str, str] | None:
+                        probe_timeout_s: float) -> tuple[FailureClass, str] | None:
     at = f"at concurrency {level.concurrency}"
     # Failed requests, a tripped watch or a last scrape the server did not answer: give a dying server the moment
     # it needs to exit, so the level is judged on what happened, not on who noticed first.
@@ -79,21 +79,21 @@ def failure_after_level(server: ServerProcess, level: LevelResult, watch: Server
     code = server.wait_exit(EXIT_WAIT_S) if suspicious else server.exit_code()
     if code is not None:
         cause = server.diagnose(code)
-        return FailureClass.DIED_UNDER_LOAD.value, f"exit code {code} {at}: {cause.detail}"
+        return FailureClass.DIED_UNDER_LOAD, f"exit code {code} {at}: {cause.detail}"
     if watch.abort.is_set():
-        return FailureClass.UNRESPONSIVE.value, f"{watch.reason} {at}; the level was stopped"
+        return FailureClass.UNRESPONSIVE, f"{watch.reason} {at}; the level was stopped"
     if level.failed and not server.healthy():
-        return FailureClass.UNRESPONSIVE.value, (f"{level.failed} of {level.requests} requests failed {at}"
+        return FailureClass.UNRESPONSIVE, (f"{level.failed} of {level.requests} requests failed {at}"
                                                  f" ({_error_counts(level)}) and /health did not answer")
     if level.requests and not level.completed:
         if all(kind.startswith("http_4") for kind in level.errors):
-            return FailureClass.INVALID_CONFIG.value, f"the server rejected every request {at} ({_error_counts(level)})"
+            return FailureClass.INVALID_CONFIG, f"the server rejected every request {at} ({_error_counts(level)})"
         # A hung engine keeps /health green; a level in which nothing succeeds says more than /health does.
-        return FailureClass.UNRESPONSIVE.value, (f"no request of {level.requests} succeeded {at}"
+        return FailureClass.UNRESPONSIVE, (f"no request of {level.requests} succeeded {at}"
                                                  f" ({_error_counts(level)}), though /health answered")
     probe_s = max(probe_timeout_s, PROBE_MIN_TIMEOUT_S)
     if "timeout" in level.errors and not _completes(server.base_url, model, probe_s):
-        return FailureClass.UNRESPONSIVE.value, (f"{level.errors['timeout']} requests timed out {at} and a 1-token"
+        return FailureClass.UNRESPONSIVE, (f"{level.errors['timeout']} requests timed out {at} and a 1-token"
                                                  " request got no answer afterwards,"
                                                  " though /health answered")
     return None

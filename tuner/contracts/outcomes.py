@@ -1,0 +1,36 @@
+"""How a trial ended, as string enums: stored as their values, compared as members.
+
+A trial's *failure class* says why its server stopped serving (or never started); its *outcome* is what scoring
+made of the whole launch: a failure class when the server never served a measured level, else one of Outcome.
+"""
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class FailureClass(StrEnum):
+    OOM = "oom"
+    KV_CAPACITY = "kv_capacity"
+    INVALID_CONFIG = "invalid_config"
+    CRASH = "crash"
+    STARTUP_TIMEOUT = "startup_timeout"
+    DIED_UNDER_LOAD = "died_under_load"
+    UNRESPONSIVE = "unresponsive"
+    INFRA = "infra"
+    TUNER_ERROR = "tuner_error"  # an exception in tuner's own code: a bug to report, never the config's fault
+    SETUP_ERROR = "setup_error"  # the user's setup cannot serve the study (no tokenizer endpoints): exit 2
+
+    @property
+    def is_config_failure(self) -> bool:
+        """The configuration is to blame: penalize the trial so the sampler learns the boundary."""
+        return self not in (FailureClass.INFRA, FailureClass.TUNER_ERROR, FailureClass.SETUP_ERROR)
+
+
+class Outcome(StrEnum):
+    """What scoring made of a launch that was not a failure class (tuner.scoring.score)."""
+
+    MEASURED = "measured"  # an operating point met every SLO: feasible
+    SLO_MISS = "slo_miss"  # reliable levels, none met every SLO
+    UNRELIABLE = "unreliable"  # every measured level was flagged
+    NO_MEASUREMENT = "no_measurement"  # no level completed a request, and no failure class says why
+    PENALIZED = "penalized"  # storages from before scores were stored: infeasible, reason unknown

@@ -1,0 +1,83 @@
+"""The study as a library: check a study file, run (or resume) it, open a stored one. `tuner study start` is
+`prepare` then `run`, with printing around them; a notebook or another service calls the same two.
+
+    prepared = tuner.study.prepare(Path("studies/quickstart-cpu.yaml"))    # every input check; nothing written yet
+    optuna_study = tuner.study.run(prepared)                                # Ray workers; resumes a stored study
+    stored = tuner.study.open_study("quickstart-cpu", "sqlite:///tuner.db")
+
+`run` takes the executor that runs the attempts (tuner.study._executor.Executor): by default Ray (or, for a study
+with `replay`, the recorded surface); a test hands in a LocalExecutor or its own.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import optuna
+
+from tuner.capacity.prelaunch import preflight
+from tuner.contracts.sweep import TrialOutcome
+from tuner.inputs.spec import Study, load_study
+from tuner.inputs.traffic import Traffic, resolve_traffic
+from tuner.study._bookkeeping import create_or_load
+from tuner.study._executor import Executor
+from tuner.study._runner import Attempt, Snapshot, StudyRunner
+from tuner.study._sampler import SamplerChoice, choose_sampler
+from tuner.study.replay import Surface
+from tuner.study.storage import check_storage_url, load_existing_study, open_storage
+from tuner.study.warm_start import WarmTrial, warm_trials
+from tuner.trial import run_trial
+
+
+@dataclass(frozen=True)
+class PreparedStudy:
+    """A study file checked and resolved, before anything is written to storage: a bad model config, dataset,
+    surface or warm-start source has already raised its InputError."""
+
+    study: Study
+    storage_url: str
+    name: str  # the study's name in storage
+    trials: int  # the search budget of this run
+    traffic: Traffic
+    sampler: SamplerChoice
+    surface: Surface | None = None  # replay: trials answered from this recorded surface, no server started
+    warm: list[WarmTrial] = field(default_factory=list)  # another study's trials seeding the sampler
+
+
+def prepare(study_file: Path, *, trials: int | None = None, storage: str | None = None,
+            name: str | None = None) -> PreparedStudy:
+    """Load and check everything a run needs. `trials`, `storage` and `name` override the study file's."""
+    study = load_study(study_file)
+    url = storage or study.spec.storage
+    check_storage_url(url, "--storage" if storage else str(study_file), "" if storage else "storage")
+    preflight(study)  # input errors before anything is written to storage
+    traffic = resolve_traffic(study)  # a bad dataset file, too
+    surface = Surface.load(study.spec.replay.surface) if study.spec.replay else None  # and a bad surface
+    warm = warm_trials(study, url)  # and a warm-start study that cannot be read
+    return PreparedStudy(study=study, storage_url=url, name=name or study.spec.name,
+                         trials=trials or study.spec.trials, traffic=traffic, sampler=choose_sampler(study),
+                         surface=surface, warm=warm)
+
+
+def run(prepared: PreparedStudy, *, on_progress: Callable[[Snapshot], None] | None = None,
+        executor: Executor[Attempt] | None = None, ray_address: str | None = None,
+        task: Callable[..., TrialOutcome] = run_trial) -> optuna.Study:
+    """Create (or resume) the study and run it to its budget, then its confirmation runs. Returns the study.
+    A KeyboardInterrupt stops the running trials and re-queues them: the same call continues."""
+    optuna_study = create_or_load(prepared.study, open_storage(prepared.storage_url), prepared.name, prepared.warm,
+                                  prepared.sampler)
+    runner = StudyRunner(prepared.study, optuna_study, prepared.trials, ray_address=ray_address,
+                         traffic=prepared.traffic, surface=prepared.surface, task=task, executor=executor)
+    if on_progress is not None:
+        runner.on_progress = on_progress
+    runner.run()
+    from tuner.report import publish_to_dashboard
+
+    publish_to_dashboard(optuna_study)  # notes and plots for `tuner dashboard`
+    return optuna_study
+
+
+def open_study(name: str, storage: str) -> optuna.Study:
+    """A stored study, for reading (tuner.study.records, tuner.report); StudyNotFound names the ones there are."""
+    return load_existing_study(storage, name)
