@@ -29,17 +29,18 @@ from _common import ROOT, TINY_MODEL, TUNER_PY, free_port, run_vllm_bench_datase
 
 
 def stored(study_name: str, storage: str):
-    import optuna
 
     from tuner.inputs.spec import load_study
     from tuner.scoring.confirmation import best_of, study_front
+    from tuner.study import open_study
+    from tuner.study.records import StudyRecord
 
-    study = optuna.load_study(study_name=study_name, storage=storage)
+    study = open_study(study_name, storage)
     front = study_front(study)
     if not front.confirmed:
         raise SystemExit("the study has no confirmed front: run `make demo` first")
     best = best_of(front, front.goals.rank_metric)
-    spec = load_study(Path(study.user_attrs["study_file"]))
+    spec = load_study(Path(StudyRecord.of(study).study_file))
     return best, front.goals, spec
 
 

@@ -197,14 +197,14 @@ def test_duplicate_parameters_are_not_launched_again(tmp_path):
 
 
 def test_a_duplicate_of_a_running_trial_is_not_launched_nor_taught(tmp_path):
-    from tuner.study._bookkeeping import Bookkeeper
+    from tuner.study._bookkeeping import Bookkeeper, Recorded
 
     study = make_study(tmp_path, "ok", trials=2, enqueue=[{"seqs": 2}, {"seqs": 2}], parallel=2)
     optuna_study = create_or_load(study, open_storage(study.spec.storage), study.spec.name)
     books = Bookkeeper(study, optuna_study)
     running = books.propose()
     said = books.propose()
-    assert isinstance(said, str) and "(running), not launched" in said
+    assert isinstance(said, Recorded) and "(running), not launched" in said.message
     first, again = optuna_study.get_trials()
     assert first.state.name == "RUNNING" and again.state.name == "FAIL"  # samplers ignore FAIL: nothing false learnt
     assert again.user_attrs["duplicate_of"] == running.trial.number

@@ -5,6 +5,7 @@ documents (schema there and in docs/bench.md). This module only parses, displays
 """
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +67,7 @@ def bench_command(
     the server's own counters, the client's own health and the hardware's ceiling."""
     from rich.console import Console
 
-    from tuner.load.bench import BenchSpec, bench_document, now_iso, plan_bench, record_lines, run_bench, write_outputs
+    from tuner.load.bench import BenchSpec, bench_document, now_iso, plan_bench, write_outputs
     from tuner.load.stats import SLO
 
     console = Console()
@@ -94,23 +95,7 @@ def bench_command(
         level_timeout_s=level_timeout, api_key=api_key, metrics=metrics, dataset=dataset, dataset_samples=samples)
     plan = plan_bench(spec)
     started = now_iso()
-    display = _Display(console, live and console.is_terminal, len(plan.levels))
-    records_file = records_out.open("w") if records_out else None
-    done = 0
-
-    def on_done(level, result, records) -> None:
-        nonlocal done
-        display.done(level.label, result)
-        if records_file:
-            records_file.write(record_lines(records, done))
-        done += 1
-
-    try:
-        with display:
-            levels = run_bench(plan, on_start=lambda level: display.running(level.label), on_done=on_done)
-    finally:
-        if records_file:
-            records_file.close()
+    levels = _run_with_display(plan, console, live, records_out)
     if len(levels) < len(plan.levels):
         console.print("interrupted: writing the levels measured so far")
     write_outputs(bench_document(plan, levels, started), json_out, csv_out)
@@ -119,6 +104,24 @@ def bench_command(
     for level in levels:
         for warning in level.warnings:
             console.print(f"[yellow]warning[/] ({_label_of(level)}): {warning}", highlight=False)
+
+
+def _run_with_display(plan: Any, console: Any, live: bool, records_out: Path | None) -> list[Any]:
+    """Run the planned levels with the live table (or a line per level), streaming request records to a file."""
+    from tuner.load.bench import record_lines, run_bench
+
+    display = _Display(console, live and console.is_terminal, len(plan.levels))
+    done = 0
+    with open(records_out, "w") if records_out else contextlib.nullcontext() as records_file:
+        def on_done(level: Any, result: Any, records: Any) -> None:
+            nonlocal done
+            display.done(level.label, result)
+            if records_file:
+                records_file.write(record_lines(records, done))
+            done += 1
+
+        with display:
+            return list(run_bench(plan, on_start=lambda level: display.running(level.label), on_done=on_done))
 
 
 def _workers(text: str) -> int | None:

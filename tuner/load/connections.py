@@ -30,6 +30,16 @@ def _why(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+
+def report_exception_to(handler: Callable[[BaseException], None]) -> Callable[[asyncio.Task[None]], None]:
+    """A done-callback that hands a task's exception to `handler` (a cancelled task has none to hand)."""
+    def done(task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            handler(exc)
+
+    return done
+
+
 class ConnectionPool:
     """Every connection of one driver is counted here (`open_count`: open or being opened) and, while no request
     uses it, kept in `idle`. `on_error` receives bugs: a consumer's exception on any connection, or one raised by a
@@ -68,7 +78,8 @@ class ConnectionPool:
         self.open_count += 1
         self.connecting += 1
         task = self._loop.create_task(self._open_one(then, on_fail))
-        task.add_done_callback(self._surface_bug)
+        # An exception in `then` or `on_fail` is a bug: the owner hears of it instead of the loop's log.
+        task.add_done_callback(report_exception_to(self._on_error))
 
     async def _open_one(self, then: Callable[[Connection], None], on_fail: Callable[[str], None]) -> None:
         try:
@@ -82,14 +93,6 @@ class ConnectionPool:
         self.opened += 1
         conn.on_error = self._on_error
         then(conn)
-
-    def _surface_bug(self, task: asyncio.Task[None]) -> None:
-        """An exception in `then` or `on_fail` is a bug: the owner hears of it instead of the loop's log."""
-        if task.cancelled():
-            return
-        exc = task.exception()
-        if exc is not None:
-            self._on_error(exc)
 
     def take_idle(self) -> Connection | None:
         return self.idle.pop() if self.idle else None

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from tuner.load.connections import CloseRaceRetry, ConnectionPool
+from tuner.load.connections import CloseRaceRetry, ConnectionPool, report_exception_to
 from tuner.load.http import Connection, Target
 from tuner.load.monitor import ClientSample, LoopMonitor
 from tuner.load.patterns import ClosedLoop, OpenLoop, Pattern
@@ -246,13 +246,6 @@ class Driver:
         if not self.all_done.done():
             self.all_done.set_exception(exc)
 
-    def _raise_into_phase(self, task: asyncio.Task[None]) -> None:
-        if task.cancelled():
-            return
-        exc = task.exception()
-        if exc is not None:
-            self._fail_phase(exc)
-
     # --- cutting a phase short: abort, level timeout, a bug
     def _watch_abort(self) -> None:
         """Poll the abort event from a loop timer: it is set by another thread, which cannot touch this loop."""
@@ -266,7 +259,7 @@ class Driver:
         def check() -> None:
             if event.is_set():
                 self._abort_task = self.loop.create_task(self._abort_now())
-                self._abort_task.add_done_callback(self._raise_into_phase)
+                self._abort_task.add_done_callback(report_exception_to(self._fail_phase))
             else:
                 self._abort_timer = self.loop.call_later(ABORT_POLL_S, check)
 

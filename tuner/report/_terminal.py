@@ -7,26 +7,24 @@ from pathlib import Path
 import optuna
 from rich.table import Table
 
+from tuner.contracts.outcomes import Outcome
 from tuner.contracts.results import LevelResult
 from tuner.scoring.confirmation import study_front
-from tuner.study.records import StudyRecord, records
+from tuner.study.records import StudyRecord, TrialCounts, records
 
 
 def status_table(study: optuna.Study) -> Table:
     trials = records(study)
     states = Counter(r.state for r in trials)
     complete = [r for r in trials if r.complete]
-    answered = [r for r in complete if r.answered]
-    search = [r for r in complete if r.search_launch]
-    confirmations = [r for r in complete if r.confirms is not None]
-    penalized = [r for r in search if r.penalized]
-    predicted = [r for r in penalized if not r.launched]
-    outcomes = Counter(r.outcome for r in complete if r.outcome != "measured" and not r.answered)
+    counts = TrialCounts.of(trials)
+    search, penalized, predicted = counts.search, counts.penalized, counts.predicted
+    confirmations, answered, warm = counts.confirmations, counts.answered, counts.warm
+    outcomes = Counter(r.outcome for r in complete if r.outcome != Outcome.MEASURED and not r.answered)
     table = Table(title=f"study {study.study_name}", show_header=False)
     table.add_row("trials", str(len(trials)))
     table.add_row("search", f"{len(search)} ({len(search) - len(penalized)} feasible, {len(penalized)} infeasible"
                   + (f", of which {len(predicted)} predicted without a launch)" if predicted else ")"))
-    warm = [r for r in complete if r.warm_start_from]
     if warm:
         sources = sorted({r.warm_start_from.split("#")[0] for r in warm})
         table.add_row("warm start", f"{len(warm)} trials of {', '.join(sources)} (seed the sampler; not launched here)")

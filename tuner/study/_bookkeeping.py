@@ -32,6 +32,7 @@ from tuner.study._lease import Lease, claimed_before
 from tuner.study._optuna import enqueued_params, storage_of, trial_id_of
 from tuner.study._sampler import SamplerChoice, choose_sampler, make_sampler
 from tuner.study.records import (
+    TrialCounts,
     TrialRecord,
     confirms_of,
     duplicate_attrs,
@@ -242,19 +243,17 @@ class Bookkeeper:
     # -- reading --------------------------------------------------------------------------------------------
     def counts(self) -> Counts:
         trials = self.optuna_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
-        complete = [TrialRecord.of(t) for t in trials if t.state == TrialState.COMPLETE]
+        finished = TrialCounts.of([TrialRecord.of(t) for t in trials if t.state == TrialState.COMPLETE])
         counts = Counts(running={t.number: confirms_of(t) is None
                                  for t in trials if t.state == TrialState.RUNNING})
-        search = [r for r in complete if r.search_launch]  # an answered duplicate is not a launch
         # The budget counts launched search trials: a config penalized without a launch cost no accelerator time,
         # and confirmation runs are the confirmation's own budget (confirm.repeats x confirm.candidates).
-        counts.launched = sum(1 for r in search if r.launched)
-        counts.predicted = len(search) - counts.launched
-        counts.confirmations = len(complete) - len(search)
-        feasible = [r for r in search if r.feasible]
-        counts.penalized = len(search) - len(feasible)
-        if feasible:
-            best = max(feasible, key=lambda r: r.throughput or 0.0)
+        counts.launched = len(finished.launched)
+        counts.predicted = len(finished.search) - counts.launched
+        counts.confirmations = len(finished.confirmations)
+        counts.penalized = len(finished.penalized)
+        if finished.feasible:
+            best = max(finished.feasible, key=lambda r: r.throughput or 0.0)
             counts.best_throughput = (best.number, best.throughput or 0.0)
         return counts
 

@@ -9,6 +9,7 @@ fields a record no longer knows are ignored, so older storages still load.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
@@ -384,6 +385,31 @@ def write_confirmed(study: optuna.Study, confirmed: list[ConfigSummary], front: 
 
 def write_matrix(study: optuna.Study, trial_number: int, points: list[dict[str, Any]]) -> None:
     study.set_user_attr(f"{STUDY_ATTR_MATRIX_PREFIX}{trial_number}", MatrixRun(points=points).model_dump())
+
+
+@dataclass(frozen=True)
+class TrialCounts:
+    """What a study's finished trials amount to, counted once for the loop's budget and the status table alike."""
+
+    search: list[TrialRecord]  # finished search trials of this study's own (no confirmations, answers, warm start)
+    launched: list[TrialRecord]  # those that cost a launch: the budget counts these
+    predicted: list[TrialRecord]  # penalized by prediction (rules, memory fit), never launched
+    penalized: list[TrialRecord]  # search trials told as infeasible, measured or predicted
+    feasible: list[TrialRecord]
+    confirmations: list[TrialRecord]  # finished confirmation runs
+    answered: list[TrialRecord]  # duplicate proposals answered from an earlier trial
+    warm: list[TrialRecord]  # another study's trials seeding the sampler
+
+    @classmethod
+    def of(cls, recs: list[TrialRecord]) -> TrialCounts:
+        complete = [r for r in recs if r.complete]
+        search = [r for r in complete if r.search_launch]
+        penalized = [r for r in search if r.penalized]
+        return cls(search=search, launched=[r for r in search if r.launched],
+                   predicted=[r for r in penalized if not r.launched], penalized=penalized,
+                   feasible=[r for r in search if r.feasible],
+                   confirmations=[r for r in complete if r.confirms is not None],
+                   answered=[r for r in complete if r.answered], warm=[r for r in complete if r.warm_start_from])
 
 
 def best_by(candidates: list[TrialRecord], objective: str) -> TrialRecord:
