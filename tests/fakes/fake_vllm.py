@@ -23,11 +23,18 @@ told by FAKE_VLLM_MODE (env, so the tuner's argv stays that of a real server):
   truncate-every:K     every K-th completion stream stops mid-way (no usage, no [DONE])
   malformed-every:K    every K-th completion sends a non-JSON data line
   stubborn-child       also fork a child that ignores SIGTERM (tests process-group teardown)
+  wrong-past:N         picks wrong tokens once the context is longer than N tokens (greedy and teacher-forced):
+                       a padded-shape bug (tpu-inference #3466)
+  wrong-below-batch:N  answers wrong tokens when --max-num-batched-tokens is below N (the chunked-prefill bug)
 
 In every mode, SIGUSR1 makes the server print a crash line and exit(1) at once: a test ends it at an exact point of
 the trial (tuner.trial.run.Seam) instead of after some number of requests.
 
 FAKE_VLLM_NO_TOKENIZER=1: /tokenize and /detokenize answer 404, as an OpenAI-compatible server that is not vLLM does.
+
+A completion with `stream` false answers as vLLM does for the quality probes: a deterministic greedy "model" (the
+next token a function of the context), `token_ids` with return_token_ids, per-token `logprobs`, and
+`prompt_logprobs` (the logprob of each prompt token given the ones before it: teacher forcing).
 
 Tokens: each completion streams max_tokens chunks TOKEN_MS apart (FAKE_VLLM_TOKEN_MS, default 1) with a usage chunk.
 The tokenizer is one token per whitespace-separated word ("w<id>" is token <id>). /metrics reports token counters
@@ -56,6 +63,8 @@ STARTUP_S = float(os.environ.get("FAKE_VLLM_STARTUP_S", "0.3"))
 KEEP_ALIVE_S = float(os.environ.get("VLLM_HTTP_TIMEOUT_KEEP_ALIVE", "5"))
 HOST, PORT, MODEL = arg("--host", "127.0.0.1"), int(arg("--port", "8000")), arg("--model", "fake")
 MAX_NUM_SEQS = int(arg("--max-num-seqs", "256"))
+MAX_NUM_BATCHED_TOKENS = int(arg("--max-num-batched-tokens", "8192"))
+VOCAB = 2048
 state = {"paths": {}, "completions": 0, "prompt_tokens": 0, "generation_tokens": 0, "hang": False, "running": 0, "waiting": 0}
 
 
@@ -154,11 +163,64 @@ async def completion(send, receive, req: dict) -> None:
         return
     truncate = MODE.startswith("truncate-every") and every(mode_arg())
     malformed = MODE.startswith("malformed-every") and every(mode_arg())
+    if req.get("stream") is False:
+        await answer(send, req)
+        return
     gone = asyncio.ensure_future(client_gone(receive))
     try:
         await stream(send, n, prompt_tokens, truncate, malformed, gone)
     finally:
         gone.cancel()
+
+
+def wrong_for(context_len: int) -> bool:
+    if MODE.startswith("wrong-past:"):
+        return context_len > int(mode_arg())
+    if MODE.startswith("wrong-below-batch:"):
+        return int(mode_arg()) > MAX_NUM_BATCHED_TOKENS
+    return False
+
+
+def greedy(context: list[int]) -> tuple[int, float]:
+    """The fake model's choice after `context`, and its logprob; a wrong server picks another token."""
+    token = (context[-1] * 31 + len(context) * 7 + 3) % VOCAB if context else 3
+    return ((token + 1) % VOCAB, -0.05) if wrong_for(len(context)) else (token, -0.05 - 0.01 * (token % 7))
+
+
+def logprob_of(context: list[int], token: int) -> float:
+    chosen, logprob = greedy(context)
+    return logprob if token == chosen else -6.0 - 0.001 * (token % 11)
+
+
+async def answer(send, req: dict) -> None:
+    """A non-streaming completion: the probes' greedy answers and teacher-forced prompt logprobs."""
+    prompt = [int(t) for t in req["prompt"]] if isinstance(req.get("prompt"), list) else fake_encode(str(req.get("prompt")))
+    n = int(req.get("max_tokens") or 16)
+    assert scheduler is not None
+    async with scheduler:
+        context, tokens, logprobs = list(prompt), [], []
+        for _ in range(n):
+            token, logprob = greedy(context)
+            tokens.append(token)
+            logprobs.append(logprob)
+            context.append(token)
+            if TOKEN_S:
+                await asyncio.sleep(TOKEN_S)
+    choice = {"index": 0, "text": fake_decode(tokens), "finish_reason": "length"}
+    if req.get("return_token_ids"):
+        choice["token_ids"] = tokens
+    if req.get("logprobs") is not None:
+        choice["logprobs"] = {"tokens": [f"token_id:{t}" for t in tokens], "token_logprobs": logprobs,
+                              "text_offset": [], "top_logprobs": None}
+    if req.get("prompt_logprobs") is not None:
+        choice["prompt_logprobs"] = [None] + [
+            {str(t): {"logprob": logprob_of(prompt[:i], t), "rank": 1, "decoded_token": f"w{t}"}}
+            for i, t in enumerate(prompt) if i > 0]
+    state["prompt_tokens"] += len(prompt)
+    state["generation_tokens"] += n
+    await send_json(send, 200, {"id": "x", "object": "text_completion", "model": MODEL, "choices": [choice],
+                                "usage": {"prompt_tokens": len(prompt), "completion_tokens": n,
+                                          "total_tokens": len(prompt) + n}})
 
 
 async def stream(send, n: int, prompt_tokens: int, truncate: bool, malformed: bool, gone: asyncio.Future) -> None:
@@ -276,9 +338,9 @@ def main() -> None:
     if MODE == "never-ready":
         time.sleep(3600)
     if MODE == "stubborn-child" and os.fork() == 0:
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            time.sleep(3600)
-            os._exit(0)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        time.sleep(3600)
+        os._exit(0)
     time.sleep(STARTUP_S)
     serve()
 

@@ -1,7 +1,16 @@
 """The probe set aims at the config's edges: bucket lengths and one past, a full prefill step, the longest context."""
 from __future__ import annotations
 
-from tuner.trial.probes import bucket_lengths, plan_probes
+import sys
+from pathlib import Path
+
+from tuner.contracts.quality import QualityPlan
+from tuner.inputs.spec import Timeouts
+from tuner.scoring.quality import beyond_noise, noise_gap, quality_of
+from tuner.server.client import server_client
+from tuner.server.config import ServerConfig
+from tuner.server.process import ServerProcess
+from tuner.trial.probes import answer_probes, bucket_lengths, plan_probes
 
 
 def test_buckets_are_powers_of_two_up_to_the_gap_then_multiples_of_it():
@@ -28,3 +37,40 @@ def test_a_small_context_keeps_every_probe_inside_it():
     assert not any(p.name.startswith("fills-batch") for p in probes)  # 512 tokens cannot be one prompt here
     assert len({p.prompt_len for p in probes}) == len(probes)
     assert plan_probes({"--max-model-len": 8}, {}, output_len=16) == []
+
+
+FAKE = str(Path(__file__).parents[1] / "fakes" / "fake_vllm.py")
+PROBES = tuple(plan_probes({"--max-model-len": 96, "--max-num-batched-tokens": 48}, {}, output_len=8))
+
+
+def answers_of(tmp_path, mode: str, reference=None, concurrency: int = 4):
+    config = ServerConfig(command=(sys.executable, FAKE), model="fake",
+                          flags={"--max-num-batched-tokens": 48}, env={"FAKE_VLLM_MODE": mode})
+    with ServerProcess(config, tmp_path / f"{mode}.log", Timeouts(startup_s=20, shutdown_grace_s=2)) as server:
+        server.wait_ready()
+        with server_client(10.0) as client:
+            plan = QualityPlan(probes=PROBES, reference=reference, vocab_size=2048, concurrency=concurrency)
+            return answer_probes(client, server.base_url, "fake", plan)
+
+
+def test_probes_are_answered_greedily_with_logprobs_and_teacher_forced(tmp_path):
+    own = answers_of(tmp_path, "ok")
+    assert [a.probe for a in own] == [p.name for p in PROBES]
+    assert all(len(a.tokens) == 8 and len(a.logprobs) == 8 and not a.error for a in own)
+    assert all(a.forced_logprobs == a.logprobs for a in own)  # the reference against itself, another batch
+    again = answers_of(tmp_path, "ok", reference=tuple(own), concurrency=1)
+    assert [a.tokens for a in again] == [a.tokens for a in own]  # deterministic: same questions, same answers
+    quality = quality_of(own, again, noise=noise_gap(own, own))
+    assert quality.figure == 1.0 and not quality.diverged
+
+
+def test_wrong_tokens_past_a_length_are_caught_at_that_length(tmp_path):
+    reference = tuple(answers_of(tmp_path, "ok"))
+    wrong = answers_of(tmp_path, "wrong-past:20", reference=reference)
+    quality = quality_of(reference, wrong, noise=0.0)
+    by_name = {c.probe: c for c in quality.diverged}
+    # wrong from the first token for every prompt past 20; within the answer for one that grows past it
+    assert {n for n, c in by_name.items() if not c.first_token_agrees} == {p.name for p in PROBES if p.prompt_len > 20}
+    assert set(by_name) == {p.name for p in PROBES if p.prompt_len + p.output_len - 1 > 20}
+    assert by_name["bucket-16"].diverged_at == 5 and by_name["bucket-16"].logprob_gap > 1
+    assert beyond_noise(quality)

@@ -33,4 +33,5 @@ class Outcome(StrEnum):
     SLO_MISS = "slo_miss"  # reliable levels, none met every SLO
     UNRELIABLE = "unreliable"  # every measured level was flagged
     NO_MEASUREMENT = "no_measurement"  # no level completed a request, and no failure class says why
+    WRONG_OUTPUT = "wrong_output"  # answers differ from the reference's beyond its own noise (tuner.scoring.quality)
     PENALIZED = "penalized"  # storages from before scores were stored: infeasible, reason unknown

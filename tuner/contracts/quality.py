@@ -27,3 +27,17 @@ class ProbeAnswer(BaseModel):
     text: str = ""
     forced_logprobs: list[float] | None = None
     concurrent: bool = False  # answered while the whole set was in flight (the batched and speculative paths)
+    error: str = ""  # the server did not answer it (HTTP status and message): it counts as diverged
+
+
+class QualityPlan(BaseModel):
+    """What a launch is asked to answer before its sweep: the probes, and the reference's answers to them (their
+    tokens are teacher-forced through this launch). No reference: this launch is the reference, and checks
+    itself in another batch composition (its noise floor)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    probes: tuple[Probe, ...]
+    reference: tuple[ProbeAnswer, ...] | None = None
+    vocab_size: int  # probe prompts are token ids below it
+    concurrency: int = 1  # probes in flight at once: the config's batch size, at most the set

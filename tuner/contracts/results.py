@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from tuner.contracts.outcomes import FailureClass
+from tuner.contracts.quality import ProbeAnswer
 
 
 class LatencyStats(BaseModel):
@@ -146,3 +147,6 @@ class TrialResult(BaseModel):
     prompts_s: float | None = Field(None, description="seconds spent building every planned level's requests"
                                     " after startup, before the first level")
     prompts_built: int = Field(0, description="requests built before the first level (warm-up included)")
+    probes: list[ProbeAnswer] = Field(default_factory=list, description="the quality probes' answers, before the"
+                                      " sweep (tuner.trial.probes); empty when the study's quality guard is off")
+    probes_s: float | None = Field(None, description="seconds the probes took")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from tuner.capacity.hardware import Hardware
+from tuner.contracts.quality import QualityPlan
 from tuner.contracts.results import TrialResult
 from tuner.inputs.spec import LoadSpec
 from tuner.load.runner import LoadPattern
@@ -29,6 +30,10 @@ class SweepPlan:
     soak_rate: float | None = None  # open loop: the operating point's arrival rate
     soak_requests: int = 0  # 0: 2 x requests_per_level
     goals: Goals | None = None  # the study's SLOs: a sweep stops at a level that misses them (load.stop_early)
+    quality: QualityPlan | None = None  # the probes to answer before the sweep (the study's quality guard)
+
+    def with_quality(self, quality: QualityPlan | None) -> SweepPlan:
+        return replace(self, quality=quality)
 
     def with_soak(self, concurrency: int | None, rate: float | None) -> SweepPlan:
         """A confirmation run's plan: this sweep, then a soak at the operating point."""

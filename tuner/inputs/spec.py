@@ -164,6 +164,19 @@ class ConfirmSpec(_Strict):
                                " requests_per_level)")
 
 
+class QualitySpec(_Strict):
+    """The output-quality guard (tuner.scoring.quality): every launch answers a deterministic probe set before its
+    sweep, and a config whose answers differ from the reference's by more than the reference's own noise plus
+    `tolerance` is `wrong_output`: penalized, never on the front, never exported."""
+
+    enabled: bool = False
+    reference: dict[str, Any] | None = Field(default=None, description="the trusted config's parameter values (no"
+                                             " fp8 KV cache, no speculation); default: the first enqueue entry")
+    tolerance: float = Field(default=0.05, ge=0.0, le=1.0, description="how far below the reference's own quality"
+                             " figure a config may fall, and nats per token beyond its noise floor")
+    output_len: int = Field(default=16, ge=1, le=256, description="greedy tokens each probe answers")
+
+
 class ReplaySpec(_Strict):
     """Answer trials from a recorded surface instead of launching servers (tuner.study.replay; search benchmarks)."""
 
@@ -288,6 +301,7 @@ class StudySpec(_Strict):
     price_per_slice_hour: PositiveFloat | None = Field(default=None, description="what one trial's slice costs per"
                                                        " hour, for the usd_per_m_tokens objective")
     confirm: ConfirmSpec = Field(default_factory=ConfirmSpec)
+    quality: QualitySpec = Field(default_factory=QualitySpec)
     replay: ReplaySpec | None = Field(default=None, description="no servers: every trial replays a recorded launch"
                                       " of its config, marked as replayed")
     warm_start: WarmStartSpec | None = Field(default=None, description="seed the sampler with another study's"
@@ -318,6 +332,19 @@ class StudySpec(_Strict):
         if "tok_s_per_chip" in self.objectives and self.hardware is None:
             raise ValueError("hardware: the tok_s_per_chip objective needs the slice (hardware.name)")
         return self
+
+    @model_validator(mode="after")
+    def _quality_reference(self) -> StudySpec:
+        if self.quality.enabled and self.quality.reference is None and not self.enqueue:
+            raise ValueError("quality.reference: name the trusted config's parameters, or enqueue it first (the"
+                             " first enqueue entry is the reference)")
+        return self
+
+    def quality_reference(self) -> dict[str, Any] | None:
+        """The reference config's parameters when the guard is on (default: the first enqueue entry)."""
+        if not self.quality.enabled:
+            return None
+        return self.quality.reference if self.quality.reference is not None else self.enqueue[0]
 
     def goals(self) -> Goals:
         return Goals.on_slice(self.objectives, self.slo, self.hardware.name if self.hardware else None,

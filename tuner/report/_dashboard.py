@@ -10,6 +10,7 @@ import optuna
 import optuna_dashboard
 from optuna.trial import TrialState
 
+from tuner.contracts.outcomes import Outcome
 from tuner.report._data import FEASIBLE, outcome_of, report_data
 from tuner.report._figures import all_figures
 from tuner.study._optuna import live_trial
@@ -56,7 +57,24 @@ def outcome_sentence(record: TrialRecord) -> str:
         return f"Measured, but no load level met every SLO: penalized as slo_miss. {record.failure_detail}".rstrip()
     if record.outcome == "unreliable":
         return "Measured, but too many levels were flagged (client saturated, token mismatch): not scored."
+    if record.outcome == Outcome.WRONG_OUTPUT:
+        return f"Measured, but its answers differ from the reference's beyond its noise: penalized. {record.score.detail if record.score else ''}".rstrip()
     return f"Penalized: {outcome} — {record.failure_detail or 'see the server log artifact'}."
+
+
+def quality_lines(record: TrialRecord) -> list[str]:
+    """The quality figure and, for a probe that diverged, its answer beside the reference's."""
+    quality = record.score.quality if record.score is not None else None
+    if quality is None:
+        return []
+    lines = [f"**Quality** {quality.figure:.3f}: {quality.describe()}.", ""]
+    if quality.diverged:
+        first = quality.diverged[0]
+        where = "its first token" if first.diverged_at == 0 else f"token {first.diverged_at}"
+        lines += [f"First divergent probe `{first.probe}` (at {where}):", "",
+                  "| reference | this trial |", "|---|---|",
+                  f"| {first.reference_text.replace('|', '/')} | {first.answer_text.replace('|', '/')} |", ""]
+    return lines
 
 
 def trial_note(record: TrialRecord) -> str:
@@ -83,6 +101,7 @@ def trial_note(record: TrialRecord) -> str:
         lines.append("")
     if record.sweep_stopped:
         lines += [f"The sweep stopped early: {record.sweep_stopped}.", ""]
+    lines += quality_lines(record)
     if record.log_tail:
         lines += ["The server log and raw per-request records are this trial's artifacts (below)."]
     return "\n".join(lines).rstrip() + "\n"

@@ -121,14 +121,16 @@ def _trials_table(search: list[TrialRecord], front: StudyFront, labels: dict[int
             "stability": r.stability if r.stability is not None else (r.score.components.score if r.score else 0.0),
             "ttft_p99_ms": level.ttft_ms.p99 if level else None, "itl_p99_ms": level.itl_ms.p99 if level else None,
             "concurrency": level.concurrency if level else None,
-            "failure": r.failure_class or "", "detail": (r.failure_detail or r.prediction or "")[:200],
+            "failure": r.failure_class or "", "detail": (r.failure_detail or r.prediction or (r.score.detail if r.score else ""))[:200],
             "flagged_levels": sum(1 for lv in r.levels if not lv.reliable),
+            "quality": r.score.quality.figure if r.score is not None and r.score.quality is not None else None,
             "sweep_stopped": r.sweep_stopped, "hostname": r.hostname, "node_id": r.node_id[:12],
             **{f"param:{n}": r.params.get(n) for n in param_names},
         })
+    guarded = any(row["quality"] is not None for row in rows)  # the quality guard was on
     columns = ["trial", "outcome", "label", "on_front", "output_tok_s", "stability", "ttft_p99_ms", "itl_p99_ms",
-               "concurrency", "failure", "detail", "flagged_levels", "sweep_stopped", "hostname", "node_id",
-               *(f"param:{n}" for n in param_names)]
+               "concurrency", "failure", "detail", "flagged_levels", *(["quality"] if guarded else []),
+               "sweep_stopped", "hostname", "node_id", *(f"param:{n}" for n in param_names)]
     return pd.DataFrame(rows, columns=columns)
 
 

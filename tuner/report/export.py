@@ -104,6 +104,9 @@ def _comment_block(study: optuna.Study, chosen: Selection) -> list[str]:
         lines.append(f"#   {name}: {value:,.3f}{spread}")
     if goals.slo:
         lines.append(f"# SLOs {goals.describe_slo()}: met in {summary.slo_met_runs} of {runs} launches")
+    quality = record.score.quality if record.score is not None else None
+    if quality is not None:
+        lines.append(f"# quality: {quality.describe()}")
     lines.append("# stability components: " + ", ".join(f"{k} {v:.3f}" for k, v in summary.components.model_dump().items()))
     for level in record.levels:
         if level.phase != "sweep":

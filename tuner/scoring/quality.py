@@ -16,12 +16,16 @@ its greedy prefix share: in [0, 1], 1 when every probe agrees.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import statistics
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tuner.contracts.quality import ProbeAnswer
+from tuner.contracts.quality import Probe, ProbeAnswer
 
 DEFAULT_TOLERANCE = 0.05  # nats per token beyond the noise floor, and quality points below the reference's own
 
@@ -118,3 +122,39 @@ def beyond_noise(evidence: QualityEvidence, reference_figure: float = 1.0) -> bo
     """A config whose figure falls below the reference's own (against itself) by more than the tolerance answers
     differently: infeasible (`wrong_output`), whatever its speed."""
     return reference_figure - evidence.figure > evidence.tolerance
+
+
+class QualityReference(BaseModel):
+    """The reference config's answers, recorded once per study (tuner.study.records) on its own launch, with the
+    noise floor that launch measured (the reference against itself in another batch composition)."""
+
+    key: str  # the model and the probe set: when either changes, the reference is recorded again
+    params: dict[str, Any]
+    trial: int
+    answers: list[ProbeAnswer]
+    noise: float
+
+    def answering(self, names: set[str]) -> list[ProbeAnswer]:
+        return [a for a in self.answers if a.probe in names and a.tokens and not a.error]
+
+
+def reference_key(model: str, probes: Sequence[Probe]) -> str:
+    text = json.dumps([model, [p.model_dump() for p in probes]], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class QualityCheck:
+    """What scoring needs to judge a launch's answers: the study's reference and its tolerance."""
+
+    reference: QualityReference | None  # None until the reference's own launch has recorded it
+    tolerance: float = DEFAULT_TOLERANCE
+
+    def evidence(self, answers: Sequence[ProbeAnswer]) -> QualityEvidence | None:
+        """The launch's quality against the reference, over the probes both answered (None: nothing to compare)."""
+        if self.reference is None:
+            return None
+        reference = self.reference.answering({a.probe for a in answers})
+        if not reference:
+            return None
+        return quality_of(reference, answers, self.reference.noise, self.tolerance)

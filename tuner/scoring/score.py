@@ -31,11 +31,13 @@ from pydantic import BaseModel, ConfigDict, Field, computed_field
 from tuner.contracts.outcomes import FailureClass, Outcome
 from tuner.contracts.results import LevelResult, TrialResult
 from tuner.scoring.objectives import STABILITY, Goals, LoadPoint, direction_of, load_points, operating_point
+from tuner.scoring.quality import QualityCheck, QualityEvidence, beyond_noise
 
 CONFIG_FAILURE = "config_failure"
 SLO = "slo"
 MEASUREMENT = "measurement"
 CONSTRAINT_NAMES = (CONFIG_FAILURE, SLO, MEASUREMENT)
+QUALITY = "quality"  # answers beyond the reference's noise: a fourth constraint in studies with the guard on
 MET = -1.0
 VIOLATED = 1.0
 
@@ -88,6 +90,7 @@ class Score(_Stored):
     operating_concurrency: int | None = None
     operating_rate: float | None = None  # open loop: the arrival rate of the operating point
     flags: list[str] = Field(default_factory=list)  # why levels were left out
+    quality: QualityEvidence | None = None  # the launch's answers against the reference (quality guard on)
 
     @property
     def feasible(self) -> bool:
@@ -151,8 +154,29 @@ def components_of(evidence: Evidence) -> StabilityComponents:
     )
 
 
-def score_run(result: TrialResult, goals: Goals) -> Score:
-    """Score one launch (never raises on what a server did)."""
+def score_run(result: TrialResult, goals: Goals, quality: QualityCheck | None = None) -> Score:
+    """Score one launch (never raises on what a server did). With `quality`, its probe answers are judged against
+    the reference first: a config that answers differently is `wrong_output` however fast it is."""
+    score = _score_measured(result, goals)
+    if quality is None:
+        return score
+    # Every trial of a guarded study carries the quality constraint, so Optuna sees one set of constraints.
+    score = score.model_copy(update={"constraints": {**score.constraints, QUALITY: MET}})
+    evidence = quality.evidence(result.probes) if result.probes else None
+    if evidence is None:
+        return score
+    if beyond_noise(evidence) and score.constraints[CONFIG_FAILURE] <= 0:  # it served, and answered wrongly
+        first = evidence.diverged[0]
+        where = "at its first token" if first.diverged_at == 0 else f"at token {first.diverged_at}"
+        detail = f"{evidence.describe()}; probe {first.probe} diverged {where}"
+        wrong = _penalized(Outcome.WRONG_OUTPUT, detail, QUALITY, goals, score.components, score.evidence,
+                           score.flags)
+        return wrong.model_copy(update={"quality": evidence,
+                                        "constraints": {**wrong.constraints, QUALITY: VIOLATED}})
+    return score.model_copy(update={"quality": evidence})
+
+
+def _score_measured(result: TrialResult, goals: Goals) -> Score:
     evidence = evidence_of(result)
     components = components_of(evidence)
     measured = [lv for lv in result.levels if lv.completed and lv.phase == "sweep"]
@@ -196,7 +220,7 @@ def _values(point: LoadPoint, goals: Goals, components: StabilityComponents) -> 
 
 def _penalized(outcome: Outcome | FailureClass, detail: str, constraint: str, goals: Goals, components: StabilityComponents,
                evidence: Evidence, flags: list[str]) -> Score:
-    constraints = {name: (VIOLATED if name == constraint else MET) for name in CONSTRAINT_NAMES}
+    constraints = {name: (VIOLATED if name == constraint else MET) for name in CONSTRAINT_NAMES if name != QUALITY}
     values = dict(zip(goals.objectives, goals.worst()))
     values.setdefault(goals.rank_metric, 0.0 if direction_of(goals.rank_metric) == "maximize" else float("inf"))
     return Score(outcome=outcome, detail=detail, values=values, constraints=constraints, components=components,

@@ -20,7 +20,7 @@ from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.capacity.failure_rules import KnownFailure, predict_kv_capacity
-from tuner.capacity.prelaunch import Prescreen, model_context, pre_launch
+from tuner.capacity.prelaunch import Prescreen, model_context, pre_launch, prompt_vocab_size
 from tuner.contracts.results import TrialResult
 from tuner.contracts.sweep import TrialOutcome
 from tuner.inputs.spec import Study
@@ -30,6 +30,7 @@ from tuner.server.config import ServerConfig, build_server_config, redact_env
 from tuner.server.failures import FailureClass
 from tuner.study._lease import Lease, claimed_before
 from tuner.study._optuna import enqueued_params, storage_of, trial_id_of
+from tuner.study._quality import QualityGuard
 from tuner.study._sampler import SamplerChoice, choose_sampler, make_sampler
 from tuner.study.records import (
     TrialCounts,
@@ -101,7 +102,10 @@ def enqueue_new(study: Study, optuna_study: optuna.Study) -> list[dict[str, Any]
     entries queued now."""
     queued = [enqueued_params(t) for t in optuna_study.get_trials(deepcopy=False) if was_enqueued(t)]
     added = []
-    for params in study.spec.enqueue:
+    reference = study.spec.quality_reference()
+    # The quality guard's reference runs first: queued ahead of the file's entries when it is not one of them.
+    entries = ([reference] if reference is not None and reference not in study.spec.enqueue else []) + study.spec.enqueue
+    for params in entries:
         if params in queued:
             queued.remove(params)  # this listing of it was queued before
             continue
@@ -182,6 +186,7 @@ class Bookkeeper:
         self.fit_context = model_context(study) if self.spec.prescreen else None
         self.goals = study.spec.goals()
         self.artifact_store = self._open_artifact_store()
+        self.quality = QualityGuard(study, optuna_study, prompt_vocab_size(study) if self.spec.quality.enabled else None)
 
     # -- asking ---------------------------------------------------------------------------------------------
     def propose(self) -> Proposal | Recorded:
@@ -207,7 +212,8 @@ class Bookkeeper:
     def tell(self, proposal: Proposal, result: TrialResult, attempts: int,
              prediction: Prescreen | None = None) -> Score:
         """A trial that ran (or was judged before launch): record it, score it, tell Optuna."""
-        score = score_run(result, self.goals)
+        self.quality.record_if_reference(proposal.params, proposal.trial.number, result)
+        score = score_run(result, self.goals, self.quality.check())
         self._record(proposal, result, attempts, score, prediction)
         # Optuna's constraint-aware samplers (TPE, NSGA-II, GP) and Study.best_trials read these: > 0 is infeasible.
         for name, value in score.constraints.items():

@@ -173,7 +173,9 @@ class StudyRunner:
         storage when there seems to be room, so another driver's launch a moment ago is counted)."""
         def room() -> bool:
             in_flight = len(self._running()) + sum(self._elsewhere.values())
-            return len(self._running()) < self.spec.parallel and self.snapshot.complete + in_flight < self.total
+            # Until the quality reference has answered, one launch at a time: the others are judged against it.
+            parallel = 1 if self.books.quality.waiting_for_reference() else self.spec.parallel
+            return len(self._running()) < parallel and self.snapshot.complete + in_flight < self.total
 
         if not room():
             return False
@@ -223,9 +225,10 @@ class StudyRunner:
             self._submit(Attempt(proposed, number=1))
 
     def _plan_for(self, proposal: Proposal) -> SweepPlan:
+        plan = self.plan.with_quality(self.books.quality.plan_for(proposal.params, proposal.config))
         if proposal.confirms is None:
-            return self.plan
-        return self.plan.with_soak(*self.books.soak_point(proposal.confirms))
+            return plan
+        return plan.with_soak(*self.books.soak_point(proposal.confirms))
 
     def _submit(self, attempt: Attempt) -> None:
         assert self._executor is not None

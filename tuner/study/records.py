@@ -20,6 +20,7 @@ from tuner.contracts.outcomes import FailureClass, Outcome
 from tuner.contracts.results import LevelResult
 from tuner.scoring.confirmation import ConfigSummary
 from tuner.scoring.objectives import Goals
+from tuner.scoring.quality import QualityReference
 from tuner.scoring.score import Score
 
 # -- trial attributes (user attributes of a trial) --------------------------------------------------------------
@@ -51,6 +52,7 @@ STUDY_ATTR_SEARCH_STOPPED = "search_stopped"
 STUDY_ATTR_CONFIRMED_FRONT = "confirmed_front"
 STUDY_ATTR_CONFIRMED_PREFIX = "confirmed_trial_"  # + search trial number: its ConfigSummary
 STUDY_ATTR_MATRIX_PREFIX = "matrix_trial_"  # + trial number: {"points": [MatrixPoint, ...]}
+STUDY_ATTR_QUALITY_REFERENCE = "quality_reference"  # the reference's probe answers (tuner.scoring.quality)
 
 
 class TrialRecord(BaseModel):
@@ -341,6 +343,7 @@ class StudyRecord(BaseModel):
     confirmed_front: list[int] = Field(default_factory=list)
     confirmed: dict[int, ConfigSummary] = Field(default_factory=dict)
     matrices: dict[int, MatrixRun] = Field(default_factory=dict)
+    quality_reference: QualityReference | None = None
 
     @classmethod
     def of(cls, study: optuna.Study | optuna.study.StudySummary) -> StudyRecord:
@@ -352,6 +355,7 @@ class StudyRecord(BaseModel):
             "confirmed_front": attrs.get(STUDY_ATTR_CONFIRMED_FRONT) or [],
             "confirmed": _numbered(attrs, STUDY_ATTR_CONFIRMED_PREFIX),
             "matrices": _numbered(attrs, STUDY_ATTR_MATRIX_PREFIX),
+            "quality_reference": attrs.get(STUDY_ATTR_QUALITY_REFERENCE) or None,
         })
 
 
@@ -381,6 +385,10 @@ def write_confirmed(study: optuna.Study, confirmed: list[ConfigSummary], front: 
     for summary in confirmed:
         study.set_user_attr(f"{STUDY_ATTR_CONFIRMED_PREFIX}{summary.trial}", summary.model_dump(mode="json"))
     study.set_user_attr(STUDY_ATTR_CONFIRMED_FRONT, front)
+
+
+def write_quality_reference(study: optuna.Study, reference: QualityReference) -> None:
+    study.set_user_attr(STUDY_ATTR_QUALITY_REFERENCE, reference.model_dump(mode="json"))
 
 
 def write_matrix(study: optuna.Study, trial_number: int, points: list[dict[str, Any]]) -> None:

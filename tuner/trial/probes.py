@@ -12,16 +12,25 @@ Every length leaves room for the probe's output within --max-model-len.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+import random
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from tuner.contracts.quality import Probe
+import httpx
+
+from tuner.contracts.quality import Probe, ProbeAnswer, QualityPlan
+from tuner.inputs.search_space import SearchSpace
 
 PADDING_GAP_ENV = "VLLM_TPU_BUCKET_PADDING_GAP"
 MIN_BUCKET = 16
 MAX_BUCKET_PROBES = 8  # bucket lengths probed (each with its +1): the first, the last and evenly between
 SHORT_LENGTHS = (1, 5, 9)
 DEFAULT_OUTPUT_LEN = 16
+
+
+PROBE_SEED = 2026  # probe prompts depend on nothing but their length: every launch answers the same questions
+FIRST_ID = 16  # ids below this are often special tokens (BOS, EOS, padding) in small vocabularies
 
 
 def bucket_lengths(limit: int, padding_gap: int) -> list[int]:
@@ -66,3 +75,117 @@ def plan_probes(flags: Mapping[str, Any], env: Mapping[str, str], output_len: in
     for probe in probes:
         unique.setdefault(probe.prompt_len, probe)  # one probe per length; the first name says why it is there
     return sorted(unique.values(), key=lambda p: p.prompt_len)
+
+
+def probe_prompt(probe: Probe, vocab_size: int) -> list[int]:
+    """The probe's prompt: `prompt_len` real token ids, the same for every launch of every config."""
+    rng = random.Random(f"{PROBE_SEED}:{probe.prompt_len}")
+    low = min(FIRST_ID, max(0, vocab_size - 1))
+    return [rng.randrange(low, vocab_size) for _ in range(probe.prompt_len)]
+
+
+def answer_probes(client: httpx.Client, base_url: str, model: str, plan: QualityPlan) -> list[ProbeAnswer]:
+    """Every probe answered greedily (fixed seed, logprobs on), `plan.concurrency` in flight, then the reference's
+    tokens (or, for the reference itself, its own) teacher-forced through this server: their logprobs here."""
+    prompts = {p.name: probe_prompt(p, plan.vocab_size) for p in plan.probes}
+    concurrent = plan.concurrency > 1
+
+    def greedy(probe: Probe) -> ProbeAnswer:
+        return _greedy(client, base_url, model, probe, prompts[probe.name], concurrent)
+
+    with ThreadPoolExecutor(max_workers=max(1, plan.concurrency)) as pool:
+        answers = list(pool.map(greedy, plan.probes))
+        forced_from = {a.probe: a for a in (plan.reference or answers)}
+
+        def forced(answer: ProbeAnswer) -> ProbeAnswer:
+            source = forced_from.get(answer.probe)
+            if source is None or not source.tokens or answer.error:
+                return answer
+            logprobs = _forced_logprobs(client, base_url, model, prompts[answer.probe], source.tokens)
+            return answer.model_copy(update={"forced_logprobs": logprobs})
+
+        # The reference checking itself: forced with all of them in flight at once (another batch composition).
+        with ThreadPoolExecutor(max_workers=len(answers) if plan.reference is None else max(1, plan.concurrency)) \
+                as forcing:
+            return list(forcing.map(forced, answers))
+
+
+def _post(client: httpx.Client, base_url: str, body: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
+    response = client.post(f"{base_url}/v1/completions", json={**body, "stream": False})
+    if response.status_code != 200:
+        return None, f"HTTP {response.status_code}: {response.text[:200]}"
+    choices = response.json().get("choices") or [{}]
+    return dict(choices[0]), ""
+
+
+def _greedy(client: httpx.Client, base_url: str, model: str, probe: Probe, prompt: list[int],
+            concurrent: bool) -> ProbeAnswer:
+    body = {"model": model, "prompt": prompt, "max_tokens": probe.output_len, "temperature": 0.0, "seed": 0,
+            "logprobs": 0, "return_token_ids": True, "ignore_eos": True}
+    choice, error = _post(client, base_url, body)
+    if choice is None:
+        return ProbeAnswer(probe=probe.name, prompt_len=probe.prompt_len, tokens=[], error=error,
+                           concurrent=concurrent)
+    logprobs = choice.get("logprobs") or {}
+    tokens = choice.get("token_ids") or [int(str(t).rsplit(":", 1)[-1]) for t in logprobs.get("tokens") or []]
+    return ProbeAnswer(probe=probe.name, prompt_len=probe.prompt_len, tokens=[int(t) for t in tokens],
+                       logprobs=[float(x) for x in logprobs.get("token_logprobs") or [] if x is not None],
+                       text=str(choice.get("text", "")), concurrent=concurrent)
+
+
+def _forced_logprobs(client: httpx.Client, base_url: str, model: str, prompt: list[int],
+                     tokens: Sequence[int]) -> list[float] | None:
+    """This server's logprob of each of `tokens` after `prompt` and the tokens before it (vLLM's prompt_logprobs)."""
+    body = {"model": model, "prompt": [*prompt, *tokens], "max_tokens": 1, "temperature": 0.0, "prompt_logprobs": 0}
+    choice, _ = _post(client, base_url, body)
+    entries = (choice or {}).get("prompt_logprobs") or []
+    if len(entries) < len(prompt) + len(tokens):
+        return None
+    values = []
+    for entry, token in zip(entries[len(prompt):], tokens):
+        value = (entry or {}).get(str(token))
+        if not isinstance(value, dict) or "logprob" not in value:
+            return None
+        values.append(float(value["logprob"]))
+    return values
+
+
+EDGE_FLAGS = ("--max-model-len", "--max-num-batched-tokens")
+MAX_STUDY_PROBES = 32
+
+
+def _edge_values(space: SearchSpace, fixed_flags: Mapping[str, Any], fixed_env: Mapping[str, str],
+                 target: str) -> list[Any]:
+    """Every value the study can give an edge-setting flag or env var: the space's, else the fixed one."""
+    for p in space.parameters.values():
+        if (p.env or p.flag) == target and not p.key:
+            try:
+                return [v for v in p.grid_values() if v is not None] or [None]
+            except ValueError:  # a continuous range: its ends
+                return list(p.bounds)
+    fixed = fixed_env.get(target) if target == PADDING_GAP_ENV else fixed_flags.get(target)
+    return [fixed]
+
+
+def study_probes(space: SearchSpace, fixed_flags: Mapping[str, Any], fixed_env: Mapping[str, str],
+                 output_len: int = DEFAULT_OUTPUT_LEN, model_max_len: int | None = None,
+                 most: int = MAX_STUDY_PROBES) -> list[Probe]:
+    """One probe set for the whole study: the union of every config's edges (each value of max-model-len,
+    max-num-batched-tokens and the padding gap the space can take), so that the reference answers them all once
+    and each launch answers those that fit its context. Spread over the lengths when there are more than `most`."""
+    found: dict[int, Probe] = {}
+    for max_len in _edge_values(space, fixed_flags, fixed_env, "--max-model-len"):
+        for batched in _edge_values(space, fixed_flags, fixed_env, "--max-num-batched-tokens"):
+            for gap in _edge_values(space, fixed_flags, fixed_env, PADDING_GAP_ENV):
+                flags = {"--max-model-len": max_len, "--max-num-batched-tokens": batched}
+                env = {PADDING_GAP_ENV: str(gap)} if gap is not None else {}
+                for probe in plan_probes(flags, env, output_len, model_max_len):
+                    found.setdefault(probe.prompt_len, probe)
+    lengths = _spread(sorted(found), most)
+    return [found[n] for n in lengths]
+
+
+def probes_for(probes: Sequence[Probe], flags: Mapping[str, Any], model_max_len: int | None = None) -> list[Probe]:
+    """The study's probes one config can answer: prompt and answer within its max-model-len."""
+    max_len = int(flags.get("--max-model-len") or model_max_len or 2048)
+    return [p for p in probes if p.prompt_len + p.output_len <= max_len]

@@ -34,10 +34,12 @@ from tuner.load.runner import (
 )
 from tuner.load.tokenizer import ServerTokenizer, Tokenizer, TokenizerUnavailable
 from tuner.scoring.objectives import Goals, slo_excess
+from tuner.server.client import server_client
 from tuner.server.config import ServerConfig, redact_text
 from tuner.server.failures import FailureClass
 from tuner.server.process import ServerProcess, last_lines
 from tuner.server.startup import prepare_compile_cache, startup_attrs
+from tuner.trial.probes import answer_probes
 from tuner.trial.watch import EXIT_WAIT_S, ServerWatch, failure_after_level
 
 LOG_TAIL_LINES = 60
@@ -178,6 +180,7 @@ class _Sweep:
         workload, tokenizer = _workload(self.server, self.config, self.plan, vocab_size)
         self._prepare(workload, tokenizer)
         self.observer(Seam.PROMPTS_BUILT, self.server)
+        self._answer_probes()
         with ServerWatch(self.server) as self.watch:
             self.options = LevelOptions(request_timeout_s=load.request_timeout_s,
                                         level_timeout_s=load.level_timeout_s,
@@ -195,6 +198,17 @@ class _Sweep:
             if soak is not None:
                 self.observer(Seam.BEFORE_SOAK, self.server)
                 self._measure(_Level(soak, 0, replace(workload, cycle=True), "soak"))
+
+    def _answer_probes(self) -> None:
+        """The quality probes, before any load: the server is fresh, and a wrong answer fails the config before its
+        sweep spends accelerator time on it."""
+        quality = self.plan.quality
+        if quality is None or not quality.probes:
+            return
+        began = time.monotonic()
+        with server_client(self.plan.load.request_timeout_s) as client:
+            self.result.probes = answer_probes(client, self.server.base_url, self.config.model, quality)
+        self.result.probes_s = time.monotonic() - began
 
     def _planned(self, workload: Workload) -> list[_Level]:
         """Every level this launch may measure. The repeats run at the sweep's top level, which an early stop

@@ -1,0 +1,84 @@
+"""The output-quality guard through the study loop, against a fake that answers wrong tokens only for some configs
+(the padded-shape and chunked-prefill bugs a real server cannot be made to produce on demand): those trials are
+`wrong_output`, penalized, never on the front, never exported; the reference is recorded once and reused."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tuner import study as studies
+from tuner.contracts.outcomes import Outcome
+from tuner.errors import InputError, TrialNotFound
+from tuner.report._dashboard import trial_note
+from tuner.report.export import render_config, select_trial
+from tuner.scoring.confirmation import study_front
+from tuner.study.records import StudyRecord, records
+from tuner.trial import run_trial
+
+FAKE = str(Path(__file__).parents[1] / "fakes" / "fake_vllm.py")
+
+pytestmark = pytest.mark.usefixtures("no_server_left_behind")
+
+
+def write_study(tmp_path: Path, mode: str, **overrides) -> Path:
+    (tmp_path / "space.yaml").write_text(
+        "parameters:\n  batched: {type: categorical, choices: [32, 128], flag: --max-num-batched-tokens}\n")
+    (tmp_path / "config.json").write_text(json.dumps({"vocab_size": 2048}))
+    spec = {
+        "name": "guard", "model": "fake", "search_space": "space.yaml", "model_info": {"config_json": "config.json"},
+        "server": {"command": [sys.executable, FAKE], "flags": {"--max-model-len": 256},
+                   "env": {"FAKE_VLLM_MODE": mode, "FAKE_VLLM_TOKEN_MS": "0", "TUNER_TEST_TAG": str(tmp_path)}},
+        "load": {"concurrency": [1, 2], "requests_per_level": 8, "warmup_rounds": 0, "input_len": 8, "output_len": 8,
+                 "repeats": 1, "request_timeout_s": 5, "level_timeout_s": 10},
+        "trials": 2, "storage": f"sqlite:///{tmp_path / 'db.sqlite'}", "runs_dir": str(tmp_path / "runs"),
+        "timeouts": {"startup_s": 20, "shutdown_grace_s": 2}, "sampler": {"name": "random", "seed": 0},
+        "enqueue": [{"batched": 128}, {"batched": 32}], "confirm": {"repeats": 0},
+        "quality": {"enabled": True}, **overrides,
+    }
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def run(path: Path, trials: int | None = None):
+    return studies.run(studies.prepare(path, trials=trials), executor=studies.LocalExecutor(run_trial))
+
+
+def test_a_config_that_answers_wrongly_is_wrong_output_off_the_front_and_never_exported(tmp_path):
+    optuna_study = run(write_study(tmp_path, "wrong-below-batch:64"))
+    by_batched = {r.params["batched"]: r for r in records(optuna_study)}
+    reference, wrong = by_batched[128], by_batched[32]
+    assert reference.outcome == Outcome.MEASURED and reference.score.quality.figure == 1.0
+    assert wrong.outcome == Outcome.WRONG_OUTPUT and not wrong.feasible, wrong.score
+    assert wrong.score.constraints["quality"] > 0 and wrong.score.constraints["config_failure"] <= 0
+    assert "diverged at its first token" in wrong.score.detail and wrong.score.quality.diverged
+    assert wrong.levels  # it was measured: fast, but wrong, and shown apart from crashes
+    assert [c.trial for c in study_front(optuna_study).configs] == [reference.number]
+    with pytest.raises(TrialNotFound):
+        select_trial(optuna_study, str(wrong.number))
+    header = render_config(optuna_study, select_trial(optuna_study, str(reference.number)))
+    assert f"# quality: greedy answers agree with the reference on {reference.score.quality.probes} of" in header
+    note = trial_note(wrong)
+    assert "answers differ from the reference's" in note and "First divergent probe" in note
+    assert "| reference | this trial |" in note
+    stored = StudyRecord.of(optuna_study).quality_reference
+    assert stored is not None and stored.trial == reference.number and stored.params == {"batched": 128}
+    assert len(stored.answers) == reference.score.quality.probes  # every probe fits its context
+
+
+def test_the_reference_is_recorded_once_and_reused_on_resume(tmp_path):
+    path = write_study(tmp_path, "ok")
+    first = run(path, trials=1)
+    recorded = StudyRecord.of(first).quality_reference
+    again = run(path, trials=2)
+    assert StudyRecord.of(again).quality_reference == recorded
+    assert all(r.score.quality.figure == 1.0 for r in records(again) if r.launched)
+
+
+def test_a_guarded_study_needs_a_reference(tmp_path):
+    with pytest.raises(InputError, match=r"quality\.reference"):
+        studies.prepare(write_study(tmp_path, "ok", enqueue=[]))

@@ -1,0 +1,74 @@
+"""The study's side of the output-quality guard: which probes each launch answers, the reference recorded once,
+and the check every launch's answers are scored with (tuner.scoring.quality).
+
+The probe set is one for the study: the union of every config's edges (tuner.trial.probes.study_probes), so the
+reference answers it once and each launch answers the probes that fit its context. The reference is the first
+launch of its config (quality.reference, default the first enqueue entry); until it has answered, trials are
+launched one at a time. Its answers are stored with the study under a key of the model and the probe set: a
+resumed study reuses them, another model or probe set records them again.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+
+from tuner.contracts.quality import Probe, QualityPlan
+from tuner.contracts.results import TrialResult
+from tuner.inputs.spec import Study
+from tuner.scoring.quality import QualityCheck, QualityReference, noise_gap, reference_key
+from tuner.server.config import ServerConfig
+from tuner.study.records import StudyRecord, write_quality_reference
+from tuner.trial.probes import probes_for, study_probes
+
+
+class QualityGuard:
+    def __init__(self, study: Study, optuna_study: optuna.Study, vocab_size: int | None) -> None:
+        spec = study.spec
+        self.reference_params = spec.quality_reference()
+        self.enabled = self.reference_params is not None and vocab_size is not None
+        self.vocab_size = vocab_size or 0
+        self.tolerance = spec.quality.tolerance
+        self.optuna_study = optuna_study
+        self.probes: list[Probe] = (study_probes(study.space, spec.server.flags, spec.server.env,
+                                                 spec.quality.output_len) if self.enabled else [])
+        self.key = reference_key(spec.model, self.probes)
+
+    @property
+    def reference(self) -> QualityReference | None:
+        stored = StudyRecord.of(self.optuna_study).quality_reference
+        return stored if stored is not None and stored.key == self.key else None
+
+    def waiting_for_reference(self) -> bool:
+        """The guard is on and the reference has not answered yet: launch one trial at a time."""
+        return self.enabled and self.reference is None
+
+    def is_reference(self, params: dict[str, Any]) -> bool:
+        wanted = self.reference_params or {}
+        return self.enabled and all(params.get(k) == v for k, v in wanted.items() if v is not None)
+
+    def plan_for(self, params: dict[str, Any], config: ServerConfig) -> QualityPlan | None:
+        if not self.enabled:
+            return None
+        probes = probes_for(self.probes, config.flags)
+        reference = self.reference
+        answers = tuple(reference.answering({p.name for p in probes})) if reference is not None else None
+        if reference is not None and not answers:
+            return None  # none of this config's probes has a reference answer: nothing to compare
+        batch = int(config.flags.get("--max-num-seqs") or len(probes) or 1)
+        return QualityPlan(probes=tuple(probes), reference=answers if reference is not None else None,
+                           vocab_size=self.vocab_size, concurrency=max(1, min(batch, len(probes))))
+
+    def check(self) -> QualityCheck | None:
+        return QualityCheck(self.reference, self.tolerance) if self.enabled else None
+
+    def record_if_reference(self, params: dict[str, Any], trial_number: int, result: TrialResult) -> bool:
+        """Keep the reference's answers when this launch is its first that answered every probe."""
+        if not self.waiting_for_reference() or not self.is_reference(params) or not result.probes:
+            return False
+        if any(a.error or not a.tokens for a in result.probes):
+            return False
+        write_quality_reference(self.optuna_study, QualityReference(
+            key=self.key, params=dict(params), trial=trial_number, answers=list(result.probes),
+            noise=noise_gap(result.probes, result.probes)))
+        return True
