@@ -381,3 +381,13 @@ def test_an_answered_duplicate_is_neither_a_candidate_nor_a_launch():
     recs = [first, answered, other]
     assert [s.trial for s in candidates(recs, GOALS, limit=5)] == [0]
     assert set(group_runs(recs)) == {0, 2} and group_runs(recs)[0] == [first]
+
+
+def test_a_config_that_answered_wrongly_once_is_never_feasible():
+    from tuner.contracts.outcomes import Outcome
+
+    runs = config(1, {"a": 1}, [launch(1000), launch(1000), launch(1000)])
+    assert summarize(runs, GOALS, noise=0.05, repeats=2).feasible
+    wrong = runs[2].score.model_copy(update={"outcome": Outcome.WRONG_OUTPUT})
+    runs[2] = runs[2].model_copy(update={"score": wrong, "feasible": False})
+    assert not summarize(runs, GOALS, noise=0.05, repeats=2).feasible

@@ -1,5 +1,5 @@
-"""Launches of one config combined (feasible when at least half of them met every SLO; the export says how many did,
-and the medians are over those): confirmed medians, stability across launches, the noise of the machine, and the
+"""Launches of one config combined (feasible when at least half of them met every SLO and none answered differently
+from the quality reference; the export says how many met the SLOs, and the medians are over those): confirmed medians, stability across launches, the noise of the machine, and the
 front a user picks from.
 
 A config's runs are its search trial and the confirmation trials that relaunched it (`confirms` = the search trial's
@@ -51,7 +51,7 @@ class ConfigSummary(BaseModel):
     params: dict[str, Any]
     runs: list[int]  # trial numbers: the search trial first, then its confirmations
     confirmed: bool  # relaunched as many times as the study asks
-    feasible: bool  # at least half its launches found an operating point that met every SLO
+    feasible: bool  # at least half its launches met every SLO, and none was wrong_output
     values: dict[str, float]  # objective -> combined value
     spread: float | None  # MAD / median of the rank objective across runs
     components: StabilityComponents  # survival: the share of launches that lived through every phase
@@ -106,9 +106,15 @@ def summarize(runs: Sequence[TrialRecord], goals: Goals, noise: float, repeats: 
     concurrencies = [r.operating_concurrency for r in met if r.operating_concurrency]
     return ConfigSummary(
         trial=search.number, params=dict(search.params), runs=[r.number for r in runs],
-        confirmed=len(runs) - 1 >= repeats, feasible=bool(met) and len(met) * 2 >= len(runs), values=values, spread=spread,
+        confirmed=len(runs) - 1 >= repeats, feasible=_feasible(runs, met), values=values, spread=spread,
         components=components, slo_met_runs=len(met), outcomes=[r.outcome for r in runs],
         operating_concurrency=statistics.median_low(concurrencies) if concurrencies else None)
+
+
+def _feasible(runs: Sequence[TrialRecord], met: Sequence[TrialRecord]) -> bool:
+    """At least half the launches met every SLO, and none answered differently from the reference: a config that
+    gave a wrong answer once is never recommended, however often it was fast."""
+    return bool(met) and len(met) * 2 >= len(runs) and not any(r.outcome == Outcome.WRONG_OUTPUT for r in runs)
 
 
 def consistency(spread: float | None, noise: float) -> float:

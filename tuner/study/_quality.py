@@ -33,11 +33,16 @@ class QualityGuard:
         self.probes: list[Probe] = (study_probes(study.space, spec.server.flags, spec.server.env,
                                                  spec.quality.output_len) if self.enabled else [])
         self.key = reference_key(spec.model, self.probes)
+        self._reference: QualityReference | None = None
 
     @property
     def reference(self) -> QualityReference | None:
-        stored = StudyRecord.of(self.optuna_study).quality_reference
-        return stored if stored is not None and stored.key == self.key else None
+        """The stored reference for this model and probe set (read from storage until it exists: another driver
+        may record it)."""
+        if self._reference is None and self.enabled:
+            stored = StudyRecord.of(self.optuna_study).quality_reference
+            self._reference = stored if stored is not None and stored.key == self.key else None
+        return self._reference
 
     def waiting_for_reference(self) -> bool:
         """The guard is on and the reference has not answered yet: launch one trial at a time."""
@@ -68,7 +73,7 @@ class QualityGuard:
             return False
         if any(a.error or not a.tokens for a in result.probes):
             return False
-        write_quality_reference(self.optuna_study, QualityReference(
-            key=self.key, params=dict(params), trial=trial_number, answers=list(result.probes),
-            noise=noise_gap(result.probes, result.probes)))
+        self._reference = QualityReference(key=self.key, params=dict(params), trial=trial_number,
+                                           answers=list(result.probes), noise=noise_gap(result.probes, result.probes))
+        write_quality_reference(self.optuna_study, self._reference)
         return True
