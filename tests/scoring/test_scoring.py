@@ -245,3 +245,37 @@ def test_a_death_met_at_connect_leaves_no_level_and_loses_no_lived_phase():
     """The server died between levels and the next level's connect found it gone: no level was appended for it."""
     score = score_run(trial([level(1, 200)], failure="died_under_load", planned=3), Goals())
     assert score.evidence.phases_lived == 1 and score.evidence.phases_planned == 3
+
+
+def _guarded(answers):
+    from tuner.scoring.quality import QualityCheck, QualityReference
+
+    reference = QualityReference(key="k", params={}, trial=0, answers=[probe("a", [1, 2]), probe("b", [3, 4])],
+                                 noise=0.01)
+    result = trial(SWEEP).model_copy(update={"probes": answers})
+    return result, QualityCheck(reference, tolerance=0.05)
+
+
+def probe(name, tokens, forced=None):
+    from tuner.contracts.quality import ProbeAnswer
+
+    return ProbeAnswer(probe=name, prompt_len=4, tokens=tokens, logprobs=[-0.1] * len(tokens), forced_logprobs=forced)
+
+
+def test_answers_like_the_reference_keep_the_score_and_carry_the_evidence():
+    result, check = _guarded([probe("a", [1, 2], [-0.1, -0.1]), probe("b", [3, 4], [-0.1, -0.11])])
+    score = score_run(result, Goals(objectives=("output_tok_s", "quality"), slo=GOALS.slo), check)
+    assert score.outcome == "measured" and score.feasible and score.constraints["quality"] < 0
+    assert score.quality is not None and score.quality.figure == 1.0 and score.values["quality"] == 1.0
+
+
+def test_answers_beyond_the_noise_are_wrong_output_with_their_own_constraint():
+    result, check = _guarded([probe("a", [9, 2], [-5.0, -5.0]), probe("b", [3, 4], [-0.1, -0.1])])
+    score = score_run(result, GOALS, check)
+    assert score.outcome == "wrong_output" and not score.feasible
+    assert score.constraints == {CONFIG_FAILURE: -1.0, SLO: -1.0, MEASUREMENT: -1.0, "quality": 1.0}
+    assert "probe a diverged at its first token" in score.detail and score.quality.figure == 0.5
+
+
+def test_without_the_guard_there_is_no_quality_constraint():
+    assert "quality" not in score_run(trial(SWEEP), GOALS).constraints

@@ -335,6 +335,8 @@ class StudySpec(_Strict):
 
     @model_validator(mode="after")
     def _quality_reference(self) -> StudySpec:
+        if "quality" in self.objectives and not self.quality.enabled:
+            raise ValueError("objectives: the quality objective needs the quality guard (quality: {enabled: true})")
         if self.quality.enabled and self.quality.reference is None and not self.enqueue:
             raise ValueError("quality.reference: name the trusted config's parameters, or enqueue it first (the"
                              " first enqueue entry is the reference)")

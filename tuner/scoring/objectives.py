@@ -8,6 +8,8 @@ Objectives (the study's `objectives:` list, two or three of them; Optuna names i
   usd_per_m_tokens   price_per_slice_hour / (output_tok_s x 3600) x 1e6 (minimize; needs `price_per_slice_hour`)
   <m>_<stat>_ms      latency m in ttft, tpot, itl, e2el at stat in mean, p50, p90, p99, e.g. ttft_p99_ms (minimize)
   stability          how much risk the config carries (tuner.scoring.score): survival x success x headroom x consistency
+  quality            how closely its answers follow the quality reference's, in [0, 1] (tuner.scoring.quality; needs
+                     `quality.enabled`): the fp8 KV-cache trade-off made visible on the front
 
 SLOs (the study's `slo:` mapping) use the latency names: `ttft_p99_ms: 500` means the 99th percentile of TTFT at the
 operating point is at most 500 ms, less the study's `slo_margin` (default 10 %: 450 ms), so that the point still
@@ -31,18 +33,19 @@ from tuner.contracts.results import LatencyStats, LevelResult
 
 Direction = Literal["maximize", "minimize"]
 STABILITY = "stability"
+QUALITY = "quality"  # not read off a level: the launch's probe answers against the reference (tuner.scoring.quality)
 LATENCY_RE = re.compile(r"^(ttft|tpot|itl|e2el)_(mean|p50|p90|p99)_ms$")
 THROUGHPUT_LIKE = {"output_tok_s": "maximize", "goodput_tok_s": "maximize", "goodput_req_s": "maximize",
                    "tok_s_per_chip": "maximize", "usd_per_m_tokens": "minimize"}
 DEFAULT_OBJECTIVES = ("output_tok_s", STABILITY)
 UNMEASURED_EXCESS = 1.0
-KNOWN_HELP = ("output_tok_s, goodput_tok_s, goodput_req_s, tok_s_per_chip, usd_per_m_tokens, stability, or a"
+KNOWN_HELP = ("output_tok_s, goodput_tok_s, goodput_req_s, tok_s_per_chip, usd_per_m_tokens, stability, quality, or a"
               " latency such as ttft_p99_ms / itl_p50_ms / tpot_p90_ms / e2el_mean_ms")
 
 
 def direction_of(name: str) -> Direction:
     """The direction of a known objective; ValueError naming the choices otherwise."""
-    if name == STABILITY:
+    if name in (STABILITY, QUALITY):
         return "maximize"
     if name in THROUGHPUT_LIKE:
         return THROUGHPUT_LIKE[name]  # type: ignore[return-value]

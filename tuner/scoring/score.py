@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from tuner.contracts.outcomes import FailureClass, Outcome
 from tuner.contracts.results import LevelResult, TrialResult
+from tuner.scoring.objectives import QUALITY as QUALITY_OBJECTIVE
 from tuner.scoring.objectives import STABILITY, Goals, LoadPoint, direction_of, load_points, operating_point
 from tuner.scoring.quality import QualityCheck, QualityEvidence, beyond_noise
 
@@ -173,6 +174,8 @@ def score_run(result: TrialResult, goals: Goals, quality: QualityCheck | None = 
                            score.flags)
         return wrong.model_copy(update={"quality": evidence,
                                         "constraints": {**wrong.constraints, QUALITY: VIOLATED}})
+    if QUALITY_OBJECTIVE in score.values:
+        score = score.model_copy(update={"values": {**score.values, QUALITY_OBJECTIVE: evidence.figure}})
     return score.model_copy(update={"quality": evidence})
 
 
@@ -212,6 +215,9 @@ def _values(point: LoadPoint, goals: Goals, components: StabilityComponents) -> 
     for name in names:
         if name not in goals.objectives:
             values[name] = float(point.value(name, goals) or 0.0)
+            continue
+        if name == QUALITY_OBJECTIVE:
+            values[name] = 1.0  # until compared with the reference (score_run): the reference's own figure
             continue
         value = components.score if name == STABILITY else point.value(name, goals)
         values[name] = goals.worst()[goals.objectives.index(name)] if value is None else float(value)
