@@ -1,9 +1,17 @@
-"""Writes a tiny random-weight Llama model with its own BPE tokenizer to a local folder.
+"""Writes a tiny Llama model with its own BPE tokenizer to a local folder, trained to be confident.
 
 No model can be downloaded on our machines, so the project makes its own: 2 layers, hidden 256,
 4 attention heads of dim 64 (the CPU attention kernel rejects head_dim 16), 2 KV heads, a byte-level
-BPE tokenizer trained on generated text. About 3 MB. Deterministic and idempotent: an existing,
-complete model folder is left alone.
+BPE tokenizer trained on generated text. About 3 MB.
+
+With random weights the next-token distribution is nearly flat: any numerical noise flips the greedy
+choice, so the quality guard could not tell a wrong config from noise, and n-gram speculation is never
+accepted. So the model is trained for a few hundred steps (well under a minute on two cores) on a
+patterned synthetic corpus: every token id has one successor, the successors form short cycles
+(CYCLE tokens), and sequences follow them with an occasional jump to a random token. The model learns
+"the next token is the successor of the last one" from any context, including the random token-id
+prompts tuner sends, so its greedy answers are confident and repeat every CYCLE tokens, which n-gram
+prompt lookup can draft. Deterministic and idempotent: an existing, complete model folder is left alone.
 
 Runs in the vLLM environment (it needs transformers, tokenizers and torch, which vLLM brings):
     .venv-vllm/bin/python scripts/make_tiny_model.py .models/tiny-llama
@@ -17,7 +25,10 @@ from pathlib import Path
 
 VOCAB_SIZE = 2048
 MAX_POSITIONS = 65536  # large, so that max-model-len, not the model, sets the context limit
-DONE_MARKER = ".tuner-model-ready"
+DONE_MARKER = ".tuner-model-ready-trained"  # a folder from before training (".tuner-model-ready") is rebuilt
+FIRST_ID = 3  # <s>, </s>, <unk> never appear in the corpus: the model never ends an answer early
+CYCLE = 8
+STEPS, BATCH, SEQ_LEN, JUMP = 300, 32, 64, 0.05
 
 
 def training_text(n_lines: int = 4000, seed: int = 0) -> list[str]:
@@ -45,6 +56,53 @@ def write_tokenizer(out: Path) -> None:
     fast.save_pretrained(out)
 
 
+def successors(vocab_size: int, seed: int = 0) -> list[int]:
+    """successor[t]: the token after t in the corpus; the ids above FIRST_ID fall into cycles of CYCLE tokens."""
+    rng = random.Random(seed)
+    ids = list(range(FIRST_ID, vocab_size))
+    rng.shuffle(ids)
+    succ = list(range(vocab_size))
+    for start in range(0, len(ids), CYCLE):
+        cycle = ids[start:start + CYCLE]
+        for i, token in enumerate(cycle):
+            succ[token] = cycle[(i + 1) % len(cycle)]
+    return succ
+
+
+def corpus_batch(succ: list[int], rng: random.Random, vocab_size: int):
+    import torch
+
+    rows = []
+    for _ in range(BATCH):
+        token, row = rng.randrange(FIRST_ID, vocab_size), []
+        for _ in range(SEQ_LEN + 1):
+            row.append(token)
+            token = rng.randrange(FIRST_ID, vocab_size) if rng.random() < JUMP else succ[token]
+        rows.append(row)
+    return torch.tensor(rows)
+
+
+def train(model, vocab_size: int) -> float:
+    """A short deterministic run on the patterned corpus; returns the share of successors predicted at the end."""
+    import torch
+
+    succ, rng = successors(vocab_size), random.Random(1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(STEPS):
+        batch = corpus_batch(succ, rng, vocab_size)
+        loss = model(input_ids=batch[:, :-1], labels=batch[:, :-1].clone()).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        batch = corpus_batch(succ, random.Random(2), vocab_size)
+        predicted = model(input_ids=batch).logits.argmax(-1)
+        wanted = torch.tensor([[succ[t] for t in row] for row in batch.tolist()])
+        return float((predicted == wanted).float().mean())
+
+
 def write_model(out: Path, vocab_size: int) -> None:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -64,6 +122,8 @@ def write_model(out: Path, vocab_size: int) -> None:
         tie_word_embeddings=False,
     )
     model = LlamaForCausalLM(config)
+    accuracy = train(model, vocab_size)
+    print(f"trained {STEPS} steps: next token = successor in {accuracy:.1%} of held-out positions")
     model.save_pretrained(out, safe_serialization=True)
 
 
