@@ -8,7 +8,8 @@ full chunked-prefill step padded to the next power of two), from a prefill that 
   - one prompt that exactly fills --max-num-batched-tokens (a full prefill step) when that fits the context;
   - one near --max-model-len (its output still fits);
   - a few short ones.
-Every length leaves room for the probe's output within --max-model-len.
+Every length leaves room for the probe's output, and one more token for the teacher-forced request, within
+--max-model-len.
 """
 from __future__ import annotations
 
@@ -59,7 +60,9 @@ def plan_probes(flags: Mapping[str, Any], env: Mapping[str, str], output_len: in
                 model_max_len: int | None = None) -> list[Probe]:
     """The probes for a config's flags and env; `model_max_len`: the model's context when the config sets none."""
     max_len = int(flags.get("--max-model-len") or model_max_len or 2048)
-    room = max_len - output_len  # the longest prompt whose answer still fits
+    # The longest prompt whose answer still fits, with the teacher-forced request (prompt + answer, then one
+    # generated token) inside max-model-len too.
+    room = max_len - output_len - 1
     if room < 1:
         return []
     gap = int(env.get(PADDING_GAP_ENV) or 0)
@@ -188,4 +191,4 @@ def study_probes(space: SearchSpace, fixed_flags: Mapping[str, Any], fixed_env: 
 def probes_for(probes: Sequence[Probe], flags: Mapping[str, Any], model_max_len: int | None = None) -> list[Probe]:
     """The study's probes one config can answer: prompt and answer within its max-model-len."""
     max_len = int(flags.get("--max-model-len") or model_max_len or 2048)
-    return [p for p in probes if p.prompt_len + p.output_len <= max_len]
+    return [p for p in probes if p.prompt_len + p.output_len + 1 <= max_len]
