@@ -2,7 +2,7 @@
 
 No model can be downloaded on our machines, so the project makes its own: 2 layers, hidden 256,
 4 attention heads of dim 64 (the CPU attention kernel rejects head_dim 16), 2 KV heads, a byte-level
-BPE tokenizer trained on generated text. About 3 MB.
+BPE tokenizer trained on generated text. About 9 MB.
 
 With random weights the next-token distribution is nearly flat: any numerical noise flips the greedy
 choice, so the quality guard could not tell a wrong config from noise, and n-gram speculation is never
