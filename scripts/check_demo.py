@@ -1,5 +1,5 @@
-"""Checks what `make demo` left behind, as CI does: every trial measured, the front printed and confirmed, best.yaml
-written from confirmed numbers, and (with --report) the HTML report rendered in headless Chromium with no console
+"""Checks what `make demo` left behind, as CI does: every trial measured, every launch that served with a quality
+figure, the front printed and confirmed, best.yaml written from confirmed numbers with the quality evidence, and (with --report) the HTML report rendered in headless Chromium with no console
 error and one point per search trial (screenshot: test-artifacts/demo-report.png).
 
     python scripts/check_demo.py --log demo-output.txt [--report report.html]
@@ -27,6 +27,8 @@ def problems(log_text: str, storage: str, study_name: str, best_yaml: Path) -> l
         found.append(f"{best_yaml} was not written as a YAML mapping")
     elif "# confirmed: median of" not in best_yaml.read_text():
         found.append(f"{best_yaml} does not carry confirmed numbers")
+    elif "# quality: greedy answers" not in best_yaml.read_text():
+        found.append(f"{best_yaml} does not state the quality evidence")
     study = optuna.load_study(study_name=study_name, storage=storage)
     if not study_front(study).confirmed:
         found.append("the front was not confirmed")
@@ -34,6 +36,10 @@ def problems(log_text: str, storage: str, study_name: str, best_yaml: Path) -> l
     for r in trials:
         if r.state == "FAIL":  # infra failures and tuner errors end as FAIL: the demo must have none
             found.append(f"trial {r.number} was not measured: {r.failure_class}: {r.failure_detail[:200]}")
+    served = [r for r in trials if r.complete and r.launched and r.levels]
+    for r in served:  # the quality guard is on in the quickstart: every launch that served answered the probes
+        if r.score is None or r.score.quality is None:
+            found.append(f"trial {r.number} served but has no quality figure")
     feasible = [r for r in trials if r.complete and r.launched and r.feasible]
     if not feasible:
         found.append("no trial produced a feasible measurement")

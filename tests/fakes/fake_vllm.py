@@ -3,7 +3,7 @@
 Served by real uvicorn, as vLLM's API server is, and no kinder than it: at most `--max-num-seqs` requests generate
 at once and the rest queue (visible in /metrics as running and waiting gauges), and idle keep-alive connections are
 closed after VLLM_HTTP_TIMEOUT_KEEP_ALIVE seconds (default 5, as in vLLM). It speaks the parts of vLLM's HTTP API
-tuner uses (/health, /v1/models, /v1/completions streaming, /tokenize, /detokenize, /metrics) and misbehaves as
+tuner uses (/health, /version, /v1/models, /v1/completions streaming, /tokenize, /detokenize, /metrics) and misbehaves as
 told by FAKE_VLLM_MODE (env, so the tuner's argv stays that of a real server):
 
   ok                   serve normally
@@ -276,6 +276,8 @@ async def app(scope, receive, send) -> None:
     die_on(path)
     if path == "/health":
         await send_json(send, 200, {})
+    elif path == "/version":
+        await send_json(send, 200, {"version": os.environ.get("FAKE_VLLM_VERSION", "0.32.0+fake")})
     elif path == "/v1/models":
         await send_json(send, 200, {"object": "list", "data": [{"id": MODEL, "max_model_len": 4096}]})
     elif path == "/metrics":

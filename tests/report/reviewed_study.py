@@ -55,7 +55,7 @@ resources: {{CPU: 1}}
 trials: 3
 storage: {storage}
 runs_dir: {root / 'runs'}
-timeouts: {{startup_s: 30, shutdown_grace_s: 2, fatal_log_grace_s: 1}}
+timeouts: {{startup_s: 120, shutdown_grace_s: 2, fatal_log_grace_s: 1}}
 slo: {{ttft_p99_ms: 2000}}
 confirm: {{repeats: 0}}
 enqueue_labels: ["baseline: one sequence"]

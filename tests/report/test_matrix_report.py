@@ -30,7 +30,7 @@ from tuner.trial.matrix import run_matrix_launch
 FAKE = str(Path(__file__).parents[1] / "fakes" / "fake_vllm.py")
 MATRIX_LOAD = LoadSpec(concurrency=[1], requests_per_level=8, warmup_rounds=0, request_timeout_s=10,
                        level_timeout_s=30)
-TIMEOUTS = Timeouts(startup_s=20, shutdown_grace_s=2)
+TIMEOUTS = Timeouts(startup_s=120, shutdown_grace_s=2)
 
 
 def test_seed_grid_has_the_seeds_144_points():

@@ -26,8 +26,12 @@ def make_storage(tmp_path: Path, with_infra_failure: bool) -> str:
     return storage
 
 
+GOOD_HEADER = ("# confirmed: median of 2 launches (trials 0, 1)\n# quality: greedy answers agree with the reference on"
+               " 21 of 21 probes, first token 100%, logprob divergence 0.000 vs noise 0.000\nmodel: m\n")
+
+
 def test_a_good_demo_passes(tmp_path):
-    (tmp_path / "best.yaml").write_text("# confirmed: median of 2 launches (trials 0, 1)\nmodel: m\n")
+    (tmp_path / "best.yaml").write_text(GOOD_HEADER)
     assert check_demo.problems("front of quickstart-cpu", make_storage(tmp_path, False), "quickstart-cpu",
                                tmp_path / "best.yaml") == []
 
@@ -43,3 +47,22 @@ def test_an_unconfirmed_export_is_a_problem(tmp_path):
     found = check_demo.problems("front of quickstart-cpu", make_storage(tmp_path, False), "quickstart-cpu",
                                 tmp_path / "best.yaml")
     assert found == ["best.yaml".join([str(tmp_path) + "/", " does not carry confirmed numbers"])]
+
+
+def test_an_export_without_quality_evidence_is_a_problem(tmp_path):
+    (tmp_path / "best.yaml").write_text("# confirmed: median of 2 launches (trials 0, 1)\nmodel: m\n")
+    found = check_demo.problems("front of quickstart-cpu", make_storage(tmp_path, False), "quickstart-cpu",
+                                tmp_path / "best.yaml")
+    assert found == [f"{tmp_path / 'best.yaml'} does not state the quality evidence"]
+
+
+def test_a_launch_that_served_without_a_quality_figure_is_a_problem(tmp_path):
+    from tests.report.test_export import add_trial
+    from tests.report.test_terminal import level
+
+    storage = make_storage(tmp_path, False)
+    study = optuna.load_study(study_name="quickstart-cpu", storage=storage)
+    unjudged = add_trial(study, [900.0, 0.9], -1.0, {}, params={"seqs": 8}, levels=[level(output_throughput=900.0)])
+    (tmp_path / "best.yaml").write_text(GOOD_HEADER)
+    found = check_demo.problems("front of quickstart-cpu", storage, "quickstart-cpu", tmp_path / "best.yaml")
+    assert found == [f"trial {unjudged} served but has no quality figure"]

@@ -17,7 +17,7 @@ from tuner.server.process import ServerProcess
 
 LOGS = Path(__file__).parents[1] / "fixtures" / "tpu_logs"
 FAKE = str(Path(__file__).parents[1] / "fakes" / "fake_vllm.py")
-FAST = Timeouts(startup_s=20, shutdown_grace_s=2, fatal_log_grace_s=1)
+FAST = Timeouts(startup_s=120, shutdown_grace_s=2, fatal_log_grace_s=1)
 
 EXPECTED = {
     "oom_device_buffer.log": (FailureClass.OOM, "RESOURCE_EXHAUSTED: Error allocating device buffer"),

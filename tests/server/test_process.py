@@ -26,7 +26,7 @@ KV_LOG = """INFO Starting to load model
 (EngineCore pid=1) ERROR [core.py:1] ValueError: To serve at least one request with the model's max seq len (16384), (0.02 GiB KV cache is needed, which is larger than the available KV cache memory (0.01 GiB).
 (EngineCore pid=1) ERROR [core.py:2] RuntimeError: Engine core initialization failed. See root cause above.
 """
-FAST = Timeouts(startup_s=20, shutdown_grace_s=2, fatal_log_grace_s=1)
+FAST = Timeouts(startup_s=120, shutdown_grace_s=2, fatal_log_grace_s=1)
 
 
 def fake(mode: str, **env: str) -> ServerConfig:

@@ -27,9 +27,9 @@ def write_study(tmp_path: Path, **overrides) -> Path:
                                                                     "VLLM_HTTP_TIMEOUT_KEEP_ALIVE": "1",
                                                                     "TUNER_TEST_TAG": str(tmp_path)}},
         "load": {"concurrency": [1, 4], "requests_per_level": 8, "warmup_rounds": 1, "input_len": 8, "output_len": 8,
-                 "repeats": 1, "request_timeout_s": 5, "level_timeout_s": 10},
+                 "repeats": 1, "request_timeout_s": 20, "level_timeout_s": 60},
         "resources": {"CPU": 1}, "trials": 2, "storage": f"sqlite:///{tmp_path / 'db.sqlite'}",
-        "runs_dir": str(tmp_path / "runs"), "timeouts": {"startup_s": 20, "shutdown_grace_s": 2},
+        "runs_dir": str(tmp_path / "runs"), "timeouts": {"startup_s": 120, "shutdown_grace_s": 2},
         "sampler": {"name": "random", "seed": 0}, "enqueue": [{"seqs": 1}, {"seqs": 4}], "confirm": {"repeats": 0},
         **overrides,
     }

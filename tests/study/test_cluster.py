@@ -39,7 +39,7 @@ def write_study(tmp_path: Path, trials: int, requests: int) -> str:
                  "output_len": 16, "repeats": 1},
         "resources": {SLICE: 1}, "parallel": 2, "trials": trials, "storage": storage,
         "runs_dir": str(tmp_path / "runs"), "sampler": {"name": "random", "seed": 3}, "max_infra_retries": 2,
-        "timeouts": {"startup_s": 60, "shutdown_grace_s": 2}, "confirm": {"repeats": 0},
+        "timeouts": {"startup_s": 120, "shutdown_grace_s": 2}, "confirm": {"repeats": 0},
     }))
     return storage
 

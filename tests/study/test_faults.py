@@ -46,9 +46,11 @@ def make_study(tmp_path: Path, mode: str, trials: int = 1, **overrides):
                                                                     "VLLM_HTTP_TIMEOUT_KEEP_ALIVE": "1",
                                                                     "TUNER_TEST_TAG": str(tmp_path)}},
         "load": {"concurrency": [1, 4], "requests_per_level": 8, "warmup_rounds": 1, "input_len": 8, "output_len": 8,
-                 "repeats": 1, "request_timeout_s": 2, "level_timeout_s": 6},
+                 # Generous: a starved host (another job on both cores) must not turn a served level into a
+                 # timeout; the test of the timeouts themselves sets its own.
+                 "repeats": 1, "request_timeout_s": 10, "level_timeout_s": 30},
         "resources": {"CPU": 1}, "trials": trials, "storage": f"sqlite:///{tmp_path / 'db.sqlite'}",
-        "runs_dir": str(tmp_path / "runs"), "timeouts": {"startup_s": 20, "shutdown_grace_s": 2, "fatal_log_grace_s": 1},
+        "runs_dir": str(tmp_path / "runs"), "timeouts": {"startup_s": 120, "shutdown_grace_s": 2, "fatal_log_grace_s": 1},
         "sampler": {"name": "random", "seed": 0}, "max_infra_retries": 1,
         "confirm": {"repeats": 0},  # confirmation has its own tests
     }
@@ -133,7 +135,9 @@ def test_server_dying_in_its_first_level_is_penalized(tmp_path):
 
 def test_unresponsive_server_is_classified_within_bound(tmp_path):
     started = time.monotonic()
-    trial = only_trial(run(make_study(tmp_path, "hang-after:10")))
+    load = {"concurrency": [1, 4], "requests_per_level": 8, "warmup_rounds": 1, "input_len": 8, "output_len": 8,
+            "repeats": 1, "request_timeout_s": 2, "level_timeout_s": 6}
+    trial = only_trial(run(make_study(tmp_path, "hang-after:10", load=load)))
     assert trial.user_attrs["failure_class"] == "unresponsive"
     assert time.monotonic() - started < 60  # request 2 s and level 6 s timeouts, not forever
 
@@ -338,7 +342,7 @@ def test_open_loop_study_scores_rates_and_soaks_at_the_operating_rate(tmp_path):
     confirmation's soak runs at that rate."""
     study = make_study(tmp_path, "ok", load={"rates": [20.0, 40.0], "concurrency": [4], "requests_per_level": 16,
                                               "warmup_rounds": 1, "input_len": 8, "output_len": 8, "repeats": 1,
-                                              "request_timeout_s": 2, "level_timeout_s": 10},
+                                              "request_timeout_s": 10, "level_timeout_s": 30},
                        confirm={"repeats": 1, "candidates": 1})
     optuna_study = run(study)
     search, confirmation = optuna_study.get_trials()

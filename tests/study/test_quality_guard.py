@@ -33,9 +33,9 @@ def write_study(tmp_path: Path, mode: str, **overrides) -> Path:
         "server": {"command": [sys.executable, FAKE], "flags": {"--max-model-len": 256},
                    "env": {"FAKE_VLLM_MODE": mode, "FAKE_VLLM_TOKEN_MS": "0", "TUNER_TEST_TAG": str(tmp_path)}},
         "load": {"concurrency": [1, 2], "requests_per_level": 8, "warmup_rounds": 0, "input_len": 8, "output_len": 8,
-                 "repeats": 1, "request_timeout_s": 5, "level_timeout_s": 10},
+                 "repeats": 1, "request_timeout_s": 30, "level_timeout_s": 60},
         "trials": 2, "storage": f"sqlite:///{tmp_path / 'db.sqlite'}", "runs_dir": str(tmp_path / "runs"),
-        "timeouts": {"startup_s": 20, "shutdown_grace_s": 2}, "sampler": {"name": "random", "seed": 0},
+        "timeouts": {"startup_s": 120, "shutdown_grace_s": 2}, "sampler": {"name": "random", "seed": 0},
         "enqueue": [{"batched": 128}, {"batched": 32}], "confirm": {"repeats": 0},
         "quality": {"enabled": True}, **overrides,
     }
@@ -82,3 +82,48 @@ def test_the_reference_is_recorded_once_and_reused_on_resume(tmp_path):
 def test_a_guarded_study_needs_a_reference(tmp_path):
     with pytest.raises(InputError, match=r"quality\.reference"):
         studies.prepare(write_study(tmp_path, "ok", enqueue=[]))
+
+
+def test_another_server_version_records_the_reference_again(tmp_path):
+    path = write_study(tmp_path, "ok")
+    first = run(path, trials=1)  # the reference, on version A
+    assert StudyRecord.of(first).quality_reference.server_version == "0.32.0+fake"
+    spec = yaml.safe_load(path.read_text())
+    spec["server"]["env"]["FAKE_VLLM_VERSION"] = "0.33.0+fake"  # vLLM upgraded under the study
+    path.write_text(yaml.safe_dump(spec))
+    again = run(path, trials=3)
+    by_number = {r.number: r for r in records(again)}
+    unjudged = by_number[1]  # the next config: launched on B, not judged against A's answers
+    assert unjudged.server_version == "0.33.0+fake" and unjudged.score.quality is None
+    assert any("quality not judged" in f and "0.32.0+fake" in f for f in unjudged.score.flags)
+    rerun = by_number[2]  # the reference again, launched although measured before
+    assert rerun.rerecords_reference and rerun.launched and rerun.params == {"batched": 128}
+    stored = StudyRecord.of(again).quality_reference
+    assert stored.server_version == "0.33.0+fake" and stored.trial == rerun.number
+
+
+def test_the_guard_without_the_models_vocabulary_is_an_input_error(tmp_path):
+    path = write_study(tmp_path, "ok")
+    spec = yaml.safe_load(path.read_text())
+    del spec["model_info"]  # "fake" is no local folder: nothing says what token ids the probes may use
+    path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(InputError, match=r"quality\.enabled: .*config\.json"):
+        studies.prepare(path)
+    assert not (tmp_path / "db.sqlite").exists()  # nothing half-written
+
+
+def test_later_proposals_move_away_from_the_wrong_output_region(tmp_path):
+    """A padded-shape bug below a batch size (half the space): once the constraint-aware sampler has seen it,
+    it proposes the wrong region less often than its share of the space."""
+    path = write_study(tmp_path, "wrong-below-batch:128", trials=12, enqueue=[{"batched": 512, "seqs": 4}],
+                       sampler={"name": "tpe", "seed": 0, "startup_trials": 4})
+    (tmp_path / "space.yaml").write_text(
+        "parameters:\n"
+        "  batched: {type: categorical, choices: [16, 32, 64, 128, 256, 512], flag: --max-num-batched-tokens}\n"
+        "  seqs: {type: categorical, choices: [1, 2, 3, 4], flag: --max-num-seqs}\n")
+    launched = [r for r in records(run(path)) if r.launched and r.confirms is None]
+    wrong = [r.params["batched"] < 128 for r in launched]
+    assert all(r.outcome == Outcome.WRONG_OUTPUT for r in launched if r.params["batched"] < 128)
+    early, late = wrong[:5], wrong[5:]
+    assert any(early)  # the region was met
+    assert sum(late) / len(late) < 0.5, [r.params for r in launched]  # and then avoided: less than its share

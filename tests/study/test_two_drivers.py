@@ -47,7 +47,7 @@ def write_study(workdir: Path, name: str, storage: str) -> None:
                  "output_len": 16, "repeats": 1},
         "resources": {SLICE: 1}, "parallel": 1, "trials": TRIALS, "storage": storage,
         "runs_dir": str(workdir / "runs"), "sampler": {"name": "random", "seed": 5},
-        "timeouts": {"startup_s": 60, "shutdown_grace_s": 2}, "confirm": {"repeats": 0},
+        "timeouts": {"startup_s": 120, "shutdown_grace_s": 2}, "confirm": {"repeats": 0},
         "lease": {"heartbeat_s": 1, "grace_s": GRACE_S},
     }))
 

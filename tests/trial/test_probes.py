@@ -46,7 +46,7 @@ PROBES = tuple(plan_probes({"--max-model-len": 96, "--max-num-batched-tokens": 4
 def answers_of(tmp_path, mode: str, reference=None, concurrency: int = 4):
     config = ServerConfig(command=(sys.executable, FAKE), model="fake",
                           flags={"--max-num-batched-tokens": 48}, env={"FAKE_VLLM_MODE": mode})
-    with ServerProcess(config, tmp_path / f"{mode}.log", Timeouts(startup_s=20, shutdown_grace_s=2)) as server:
+    with ServerProcess(config, tmp_path / f"{mode}.log", Timeouts(startup_s=120, shutdown_grace_s=2)) as server:
         server.wait_ready()
         with server_client(10.0) as client:
             plan = QualityPlan(probes=PROBES, reference=reference, vocab_size=2048, concurrency=concurrency)

@@ -14,7 +14,7 @@ from tuner.inputs.spec import LoadSpec, Timeouts
 from tuner.server.config import ServerConfig
 
 FAKE = str(Path(__file__).parents[1] / "fakes" / "fake_vllm.py")
-TIMEOUTS = Timeouts(startup_s=20, shutdown_grace_s=2, fatal_log_grace_s=1)
+TIMEOUTS = Timeouts(startup_s=120, shutdown_grace_s=2, fatal_log_grace_s=1)
 
 
 def config(tmp_path: Path, mode: str = "ok", **env: str) -> ServerConfig:

@@ -62,12 +62,12 @@ def fake_config(tmp_path: Path, mode: str = "ok", model: str = "fake") -> Server
 
 def load(**overrides) -> LoadSpec:
     settings = dict(concurrency=[1, 4], requests_per_level=8, warmup_rounds=1, input_len=8, output_len=8, repeats=2,
-                    request_timeout_s=2, level_timeout_s=6, stop_early=False)
+                    request_timeout_s=10, level_timeout_s=30, stop_early=False)
     settings.update(overrides)
     return LoadSpec(**settings)
 
 
-TIMEOUTS = Timeouts(startup_s=20, shutdown_grace_s=2, fatal_log_grace_s=1)
+TIMEOUTS = Timeouts(startup_s=120, shutdown_grace_s=2, fatal_log_grace_s=1)
 
 
 def trial(tmp_path: Path, plan: SweepPlan, observer=None, mode: str = "ok", vocab_size: int | None = None):
@@ -148,9 +148,9 @@ def seam_study(tmp_path: Path, mode: str = "ok", trials: int = 2, **env: str):
                                                               "VLLM_HTTP_TIMEOUT_KEEP_ALIVE": "1",
                                                               "TUNER_TEST_TAG": str(tmp_path), **env}},
         "load": {"concurrency": [1, 4], "requests_per_level": 8, "warmup_rounds": 1, "input_len": 8, "output_len": 8,
-                 "repeats": 2, "request_timeout_s": 2, "level_timeout_s": 6, "stop_early": False},
+                 "repeats": 2, "request_timeout_s": 10, "level_timeout_s": 30, "stop_early": False},
         "resources": {"CPU": 1}, "trials": trials, "storage": f"sqlite:///{tmp_path / 'db.sqlite'}",
-        "runs_dir": str(tmp_path / "runs"), "timeouts": {"startup_s": 20, "shutdown_grace_s": 2, "fatal_log_grace_s": 1},
+        "runs_dir": str(tmp_path / "runs"), "timeouts": {"startup_s": 120, "shutdown_grace_s": 2, "fatal_log_grace_s": 1},
         "sampler": {"name": "random", "seed": 0}, "max_infra_retries": 1, "confirm": {"repeats": 0},
     }
     (tmp_path / "study.yaml").write_text(yaml.safe_dump(spec))

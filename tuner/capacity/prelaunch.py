@@ -80,8 +80,10 @@ def preflight(study: Study, sampled: int = 2) -> None:
     """Raise the InputError a study would otherwise meet only after it was created and written to storage.
 
     With `prescreen: true`, the memory estimate must be computable for the study's configs (e.g. a CPU slice needs
-    --kv-cache-memory-bytes): the enqueued configs and a few sampled ones are estimated, as the loop would.
+    --kv-cache-memory-bytes): the enqueued configs and a few sampled ones are estimated, as the loop would. With the
+    quality guard on, the model's vocabulary must be readable (the probes are token-id prompts of exact lengths).
     """
+    _check_quality_inputs(study)
     if not study.spec.prescreen:
         return
     ctx = model_context(study)
@@ -98,6 +100,15 @@ def preflight(study: Study, sampled: int = 2) -> None:
             if exc.key in study.space.flags_set():
                 raise InputError(str(study.spec.search_space), exc.key, exc.expected) from None
             raise InputError(str(study.path), f"server.flags.{exc.key}", exc.expected) from None
+
+
+def _check_quality_inputs(study: Study) -> None:
+    from tuner.errors import InputError
+
+    if study.spec.quality.enabled and prompt_vocab_size(study) is None:
+        raise InputError(str(study.path), "quality.enabled", "the guard's probes are token-id prompts of exact"
+                         " lengths, so it needs the model's config.json (vocab_size): a local model folder as"
+                         " `model`, or model_info.config_json; or turn the guard off")
 
 
 # -- prescreen, for the study loop ------------------------------------------------------------------------------

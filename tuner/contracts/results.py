@@ -139,6 +139,8 @@ class TrialResult(BaseModel):
     node_id: str = Field("", description="the Ray node the launch ran on (hosts can share a name, and one host can"
                          " run several nodes); empty outside Ray")
     wall_s: float = 0.0
+    server_version: str = Field("", description="what the server reported at /version once ready (vLLM's version);"
+                                " empty when it has no such endpoint")
     startup: dict[str, Any] = Field(default_factory=dict, description="startup_* phases (tuner.server.startup)")
     traceback: str = Field("", description="tuner_error only: where tuner's own code raised (secrets redacted)")
     sweep_stopped: str = Field("", description="why the sweep ended before its highest level (load.stop_early)")
@@ -150,3 +152,6 @@ class TrialResult(BaseModel):
     probes: list[ProbeAnswer] = Field(default_factory=list, description="the quality probes' answers, before the"
                                       " sweep (tuner.trial.probes); empty when the study's quality guard is off")
     probes_s: float | None = Field(None, description="seconds the probes took")
+    probes_after_soak: list[ProbeAnswer] = Field(default_factory=list, description="a confirmation run's answers"
+                                                 " to the same probes after its soak (a server that drifts under"
+                                                 " sustained load is caught too)")

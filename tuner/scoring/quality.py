@@ -53,11 +53,13 @@ class QualityEvidence(BaseModel):
     noise_gap: float  # the reference against itself
     tolerance: float
     diverged: list[ProbeComparison] = Field(default_factory=list)  # the probes that did not agree, first first
+    after_soak: bool = False  # this is a confirmation run's check after its soak (worse than the one before)
 
     def describe(self) -> str:
         agree = self.probes - len(self.diverged)
         gap = "n/a" if self.logprob_gap is None else f"{self.logprob_gap:.3f}"
-        return (f"greedy answers agree with the reference on {agree} of {self.probes} probes, first token"
+        when = " after the soak" if self.after_soak else ""
+        return (f"greedy answers{when} agree with the reference on {agree} of {self.probes} probes, first token"
                 f" {self.first_token_agreement:.0%}, logprob divergence {gap} vs noise {self.noise_gap:.3f}")
 
 
@@ -133,6 +135,7 @@ class QualityReference(BaseModel):
     trial: int
     answers: list[ProbeAnswer]
     noise: float
+    server_version: str = ""  # what the reference's server reported: another version records the reference again
 
     def answering(self, names: set[str]) -> list[ProbeAnswer]:
         return [a for a in self.answers if a.probe in names and a.tokens and not a.error]

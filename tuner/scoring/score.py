@@ -163,7 +163,8 @@ def score_run(result: TrialResult, goals: Goals, quality: QualityCheck | None = 
         return score
     # Every trial of a guarded study carries the quality constraint, so Optuna sees one set of constraints.
     score = score.model_copy(update={"constraints": {**score.constraints, QUALITY: MET}})
-    evidence = quality.evidence(result.probes) if result.probes else None
+    evidence = _worse(quality.evidence(result.probes) if result.probes else None,
+                      quality.evidence(result.probes_after_soak) if result.probes_after_soak else None)
     if evidence is None:
         return score
     if beyond_noise(evidence) and score.constraints[CONFIG_FAILURE] <= 0:  # it served, and answered wrongly
@@ -177,6 +178,14 @@ def score_run(result: TrialResult, goals: Goals, quality: QualityCheck | None = 
     if QUALITY_OBJECTIVE in score.values:
         score = score.model_copy(update={"values": {**score.values, QUALITY_OBJECTIVE: evidence.figure}})
     return score.model_copy(update={"quality": evidence})
+
+
+def _worse(before: QualityEvidence | None, after_soak: QualityEvidence | None) -> QualityEvidence | None:
+    """A confirmation run is judged on the worse of its two checks (before the sweep, after the soak)."""
+    if after_soak is None:
+        return before
+    after_soak = after_soak.model_copy(update={"after_soak": True})
+    return after_soak if before is None or after_soak.figure < before.figure else before
 
 
 def _score_measured(result: TrialResult, goals: Goals) -> Score:

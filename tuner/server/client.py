@@ -78,3 +78,16 @@ def server_client(timeout_s: float, headers: dict[str, str] | None = None,
                   transport: httpx.BaseTransport | None = None) -> httpx.Client:
     """An httpx client for a trial's own server (see the module docstring)."""
     return httpx.Client(timeout=timeout_s, headers=headers or {}, transport=ServerTransport(transport))
+
+
+def server_version(base_url: str, timeout_s: float = 10.0) -> str:
+    """The version the server reports at /version (vLLM's own endpoint); "" when it has none (not vLLM, or an
+    older build). A server that does not answer raises ServerGone, like every other call here."""
+    with server_client(timeout_s) as client:
+        response = client.get(f"{base_url}/version")
+    if response.status_code != 200:
+        return ""
+    try:
+        return str(response.json().get("version", ""))
+    except ValueError:
+        return ""

@@ -40,8 +40,10 @@ from tuner.study.records import (
     enqueue_attrs,
     failure_attrs,
     measures_its_params,
+    reference_rerun_attrs,
     requeue_attrs,
     requeued_from,
+    rerecords_reference,
     set_attrs,
     was_enqueued,
     write_confirmed,
@@ -194,7 +196,8 @@ class Bookkeeper:
         recorded here as penalized without a launch)."""
         trial = self.optuna_study.ask()
         params = self.study.space.sample(trial)
-        earlier = None if confirms_of(trial) is not None else self._same_params(params, trial)
+        relaunch = confirms_of(trial) is not None or rerecords_reference(trial)
+        earlier = None if relaunch else self._same_params(params, trial)
         if earlier is not None:
             return self._answer_duplicate(trial, earlier)
         config = build_server_config(self.spec, self.study.space, params)
@@ -212,8 +215,15 @@ class Bookkeeper:
     def tell(self, proposal: Proposal, result: TrialResult, attempts: int,
              prediction: Prescreen | None = None) -> Score:
         """A trial that ran (or was judged before launch): record it, score it, tell Optuna."""
+        version_note = self.quality.version_changed(result)
+        if version_note and self.quality.is_reference(proposal.params):
+            version_note = ""  # the reference itself: its answers are the new reference, recorded just below
+        elif version_note:  # judged against nothing rather than against another version's answers
+            self.optuna_study.enqueue_trial(self.quality.reference_params or {}, user_attrs=reference_rerun_attrs())
         self.quality.record_if_reference(proposal.params, proposal.trial.number, result)
-        score = score_run(result, self.goals, self.quality.check())
+        score = score_run(result, self.goals, None if version_note else self.quality.check())
+        if version_note:
+            score = score.model_copy(update={"flags": [*score.flags, f"quality not judged: {version_note}"]})
         self._record(proposal, result, attempts, score, prediction)
         # Optuna's constraint-aware samplers (TPE, NSGA-II, GP) and Study.best_trials read these: > 0 is infeasible.
         for name, value in score.constraints.items():
@@ -329,6 +339,7 @@ class Bookkeeper:
             argv=result.argv or config.argv(self.spec.server.host, 0), env=result.env or config.redacted_env(),
             server_flags=config.flags, hostname=result.hostname, node_id=result.node_id, attempts=attempts,
             log_path=result.log_path, log_tail=result.log_tail, wall_s=result.wall_s, startup_s=result.startup_s,
+            server_version=result.server_version, rerecords_reference=rerecords_reference(proposal.trial),
             startup=result.startup,
             failure_class=result.failure_class, failure_detail=result.failure_detail, levels=result.levels,
             sweep_stopped=result.sweep_stopped,

@@ -4,8 +4,10 @@ and the check every launch's answers are scored with (tuner.scoring.quality).
 The probe set is one for the study: the union of every config's edges (tuner.trial.probes.study_probes), so the
 reference answers it once and each launch answers the probes that fit its context. The reference is the first
 launch of its config (quality.reference, default the first enqueue entry); until it has answered, trials are
-launched one at a time. Its answers are stored with the study under a key of the model and the probe set: a
-resumed study reuses them, another model or probe set records them again.
+launched one at a time. Its answers are stored with the study under a key of the model and the probe set, with
+the server version that gave them: a resumed study reuses them, another model or probe set records them again, and
+so does a launch that reports another server version (vLLM upgraded under a running study): that launch is not
+judged (its notes say why), the reference config is queued again, and later launches are judged against it.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from tuner.contracts.quality import Probe, QualityPlan
 from tuner.contracts.results import TrialResult
 from tuner.inputs.spec import Study
 from tuner.scoring.quality import QualityCheck, QualityReference, noise_gap, reference_key
-from tuner.server.config import ServerConfig
+from tuner.server.config import ServerConfig, build_server_config
 from tuner.study.records import StudyRecord, write_quality_reference
 from tuner.trial.probes import probes_for, study_probes
 
@@ -30,19 +32,44 @@ class QualityGuard:
         self.vocab_size = vocab_size or 0
         self.tolerance = spec.quality.tolerance
         self.optuna_study = optuna_study
-        self.probes: list[Probe] = (study_probes(study.space, spec.server.flags, spec.server.env,
-                                                 spec.quality.output_len) if self.enabled else [])
+        self.probes: list[Probe] = self._plan_probes(study) if self.enabled else []
         self.key = reference_key(spec.model, self.probes)
         self._reference: QualityReference | None = None
+        self.server_version = ""  # the last version a launch reported ("" until one did)
+
+    def _plan_probes(self, study: Study) -> list[Probe]:
+        """The study's probe set, the edges of the reference and the user's own configs kept whole."""
+        spec = study.spec
+        own = [p for p in [self.reference_params, *spec.enqueue] if p is not None]
+        configs = [build_server_config(spec, study.space, params) for params in own]
+        return study_probes(study.space, spec.server.flags, spec.server.env, spec.quality.output_len,
+                            first=[(c.flags, c.env) for c in configs])
 
     @property
     def reference(self) -> QualityReference | None:
-        """The stored reference for this model and probe set (read from storage until it exists: another driver
-        may record it)."""
+        """The stored reference for this model, probe set and server version (read from storage until it exists:
+        another driver may record it)."""
         if self._reference is None and self.enabled:
             stored = StudyRecord.of(self.optuna_study).quality_reference
-            self._reference = stored if stored is not None and stored.key == self.key else None
+            self._reference = stored if stored is not None and self._valid(stored) else None
         return self._reference
+
+    def _valid(self, stored: QualityReference) -> bool:
+        versions = stored.server_version and self.server_version
+        return stored.key == self.key and (not versions or stored.server_version == self.server_version)
+
+    def version_changed(self, result: TrialResult) -> str:
+        """The launch reports another server version than the reference's: forget the reference (it is recorded
+        again by the reference config's next launch) and say so; "" when nothing changed."""
+        reference = self.reference
+        self.server_version = result.server_version or self.server_version
+        if reference is None or not result.server_version or not reference.server_version:
+            return ""
+        if reference.server_version == result.server_version:
+            return ""
+        self._reference = None
+        return (f"the server reports version {result.server_version}, the quality reference was recorded on"
+                f" {reference.server_version}: this launch is not judged, and the reference config runs again")
 
     def waiting_for_reference(self) -> bool:
         """The guard is on and the reference has not answered yet: launch one trial at a time."""
@@ -50,7 +77,8 @@ class QualityGuard:
 
     def is_reference(self, params: dict[str, Any]) -> bool:
         wanted = self.reference_params or {}
-        return self.enabled and all(params.get(k) == v for k, v in wanted.items() if v is not None)
+        # null counts: {spec_method: null} (no speculation) is not matched by a config that speculates
+        return self.enabled and all(params.get(k) == v for k, v in wanted.items())
 
     def plan_for(self, params: dict[str, Any], config: ServerConfig) -> QualityPlan | None:
         if not self.enabled:
@@ -74,6 +102,7 @@ class QualityGuard:
         if any(a.error or not a.tokens for a in result.probes):
             return False
         self._reference = QualityReference(key=self.key, params=dict(params), trial=trial_number,
-                                           answers=list(result.probes), noise=noise_gap(result.probes, result.probes))
+                                           answers=list(result.probes), noise=noise_gap(result.probes, result.probes),
+                                           server_version=result.server_version)
         write_quality_reference(self.optuna_study, self._reference)
         return True

@@ -352,10 +352,15 @@ class StudyRunner:
 def _verdict(score: Score) -> str:
     figures = ", ".join(f"{name} {_figure(value)}" for name, value in score.values.items())
     where = f" at {score.operating_point}" if score.operating_point else ""
+    # The quality figure is shown whenever the guard judged the launch, objective or not.
+    quality = (f", quality {score.quality.figure:.3f}" if score.quality is not None
+               and "quality" not in score.values else "")
     if score.feasible:
-        return f"{figures}{where}" + (f" (then {score.outcome})" if score.outcome != "measured" else "")
+        return f"{figures}{where}{quality}" + (f" (then {score.outcome})" if score.outcome != "measured" else "")
     if score.outcome == "slo_miss":
         return f"slo_miss: {score.detail}"
+    if score.quality is not None and score.outcome == "wrong_output":
+        return f"penalized: wrong_output (quality {score.quality.figure:.3f}: {score.quality.describe()})"
     return f"penalized: {score.outcome}"
 
 

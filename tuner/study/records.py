@@ -31,6 +31,7 @@ ATTR_CONFIRMS = "confirms"
 ATTR_ENQUEUED = "enqueued"
 ATTR_REQUEUED_FROM = "requeued_from"
 ATTR_DUPLICATE_OF = "duplicate_of"
+ATTR_RERECORDS_REFERENCE = "rerecords_reference"  # the quality reference queued again (another server version)
 ATTR_LAUNCHED = "launched"
 ATTR_WARM_START_FROM = "warm_start_from"
 ATTR_PEAK_CONCURRENCY = "peak_concurrency"
@@ -77,6 +78,7 @@ class TrialRecord(BaseModel):
     log_path: str = ""
     log_tail: str = ""
     wall_s: float = 0.0
+    server_version: str = ""  # what the server reported at /version (empty: no such endpoint, or older studies)
     startup_s: float | None = None
     startup: dict[str, Any] = Field(default_factory=dict, description="startup_* phases, stored as flat attributes")
     prompts_s: float | None = None  # building every planned level's requests after startup (tuner.trial)
@@ -100,6 +102,7 @@ class TrialRecord(BaseModel):
     enqueued: bool = False
     requeued_from: int | None = None
     duplicate_of: int | None = None
+    rerecords_reference: bool = False  # launched again to record the quality reference on another server version
     launched: bool = True
     predicted: bool = False
     prediction: str = ""
@@ -197,7 +200,7 @@ class TrialRecord(BaseModel):
         for key in (ATTR_REQUEUED_FROM, ATTR_DUPLICATE_OF, ATTR_CONFIRMS):
             if data[key] is None:
                 del data[key]
-        for key in ("replayed", ATTR_WARM_START_FROM, "prompts_s"):
+        for key in ("replayed", ATTR_WARM_START_FROM, "prompts_s", "server_version", ATTR_RERECORDS_REFERENCE):
             if not data[key]:
                 del data[key]
         if data[ATTR_SCORE] is None:
@@ -240,6 +243,16 @@ def measures_its_params(trial: FrozenTrial) -> bool:
 def enqueue_attrs(confirms: int | None = None) -> dict[str, Any]:
     """A queued trial's attributes: the user's config (no confirms) or a confirmation of a search trial."""
     return {ATTR_ENQUEUED: True} if confirms is None else {ATTR_CONFIRMS: confirms}
+
+
+def reference_rerun_attrs() -> dict[str, Any]:
+    """The quality reference queued again to record its answers on another server version: launched even though
+    its parameters were measured before."""
+    return {ATTR_RERECORDS_REFERENCE: True}
+
+
+def rerecords_reference(trial: FrozenTrial | optuna.Trial) -> bool:
+    return bool(trial.user_attrs.get(ATTR_RERECORDS_REFERENCE))
 
 
 def requeue_attrs(trial: FrozenTrial | optuna.Trial) -> dict[str, Any]:

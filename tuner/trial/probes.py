@@ -172,10 +172,18 @@ def _edge_values(space: SearchSpace, fixed_flags: Mapping[str, Any], fixed_env: 
 
 def study_probes(space: SearchSpace, fixed_flags: Mapping[str, Any], fixed_env: Mapping[str, str],
                  output_len: int = DEFAULT_OUTPUT_LEN, model_max_len: int | None = None,
-                 most: int = MAX_STUDY_PROBES) -> list[Probe]:
+                 most: int = MAX_STUDY_PROBES,
+                 first: Sequence[tuple[Mapping[str, Any], Mapping[str, str]]] = ()) -> list[Probe]:
     """One probe set for the whole study: the union of every config's edges (each value of max-model-len,
     max-num-batched-tokens and the padding gap the space can take), so that the reference answers them all once
-    and each launch answers those that fit its context. Spread over the lengths when there are more than `most`."""
+    and each launch answers those that fit its context. The edges of the configs in `first` (flags, env: the
+    reference and the user's own configs) are kept whole, bucket and bucket + 1 together; the rest are spread over
+    the lengths left when there are more than `most`."""
+    kept: dict[int, Probe] = {}
+    for flags, env in first:
+        for probe in plan_probes(flags, env, output_len, model_max_len):
+            if len(kept) < most:
+                kept.setdefault(probe.prompt_len, probe)
     found: dict[int, Probe] = {}
     for max_len in _edge_values(space, fixed_flags, fixed_env, "--max-model-len"):
         for batched in _edge_values(space, fixed_flags, fixed_env, "--max-num-batched-tokens"):
@@ -183,9 +191,11 @@ def study_probes(space: SearchSpace, fixed_flags: Mapping[str, Any], fixed_env: 
                 flags = {"--max-model-len": max_len, "--max-num-batched-tokens": batched}
                 env = {PADDING_GAP_ENV: str(gap)} if gap is not None else {}
                 for probe in plan_probes(flags, env, output_len, model_max_len):
-                    found.setdefault(probe.prompt_len, probe)
-    lengths = _spread(sorted(found), most)
-    return [found[n] for n in lengths]
+                    if probe.prompt_len not in kept:
+                        found.setdefault(probe.prompt_len, probe)
+    rest = _spread(sorted(found), most - len(kept)) if most > len(kept) else []
+    chosen = {**kept, **{n: found[n] for n in rest}}
+    return [chosen[n] for n in sorted(chosen)]
 
 
 def probes_for(probes: Sequence[Probe], flags: Mapping[str, Any], model_max_len: int | None = None) -> list[Probe]:

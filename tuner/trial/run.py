@@ -34,7 +34,7 @@ from tuner.load.runner import (
 )
 from tuner.load.tokenizer import ServerTokenizer, Tokenizer, TokenizerUnavailable
 from tuner.scoring.objectives import Goals, slo_excess
-from tuner.server.client import server_client
+from tuner.server.client import server_client, server_version
 from tuner.server.config import ServerConfig, redact_text
 from tuner.server.failures import FailureClass
 from tuner.server.process import ServerProcess, last_lines
@@ -118,6 +118,7 @@ def run_launch(config: ServerConfig, timeouts: Timeouts, log_path: str, host: st
         cache_before = prepare_compile_cache(config)
         server.start()
         result.startup_s = server.wait_ready()
+        result.server_version = server_version(server.base_url)
         body(server, result, records)
     except ServerStartupFailed as exc:
         result.failure_class, result.failure_detail = exc.failure_class, exc.detail
@@ -197,18 +198,23 @@ class _Sweep:
             soak = _soak_pattern(self.plan)
             if soak is not None:
                 self.observer(Seam.BEFORE_SOAK, self.server)
-                self._measure(_Level(soak, 0, replace(workload, cycle=True), "soak"))
+                if self._measure(_Level(soak, 0, replace(workload, cycle=True), "soak")):
+                    self._answer_probes(after_soak=True)
 
-    def _answer_probes(self) -> None:
+    def _answer_probes(self, after_soak: bool = False) -> None:
         """The quality probes, before any load: the server is fresh, and a wrong answer fails the config before its
-        sweep spends accelerator time on it."""
+        sweep spends accelerator time on it. A confirmation run answers them again after its soak."""
         quality = self.plan.quality
         if quality is None or not quality.probes:
             return
         began = time.monotonic()
         with server_client(self.plan.load.request_timeout_s) as client:
-            self.result.probes = answer_probes(client, self.server.base_url, self.config.model, quality)
-        self.result.probes_s = time.monotonic() - began
+            answers = answer_probes(client, self.server.base_url, self.config.model, quality)
+        if after_soak:
+            self.result.probes_after_soak = answers
+        else:
+            self.result.probes = answers
+        self.result.probes_s = (self.result.probes_s or 0.0) + time.monotonic() - began
 
     def _planned(self, workload: Workload) -> list[_Level]:
         """Every level this launch may measure. The repeats run at the sweep's top level, which an early stop

@@ -1,0 +1,75 @@
+"""What the output-quality guard costs a demo trial: the probes' time as a share of the whole launch, in one run.
+
+    .venv/bin/python benchmarks/probe_cost.py [--study studies/quickstart-cpu.yaml]
+
+Launches the real CPU vLLM three times with the quickstart study's own sweep plan, as its trials run:
+  1. the reference config (the first enqueue entry), which records the probe answers;
+  2. the same config judged against them (greedy answers, then the reference's tokens teacher-forced);
+  3. the space's heaviest config for the guard (the longest context, an fp8 KV cache, 4 n-gram drafts): every probe
+     fits its context, the 16k-token one too.
+For each it prints the launch's wall time, the probes' time and their share. Goal (issue 20): at most 5 % of a
+demo trial. The share is a ratio within each launch, so the machine's speed cancels out.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import optuna
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tuner.capacity.prelaunch import prompt_vocab_size  # noqa: E402
+from tuner.inputs.spec import load_study  # noqa: E402
+from tuner.inputs.traffic import resolve_traffic, sweep_plan  # noqa: E402
+from tuner.scoring.quality import QualityCheck  # noqa: E402
+from tuner.server.config import build_server_config  # noqa: E402
+from tuner.study._quality import QualityGuard  # noqa: E402
+from tuner.trial import run_trial  # noqa: E402
+
+GOAL = 0.05
+HEAVIEST = {"max_num_seqs": 64, "max_num_batched_tokens": 8192, "max_model_len": 16384, "kv_cache_dtype": "fp8",
+            "spec_method": "ngram", "num_speculative_tokens": 4}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--study", type=Path, default=ROOT / "studies" / "quickstart-cpu.yaml")
+    args = parser.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = load_study(args.study)
+    spec = study.spec
+    plan = sweep_plan(study, resolve_traffic(study))
+    vocab = prompt_vocab_size(study)
+    guard = QualityGuard(study, optuna.create_study(), vocab)
+    reference = spec.quality_reference() or {}
+    launches = [("reference (records the answers)", reference), ("reference again, judged", reference),
+                ("heaviest for the guard, judged", HEAVIEST)]
+    shares = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (label, params) in enumerate(launches):
+            config = build_server_config(spec, study.space, params)
+            quality = guard.plan_for(params, config)
+            result = run_trial(config, plan.with_quality(quality), spec.timeouts, f"{tmp}/launch-{i}.log",
+                               spec.server.host, vocab).result
+            if result.failure_class is not None or not result.probes_s:
+                print(f"{label}: {result.failure_class}: {result.failure_detail[:300]}")
+                return 1
+            if i == 0:
+                guard.record_if_reference(params, 0, result)
+            evidence = QualityCheck(guard.reference, spec.quality.tolerance).evidence(result.probes)
+            share = result.probes_s / result.wall_s
+            shares.append(share)
+            print(f"{label:34s} launch {result.wall_s:6.1f} s  probes {result.probes_s:5.2f} s"
+                  f" ({len(result.probes)} answers)  share {share:6.2%}"
+                  + (f"  | {evidence.describe()}" if evidence is not None and i else ""))
+    worst = max(shares)
+    print(f"probe cost: at most {worst:.2%} of a launch (goal <= {GOAL:.0%}): {'met' if worst <= GOAL else 'MISSED'}")
+    return 0 if worst <= GOAL else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
