@@ -279,3 +279,14 @@ def test_answers_beyond_the_noise_are_wrong_output_with_their_own_constraint():
 
 def test_without_the_guard_there_is_no_quality_constraint():
     assert "quality" not in score_run(trial(SWEEP), GOALS).constraints
+
+
+def test_a_confirmation_is_judged_on_the_worse_of_its_checks_before_the_sweep_and_after_the_soak():
+    good = [probe("a", [1, 2], [-0.1, -0.1]), probe("b", [3, 4], [-0.1, -0.1])]
+    drifted = [probe("a", [9, 2], [-5.0, -5.0]), probe("b", [3, 4], [-0.1, -0.1])]
+    result, check = _guarded(good)
+    score = score_run(result.model_copy(update={"probes_after_soak": drifted}), GOALS, check)
+    assert score.outcome == "wrong_output" and score.quality.after_soak
+    assert "greedy answers after the soak agree with the reference on 1 of 2" in score.detail
+    kept = score_run(result.model_copy(update={"probes_after_soak": good}), GOALS, check)
+    assert kept.outcome == "measured" and kept.quality.figure == 1.0

@@ -4,6 +4,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import httpx
+
 from tuner.contracts.quality import QualityPlan
 from tuner.inputs.spec import Timeouts
 from tuner.scoring.quality import beyond_noise, noise_gap, quality_of
@@ -74,3 +76,50 @@ def test_wrong_tokens_past_a_length_are_caught_at_that_length(tmp_path):
     assert set(by_name) == {p.name for p in PROBES if p.prompt_len + p.output_len - 1 > 20}
     assert by_name["bucket-16"].diverged_at == 5 and by_name["bucket-16"].logprob_gap > 1
     assert beyond_noise(quality)
+
+
+def test_the_gemma_studys_probes_keep_the_seeds_edges_whole():
+    """Its reference and the seed's configs: padding gap 256 (lengths 256 k and 256 k + 1), --max-num-batched-tokens
+    4096 filled exactly, the 16,384-token context used to its last token; 32 probes in all."""
+    from tuner.inputs.spec import load_study
+    from tuner.trial.probes import study_probe_set
+
+    probes = study_probe_set(load_study(Path(__file__).parents[2] / "studies" / "gemma4-26b-v6e-4.yaml"))
+    lengths = {p.prompt_len for p in probes}
+    long_buckets = [n for n in lengths if n >= 256 and n % 256 == 0]
+    assert len(probes) == 32 and len(long_buckets) >= 8
+    assert all(n + 1 in lengths for n in long_buckets if n + 1 + 16 < 32768)  # every bucket with its +1
+    assert 4096 in lengths  # the seed's full prefill step (also a bucket)
+    assert 16384 - 16 - 1 in lengths  # the reference's whole context
+
+
+class _CountingTransport(httpx.HTTPTransport):
+    """The real transport, counting teacher-forced requests (the seam server_client hands a transport through)."""
+
+    forced = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if b'"prompt_logprobs"' in request.content:
+            type(self).forced += 1
+        return super().handle_request(request)
+
+
+def test_a_launch_that_follows_the_reference_sends_no_teacher_forced_request(tmp_path):
+    """Its greedy logprobs of the reference's tokens are the teacher-forced ones: only probes that diverged pay
+    for a second prefill; the reference's own noise check always does."""
+    config = ServerConfig(command=(sys.executable, FAKE), model="fake", flags={"--max-num-batched-tokens": 48},
+                          env={"FAKE_VLLM_MODE": "wrong-past:20"})
+    with ServerProcess(config, tmp_path / "count.log", Timeouts(startup_s=120, shutdown_grace_s=2)) as server:
+        server.wait_ready()
+        with server_client(10.0, transport=_CountingTransport()) as client:
+            own = answer_probes(client, server.base_url, "fake",
+                                QualityPlan(probes=PROBES, vocab_size=2048, concurrency=4))
+            assert _CountingTransport.forced == len(PROBES)  # the reference: every probe forced
+            _CountingTransport.forced = 0
+            truth = [a.model_copy(update={"tokens": [t + 1 for t in a.tokens]}) if a.prompt_len > 20 else a
+                     for a in own]  # a reference that the long prompts do not follow
+            judged = answer_probes(client, server.base_url, "fake",
+                                   QualityPlan(probes=PROBES, reference=tuple(truth), vocab_size=2048))
+    diverged = [a for a in judged if a.tokens != next(t.tokens for t in truth if t.probe == a.probe)]
+    assert _CountingTransport.forced == len(diverged) > 0
+    assert all(a.forced_logprobs is not None for a in judged)

@@ -150,6 +150,13 @@ def plan_command(
 
     planned = plan_configs(study, trials, seed)
     typer.echo(render_plan(study, planned, model_context(study)))
+    if study.spec.quality.enabled:
+        from tuner.trial.probes import study_probe_set
+
+        probes = study_probe_set(study)
+        typer.echo(f"\nquality guard: reference {study.spec.quality_reference()}, tolerance"
+                   f" {study.spec.quality.tolerance}; {len(probes)} probes, each launch answers those within its"
+                   f" --max-model-len: " + ", ".join(f"{p.name}" for p in probes))
 
 
 def _ints(text: str, option: str) -> list[int]:

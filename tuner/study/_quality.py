@@ -19,9 +19,9 @@ from tuner.contracts.quality import Probe, QualityPlan
 from tuner.contracts.results import TrialResult
 from tuner.inputs.spec import Study
 from tuner.scoring.quality import QualityCheck, QualityReference, noise_gap, reference_key
-from tuner.server.config import ServerConfig, build_server_config
+from tuner.server.config import ServerConfig
 from tuner.study.records import StudyRecord, write_quality_reference
-from tuner.trial.probes import probes_for, study_probes
+from tuner.trial.probes import probes_for, study_probe_set
 
 
 class QualityGuard:
@@ -32,18 +32,10 @@ class QualityGuard:
         self.vocab_size = vocab_size or 0
         self.tolerance = spec.quality.tolerance
         self.optuna_study = optuna_study
-        self.probes: list[Probe] = self._plan_probes(study) if self.enabled else []
+        self.probes: list[Probe] = study_probe_set(study) if self.enabled else []
         self.key = reference_key(spec.model, self.probes)
         self._reference: QualityReference | None = None
         self.server_version = ""  # the last version a launch reported ("" until one did)
-
-    def _plan_probes(self, study: Study) -> list[Probe]:
-        """The study's probe set, the edges of the reference and the user's own configs kept whole."""
-        spec = study.spec
-        own = [p for p in [self.reference_params, *spec.enqueue] if p is not None]
-        configs = [build_server_config(spec, study.space, params) for params in own]
-        return study_probes(study.space, spec.server.flags, spec.server.env, spec.quality.output_len,
-                            first=[(c.flags, c.env) for c in configs])
 
     @property
     def reference(self) -> QualityReference | None:

@@ -22,6 +22,8 @@ import httpx
 
 from tuner.contracts.quality import Probe, ProbeAnswer, QualityPlan
 from tuner.inputs.search_space import SearchSpace
+from tuner.inputs.spec import Study
+from tuner.server.config import build_server_config
 
 PADDING_GAP_ENV = "VLLM_TPU_BUCKET_PADDING_GAP"
 MIN_BUCKET = 16
@@ -104,6 +106,10 @@ def answer_probes(client: httpx.Client, base_url: str, model: str, plan: Quality
             source = forced_from.get(answer.probe)
             if source is None or not source.tokens or answer.error:
                 return answer
+            if plan.reference is not None and _followed(answer, source.tokens):
+                # It chose the reference's tokens itself: its greedy logprobs are the teacher-forced ones (same
+                # history, same tokens), so the extra prefill is saved. The reference's own check always forces.
+                return answer.model_copy(update={"forced_logprobs": answer.logprobs[:len(source.tokens)]})
             logprobs = _forced_logprobs(client, base_url, model, prompts[answer.probe], source.tokens)
             return answer.model_copy(update={"forced_logprobs": logprobs})
 
@@ -111,6 +117,11 @@ def answer_probes(client: httpx.Client, base_url: str, model: str, plan: Quality
         with ThreadPoolExecutor(max_workers=len(answers) if plan.reference is None else max(1, plan.concurrency)) \
                 as forcing:
             return list(forcing.map(forced, answers))
+
+
+def _followed(answer: ProbeAnswer, tokens: Sequence[int]) -> bool:
+    n = len(tokens)
+    return answer.tokens[:n] == list(tokens) and len(answer.logprobs) >= n
 
 
 def _post(client: httpx.Client, base_url: str, body: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
@@ -196,6 +207,15 @@ def study_probes(space: SearchSpace, fixed_flags: Mapping[str, Any], fixed_env: 
     rest = _spread(sorted(found), most - len(kept)) if most > len(kept) else []
     chosen = {**kept, **{n: found[n] for n in rest}}
     return [chosen[n] for n in sorted(chosen)]
+
+
+def study_probe_set(study: Study) -> list[Probe]:
+    """The study's probe set, with the edges of the reference and the user's own (enqueued) configs kept whole."""
+    spec = study.spec
+    own = [p for p in [spec.quality_reference(), *spec.enqueue] if p is not None]
+    configs = [build_server_config(spec, study.space, params) for params in own]
+    return study_probes(study.space, spec.server.flags, spec.server.env, spec.quality.output_len,
+                        first=[(c.flags, c.env) for c in configs])
 
 
 def probes_for(probes: Sequence[Probe], flags: Mapping[str, Any], model_max_len: int | None = None) -> list[Probe]:
