@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from tuner.contracts.quality import ProbeAnswer, QualityPlan
+from tuner.errors import ServerStartupFailed
 from tuner.inputs.spec import Timeouts
 from tuner.load.tokenizer import vocab_size_of_config
 from tuner.scoring.quality import beyond_noise, noise_gap, quality_of
@@ -55,7 +56,12 @@ def test_no_false_alarm_over_five_launches_and_the_knobs_measured(vllm_env, tmp_
     ngram = quality_of(reference, launch(vllm_env, tmp_path, "ngram", reference, **{
         "--speculative-config": {"method": "ngram", "num_speculative_tokens": 3, "prompt_lookup_max": 3}}), noise)
     assert not beyond_noise(ngram), ngram.describe()  # speculation is meant to be lossless
-    fp8 = quality_of(reference, launch(vllm_env, tmp_path, "fp8", reference, **{"--kv-cache-dtype": "fp8"}), noise)
+    try:
+        fp8_answers = launch(vllm_env, tmp_path, "fp8", reference, **{"--kv-cache-dtype": "fp8"})
+    except ServerStartupFailed as exc:  # vLLM's CPU fp8 KV cache needs AVX-512 or AMX: a host without them rejects it
+        assert exc.failure_class == "invalid_config" and "AVX-512" in exc.detail, exc.detail
+        pytest.skip(f"fp8 KV cache not measurable on this host (the server says: {exc.detail[:160]}); the rest passed")
+    fp8 = quality_of(reference, fp8_answers, noise)
     print(f"noise floor {noise:.4f}; ngram: {ngram.describe()}; fp8 KV cache: {fp8.describe()} (figure"
           f" {fp8.figure:.3f}, {'beyond' if beyond_noise(fp8) else 'within'} the tolerance {fp8.tolerance})")
     assert fp8.logprob_gap is not None  # lossy by design: measured, and the tolerance decides
