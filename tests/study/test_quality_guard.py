@@ -112,18 +112,22 @@ def test_the_guard_without_the_models_vocabulary_is_an_input_error(tmp_path):
     assert not (tmp_path / "db.sqlite").exists()  # nothing half-written
 
 
-def test_later_proposals_move_away_from_the_wrong_output_region(tmp_path):
-    """A padded-shape bug below a batch size (half the space): once the constraint-aware sampler has seen it,
-    it proposes the wrong region less often than its share of the space."""
-    path = write_study(tmp_path, "wrong-below-batch:128", trials=12, enqueue=[{"batched": 512, "seqs": 4}],
-                       sampler={"name": "tpe", "seed": 0, "startup_trials": 4})
+def test_the_wrong_output_region_is_penalized_for_the_constraint_aware_sampler(tmp_path):
+    """A padded-shape bug below a batch size (half the space): every launch there is wrong_output with its quality
+    constraint violated, which Optuna's constraint-aware samplers (TPE here) read. Whether later proposals then
+    avoid the region depends on the sampler and on measured values; it is not asserted (a run on a loaded CI host
+    proposed the region more often than a quiet one)."""
+    # Objectives the fake makes nearly exact (quality 1, stability 1 when feasible).
+    path = write_study(tmp_path, "wrong-below-batch:128", trials=8, enqueue=[{"batched": 512, "seqs": 4}],
+                       sampler={"name": "tpe", "seed": 0, "startup_trials": 4}, objectives=["quality", "stability"])
     (tmp_path / "space.yaml").write_text(
         "parameters:\n"
         "  batched: {type: categorical, choices: [16, 32, 64, 128, 256, 512], flag: --max-num-batched-tokens}\n"
         "  seqs: {type: categorical, choices: [1, 2, 3, 4], flag: --max-num-seqs}\n")
-    launched = [r for r in records(run(path)) if r.launched and r.confirms is None]
-    wrong = [r.params["batched"] < 128 for r in launched]
-    assert all(r.outcome == Outcome.WRONG_OUTPUT for r in launched if r.params["batched"] < 128)
-    early, late = wrong[:5], wrong[5:]
-    assert any(early)  # the region was met
-    assert sum(late) / len(late) < 0.5, [r.params for r in launched]  # and then avoided: less than its share
+    optuna_study = run(path)
+    launched = [r for r in records(optuna_study) if r.launched and r.confirms is None]
+    for r in launched:
+        wrong = r.params["batched"] < 128
+        assert (r.outcome == Outcome.WRONG_OUTPUT) == wrong, (r.params, r.outcome)
+        assert (r.score.constraints["quality"] > 0) == wrong and r.feasible != wrong
+    assert any(r.params["batched"] < 128 for r in launched)  # the region was met
