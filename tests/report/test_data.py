@@ -49,3 +49,24 @@ def test_a_matrix_stored_by_study_matrix_becomes_a_heatmap(reviewed, tmp_path):
     assert len(data.matrices[1]) == 4
     heatmap = all_figures(data)["matrix-1"].data[0]
     assert heatmap.type == "heatmap" and list(heatmap.x) == ["1", "8"]
+
+
+def test_importance_ranks_the_parameters_every_launch_has_when_some_are_conditional():
+    """`num_speculative_tokens` exists only where `spec_method` is set (the quickstart's space): the ranking covers
+    the parameters all feasible launches share instead of failing on the missing one (a CI demo did)."""
+    from tuner.contracts.outcomes import Outcome
+    from tuner.report._data import _importance
+    from tuner.scoring.score import Score, StabilityComponents
+    from tuner.study.records import TrialRecord
+
+    def launch(number: int, seqs: int, spec: str | None, throughput: float) -> TrialRecord:
+        params = {"max_num_seqs": seqs, "spec_method": spec} | ({"num_speculative_tokens": 2} if spec else {})
+        parts = StabilityComponents(survival=1, success=1, headroom=1, consistency=1)
+        return TrialRecord(number=number, params=params, feasible=True,
+                           score=Score(outcome=Outcome.MEASURED, values={"output_tok_s": throughput}, components=parts))
+
+    search = [launch(0, 4, None, 100), launch(1, 16, "ngram", 300), launch(2, 64, None, 500), launch(3, 16, None, 280),
+              launch(4, 64, "ngram", 520)]
+    ranked = _importance(search, ("output_tok_s",))
+    assert set(ranked["parameter"]) == {"max_num_seqs", "spec_method"}
+    assert ranked.set_index("parameter").loc["max_num_seqs", "importance"] > 0.5

@@ -108,6 +108,14 @@ def _operating_level(record: TrialRecord):
     return max(sweep, key=lambda lv: lv.output_throughput, default=None)
 
 
+def _shown(params: dict[str, Any], name: str) -> Any:
+    """A parameter's value as a table cell: a chosen null (no speculative decoding) reads "null"; a parameter the
+    trial does not have (a conditional one whose condition is off) stays empty."""
+    if name in params and params[name] is None:
+        return "null"
+    return params.get(name)
+
+
 def _trials_table(search: list[TrialRecord], front: StudyFront, labels: dict[int, str],
                   param_names: list[str]) -> pd.DataFrame:
     on_front = {c.trial for c in front.configs}
@@ -125,7 +133,7 @@ def _trials_table(search: list[TrialRecord], front: StudyFront, labels: dict[int
             "flagged_levels": sum(1 for lv in r.levels if not lv.reliable),
             "quality": r.score.quality.figure if r.score is not None and r.score.quality is not None else None,
             "sweep_stopped": r.sweep_stopped, "hostname": r.hostname, "node_id": r.node_id[:12],
-            **{f"param:{n}": r.params.get(n) for n in param_names},
+            **{f"param:{n}": _shown(r.params, n) for n in param_names},
         })
     guarded = any(row["quality"] is not None for row in rows)  # the quality guard was on
     columns = ["trial", "outcome", "label", "on_front", "output_tok_s", "stability", "ttft_p99_ms", "itl_p99_ms",
@@ -173,7 +181,7 @@ def _tradeoff(chosen: list[Chosen], param_names: list[str]) -> pd.DataFrame:
                 if isinstance(base_value, float) and base_value:
                     cells[name] += f" ({(value - base_value) / abs(base_value):+.0%})"
         for n in param_names:
-            cells[n] = _fmt(c.record.params.get(n, "-"))
+            cells[n] = _fmt(_shown(c.record.params, n) if n in c.record.params else "-")
         columns[f"{c.role}: trial {c.record.number}"] = cells
     return pd.DataFrame(columns)
 
@@ -247,22 +255,26 @@ def _progress(search: list[TrialRecord], objectives: tuple[str, ...]) -> pd.Data
 
 def _importance(search: list[TrialRecord], objectives: tuple[str, ...]) -> pd.DataFrame:
     """How much each parameter explains each objective, over the feasible launches (Optuna's PED-ANOVA evaluator,
-    which needs no scikit-learn, on an in-memory copy: penalized trials carry no measured value of their own)."""
+    which needs no scikit-learn, on an in-memory copy: penalized trials carry no measured value of their own).
+
+    Only parameters every feasible launch has are ranked: a conditional one (`num_speculative_tokens`, set only
+    when `spec_method` is) is absent from some launches, and its parent's importance already covers whether it is
+    set at all."""
     columns = ["objective", "parameter", "importance"]
     feasible = [r for r in search if r.launched and r.feasible and r.params]
-    names = sorted({n for r in feasible for n in r.params})
+    names = sorted(set.intersection(*(set(r.params) for r in feasible))) if feasible else []
     if len(feasible) < 3 or not names:
         return pd.DataFrame(columns=columns)
+    distributions = {n: _distribution_of([r.params[n] for r in feasible]) for n in names}
     rows = []
     for name in objectives:
-        values = [(r, r.run_value(name)) for r in feasible]
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # not "a new study created in memory" per objective
         copy = optuna.create_study(direction=direction_of(name))
-        for r, value in values:
-            if value is None or set(r.params) != set(names):
-                continue
-            distributions = {n: _distribution_of([x.params[n] for x in feasible]) for n in names}
-            copy.add_trial(optuna.trial.create_trial(params=r.params, distributions=distributions, value=value))
+        for r in feasible:
+            value = r.run_value(name)
+            if value is not None:
+                params = {n: r.params[n] for n in names}
+                copy.add_trial(optuna.trial.create_trial(params=params, distributions=distributions, value=value))
         try:
             found = optuna.importance.get_param_importances(copy, evaluator=optuna.importance.PedAnovaImportanceEvaluator())
         except (ValueError, RuntimeError):  # too few distinct configs to split on

@@ -28,7 +28,7 @@ def _hover(row: pd.Series, param_names: list[str]) -> str:
         lines += [f"output tok/s: {row['output_tok_s']:,.0f}", f"stability: {row['stability']:.3f}"]
     if pd.notna(row["ttft_p99_ms"]):
         lines.append(f"TTFT p99: {row['ttft_p99_ms']:,.0f} ms at concurrency {row['concurrency']}")
-    lines += [f"{n}: {row[f'param:{n}']}" for n in param_names]
+    lines += [f"{n}: {row[f'param:{n}']}" for n in param_names if pd.notna(row[f"param:{n}"])]
     if row["detail"]:
         lines.append(f"why: {row['detail'][:120]}")
     if row["flagged_levels"]:
@@ -116,11 +116,12 @@ def failure_map_figure(data: ReportData) -> go.Figure:
     """Where in the space configs failed: the first two parameters, every trial, coloured by outcome. Trials on the
     same spot are spread around it so none hides another."""
     trials = data.trials.copy()
-    names = data.param_names[:2]
+    # Axes from parameters every trial has: a conditional one (drafts, where speculation is on) has holes.
+    names = [n for n in data.param_names if trials[f"param:{n}"].notna().all()][:2]
     axes = [f"param:{n}" for n in names] + [None] * (2 - len(names))
     x_col = axes[0] or "trial"
     y_col = axes[1] or "outcome"
-    spot = trials.groupby([trials[x_col].astype(str), trials[y_col].astype(str)]).cumcount()
+    spot = trials.groupby([trials[x_col].astype(str), trials[y_col].astype(str)], dropna=False).cumcount()
     fig = go.Figure()
     outcomes = list(dict.fromkeys(trials["outcome"]))
     for outcome in outcomes:
