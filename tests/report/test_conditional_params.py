@@ -6,8 +6,8 @@ import sys
 
 import optuna
 import yaml
-
 from tests.report.reviewed_study import FAKE, run_cli
+
 from tuner.report._data import report_data
 from tuner.report._figures import all_figures
 
