@@ -18,6 +18,9 @@ told by FAKE_VLLM_MODE (env, so the tuner's argv stays that of a real server):
                        random.Random(i), so a test sees the same sequence of deaths every time
   die-on:PATH:N        on the N-th request to PATH (/tokenize, /metrics, ...), exit(1) with a crash line without
                        answering it: a server that dies during one of tuner's own calls, at an exact point
+  oom-above:T          print vLLM's CUDA out-of-memory line and exit(1) once the requests generating at once hold more
+                       than T tokens (prompt + max_tokens each): memory that runs out only at the top of the load
+                       (vLLM #21410: the startup memory probe passed, the server died under load)
   hang-after:N         after N completion requests, accept requests but never produce a token; /health stays 200
   fail-every:K         every K-th completion gets HTTP 500
   truncate-every:K     every K-th completion stream stops mid-way (no usage, no [DONE])
@@ -65,7 +68,8 @@ HOST, PORT, MODEL = arg("--host", "127.0.0.1"), int(arg("--port", "8000")), arg(
 MAX_NUM_SEQS = int(arg("--max-num-seqs", "256"))
 MAX_NUM_BATCHED_TOKENS = int(arg("--max-num-batched-tokens", "8192"))
 VOCAB = 2048
-state = {"paths": {}, "completions": 0, "prompt_tokens": 0, "generation_tokens": 0, "hang": False, "running": 0, "waiting": 0}
+state = {"paths": {}, "completions": 0, "prompt_tokens": 0, "generation_tokens": 0, "hang": False, "running": 0, "waiting": 0,
+         "tokens_generating": 0}
 
 
 def mode_arg() -> str:
@@ -138,6 +142,23 @@ class Scheduler:
 
 
 scheduler: Scheduler | None = None
+
+
+class holding:
+    """The tokens a generating request holds (its KV cache and activations); oom-above:T dies past T of them."""
+
+    def __init__(self, tokens: int) -> None:
+        self.tokens = tokens
+
+    async def __aenter__(self) -> None:
+        state["tokens_generating"] += self.tokens
+        if MODE.startswith("oom-above") and state["tokens_generating"] > int(mode_arg()):
+            print("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB (fake: "
+                  f"{state['tokens_generating']} tokens generating at once)", flush=True)
+            os._exit(1)
+
+    async def __aexit__(self, *exc) -> None:
+        state["tokens_generating"] -= self.tokens
 
 
 async def client_gone(receive) -> None:
@@ -225,7 +246,7 @@ async def answer(send, req: dict) -> None:
 
 async def stream(send, n: int, prompt_tokens: int, truncate: bool, malformed: bool, gone: asyncio.Future) -> None:
     assert scheduler is not None
-    async with scheduler:
+    async with scheduler, holding(prompt_tokens + n):
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
         for i in range(n):
             if gone.done():  # as vLLM does, a request whose client left is aborted and frees its slot

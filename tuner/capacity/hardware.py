@@ -27,20 +27,24 @@ class Chip:
     block_size: int  # tokens per KV block the vLLM backend uses by default
     reserved_bytes: int  # runtime, program buffers and other memory vLLM never hands to the KV cache
     max_chips: int  # largest slice / node offered
+    startup_estimate_s: float = 600.0  # a launch's startup before one is measured: an assumption, never shown as measured
 
 
 # TPU HBM in decimal GB as Google publishes it (conservative vs GiB), 1 GiB per chip kept back for the runtime;
 # tpu-inference's KV page size varies with the model: 128 tokens is an assumption (rounding only). GPU memory in
 # GiB as vLLM reports it, 16-token blocks. vLLM's CPU backend: 128-token blocks (vllm/platforms/cpu.py), KV space
 # from --kv-cache-memory-bytes or VLLM_CPU_KVCACHE_SPACE, not from a fraction of device memory.
+# Startup estimates (plans and budgets before a launch is measured, labelled as estimates): a TPU launch reads the
+# weights and XLA-compiles every bucket, "minutes to an hour" for a 26B model: 30 min assumed; a GPU launch loads
+# and captures CUDA graphs: 10 min; the CPU stand-in: 1 min (measured 38-40 s on these 2-core hosts).
 CATALOG: dict[str, Chip] = {c.name: c for c in (
-    Chip("tpu-v5e", "tpu", 197e12, 819e9, 16 * 10**9, 128, GiB, 256),
-    Chip("tpu-v5p", "tpu", 459e12, 2765e9, 95 * 10**9, 128, GiB, 8960),
-    Chip("tpu-v6e", "tpu", 918e12, 1638e9, 32 * 10**9, 128, GiB, 256),
-    Chip("a100", "gpu", 312e12, 2039e9, 80 * GiB, 16, GiB, 16),  # A100 80GB SXM
-    Chip("h100", "gpu", 989e12, 3350e9, 80 * GiB, 16, GiB, 16),  # H100 SXM
-    Chip("h200", "gpu", 989e12, 4800e9, 141 * GiB, 16, GiB, 16),  # H200 SXM: H100's compute, more and faster HBM
-    Chip("cpu", "cpu", None, None, None, 128, 0, 1),
+    Chip("tpu-v5e", "tpu", 197e12, 819e9, 16 * 10**9, 128, GiB, 256, 1800.0),
+    Chip("tpu-v5p", "tpu", 459e12, 2765e9, 95 * 10**9, 128, GiB, 8960, 1800.0),
+    Chip("tpu-v6e", "tpu", 918e12, 1638e9, 32 * 10**9, 128, GiB, 256, 1800.0),
+    Chip("a100", "gpu", 312e12, 2039e9, 80 * GiB, 16, GiB, 16, 600.0),  # A100 80GB SXM
+    Chip("h100", "gpu", 989e12, 3350e9, 80 * GiB, 16, GiB, 16, 600.0),  # H100 SXM
+    Chip("h200", "gpu", 989e12, 4800e9, 141 * GiB, 16, GiB, 16, 600.0),  # H200 SXM: H100's compute, more and faster HBM
+    Chip("cpu", "cpu", None, None, None, 128, 0, 1, 60.0),
 )}
 _ALIASES = {"v5e": "tpu-v5e", "v5litepod": "tpu-v5e", "v5lite": "tpu-v5e", "v5p": "tpu-v5p", "v6e": "tpu-v6e",
             "trillium": "tpu-v6e"}

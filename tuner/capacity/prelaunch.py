@@ -7,6 +7,7 @@ predicted, never as measured. `preflight` runs the same estimate before a study 
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -197,3 +198,55 @@ def plan_configs(study: Study, n: int, seed: int | None = None) -> list[PlannedC
         violations = study.space.violations(params, spec.server.flags, spec.server.env)
         planned.append(PlannedConfig(i, label, enqueued, params, config, violations))
     return planned
+
+
+# -- flags and environment against the installed server ---------------------------------------------------------
+def check_server_inputs(study: Study, reader: Callable[..., tuple[Any, str]] | None = None) -> list[str]:
+    """Every flag the study sets or its space can set, against what the installed server accepts (its own
+    `--help=all`, cached per version): an unknown flag, or a value outside a flag's choices, is an InputError
+    naming the file, the key and the nearest known flag. Returns notes for the user: an environment knob the
+    server does not list (a warning: plugins read knobs vLLM does not list), or why nothing was checked.
+    `reader`: how the server's inputs are read (default tuner.server.accepted.read_accepted; a test's fixture)."""
+    from tuner.server.accepted import read_accepted
+
+    if not study.spec.server.check_flags:
+        return []
+    accepted, why_not = (reader or read_accepted)(study.spec.server.command, study.spec.server.env)
+    if accepted is None:
+        return [f"server flags not checked against the installed server: {why_not}"]
+    for name, value in study.spec.server.flags.items():
+        _check_flag(accepted, name, [value], str(study.path), f"server.flags.{name}")
+    space_file = str(study.spec.search_space)
+    for flag in study.space.json_flags:
+        _check_flag(accepted, flag, [], space_file, f"json_flags.{flag}")
+    for pname, p in study.space.parameters.items():
+        if p.flag:
+            values = p.choices if p.type == "categorical" and p.key is None and p.choices else []
+            _check_flag(accepted, p.flag, values, space_file, f"parameters.{pname}.flag")
+    notes = [f"server flags checked against {accepted.version} (`--help=all`)"]
+    knobs = [(name, str(study.path), f"server.env.{name}") for name in study.spec.server.env]
+    knobs += [(p.env, space_file, f"parameters.{pname}.env") for pname, p in study.space.parameters.items() if p.env]
+    for name, source, key in knobs:
+        if accepted.env_vars and name.startswith("VLLM_") and name not in accepted.env_vars:
+            nearest = accepted.nearest_env(name)
+            notes.append(f"warning: {source}: {key}: {accepted.version} does not list {name} among its environment"
+                         f" variables (vllm.envs, tpu_inference.envs){f'; did you mean {nearest}?' if nearest else ''}")
+    return notes
+
+
+def _check_flag(accepted: Any, flag: str, values: list[Any], source: str, key: str) -> None:
+    from tuner.errors import InputError
+
+    known = accepted.flags.get(flag)
+    if known is None:
+        nearest = accepted.nearest_flag(flag)
+        hint = f"; did you mean {nearest}?" if nearest else " (see its `--help=all`)"
+        raise InputError(source, key, f"{accepted.version} has no {flag}{hint}")
+    if known.choices is None:
+        return
+    for value in values:
+        if value is None or isinstance(value, (bool, dict)):
+            continue  # unset, a switch, or a JSON value: no choice to check
+        if str(value) not in known.choices:
+            raise InputError(source, key, f"{accepted.version} takes {flag} in {{{','.join(known.choices)}}}, not"
+                             f" {value!r}")

@@ -58,6 +58,8 @@ def _print_start(prepared: PreparedStudy) -> None:
         console.print(f"warm start: {len(prepared.warm)} finished trials of study {spec.warm_start.study} seed the"
                       " sampler (marked warm_start_from; never launches or front configs of this study)",
                       highlight=False)
+    for note in prepared.notes:
+        console.print(note, highlight=False, markup=False)
     if prepared.surface is not None:
         console.print(f"REPLAY: no server is started; every trial draws a recorded launch from"
                       f" {prepared.surface.label}", highlight=False)

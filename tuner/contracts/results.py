@@ -142,6 +142,8 @@ class TrialResult(BaseModel):
     server_version: str = Field("", description="what the server reported at /version once ready (vLLM's version);"
                                 " empty when it has no such endpoint")
     startup: dict[str, Any] = Field(default_factory=dict, description="startup_* phases (tuner.server.startup)")
+    phases: dict[str, float] = Field(default_factory=dict, description="slice seconds per launch phase, in phase"
+                                     " order, summing to wall_s (tuner.contracts.phases.LaunchPhase)")
     traceback: str = Field("", description="tuner_error only: where tuner's own code raised (secrets redacted)")
     sweep_stopped: str = Field("", description="why the sweep ended before its highest level (load.stop_early)")
     replayed: str = Field("", description="not measured by this study: drawn from this recorded surface"

@@ -41,7 +41,8 @@ class SweepPlan:
 
     @property
     def phases(self) -> int:
-        return len(planned_levels(self.load)) + (1 if self.soak_concurrency or self.soak_rate else 0)
+        soak = 1 if self.soak_concurrency or self.soak_rate else 0
+        return len(planned_levels(self.load)) + soak + (1 if self.load.worst_case else 0)
 
 
 @dataclass

@@ -40,6 +40,9 @@ class ServerSpec(_Strict):
     host: str = "127.0.0.1"
     nice: int = Field(default=DEFAULT_SERVER_NICE, ge=0, le=19,
                       description="the server's CPU priority below tuner's load client (0 = equal; 0-19)")
+    check_flags: bool = Field(default=True, description="check every flag against the installed server's own"
+                              " `--help=all` before the first launch (false: a server environment this machine"
+                              " cannot run)")
 
     @field_validator("flags")
     @classmethod
@@ -104,6 +107,9 @@ class LoadSpec(_Strict):
     remeasure_flagged: int = Field(default=2, ge=0, le=5, description="times a level flagged as unreliable (client"
                                    " saturated, token mismatch, implausible) is measured again before it is left out")
     repeats: int = Field(default=2, ge=1, le=10, description="times the top level is measured, for stability")
+    worst_case: bool = Field(default=True, description="before the sweep, --max-num-seqs requests at once at the"
+                             " longest prompt and output the traffic allows (capped by --max-model-len): a config"
+                             " that dies at the top of the sweep fails in seconds, not after every lower level")
     stop_early: bool = Field(default=True, description="end the sweep at a level that misses the SLOs or whose"
                              " throughput gains less than plateau_gain over the lower levels (recorded with the"
                              " trial); the top level measured is then the one repeated")
@@ -150,6 +156,16 @@ class LoadSpec(_Strict):
                 " give at least as many requests as the highest concurrency"
             )
         return self
+
+
+class BudgetSpec(_Strict):
+    """What the study may spend. The search launches no trial whose expected cost (the mean measured launch; the
+    hardware's startup estimate before one is measured) would overrun it, keeping what the confirmation needs."""
+
+    slice_hours: PositiveFloat = Field(description="slice-hours for the whole study: search and confirmation runs")
+
+
+BUDGET_ONLY_TRIALS = 10_000  # `budget` without `trials`: the budget alone ends the search
 
 
 class ConfirmSpec(_Strict):
@@ -269,6 +285,7 @@ class StudySpec(_Strict):
                                                 description="what one trial reserves on the Ray cluster")
     timeouts: Timeouts = Field(default_factory=Timeouts)
     trials: PositiveInt = 20
+    budget: BudgetSpec | None = Field(default=None, description="a slice-hour budget, beside or instead of `trials`")
     patience: PositiveInt | None = Field(default=None, description="end the search early when this many launched"
                                          " trials in a row have not improved the front (counted from the first"
                                          " feasible trial); the confirmation still runs")
@@ -324,6 +341,12 @@ class StudySpec(_Strict):
         for name in v:
             check_latency_name(name)
         return v
+
+    @model_validator(mode="after")
+    def _budget_alone(self) -> StudySpec:
+        if self.budget is not None and "trials" not in self.model_fields_set:
+            self.trials = BUDGET_ONLY_TRIALS
+        return self
 
     @model_validator(mode="after")
     def _priced(self) -> StudySpec:

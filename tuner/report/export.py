@@ -92,6 +92,8 @@ def _comment_block(study: optuna.Study, chosen: Selection) -> list[str]:
     basis = (f"confirmed: median of {runs} launches (trials {', '.join(map(str, summary.runs))})" if chosen.front.confirmed
              else "UNCONFIRMED: one launch (the study sets confirm.repeats to 0)")
     lines = [f"# tuner export: study {study.study_name!r}, trial {record.number}", f"# {basis}"]
+    if record.server_version:
+        lines.append(f"# measured on: vLLM {record.server_version}")
     if record.replayed:
         lines.append(f"# REPLAYED, NOT MEASURED BY THIS STUDY: drawn from the recorded surface {record.replayed}")
     workload = next((lv.workload for lv in record.levels if lv.workload), "")

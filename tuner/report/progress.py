@@ -19,6 +19,7 @@ def render(s: Snapshot) -> Group:
         f"[cyan]{len(s.running)}[/] running",
         f"[red]{s.penalized}[/] penalized" + (f" ({s.predicted} predicted, not launched)" if s.predicted else ""),
         f"{s.infra_retries} infra retries",
+        s.describe_cost(),
     )
     best = Table.grid(padding=(0, 2))
     if s.best_throughput:
@@ -26,7 +27,8 @@ def render(s: Snapshot) -> Group:
                      " tok/s (unconfirmed)")
     if s.confirming or s.confirmations:
         best.add_row(f"confirming the front: {s.confirmations} relaunch(es) done")
-    running = Text("  ".join(f"trial {n}: {sec:.0f}s" for n, sec in sorted(s.running.items())), style="dim")
+    running = Text("  ".join(f"trial {n}: {sec:.0f}s{', ' + s.phases[n] if n in s.phases else ''}"
+                             for n, sec in sorted(s.running.items())), style="dim")
     return Group(head, best, running, Text(s.last_event, style="italic"))
 
 
@@ -58,6 +60,7 @@ class ProgressDisplay:
             if not self.live:
                 self.console.print(
                     f"[{snapshot.complete}/{snapshot.total} done, {len(snapshot.running)} running,"
-                    f" {snapshot.penalized} penalized] {snapshot.last_event}", highlight=False)
+                    f" {snapshot.penalized} penalized, {snapshot.describe_cost()}] {snapshot.last_event}",
+                    highlight=False, markup=False)
             else:
-                self.live.console.print(f"  {snapshot.last_event}", highlight=False, style="dim")
+                self.live.console.print(f"  {snapshot.last_event}", highlight=False, markup=False, style="dim")

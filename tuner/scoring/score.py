@@ -18,7 +18,9 @@ Stability of one launch, a product of components in [0, 1] (one bad component ca
                 measured failure rate, e.g. the seed's "occasional OOM" config)
   success       requests that succeeded / requests sent, every phase
   headroom      1 - preemptions per request sent. A KV cache that runs full without preempting is vLLM's scheduler
-                doing its job, not a risk: peak KV usage is kept as evidence but never docks the score
+                doing its job, not a risk: peak KV usage is kept as evidence but never docks the score. The worst-case
+                phase (every sequence at the longest lengths at once) is meant to fill the cache: its preemptions
+                are recorded but not counted here
   consistency   1 for a single launch; tuner.scoring.confirmation judges the spread across launches against the noise of
                 the machine
 """
@@ -121,7 +123,9 @@ def evidence_of(result: TrialResult) -> Evidence:
         survived=result.failure_class is None,
         requests=sum(lv.requests for lv in levels),
         completed=sum(lv.completed for lv in levels),
-        preemptions=sum((lv.server.preemptions or 0.0) for lv in levels if lv.server),
+        # The worst case is meant to fill the KV cache: preempting there is the scheduler's job, not fragility
+        # under the traffic; its survival and its failed requests count like any phase's.
+        preemptions=sum((lv.server.preemptions or 0.0) for lv in levels if lv.server and lv.phase != "worst_case"),
         peak_kv_usage=max((lv.server.peak_kv_cache_usage for lv in levels
                            if lv.server and lv.server.peak_kv_cache_usage is not None), default=None),
         repeat_spread=_repeat_spread(load_points(levels)),

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -107,8 +108,9 @@ class ServerProcess:
         with server_client(5.0) as client:
             return self._healthy(client)
 
-    def wait_ready(self) -> float:
-        """Block until GET /health answers 200; return the startup time in seconds.
+    def wait_ready(self, on_lines: Callable[[list[str]], None] | None = None) -> float:
+        """Block until GET /health answers 200; return the startup time in seconds. `on_lines`: handed each batch
+        of log lines printed while starting (the live phase display).
 
         Watches the process and its log while waiting, so a fatal startup error ends the wait within seconds. Fatal
         is the process exiting or a fatal line in the log (failures.first_fatal_line), never a traceback alone:
@@ -129,6 +131,8 @@ class ServerProcess:
                     self.startup_s = time.monotonic() - self.started_at
                     return self.startup_s
                 offset, fresh = self._read_new_lines(offset)
+                if on_lines is not None and fresh:
+                    on_lines(fresh.splitlines())
                 if fatal_seen_at is None and first_fatal_line(fresh):
                     fatal_seen_at = time.monotonic()
                 now = time.monotonic()

@@ -32,6 +32,7 @@ from tuner.study._lease import Lease, claimed_before
 from tuner.study._optuna import enqueued_params, storage_of, trial_id_of
 from tuner.study._quality import QualityGuard
 from tuner.study._sampler import SamplerChoice, choose_sampler, make_sampler
+from tuner.study.cost import StudyCost, study_cost
 from tuner.study.records import (
     TrialCounts,
     TrialRecord,
@@ -178,6 +179,7 @@ class Counts:
     confirmations: int = 0  # complete confirmation runs
     best_throughput: tuple[int, float] | None = None
     running: dict[int, bool] = field(default_factory=dict)  # RUNNING trials, any driver's: number -> search trial
+    cost: StudyCost = field(default_factory=lambda: StudyCost(0, 0.0))  # slice time of finished launches
 
 
 class Bookkeeper:
@@ -258,10 +260,13 @@ class Bookkeeper:
 
     # -- reading --------------------------------------------------------------------------------------------
     def counts(self) -> Counts:
-        trials = self.optuna_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
-        finished = TrialCounts.of([TrialRecord.of(t) for t in trials if t.state == TrialState.COMPLETE])
+        trials = self.optuna_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING,
+                                                                      TrialState.FAIL))
+        ended = [TrialRecord.of(t) for t in trials if t.state != TrialState.RUNNING]
+        finished = TrialCounts.of([r for r in ended if r.complete])
         counts = Counts(running={t.number: confirms_of(t) is None
-                                 for t in trials if t.state == TrialState.RUNNING})
+                                 for t in trials if t.state == TrialState.RUNNING},
+                        cost=study_cost(ended, self.spec.price_per_slice_hour))
         # The budget counts launched search trials: a config penalized without a launch cost no accelerator time,
         # and confirmation runs are the confirmation's own budget (confirm.repeats x confirm.candidates).
         counts.launched = len(finished.launched)
@@ -340,7 +345,7 @@ class Bookkeeper:
             server_flags=config.flags, hostname=result.hostname, node_id=result.node_id, attempts=attempts,
             log_path=result.log_path, log_tail=result.log_tail, wall_s=result.wall_s, startup_s=result.startup_s,
             server_version=result.server_version, rerecords_reference=rerecords_reference(proposal.trial),
-            startup=result.startup,
+            startup=result.startup, phases=result.phases,
             failure_class=result.failure_class, failure_detail=result.failure_detail, levels=result.levels,
             sweep_stopped=result.sweep_stopped,
             score=score, prompts_s=result.prompts_s, prompts_built=result.prompts_built,

@@ -8,14 +8,18 @@ worker or node is infrastructure; an exception that escaped `run_trial` is tuner
 """
 from __future__ import annotations
 
+import itertools
 import os
+import queue
 import re
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
+from dataclasses import dataclass
 from typing import Any, Generic, Protocol, Self, TypeVar
 
+from tuner.contracts.phases import LaunchPhase, PhaseReport
 from tuner.contracts.results import TrialResult
 from tuner.contracts.sweep import TrialOutcome
 from tuner.server.failures import FailureClass
@@ -40,6 +44,47 @@ class Executor(Protocol[Key]):
     def wait(self, timeout_s: float) -> list[tuple[Key, TrialOutcome]]: ...
 
     def cancel_all(self) -> list[Key]: ...
+
+    def phase_reports(self) -> list[tuple[Key, PhaseReport]]:
+        """The phases running attempts entered since the last call (the live display), oldest first."""
+        ...
+
+
+class _PhaseChannel(Protocol):
+    def put_nowait(self, item: Any) -> None: ...
+
+
+@dataclass(frozen=True)
+class PhaseFeed:
+    """What a worker calls as each phase of its launch begins (run_trial's `phases`): a queue the driver drains,
+    a Ray queue actor across processes and nodes, a plain queue in threads. Picklable, so it rides in the task's
+    arguments; tagged with the attempt's token, since the queue is shared by every attempt."""
+
+    channel: _PhaseChannel
+    token: int
+
+    def __call__(self, report: PhaseReport) -> None:
+        self.channel.put_nowait((self.token, report.phase.value, report.detail))
+
+
+class _Feeds(Generic[Key]):
+    """Tokens for attempts, and the reports that came back for the ones still running."""
+
+    def __init__(self) -> None:
+        self._tokens: dict[int, Key] = {}
+        self._next = itertools.count()
+
+    def feed(self, channel: _PhaseChannel, key: Key) -> PhaseFeed:
+        token = next(self._next)
+        self._tokens[token] = key
+        return PhaseFeed(channel, token)
+
+    def forget(self, key: Key) -> None:
+        self._tokens = {t: k for t, k in self._tokens.items() if k is not key}
+
+    def reports(self, items: list[tuple[int, str, str]]) -> list[tuple[Key, PhaseReport]]:
+        return [(self._tokens[token], PhaseReport(LaunchPhase(phase), detail)) for token, phase, detail in items
+                if token in self._tokens]
 
 # Ray SIGKILLs a worker's child processes when the worker exits; that would kill tuner.server._reaper before it can end
 # the server's process group (the server lives in its own session, beyond Ray's reach) and orphan the server.
@@ -113,12 +158,16 @@ class RayExecutor(Generic[Key]):
         self._owns_ray = False
         self._guard: OrphanGuard | None = None
         self._remote: Any = None
+        self._feeds: _Feeds[Key] = _Feeds()
+        self._phases: Any = None  # a ray.util.queue.Queue: its actor holds no CPU a trial could use
 
     def __enter__(self) -> RayExecutor[Key]:
         import ray
+        from ray.util.queue import Queue
 
         self._owns_ray = start_ray(self._address)
         self._guard = OrphanGuard() if self._owns_ray else None
+        self._phases = Queue(actor_options={"num_cpus": 0})
         self._refresh_guard()
         self._remote = ray.remote(self._task).options(**self._options)
         return self
@@ -136,8 +185,12 @@ class RayExecutor(Generic[Key]):
         return list(self._refs.values())
 
     def submit(self, key: Key, *args: Any) -> None:
-        self._refs[self._remote.remote(*args)] = key
+        self._refs[self._remote.remote(*args, phases=self._feeds.feed(self._phases, key))] = key
         self._refresh_guard()  # the task may have started new Ray worker processes
+
+    def phase_reports(self) -> list[tuple[Key, PhaseReport]]:
+        waiting = self._phases.qsize() if self._phases is not None else 0
+        return self._feeds.reports(self._phases.get_nowait_batch(waiting)) if waiting else []
 
     def wait(self, timeout_s: float) -> list[tuple[Key, TrialOutcome]]:
         """Attempts that finished within `timeout_s` (at most one per call, so results are handled in order)."""
@@ -146,7 +199,10 @@ class RayExecutor(Generic[Key]):
         if not self._refs:
             return []
         done, _ = ray.wait(list(self._refs), num_returns=1, timeout=timeout_s)
-        return [(self._refs.pop(ref), self._outcome(ref)) for ref in done]
+        finished = [(self._refs.pop(ref), self._outcome(ref)) for ref in done]
+        for key, _outcome in finished:
+            self._feeds.forget(key)
+        return finished
 
     def cancel_all(self) -> list[Key]:
         """Stop every running attempt (force: the worker dies, and its reaper tears the server down)."""
@@ -156,6 +212,7 @@ class RayExecutor(Generic[Key]):
         for ref in self._refs:
             ray.cancel(ref, force=True)
         self._refs.clear()
+        self._feeds = _Feeds()
         return keys
 
     def _outcome(self, ref: Any) -> TrialOutcome:
@@ -183,6 +240,8 @@ class LocalExecutor(Generic[Key]):
         self._pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="tuner-trial")
         self._futures: dict[Future[TrialOutcome], Key] = {}
         self._lock = threading.Lock()
+        self._feeds: _Feeds[Key] = _Feeds()
+        self._phases: queue.SimpleQueue[tuple[int, str, str]] = queue.SimpleQueue()
 
     def __enter__(self) -> Self:
         return self
@@ -195,7 +254,13 @@ class LocalExecutor(Generic[Key]):
         return list(self._futures.values())
 
     def submit(self, key: Key, *args: Any) -> None:
-        self._futures[self._pool.submit(self._task, *args)] = key
+        self._futures[self._pool.submit(self._task, *args, phases=self._feeds.feed(self._phases, key))] = key
+
+    def phase_reports(self) -> list[tuple[Key, PhaseReport]]:
+        items = []
+        while not self._phases.empty():
+            items.append(self._phases.get_nowait())
+        return self._feeds.reports(items)
 
     def wait(self, timeout_s: float) -> list[tuple[Key, TrialOutcome]]:
         """At most one finished attempt per call, like RayExecutor, so results are handled in order."""
@@ -205,13 +270,16 @@ class LocalExecutor(Generic[Key]):
         if not done:
             return []
         future = next(iter(done))
-        return [(self._futures.pop(future), self._outcome(future))]
+        key = self._futures.pop(future)
+        self._feeds.forget(key)
+        return [(key, self._outcome(future))]
 
     def cancel_all(self) -> list[Key]:
         keys = list(self._futures.values())
         for future in self._futures:
             future.cancel()  # those not started yet never start
         self._futures.clear()
+        self._feeds = _Feeds()
         return keys
 
     @staticmethod

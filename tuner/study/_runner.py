@@ -30,6 +30,7 @@ from tuner.server.failures import FailureClass
 from tuner.study._bookkeeping import Bookkeeper, Proposal, Recorded, recover_interrupted
 from tuner.study._executor import Executor, RayExecutor
 from tuner.study._lease import Lease
+from tuner.study.cost import estimated_launch_s
 from tuner.study.records import write_search_stopped
 from tuner.study.replay import ReplayExecutor, Surface
 from tuner.trial import run_trial
@@ -63,8 +64,22 @@ class Snapshot:
     confirmations: int = 0  # confirmation runs done
     confirming: bool = False  # the search is done; the front's configs are being relaunched
     running: dict[int, float] = field(default_factory=dict)  # trial number -> seconds running
+    phases: dict[int, str] = field(default_factory=dict)  # trial number -> the phase it is in, as its worker said
     best_throughput: tuple[int, float] | None = None
     last_event: str = ""
+    slice_s: float = 0.0  # slice time of the finished launches (tuner.study.cost)
+    price_per_slice_hour: float | None = None
+    launch_s: float | None = None  # the mean measured launch
+    left_s: float | None = None  # expected slice time to finish: the launches still planned at the mean launch
+
+    def describe_cost(self) -> str:
+        """"0.21 slice-h, ~0.35 h to go" (and the price where the study sets one)."""
+        text = f"{self.slice_s / 3600:.2f} slice-h"
+        if self.price_per_slice_hour is not None:
+            text += f" ({self.slice_s / 3600 * self.price_per_slice_hour:,.2f})"
+        if self.left_s is not None:
+            text += f", ~{self.left_s / 3600:.2f} h to go"
+        return text
 
 
 class StudyRunner:
@@ -114,6 +129,7 @@ class StudyRunner:
                         time.sleep(POLL_S)  # theirs may yet fail or expire and be re-queued for us
                     for attempt, outcome in executor.wait(WAIT_S):
                         self._finish(attempt, outcome)
+                    self._show_phases(executor)
                     self._publish()
             except BaseException:
                 self._abandon_running()
@@ -180,7 +196,35 @@ class StudyRunner:
         if not room():
             return False
         self._refresh_counts()
-        return room()
+        return room() and self._within_budget()
+
+    def _within_budget(self) -> bool:
+        """The study's `budget`: launch only if what is spent, what running launches will still take, the next
+        launch and the confirmation runs still to come all fit (each at the mean measured launch; the catalogue's
+        estimate before one is measured). Otherwise the search ends here, and says what it stopped on."""
+        budget = self.spec.budget
+        if budget is None:
+            return True
+        limit = budget.slice_hours * 3600
+        expected = self._expected_launch_s()
+        running = sum(max(sec, expected) for sec in self.snapshot.running.values())
+        confirming = self.spec.confirm.repeats * self.spec.confirm.candidates * expected
+        committed = self.snapshot.slice_s + running + confirming
+        if committed + expected <= limit:
+            return True
+        done = self.snapshot.complete
+        self.total = done + len(self._running())
+        self.snapshot.total = self.total
+        message = (f"stopping the search on the budget: {self.snapshot.slice_s / 3600:.2f} of {budget.slice_hours:g}"
+                   f" slice-hours spent, {(running + confirming) / 3600:.2f} committed to running launches and the"
+                   f" confirmation runs; one more launch (~{expected / 60:.1f} min) would overrun it;"
+                   f" {done} search trials launched")
+        write_search_stopped(self.optuna_study, message)
+        self._event(message)
+        return False
+
+    def _expected_launch_s(self) -> float:
+        return self.snapshot.launch_s if self.snapshot.launch_s is not None else estimated_launch_s(self.spec)[0]
 
     def _out_of_patience(self) -> bool:
         """The study's stopping rule: the front has not improved for `patience` launched trials. The search ends
@@ -269,7 +313,8 @@ class StudyRunner:
             self._release(attempt)
             self._refresh_counts()
             verdict = _verdict(score)
-            self._event(f"trial {attempt.trial_number} done: {verdict}")
+            held = f" [{result.wall_s / 60:.1f} min of slice time]" if result.wall_s else ""
+            self._event(f"trial {attempt.trial_number} done: {verdict}{held}")
 
     def _release(self, attempt: Attempt) -> None:
         if self._lease is not None:
@@ -338,6 +383,23 @@ class StudyRunner:
         self.snapshot.confirmations = counts.confirmations
         own = {a.trial_number for a in self._running()}
         self._elsewhere = {n: search for n, search in counts.running.items() if n not in own}
+        cost = counts.cost
+        self.snapshot.slice_s, self.snapshot.launch_s = cost.slice_s, cost.mean_launch_s
+        self.snapshot.price_per_slice_hour = self.spec.price_per_slice_hour
+        if cost.mean_launch_s is not None:
+            search_left = max(0, self.total - self.snapshot.complete)
+            confirm_left = self.spec.confirm.repeats * self.spec.confirm.candidates - self.snapshot.confirmations
+            self.snapshot.left_s = (search_left + max(0, confirm_left)) * cost.mean_launch_s
+
+    def _show_phases(self, executor: Executor[Attempt]) -> None:
+        """Each running trial's phase as its worker reports it: one event per phase change, so a log without a
+        terminal shows "loading", "compiling", each level, instead of nothing for the length of a launch."""
+        for attempt, report in executor.phase_reports():
+            if attempt not in self._running():
+                continue  # it finished while its report was on the way
+            described = report.describe()
+            self.snapshot.phases[attempt.trial_number] = described
+            self._event(f"trial {attempt.trial_number}: {described}")
 
     def _event(self, message: str) -> None:
         self.snapshot.last_event = message
@@ -346,6 +408,7 @@ class StudyRunner:
     def _publish(self) -> None:
         now = time.monotonic()
         self.snapshot.running = {a.trial_number: now - a.started for a in self._running()}
+        self.snapshot.phases = {n: p for n, p in self.snapshot.phases.items() if n in self.snapshot.running}
         self.on_progress(self.snapshot)
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import optuna
 
-from tuner.capacity.prelaunch import preflight
+from tuner.capacity.prelaunch import check_server_inputs, preflight
 from tuner.contracts.sweep import TrialOutcome
 from tuner.inputs.spec import Study, load_study
 from tuner.inputs.traffic import Traffic, resolve_traffic
@@ -43,6 +43,7 @@ class PreparedStudy:
     sampler: SamplerChoice
     surface: Surface | None = None  # replay: trials answered from this recorded surface, no server started
     warm: list[WarmTrial] = field(default_factory=list)  # another study's trials seeding the sampler
+    notes: list[str] = field(default_factory=list)  # for the user: what the flag check found or why it did not run
 
 
 def prepare(study_file: Path, *, trials: int | None = None, storage: str | None = None,
@@ -55,9 +56,10 @@ def prepare(study_file: Path, *, trials: int | None = None, storage: str | None 
     traffic = resolve_traffic(study)  # a bad dataset file, too
     surface = Surface.load(study.spec.replay.surface) if study.spec.replay else None  # and a bad surface
     warm = warm_trials(study, url)  # and a warm-start study that cannot be read
+    notes = check_server_inputs(study)  # and a flag the installed server does not know
     return PreparedStudy(study=study, storage_url=url, name=name or study.spec.name,
                          trials=trials or study.spec.trials, traffic=traffic, sampler=choose_sampler(study),
-                         surface=surface, warm=warm)
+                         surface=surface, warm=warm, notes=notes)
 
 
 def run(prepared: PreparedStudy, *, on_progress: Callable[[Snapshot], None] | None = None,

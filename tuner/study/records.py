@@ -77,7 +77,8 @@ class TrialRecord(BaseModel):
     attempts: int = 0
     log_path: str = ""
     log_tail: str = ""
-    wall_s: float = 0.0
+    wall_s: float = 0.0  # the slice time the launch held: server start to teardown (waiting for a slice excluded)
+    phases: dict[str, float] = Field(default_factory=dict)  # wall_s split by phase (tuner.contracts.phases)
     server_version: str = ""  # what the server reported at /version (empty: no such endpoint, or older studies)
     startup_s: float | None = None
     startup: dict[str, Any] = Field(default_factory=dict, description="startup_* phases, stored as flat attributes")

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from tuner.contracts.phases import PhaseReport
 from tuner.contracts.results import TrialResult
 from tuner.contracts.sweep import TrialOutcome
 from tuner.errors import InputError
@@ -110,3 +111,6 @@ class ReplayExecutor(Generic[Key]):
         keys = self.running
         self._done.clear()
         return keys
+
+    def phase_reports(self) -> list[tuple[Key, PhaseReport]]:
+        return []  # nothing is launched

@@ -19,10 +19,11 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from tuner.capacity.plausibility import check_level
+from tuner.contracts.phases import LaunchPhase, PhaseSink, no_reports
 from tuner.contracts.results import LevelResult, Plausibility, TrialResult
 from tuner.contracts.sweep import SweepPlan, TrialOutcome, sweep_points
 from tuner.errors import ServerGone, ServerStartupFailed
-from tuner.inputs.spec import Timeouts
+from tuner.inputs.spec import LoadSpec, Timeouts
 from tuner.load import RequestRecord, Workload, vocab_size_of
 from tuner.load.runner import (
     SWEEP_METRICS_INTERVAL_S,
@@ -33,12 +34,14 @@ from tuner.load.runner import (
     prepare_level,
 )
 from tuner.load.tokenizer import ServerTokenizer, Tokenizer, TokenizerUnavailable
+from tuner.load.workload import Sample
 from tuner.scoring.objectives import Goals, slo_excess
 from tuner.server.client import server_client, server_version
 from tuner.server.config import ServerConfig, redact_text
 from tuner.server.failures import FailureClass
 from tuner.server.process import ServerProcess, last_lines
 from tuner.server.startup import prepare_compile_cache, startup_attrs
+from tuner.trial.clock import PhaseClock
 from tuner.trial.probes import answer_probes
 from tuner.trial.watch import EXIT_WAIT_S, ServerWatch, failure_after_level
 
@@ -93,20 +96,24 @@ LaunchBody = Callable[[ServerProcess, TrialResult, list[str]], None]
 
 
 def run_trial(config: ServerConfig, plan: SweepPlan, timeouts: Timeouts, log_path: str, host: str = "127.0.0.1",
-              vocab_size: int | None = None, observer: Observer | None = None) -> TrialOutcome:
+              vocab_size: int | None = None, observer: Observer | None = None,
+              phases: PhaseSink = no_reports) -> TrialOutcome:
     """Launch `config`, measure its sweep, tear it down. `vocab_size`: for token-id prompts (else the server's
-    /tokenize). `observer`: called at each Seam (tests)."""
-    def sweep(server: ServerProcess, result: TrialResult, records: list[str]) -> None:
-        _Sweep(server, config, plan, result, records, observer or _unobserved).run(vocab_size)
+    /tokenize). `observer`: called at each Seam (tests). `phases`: told each phase as it begins (the live display)."""
+    clock = PhaseClock(phases)
 
-    return run_launch(config, timeouts, log_path, host, plan.phases, sweep)
+    def sweep(server: ServerProcess, result: TrialResult, records: list[str]) -> None:
+        _Sweep(server, config, plan, result, records, observer or _unobserved, clock).run(vocab_size)
+
+    return run_launch(config, timeouts, log_path, host, plan.phases, sweep, clock)
 
 
 def run_launch(config: ServerConfig, timeouts: Timeouts, log_path: str, host: str, levels_planned: int,
-               body: LaunchBody) -> TrialOutcome:
+               body: LaunchBody, clock: PhaseClock | None = None) -> TrialOutcome:
     """One launch of `config` with `body` run against the ready server (the sweep, or a matrix), classified the
     same way whatever the body: a startup failure, a server gone silent, a setup problem, or tuner's own bug; the
-    server always torn down, its log kept."""
+    server always torn down, its log kept. `clock` times the phases (a body that sets none counts as the sweep)."""
+    clock = clock or PhaseClock()
     started = time.monotonic()
     server = ServerProcess(config, Path(log_path), timeouts, host=host)
     result = TrialResult(argv=[redact_text(a, config.env) for a in server.argv], env=config.redacted_env(),
@@ -116,9 +123,12 @@ def run_launch(config: ServerConfig, timeouts: Timeouts, log_path: str, host: st
     cache_before = None
     try:
         cache_before = prepare_compile_cache(config)
+        clock.enter(LaunchPhase.STARTING, "starting the server")
         server.start()
-        result.startup_s = server.wait_ready()
+        result.startup_s = server.wait_ready(on_lines=clock.startup_lines)
+        clock.stop()
         result.server_version = server_version(server.base_url)
+        clock.enter(LaunchPhase.SWEEP)
         body(server, result, records)
     except ServerStartupFailed as exc:
         result.failure_class, result.failure_detail = exc.failure_class, exc.detail
@@ -131,17 +141,25 @@ def run_launch(config: ServerConfig, timeouts: Timeouts, log_path: str, host: st
         result.failure_detail = f"{type(exc).__name__}: {exc}"
         result.traceback = redact_text(traceback.format_exc(), config.env)
     finally:
+        clock.enter(LaunchPhase.TEARDOWN)
         server.stop()
+        clock.stop()
         log = redact_text(server.log_text(MAX_ARTIFACT_BYTES), config.env)
         result.log_tail = last_lines(log, LOG_TAIL_LINES)
         result.startup = startup_attrs(config, log, result.startup_s, cache_before)
         result.failure_detail = redact_text(result.failure_detail, config.env)
         result.wall_s = time.monotonic() - started
+        result.phases = clock.split(_float(result.startup.get("startup_load_s")),
+                                    _float(result.startup.get("startup_compile_s")), result.wall_s)
     return TrialOutcome(result=result, server_log=log, records_jsonl="".join(records))
 
 
 def _unobserved(seam: Seam, server: ServerProcess) -> None:
     return None
+
+
+def _float(value: object) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _outcome_of_silence(server: ServerProcess, exc: ServerGone, result: TrialResult) -> tuple[FailureClass, str]:
@@ -169,10 +187,11 @@ class _Sweep:
     its top level, and a confirmation run's soak."""
 
     def __init__(self, server: ServerProcess, config: ServerConfig, plan: SweepPlan, result: TrialResult,
-                 records_out: list[str], observer: Observer) -> None:
+                 records_out: list[str], observer: Observer, clock: PhaseClock) -> None:
         self.server, self.config, self.plan, self.result = server, config, plan, result
         self.records_out = records_out
         self.observer = observer
+        self.clock = clock
         self.prepared: dict[tuple[LoadPattern, int, str], PreparedLevel] = {}
 
     def run(self, vocab_size: int | None) -> None:
@@ -188,6 +207,9 @@ class _Sweep:
                                         metrics_interval_s=SWEEP_METRICS_INTERVAL_S, tokenizer=tokenizer,
                                         abort=self.watch.abort, slo=self.plan.slo,
                                         plausibility=_plausibility_check(self.plan), own_session=True)
+            worst = self._worst_case(workload)
+            if worst is not None and not self._measure(worst):
+                return  # the server died at its own worst case: the verdict, before the sweep spent anything
             top = self._sweep(workload)
             if top is None:
                 return
@@ -208,6 +230,7 @@ class _Sweep:
         if quality is None or not quality.probes:
             return
         began = time.monotonic()
+        self.clock.enter(LaunchPhase.PROBES, f"{len(quality.probes)} probes{' after the soak' if after_soak else ''}")
         with server_client(self.plan.load.request_timeout_s) as client:
             answers = answer_probes(client, self.server.base_url, self.config.model, quality)
         if after_soak:
@@ -215,6 +238,7 @@ class _Sweep:
         else:
             self.result.probes = answers
         self.result.probes_s = (self.result.probes_s or 0.0) + time.monotonic() - began
+        self.clock.enter(LaunchPhase.SWEEP)
 
     def _planned(self, workload: Workload) -> list[_Level]:
         """Every level this launch may measure. The repeats run at the sweep's top level, which an early stop
@@ -227,7 +251,25 @@ class _Sweep:
         soak = _soak_pattern(self.plan)
         if soak is not None:
             levels.append(_Level(soak, 0, replace(workload, cycle=True), "soak"))
-        return levels
+        worst = self._worst_case(workload)
+        return ([worst] if worst is not None else []) + levels
+
+    def _worst_case(self, workload: Workload) -> _Level | None:
+        """--max-num-seqs requests at once (the sweep's top concurrency where the flag is unset), each at the
+        longest prompt and the longest output the traffic allows, capped by --max-model-len; prompts are all
+        computed (no shared prefix). None when the study turned it off."""
+        load = self.plan.load
+        if not load.worst_case:
+            return None
+        seqs = _int_flag(self.config.flags, "--max-num-seqs") or max(load.concurrency)
+        input_len, output_len = _longest(load, self.plan.samples)
+        context = _int_flag(self.config.flags, "--max-model-len")
+        if context is not None:
+            output_len = min(output_len, max(1, context // 2))
+            input_len = min(input_len, context - output_len)
+        shape = replace(workload, input_len=input_len, output_len=output_len, input_len_max=None,
+                        output_len_max=None, prefix_len=0, samples=(), cycle=False, label="worst case")
+        return _Level(LoadPattern(concurrency=seqs, requests=seqs, warmup=0), 0, shape, "worst_case")
 
     def _prepare(self, workload: Workload, tokenizer: Tokenizer | None) -> None:
         began = time.monotonic()
@@ -258,6 +300,7 @@ class _Sweep:
         """One level, measured again while flagged; False when the server died (the trial ends)."""
         load, result = self.plan.load, self.result
         prepared = self.prepared[(planned.pattern, planned.repeat, planned.phase)]
+        self.clock.enter(_PHASE_OF_LEVEL.get(planned.phase, LaunchPhase.SWEEP), self._describe(planned))
         for attempt in range(load.remeasure_flagged + 1):
             level, records = measure_level(self.server.base_url, planned.workload, planned.pattern, self.options,
                                            planned.repeat, prepared)
@@ -276,6 +319,36 @@ class _Sweep:
             if attempt < load.remeasure_flagged:
                 level.warnings.append("remeasured: flagged, so the level was measured again")
         return True
+
+
+    def _describe(self, planned: _Level) -> str:
+        """"c=64: 128 requests (repeat 2); last level 495 tok/s" for the live display."""
+        pattern = planned.pattern
+        where = f"{pattern.rate:g} req/s" if pattern.rate is not None else f"c={pattern.concurrency}"
+        repeat = f" (repeat {planned.repeat + 1})" if planned.repeat else ""
+        if planned.phase == "worst_case":
+            shape = planned.workload
+            return f"{pattern.requests} requests at once, {shape.input_len} prompt + {shape.output_len} output tokens"
+        done = [lv for lv in self.result.levels if lv.completed]
+        last = f"; last level {done[-1].output_throughput:,.0f} tok/s" if done else ""
+        return f"{where}: {pattern.requests} requests{repeat}{last}"
+
+
+_PHASE_OF_LEVEL = {"soak": LaunchPhase.SOAK, "worst_case": LaunchPhase.WORST_CASE}
+
+
+def _int_flag(flags: dict[str, object], name: str) -> int | None:
+    value = flags.get(name)
+    return int(value) if isinstance(value, (int, str)) and str(value).isdigit() else None
+
+
+def _longest(load: LoadSpec, samples: tuple[Sample, ...]) -> tuple[int, int]:
+    """The longest prompt and the longest output of the traffic (each on its own: the worst case is both)."""
+    if samples:
+        return max(s.estimated_input_len for s in samples), max(s.output_len for s in samples)
+    if load.shapes:
+        return max(s.input_len for s in load.shapes), max(s.output_len for s in load.shapes)
+    return load.input_len_max or load.input_len, load.output_len_max or load.output_len
 
 
 def _soak_pattern(plan: SweepPlan) -> LoadPattern | None:
