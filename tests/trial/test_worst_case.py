@@ -6,8 +6,8 @@ to show on demand."""
 from __future__ import annotations
 
 import pytest
-
 from tests.trial.test_trial_seams import TIMEOUTS, fake_config, load
+
 from tuner.contracts.results import LevelResult, ServerCounters, TrialResult
 from tuner.contracts.sweep import SweepPlan
 from tuner.scoring.score import components_of, evidence_of
