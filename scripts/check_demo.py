@@ -1,5 +1,5 @@
-"""Checks what `make demo` left behind, as CI does: every trial measured, every launch that served with a quality
-figure, the front printed and confirmed, best.yaml written from confirmed numbers with the quality evidence, and (with --report) the HTML report rendered in headless Chromium with no console
+"""Checks what `make demo` left behind, as CI does: every trial measured, every launch's slice time split by phase and
+the live phases printed, every launch that served with a quality figure, the front printed and confirmed, best.yaml written from confirmed numbers with the quality evidence, and (with --report) the HTML report rendered in headless Chromium with no console
 error and one point per search trial (screenshot: test-artifacts/demo-report.png).
 
     python scripts/check_demo.py --log demo-output.txt [--report report.html]
@@ -36,6 +36,13 @@ def problems(log_text: str, storage: str, study_name: str, best_yaml: Path) -> l
     for r in trials:
         if r.state == "FAIL":  # infra failures and tuner errors end as FAIL: the demo must have none
             found.append(f"trial {r.number} was not measured: {r.failure_class}: {r.failure_detail[:200]}")
+    if "slice-h" not in log_text:
+        found.append("the demo's progress lines show no slice time")
+    for r in trials:
+        if r.launched and r.wall_s and not r.phases:
+            found.append(f"trial {r.number} held a slice but its time is not split by phase")
+    if r"probes" not in log_text or "c=64" not in log_text:
+        found.append("the demo printed no live phase of a running trial (probes, levels)")
     served = [r for r in trials if r.complete and r.launched and r.levels]
     for r in served:  # the quality guard is on in the quickstart: every launch that served answered the probes
         if r.score is None or r.score.quality is None:

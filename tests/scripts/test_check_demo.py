@@ -26,13 +26,15 @@ def make_storage(tmp_path: Path, with_infra_failure: bool) -> str:
     return storage
 
 
+GOOD_LOG = ("[0/1 done, 1 running, 0 penalized, 0.00 slice-h] trial 0: probes: 21 probes\n"
+            "[0/1 done, 1 running, 0 penalized, 0.00 slice-h] trial 0: sweep: c=64: 128 requests\nfront of quickstart-cpu")
 GOOD_HEADER = ("# confirmed: median of 2 launches (trials 0, 1)\n# quality: greedy answers agree with the reference on"
                " 21 of 21 probes, first token 100%, logprob divergence 0.000 vs noise 0.000\nmodel: m\n")
 
 
 def test_a_good_demo_passes(tmp_path):
     (tmp_path / "best.yaml").write_text(GOOD_HEADER)
-    assert check_demo.problems("front of quickstart-cpu", make_storage(tmp_path, False), "quickstart-cpu",
+    assert check_demo.problems(GOOD_LOG, make_storage(tmp_path, False), "quickstart-cpu",
                                tmp_path / "best.yaml") == []
 
 
@@ -44,14 +46,14 @@ def test_unmeasured_trials_and_missing_outputs_are_problems(tmp_path):
 
 def test_an_unconfirmed_export_is_a_problem(tmp_path):
     (tmp_path / "best.yaml").write_text("# UNCONFIRMED: one launch\nmodel: m\n")
-    found = check_demo.problems("front of quickstart-cpu", make_storage(tmp_path, False), "quickstart-cpu",
+    found = check_demo.problems(GOOD_LOG, make_storage(tmp_path, False), "quickstart-cpu",
                                 tmp_path / "best.yaml")
     assert found == ["best.yaml".join([str(tmp_path) + "/", " does not carry confirmed numbers"])]
 
 
 def test_an_export_without_quality_evidence_is_a_problem(tmp_path):
     (tmp_path / "best.yaml").write_text("# confirmed: median of 2 launches (trials 0, 1)\nmodel: m\n")
-    found = check_demo.problems("front of quickstart-cpu", make_storage(tmp_path, False), "quickstart-cpu",
+    found = check_demo.problems(GOOD_LOG, make_storage(tmp_path, False), "quickstart-cpu",
                                 tmp_path / "best.yaml")
     assert found == [f"{tmp_path / 'best.yaml'} does not state the quality evidence"]
 
@@ -64,5 +66,13 @@ def test_a_launch_that_served_without_a_quality_figure_is_a_problem(tmp_path):
     study = optuna.load_study(study_name="quickstart-cpu", storage=storage)
     unjudged = add_trial(study, [900.0, 0.9], -1.0, {}, params={"seqs": 8}, levels=[level(output_throughput=900.0)])
     (tmp_path / "best.yaml").write_text(GOOD_HEADER)
-    found = check_demo.problems("front of quickstart-cpu", storage, "quickstart-cpu", tmp_path / "best.yaml")
+    found = check_demo.problems(GOOD_LOG, storage, "quickstart-cpu", tmp_path / "best.yaml")
     assert found == [f"trial {unjudged} served but has no quality figure"]
+
+
+def test_a_demo_that_showed_no_live_phase_or_slice_time_is_a_problem(tmp_path):
+    (tmp_path / "best.yaml").write_text(GOOD_HEADER)
+    found = check_demo.problems("front of quickstart-cpu", make_storage(tmp_path, False), "quickstart-cpu",
+                                tmp_path / "best.yaml")
+    assert found == ["the demo's progress lines show no slice time",
+                     "the demo printed no live phase of a running trial (probes, levels)"]

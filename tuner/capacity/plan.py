@@ -29,7 +29,7 @@ def render_plan(study: Study, planned: list[PlannedConfig], ctx: ModelContext) -
     lines = [f"study {spec.name}: {len(planned)} configs ({n_enq} enqueued, {len(planned) - n_enq} sampled); "
              f"dry run, nothing is launched. Each trial reserves {spec.resources}; startup timeout "
              f"{spec.timeouts.startup_s:g} s; the port ({PLAN_PORT} below) is chosen free at launch.",
-             _goals_line(study)]
+             _goals_line(study), _cost_line(study)]
     if ctx.shape is not None:
         s = ctx.shape
         moe = f", MoE {s.num_experts} experts top-{s.experts_per_token}" if s.is_moe else ""
@@ -50,6 +50,25 @@ def render_plan(study: Study, planned: list[PlannedConfig], ctx: ModelContext) -
         lines.append("")
         lines.extend(_render_one(p, ctx, spec.server.host))
     return "\n".join(lines)
+
+
+def _cost_line(study: Study) -> str:
+    """The plan's expected slice time before any launch is measured (an estimate, and said to be one)."""
+    from tuner.study.cost import estimated_launch_s
+
+    spec = study.spec
+    per_launch, how = estimated_launch_s(spec)
+    search = spec.trials if spec.budget is None or "trials" in spec.model_fields_set else None
+    confirm = spec.confirm.repeats * spec.confirm.candidates
+    budget = f"; budget {spec.budget.slice_hours:g} slice-hours" if spec.budget else ""
+    if search is None:
+        return (f"expected cost: up to {spec.budget.slice_hours if spec.budget else 0:g} slice-hours (the budget);"
+                f" each launch ~{per_launch / 60:.0f} min ({how})")
+    hours = (search + confirm) * per_launch / 3600
+    price = f" ({hours * spec.price_per_slice_hour:,.2f})" if spec.price_per_slice_hour else ""
+    return (f"expected cost: {search} search + {confirm} confirmation launches x ~{per_launch / 60:.0f} min ="
+            f" at most {hours:,.1f} slice-hours{price}{budget} ({how}; measured launches replace it once a study"
+            " runs)")
 
 
 def _goals_line(study: Study) -> str:

@@ -148,10 +148,13 @@ def plan_command(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = load_study(study_file)
     from tuner.capacity.plan import render_plan
-    from tuner.capacity.prelaunch import model_context, plan_configs
+    from tuner.capacity.prelaunch import check_server_inputs, model_context, plan_configs
 
+    notes = check_server_inputs(study)  # a flag the installed server does not know: exit 2 here too
     planned = plan_configs(study, trials, seed)
     typer.echo(render_plan(study, planned, model_context(study)))
+    for note in notes:
+        typer.echo(note)
     if study.spec.quality.enabled:
         from tuner.trial.probes import study_probe_set
 

@@ -13,6 +13,7 @@ from optuna.trial import TrialState
 from tuner.contracts.outcomes import Outcome
 from tuner.report._data import FEASIBLE, outcome_of, report_data
 from tuner.report._figures import all_figures
+from tuner.report._render import cost_sentence
 from tuner.study._optuna import live_trial
 from tuner.study.records import TrialRecord
 
@@ -89,6 +90,9 @@ def trial_note(record: TrialRecord) -> str:
         attempts = f", {record.attempts} attempts" if record.attempts > 1 else ""
         node = f" (Ray node `{record.node_id[:12]}`)" if record.node_id else ""
         lines += [f"Ran on `{record.hostname}`{node} in {record.wall_s:.0f} s{startup}{attempts}.", ""]
+    if record.phases:
+        split = ", ".join(f"{name.replace('_', ' ')} {seconds:,.0f} s" for name, seconds in record.phases.items())
+        lines += [f"**Slice time** {record.wall_s:,.0f} s: {split}.", ""]
     if record.levels:
         lines += ["| phase | concurrency | output tok/s | TTFT p50 / p99 ms | ITL p99 ms | failed | checks |",
                   "|---|---|---|---|---|---|---|"]
@@ -116,6 +120,7 @@ def study_note(data) -> str:
                   f"{data.recommended.number} -o best.yaml`.", ""]
     else:
         lines += [data.recommended_why, ""]
+    lines += [f"**Cost**: {cost_sentence(data)}", ""]
     lines += ["Plots made by tuner are below the charts (ids `tuner-*`); `tuner study report` writes them as one"
               " HTML file."]
     return "\n".join(lines) + "\n"

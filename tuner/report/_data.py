@@ -15,10 +15,12 @@ from typing import Any
 import optuna
 import pandas as pd
 
+from tuner.contracts.phases import LaunchPhase
 from tuner.errors import TunerError
 from tuner.scoring.confirmation import ConfigSummary, StudyFront, best_of, study_front
 from tuner.scoring.objectives import direction_of
 from tuner.study._optuna import hypervolume
+from tuner.study.cost import StudyCost, costs_slice_time, grid_size, study_cost
 from tuner.study.records import StudyRecord, TrialRecord, records
 
 # How each outcome is named in a report's legend. Penalized trials are named by their failure class.
@@ -55,6 +57,8 @@ class ReportData:
     recommended: Any = None  # tuner.report.export.Selection of the recommended config, or None (why: recommended_why)
     recommended_why: str = ""
     matrices: dict[int, pd.DataFrame] = field(default_factory=dict)  # trial -> `tuner study matrix` points
+    cost: StudyCost | None = None  # slice time spent, by phase (tuner.study.cost)
+    launches: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per launch: its slice time by phase
 
 
 def outcome_of(record: TrialRecord) -> str:
@@ -83,7 +87,46 @@ def report_data(study: optuna.Study, recommend: str = "max-throughput") -> Repor
                                                                            for c in chosen},
         failures=_failures(search, param_names), progress=_progress(search, front.goals.objectives),
         param_names=param_names, importance=_importance(search, front.goals.objectives),
-        recommended=recommended, recommended_why=why, matrices=_matrices(study))
+        recommended=recommended, recommended_why=why, matrices=_matrices(study),
+        cost=study_cost(recs, StudyRecord.of(study).spec.price_per_slice_hour, grid_of(study)),
+        launches=_launches(recs))
+
+
+def grid_of(study: optuna.Study) -> int | None:
+    """The configs of the searched space, from the distributions Optuna stored with the trials (None: a
+    continuous parameter; conditional ones counted as always set, an upper bound)."""
+    sizes: dict[str, int | None] = {}
+    for trial in study.get_trials(deepcopy=False):
+        for name, dist in trial.distributions.items():
+            if isinstance(dist, optuna.distributions.CategoricalDistribution):
+                size: int | None = len(dist.choices)
+            elif isinstance(dist, optuna.distributions.IntDistribution) and not dist.log:
+                size = (dist.high - dist.low) // dist.step + 1
+            elif isinstance(dist, optuna.distributions.IntDistribution):
+                size = dist.high - dist.low + 1
+            else:
+                size = None
+            known = sizes.get(name, 0)
+            sizes[name] = None if size is None or (name in sizes and known is None) else max(size, known or 0)
+    if not sizes or any(v is None for v in sizes.values()):
+        return None
+    return grid_size({name: [0] * (size or 1) for name, size in sizes.items()})
+
+
+def _launches(recs: list[TrialRecord]) -> pd.DataFrame:
+    """Every launch that held a slice: its role, minutes of slice time and seconds per phase."""
+    rows = []
+    for r in recs:
+        if not costs_slice_time(r):
+            continue
+        role = f"confirms {r.confirms}" if r.confirms is not None else "search"
+        rows.append({"trial": r.number, "role": role, "outcome": outcome_of(r), "slice_min": round(r.wall_s / 60, 2),
+                     **{f"{name}_s": round(seconds, 1) for name, seconds in (r.phases or {"other": r.wall_s}).items()}})
+    if not rows:
+        return pd.DataFrame()
+    frame = pd.DataFrame(rows).fillna(0.0)
+    phases = [f"{p.value}_s" for p in LaunchPhase if f"{p.value}_s" in frame.columns]
+    return frame[["trial", "role", "outcome", "slice_min", *phases]]
 
 
 def _title_note(study: optuna.Study, front: StudyFront) -> str:

@@ -189,6 +189,19 @@ def matrix_figure(trial: int, points: pd.DataFrame) -> go.Figure:
     return fig
 
 
+def cost_figure(data: ReportData) -> go.Figure:
+    """Each launch's slice time, stacked by phase: what startup, probes, the worst case and the sweep cost."""
+    fig = go.Figure()
+    frame = data.launches
+    for column in [c for c in frame.columns if c.endswith("_s")]:
+        fig.add_trace(go.Bar(x=[f"trial {t}" for t in frame["trial"]], y=frame[column] / 60,
+                             name=column.removesuffix("_s").replace("_", " ")))
+    cost = data.cost
+    fig.update_layout(title="Slice time per launch, by phase" + (f": {cost.describe()}" if cost else ""),
+                      barmode="stack", yaxis_title="minutes", **LAYOUT)
+    return fig
+
+
 def all_figures(data: ReportData) -> dict[str, go.Figure]:
     """Every figure of the report by id, in reading order (ids are stable: the browser test and dashboard use them)."""
     figures = {"front": front_figure(data)}
@@ -204,6 +217,8 @@ def all_figures(data: ReportData) -> dict[str, go.Figure]:
         figures["progress"] = progress_figure(data)
     if len(data.importance):
         figures["importance"] = importance_figure(data)
+    if len(data.launches):
+        figures["cost"] = cost_figure(data)
     for trial, points in data.matrices.items():
         if len(points):
             figures[f"matrix-{trial}"] = matrix_figure(trial, points)

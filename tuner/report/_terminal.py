@@ -9,7 +9,9 @@ from rich.table import Table
 
 from tuner.contracts.outcomes import Outcome
 from tuner.contracts.results import LevelResult
+from tuner.report._data import grid_of
 from tuner.scoring.confirmation import study_front
+from tuner.study.cost import study_cost
 from tuner.study.records import StudyRecord, TrialCounts, records
 
 
@@ -42,6 +44,16 @@ def status_table(study: optuna.Study) -> Table:
     flagged = sum(1 for r in complete for lv in r.levels if not lv.reliable)
     if flagged:
         table.add_row("flagged levels", f"{flagged} (left out of every score; see each trial's warnings)")
+    cost = study_cost(trials, StudyRecord.of(study).spec.price_per_slice_hour, grid_of(study))
+    table.add_row("slice time", cost.describe())
+    if cost.launches:
+        shares = ", ".join(f"{name.replace('_', ' ')} {share:.0%}" for name, share in cost.phase_shares().items()
+                           if share >= 0.005)
+        table.add_row("by phase", shares)
+        table.add_row("whole grid", cost.describe_grid())
+    stopped = StudyRecord.of(study).search_stopped
+    if stopped:
+        table.add_row("search stopped", stopped)
     front = study_front(study)
     table.add_row("machine noise", f"{front.noise:.1%} (spread of repeated measurements)")
     if front.configs:

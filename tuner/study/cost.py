@@ -112,7 +112,7 @@ def estimated_launch_s(spec: StudySpec) -> tuple[float, str]:
         startup, where = SLICES["cpu"].chip.startup_estimate_s, "cpu"
     else:
         startup, where = 600.0, "no hardware named"
-    levels = len(planned_levels(spec.load))
+    levels = len(planned_levels(spec.load)) + (1 if spec.load.worst_case else 0)
     sweep = levels * spec.load.level_timeout_s
     return startup + sweep, (f"estimate: startup {startup / 60:g} min ({where}, catalogue) + sweep at most"
                              f" {sweep / 60:g} min ({levels} levels x {spec.load.level_timeout_s:g} s)")
