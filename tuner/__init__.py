@@ -18,7 +18,7 @@ A trial's data flows through the packages in this order (each package's docstrin
     cli/        every `tuner` command; the only place errors become one-line messages and exit codes
 
 Between the stages:
-    contracts/  what crosses a boundary: SweepPlan, TrialOutcome, LevelResult, TrialResult, FailureClass, Outcome
+    contracts/  what crosses a boundary: SweepPlan, TrialOutcome, LevelResult, TrialResult, FailureClass, Outcome, LaunchPhase
     errors      every exception tuner raises, drawn as a tree
 """
 

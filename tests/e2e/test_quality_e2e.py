@@ -1,7 +1,8 @@
 """The quality probes against the real CPU vLLM serving the trained tiny model: the requests tuner sends (token-id
 prompts, greedy with logprobs and return_token_ids, teacher-forced prompt_logprobs) are ones vLLM answers; the
-reference against itself over five launches is never flagged (no false alarms); n-gram speculation answers like
-the reference; fp8 KV cache is measured and decided by the tolerance. Slow: seven real launches."""
+reference against itself over three launches is never flagged (no false alarms: a test of it over five launches
+passed, and the guard's README figures come from that); n-gram speculation answers like the reference; fp8 KV
+cache is measured and decided by the tolerance. Slow: five real launches."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -40,17 +41,13 @@ def launch(vllm_env: dict, tmp_path: Path, name: str, reference: tuple[ProbeAnsw
             return answer_probes(client, server.base_url, vllm_env["model"], plan)
 
 
-def test_the_real_server_answers_the_probe_set(vllm_env, tmp_path):
-    answers = launch(vllm_env, tmp_path, "reference")
-    assert [a.probe for a in answers] == [p.name for p in PROBES] and not any(a.error for a in answers), answers
-    assert all(len(a.tokens) == 8 and len(a.logprobs) == 8 and len(a.forced_logprobs or []) == 8 for a in answers)
-    assert max(a.logprobs[0] for a in answers) > -1.0  # the trained model is confident: its answers mean something
-
-
-def test_no_false_alarm_over_five_launches_and_the_knobs_measured(vllm_env, tmp_path):
+def test_the_real_server_answers_no_false_alarm_and_the_knobs_measured(vllm_env, tmp_path):
     reference = tuple(launch(vllm_env, tmp_path, "reference"))
+    assert [a.probe for a in reference] == [p.name for p in PROBES] and not any(a.error for a in reference), reference
+    assert all(len(a.tokens) == 8 and len(a.logprobs) == 8 and len(a.forced_logprobs or []) == 8 for a in reference)
+    assert max(a.logprobs[0] for a in reference) > -1.0  # the trained model is confident: its answers mean something
     noise = noise_gap(reference, reference)
-    for i in range(4):  # the reference against itself, launch after launch: never flagged
+    for i in range(2):  # the reference against itself, launch after launch: never flagged
         again = quality_of(reference, launch(vllm_env, tmp_path, f"again-{i}", reference), noise)
         assert not beyond_noise(again) and again.figure == 1.0, again.describe()
     ngram = quality_of(reference, launch(vllm_env, tmp_path, "ngram", reference, **{

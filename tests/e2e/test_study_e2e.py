@@ -139,6 +139,17 @@ def test_study_end_to_end(vllm_env, tmp_path):
         assert Path(t.user_attrs["log_path"]).exists()
     assert study.user_attrs["confirmed_front"] == [fast.number]
 
+    # Slice time: every launch split by phase, the worst case met first, the progress lines live and costed.
+    for t in (slow, fast, confirmation):
+        phases = t.user_attrs["phases"]
+        assert {"starting", "worst_case", "sweep", "teardown"} <= set(phases), phases
+        assert abs(sum(phases.values()) - t.user_attrs["wall_s"]) < 0.05
+        worst = t.user_attrs["levels"][0]
+        assert (worst["phase"], worst["concurrency"], worst["input_len"], worst["output_len"]) == (
+            "worst_case", t.params["max_num_seqs"], 95, 157)  # the traffic file's longest prompt and output
+        assert worst["failed"] == 0
+    assert "slice-h" in started and "worst case: 32 requests at once" in started and "min of slice time]" in started
+
     pareto = tuner("study", "pareto", "e2e", "--storage", storage, cwd=tmp_path).stdout
     assert f"│ {too_long.number:>5} │" not in pareto and f"│ {slow.number:>5} │" not in pareto
 

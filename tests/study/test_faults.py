@@ -47,8 +47,9 @@ def make_study(tmp_path: Path, mode: str, trials: int = 1, **overrides):
                                                                     "TUNER_TEST_TAG": str(tmp_path)}},
         "load": {"concurrency": [1, 4], "requests_per_level": 8, "warmup_rounds": 1, "input_len": 8, "output_len": 8,
                  # Generous: a starved host (another job on both cores) must not turn a served level into a
-                 # timeout; the test of the timeouts themselves sets its own.
-                 "repeats": 1, "request_timeout_s": 10, "level_timeout_s": 30},
+                 # timeout; the test of the timeouts themselves sets its own. No worst case: these faults are
+                 # the sweep's (the worst case has its own tests, tests/trial/test_worst_case.py).
+                 "repeats": 1, "request_timeout_s": 10, "level_timeout_s": 30, "worst_case": False},
         "resources": {"CPU": 1}, "trials": trials, "storage": f"sqlite:///{tmp_path / 'db.sqlite'}",
         "runs_dir": str(tmp_path / "runs"), "timeouts": {"startup_s": 120, "shutdown_grace_s": 2, "fatal_log_grace_s": 1},
         "sampler": {"name": "random", "seed": 0}, "max_infra_retries": 1,
@@ -346,7 +347,8 @@ def test_open_loop_study_scores_rates_and_soaks_at_the_operating_rate(tmp_path):
                        confirm={"repeats": 1, "candidates": 1})
     optuna_study = run(study)
     search, confirmation = optuna_study.get_trials()
-    levels = search.user_attrs["levels"]
+    worst, *levels = search.user_attrs["levels"]  # the worst case first: every sequence at once, a closed wave
+    assert (worst["phase"], worst["mode"], worst["concurrency"]) == ("worst_case", "closed", search.params["seqs"])
     assert [(lv["mode"], lv["request_rate"], lv["concurrency"]) for lv in levels] == [("open", 20.0, 4),
                                                                                      ("open", 40.0, 4)]
     score = search.user_attrs["score"]

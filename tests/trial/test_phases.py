@@ -15,18 +15,20 @@ pytestmark = pytest.mark.usefixtures("no_server_left_behind")
 
 def test_every_phase_is_reported_as_it_begins_and_the_phases_sum_to_the_wall_time(tmp_path):
     reports: list[PhaseReport] = []
-    plan = SweepPlan(load=load(repeats=2))
+    plan = SweepPlan(load=load(repeats=2, worst_case=True))
     result = run_trial(fake_config(tmp_path), plan, TIMEOUTS, str(tmp_path / "server.log"),
                        phases=reports.append).result
     assert result.failure_class is None
     phases = [r.phase for r in reports]
     assert phases[0] == LaunchPhase.STARTING and phases[-1] == LaunchPhase.TEARDOWN
+    first_level = next(i for i, r in enumerate(reports) if r.phase == LaunchPhase.SWEEP and r.detail.startswith("c="))
+    assert phases.index(LaunchPhase.WORST_CASE) < first_level  # met before the sweep's first level
     levels = [r.detail for r in reports if r.phase == LaunchPhase.SWEEP and r.detail]
     assert levels[0] == "c=1: 8 requests"
     assert levels[1].startswith("c=4: 8 requests; last level ") and levels[1].endswith(" tok/s")
     assert levels[2].startswith("c=4: 8 requests (repeat 2)")
     assert list(result.phases) == [p.value for p in LaunchPhase if p.value in result.phases]  # in phase order
-    assert {"starting", "sweep", "teardown", "other"} <= set(result.phases)
+    assert {"starting", "worst_case", "sweep", "teardown", "other"} <= set(result.phases)
     assert sum(result.phases.values()) == pytest.approx(result.wall_s, abs=0.01)
     assert result.phases["starting"] + result.phases.get("loading", 0) + result.phases.get("compiling", 0) == \
         pytest.approx(result.startup_s, abs=0.01)

@@ -23,8 +23,9 @@ def config(tmp_path: Path, mode: str = "ok", **env: str) -> ServerConfig:
 
 
 def load(**overrides) -> worker.SweepPlan:
+    # No worst case unless a test asks (tests/trial/test_worst_case.py): these tests time the sweep's own levels.
     values = dict(concurrency=[1, 4], requests_per_level=8, warmup_rounds=1, input_len=8, output_len=8, repeats=1,
-                  request_timeout_s=2, level_timeout_s=30)
+                  request_timeout_s=2, level_timeout_s=30, worst_case=False)
     return worker.SweepPlan(LoadSpec(**{**values, **overrides}))
 
 

@@ -61,8 +61,9 @@ def fake_config(tmp_path: Path, mode: str = "ok", model: str = "fake") -> Server
 
 
 def load(**overrides) -> LoadSpec:
+    # No worst case unless a test asks (tests/trial/test_worst_case.py): the seams here are the sweep's.
     settings = dict(concurrency=[1, 4], requests_per_level=8, warmup_rounds=1, input_len=8, output_len=8, repeats=2,
-                    request_timeout_s=10, level_timeout_s=30, stop_early=False)
+                    request_timeout_s=10, level_timeout_s=30, stop_early=False, worst_case=False)
     settings.update(overrides)
     return LoadSpec(**settings)
 
@@ -148,7 +149,7 @@ def seam_study(tmp_path: Path, mode: str = "ok", trials: int = 2, **env: str):
                                                               "VLLM_HTTP_TIMEOUT_KEEP_ALIVE": "1",
                                                               "TUNER_TEST_TAG": str(tmp_path), **env}},
         "load": {"concurrency": [1, 4], "requests_per_level": 8, "warmup_rounds": 1, "input_len": 8, "output_len": 8,
-                 "repeats": 2, "request_timeout_s": 10, "level_timeout_s": 30, "stop_early": False},
+                 "repeats": 2, "request_timeout_s": 10, "level_timeout_s": 30, "stop_early": False, "worst_case": False},
         "resources": {"CPU": 1}, "trials": trials, "storage": f"sqlite:///{tmp_path / 'db.sqlite'}",
         "runs_dir": str(tmp_path / "runs"), "timeouts": {"startup_s": 120, "shutdown_grace_s": 2, "fatal_log_grace_s": 1},
         "sampler": {"name": "random", "seed": 0}, "max_infra_retries": 1, "confirm": {"repeats": 0},

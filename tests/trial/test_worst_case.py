@@ -15,7 +15,7 @@ from tuner.server.failures import FailureClass
 from tuner.trial import run_trial
 
 pytestmark = pytest.mark.usefixtures("no_server_left_behind")
-TRAFFIC = dict(concurrency=[1, 4], input_len=8, input_len_max=64, output_len=8, repeats=1)
+TRAFFIC = dict(concurrency=[1, 4], input_len=8, input_len_max=64, output_len=8, repeats=1, worst_case=True)
 
 
 def launch(tmp_path, mode: str, flags: dict | None = None, **overrides) -> TrialResult:

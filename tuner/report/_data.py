@@ -121,12 +121,16 @@ def _launches(recs: list[TrialRecord]) -> pd.DataFrame:
             continue
         role = f"confirms {r.confirms}" if r.confirms is not None else "search"
         rows.append({"trial": r.number, "role": role, "outcome": outcome_of(r), "slice_min": round(r.wall_s / 60, 2),
+                     "startup_s": round(r.startup_s, 1) if r.startup_s is not None else None,
+                     "compile_cache": str(r.startup.get("startup_compile_cache") or "unknown"),
                      **{f"{name}_s": round(seconds, 1) for name, seconds in (r.phases or {"other": r.wall_s}).items()}})
     if not rows:
         return pd.DataFrame()
-    frame = pd.DataFrame(rows).fillna(0.0)
+    frame = pd.DataFrame(rows)
+    phase_columns = [c for c in frame.columns if c.endswith("_s") and c != "startup_s"]
+    frame[phase_columns] = frame[phase_columns].fillna(0.0)
     phases = [f"{p.value}_s" for p in LaunchPhase if f"{p.value}_s" in frame.columns]
-    return frame[["trial", "role", "outcome", "slice_min", *phases]]
+    return frame[["trial", "role", "outcome", "slice_min", "startup_s", "compile_cache", *phases]]
 
 
 def _title_note(study: optuna.Study, front: StudyFront) -> str:

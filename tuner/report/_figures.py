@@ -193,7 +193,7 @@ def cost_figure(data: ReportData) -> go.Figure:
     """Each launch's slice time, stacked by phase: what startup, probes, the worst case and the sweep cost."""
     fig = go.Figure()
     frame = data.launches
-    for column in [c for c in frame.columns if c.endswith("_s")]:
+    for column in [c for c in frame.columns if c.endswith("_s") and c != "startup_s"]:
         fig.add_trace(go.Bar(x=[f"trial {t}" for t in frame["trial"]], y=frame[column] / 60,
                              name=column.removesuffix("_s").replace("_", " ")))
     cost = data.cost

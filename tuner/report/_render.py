@@ -37,7 +37,20 @@ def cost_sentence(data: ReportData) -> str:
         return "No launch has held a slice yet."
     shares = ", ".join(f"{name.replace('_', ' ')} {share:.0%}" for name, share in
                        sorted(cost.phase_shares().items(), key=lambda kv: -kv[1]) if share >= 0.005)
-    return f"Spent {cost.describe()}; by phase: {shares}. The whole grid: {cost.describe_grid()}."
+    return f"Spent {cost.describe()}; by phase: {shares}. The whole grid: {cost.describe_grid()}.{_cache_saving(data)}"
+
+
+def _cache_saving(data: ReportData) -> str:
+    """What a warm compile cache saved: mean startup of warm launches against cold ones, where both ran."""
+    launches = data.launches
+    if "compile_cache" not in launches.columns:
+        return ""
+    mean = launches.groupby("compile_cache")["startup_s"].mean()
+    if "warm" in mean.index and "cold" in mean.index:
+        return (f" Compile cache: warm launches started in {mean['warm']:,.0f} s on average, cold ones in"
+                f" {mean['cold']:,.0f} s.")
+    states = ", ".join(f"{state} {count}" for state, count in launches["compile_cache"].value_counts().items())
+    return f" Compile cache per launch: {states}."
 
 
 def render_html(data: ReportData) -> str:

@@ -163,11 +163,10 @@ class RayExecutor(Generic[Key]):
 
     def __enter__(self) -> RayExecutor[Key]:
         import ray
-        from ray.util.queue import Queue
 
         self._owns_ray = start_ray(self._address)
         self._guard = OrphanGuard() if self._owns_ray else None
-        self._phases = Queue(actor_options={"num_cpus": 0})
+        self._phases = self._phase_queue()
         self._refresh_guard()
         self._remote = ray.remote(self._task).options(**self._options)
         return self
@@ -189,8 +188,27 @@ class RayExecutor(Generic[Key]):
         self._refresh_guard()  # the task may have started new Ray worker processes
 
     def phase_reports(self) -> list[tuple[Key, PhaseReport]]:
-        waiting = self._phases.qsize() if self._phases is not None else 0
-        return self._feeds.reports(self._phases.get_nowait_batch(waiting)) if waiting else []
+        """Best effort: a queue lost with its node (the driver's node is asked for, not promised) costs the live
+        display its reports, never the study; later attempts report to a new one."""
+        import ray
+
+        try:
+            waiting = self._phases.qsize()
+            return self._feeds.reports(self._phases.get_nowait_batch(waiting)) if waiting else []
+        except ray.exceptions.RayError:
+            self._phases = self._phase_queue()
+            return []
+
+    @staticmethod
+    def _phase_queue() -> Any:
+        """A Ray queue actor for the workers' phase reports, on the driver's own node where it can be (a node
+        lost mid-study then takes trials with it, not the display), holding no CPU a trial could use."""
+        import ray
+        from ray.util.queue import Queue
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=True)
+        return Queue(actor_options={"num_cpus": 0, "scheduling_strategy": here})
 
     def wait(self, timeout_s: float) -> list[tuple[Key, TrialOutcome]]:
         """Attempts that finished within `timeout_s` (at most one per call, so results are handled in order)."""

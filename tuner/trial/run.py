@@ -329,7 +329,7 @@ class _Sweep:
         if planned.phase == "worst_case":
             shape = planned.workload
             return f"{pattern.requests} requests at once, {shape.input_len} prompt + {shape.output_len} output tokens"
-        done = [lv for lv in self.result.levels if lv.completed]
+        done = [lv for lv in self.result.levels if lv.completed and lv.phase == "sweep"]
         last = f"; last level {done[-1].output_throughput:,.0f} tok/s" if done else ""
         return f"{where}: {pattern.requests} requests{repeat}{last}"
 
