@@ -68,8 +68,8 @@ HOST, PORT, MODEL = arg("--host", "127.0.0.1"), int(arg("--port", "8000")), arg(
 MAX_NUM_SEQS = int(arg("--max-num-seqs", "256"))
 MAX_NUM_BATCHED_TOKENS = int(arg("--max-num-batched-tokens", "8192"))
 VOCAB = 2048
-state = {"paths": {}, "completions": 0, "prompt_tokens": 0, "generation_tokens": 0, "hang": False, "running": 0, "waiting": 0,
-         "tokens_generating": 0}
+state = {"paths": {}, "completions": 0, "prompt_tokens": 0, "generation_tokens": 0, "succeeded": 0, "hang": False,
+         "running": 0, "waiting": 0, "tokens_generating": 0}
 
 
 def mode_arg() -> str:
@@ -96,6 +96,8 @@ def metrics_text() -> str:
         f"vllm:prompt_tokens_total{labels} {float(state['prompt_tokens'])}",
         f"vllm:generation_tokens_total{labels} {float(state['generation_tokens']) * SKEW}",
         f"vllm:num_preemptions_total{labels} 0.0",
+        f'vllm:request_success_total{{engine="0",finished_reason="length",model_name="{MODEL}"}}'
+        f" {float(state['succeeded'])}",
         f"vllm:kv_cache_usage_perc{labels} {min(1.0, state['running'] / MAX_NUM_SEQS):.4f}",
         f"vllm:num_requests_running{labels} {float(state['running'])}",
         f"vllm:num_requests_waiting{labels} {float(state['waiting'])}",
@@ -239,6 +241,7 @@ async def answer(send, req: dict) -> None:
             for i, t in enumerate(prompt) if i > 0]
     state["prompt_tokens"] += len(prompt)
     state["generation_tokens"] += n
+    state["succeeded"] += 1
     await send_json(send, 200, {"id": "x", "object": "text_completion", "model": MODEL, "choices": [choice],
                                 "usage": {"prompt_tokens": len(prompt), "completion_tokens": n,
                                           "total_tokens": len(prompt) + n}})
@@ -262,6 +265,7 @@ async def stream(send, n: int, prompt_tokens: int, truncate: bool, malformed: bo
                 await asyncio.sleep(TOKEN_S)
         state["prompt_tokens"] += prompt_tokens
         state["generation_tokens"] += n
+        state["succeeded"] += 1
     usage = {"id": "x", "object": "text_completion", "model": MODEL, "choices": [],
              "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": n, "total_tokens": n + prompt_tokens}}
     await send({"type": "http.response.body", "body": event(usage) + b"data: [DONE]\n\n"})

@@ -23,7 +23,7 @@ def test_every_phase_is_reported_as_it_begins_and_the_phases_sum_to_the_wall_tim
     assert phases[0] == LaunchPhase.STARTING and phases[-1] == LaunchPhase.TEARDOWN
     first_level = next(i for i, r in enumerate(reports) if r.phase == LaunchPhase.SWEEP and r.detail.startswith("c="))
     assert phases.index(LaunchPhase.WORST_CASE) < first_level  # met before the sweep's first level
-    levels = [r.detail for r in reports if r.phase == LaunchPhase.SWEEP and r.detail]
+    levels = [r.detail for r in reports if r.phase == LaunchPhase.SWEEP and r.detail and not r.live]
     assert levels[0] == "c=1: 8 requests"
     assert levels[1].startswith("c=4: 8 requests; last level ") and levels[1].endswith(" tok/s")
     assert levels[2].startswith("c=4: 8 requests (repeat 2)")
@@ -32,6 +32,22 @@ def test_every_phase_is_reported_as_it_begins_and_the_phases_sum_to_the_wall_tim
     assert sum(result.phases.values()) == pytest.approx(result.wall_s, abs=0.01)
     assert result.phases["starting"] + result.phases.get("loading", 0) + result.phases.get("compiling", 0) == \
         pytest.approx(result.startup_s, abs=0.01)
+
+
+def test_a_long_level_reports_its_progress_live_by_the_servers_counters(tmp_path):
+    # 16 requests at c=4, 40 tokens 30 ms apart: about 5 s measured, so updates every LIVE_LEVEL_INTERVAL_S (2 s).
+    reports: list[PhaseReport] = []
+    config = fake_config(tmp_path)
+    config.env["FAKE_VLLM_TOKEN_MS"] = "30"
+    plan = SweepPlan(load=load(concurrency=[4], requests_per_level=16, output_len=40, repeats=1))
+    result = run_trial(config, plan, TIMEOUTS, str(tmp_path / "server.log"), phases=reports.append).result
+    assert result.failure_class is None
+    live = [r for r in reports if r.live]
+    assert live and all(r.phase == LaunchPhase.SWEEP for r in live)
+    assert all(r.detail.startswith("c=4: 16 requests; ") and r.detail.endswith(" tok/s so far") for r in live)
+    answered = [int(r.detail.split("; ")[1].split(" of ")[0]) for r in live]
+    assert answered == sorted(answered) and answered[-1] <= 16
+    assert answered[0] < 16  # reported while the level ran, not after it
 
 
 def test_a_display_that_cannot_be_reached_never_fails_the_launch(tmp_path):

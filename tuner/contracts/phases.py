@@ -26,10 +26,13 @@ class LaunchPhase(enum.StrEnum):
 
 @dataclass(frozen=True)
 class PhaseReport:
-    """A phase a running launch entered, with what it is doing there ("c=64: 128 requests")."""
+    """A phase a running launch entered, with what it is doing there ("c=64: 128 requests"). `live`: an update
+    within the phase ("c=64: 57/128 answered, 1,210 tok/s so far"), for a live display only: a log without a
+    terminal gets one line per phase change, not one per update."""
 
     phase: LaunchPhase
     detail: str = ""
+    live: bool = False
 
     def describe(self) -> str:
         return f"{self.phase.value.replace('_', ' ')}{': ' + self.detail if self.detail else ''}"

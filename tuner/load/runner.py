@@ -20,7 +20,7 @@ from tuner.load.checks import client_health, cross_check
 from tuner.load.driver import DriverJob
 from tuner.load.http import Target
 from tuner.load.request import RequestRecord
-from tuner.load.server_counters import MetricsWatcher
+from tuner.load.server_counters import LevelProgress, MetricsWatcher
 from tuner.load.stats import SLO, merge_records, summarize
 from tuner.load.tokenizer import Tokenizer
 from tuner.load.workers import run_jobs, split_job
@@ -60,6 +60,8 @@ class LevelOptions:
     metrics: bool = True
     metrics_interval_s: float = 1.0
     plausibility: Callable[[LevelResult], Plausibility | None] | None = None
+    # Called from the metrics sampler (every metrics_interval_s) with the level's progress by the server's counters.
+    on_progress: Callable[[LevelProgress], None] | None = None
     # Set by another thread (the trial's server watch): the level ends within ABORT_POLL_S, in-flight and unsent
     # requests are recorded as failures with error "aborted", and measure_level returns normally.
     abort: threading.Event | None = None
@@ -113,7 +115,8 @@ def measure_level(base_url: str, workload: Workload, pattern: LoadPattern, optio
     requests, offsets = prepared.requests, prepared.offsets
     job = DriverJob(target, requests, pattern.concurrency, offsets, prepared.warmup, options.request_timeout_s,
                     options.level_timeout_s, pattern.duration_s, options.abort)
-    watcher = MetricsWatcher(base_url, options.metrics_interval_s, options.headers) if options.metrics else None
+    watcher = (MetricsWatcher(base_url, options.metrics_interval_s, options.headers, on_progress=options.on_progress)
+               if options.metrics else None)
     try:
         results = run_jobs(split_job(job, options.workers), on_start=watcher.begin if watcher else None,
                            abort=options.abort, own_session=options.own_session)

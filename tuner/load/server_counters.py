@@ -9,6 +9,9 @@ from __future__ import annotations
 import math
 import re
 import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import httpx
 
@@ -62,13 +65,32 @@ def counters_between(before: dict[str, float], after: dict[str, float],
     return ServerCounters(**deltas, **(peaks or {}))
 
 
+@dataclass(frozen=True)
+class LevelProgress:
+    """A running level so far, by the server's own counters since the level's measured part began (its warm-up is
+    over): what a live display shows while a level lasts minutes. Not a measurement: the level's figures are the
+    client's, checked against the same counters when it ends."""
+
+    answered: int  # requests the server finished successfully
+    output_tokens: int
+    elapsed_s: float
+
+    @property
+    def output_throughput(self) -> float:
+        return self.output_tokens / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
 class MetricsWatcher:
-    """begin() before a level, end() after it; a daemon thread samples the gauges in between."""
+    """begin() before a level, end() after it; a daemon thread samples the gauges in between (and tells
+    `on_progress` how far the level has come, by the counters)."""
 
     def __init__(self, base_url: str, interval_s: float = 1.0, headers: dict[str, str] | None = None,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 transport: httpx.BaseTransport | None = None,
+                 on_progress: Callable[[LevelProgress], None] | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.interval_s = interval_s
+        self.on_progress = on_progress
+        self._began = 0.0
         self._client = server_client(5.0, headers, transport)
         self._before: dict[str, float] | None = None
         self._peaks: dict[str, float] = {}
@@ -89,6 +111,7 @@ class MetricsWatcher:
 
     def begin(self) -> None:
         self._before = self.scrape()
+        self._began = time.monotonic()
         self._peaks = {}
         if self._before is not None and self.interval_s > 0:
             self._stop.clear()
@@ -100,6 +123,22 @@ class MetricsWatcher:
             sample = self.scrape()
             if sample:
                 self._note_peaks(sample)
+                self._tell_progress(sample)
+
+    def _tell_progress(self, sample: dict[str, float]) -> None:
+        if self.on_progress is None or self._before is None:
+            return
+        before = self._before
+
+        def delta(name: str) -> int:
+            metric = COUNTERS[name]
+            return max(0, int(sample.get(metric, 0.0) - before.get(metric, 0.0)))
+
+        try:
+            self.on_progress(LevelProgress(delta("requests_succeeded"), delta("generation_tokens"),
+                                           time.monotonic() - self._began))
+        except Exception:  # a display's failure must not end the sampling of the level it displays
+            pass
 
     def end(self) -> ServerCounters | None:
         """Counter deltas and gauge peaks over the level; None when the server has no /metrics."""

@@ -64,7 +64,7 @@ class PhaseFeed:
     token: int
 
     def __call__(self, report: PhaseReport) -> None:
-        self.channel.put_nowait((self.token, report.phase.value, report.detail))
+        self.channel.put_nowait((self.token, report.phase.value, report.detail, report.live))
 
 
 class _Feeds(Generic[Key]):
@@ -82,9 +82,9 @@ class _Feeds(Generic[Key]):
     def forget(self, key: Key) -> None:
         self._tokens = {t: k for t, k in self._tokens.items() if k is not key}
 
-    def reports(self, items: list[tuple[int, str, str]]) -> list[tuple[Key, PhaseReport]]:
-        return [(self._tokens[token], PhaseReport(LaunchPhase(phase), detail)) for token, phase, detail in items
-                if token in self._tokens]
+    def reports(self, items: list[tuple[int, str, str, bool]]) -> list[tuple[Key, PhaseReport]]:
+        return [(self._tokens[token], PhaseReport(LaunchPhase(phase), detail, live))
+                for token, phase, detail, live in items if token in self._tokens]
 
 # Ray SIGKILLs a worker's child processes when the worker exits; that would kill tuner.server._reaper before it can end
 # the server's process group (the server lives in its own session, beyond Ray's reach) and orphan the server.
@@ -259,7 +259,7 @@ class LocalExecutor(Generic[Key]):
         self._futures: dict[Future[TrialOutcome], Key] = {}
         self._lock = threading.Lock()
         self._feeds: _Feeds[Key] = _Feeds()
-        self._phases: queue.SimpleQueue[tuple[int, str, str]] = queue.SimpleQueue()
+        self._phases: queue.SimpleQueue[tuple[int, str, str, bool]] = queue.SimpleQueue()
 
     def __enter__(self) -> Self:
         return self

@@ -399,7 +399,10 @@ class StudyRunner:
                 continue  # it finished while its report was on the way
             described = report.describe()
             self.snapshot.phases[attempt.trial_number] = described
-            self._event(f"trial {attempt.trial_number}: {described}")
+            if report.live:
+                self._publish()  # a terminal's panel shows it; a log gets one line per phase, not per update
+            else:
+                self._event(f"trial {attempt.trial_number}: {described}")
 
     def _event(self, message: str) -> None:
         self.snapshot.last_event = message

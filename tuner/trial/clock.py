@@ -35,10 +35,10 @@ class PhaseClock:
             self.seconds[self._current] = self.seconds.get(self._current, 0.0) + time.monotonic() - self._since
             self._current = None
 
-    def report(self, phase: LaunchPhase, detail: str = "") -> None:
+    def report(self, phase: LaunchPhase, detail: str = "", live: bool = False) -> None:
         """Tell the live display; a display that cannot be reached never fails the launch."""
         try:
-            self._sink(PhaseReport(phase, detail))
+            self._sink(PhaseReport(phase, detail, live))
         except Exception:  # progress is best effort: the trial's own outcome is what counts
             pass
 

@@ -33,6 +33,7 @@ from tuner.load.runner import (
     measure_level,
     prepare_level,
 )
+from tuner.load.server_counters import LevelProgress
 from tuner.load.tokenizer import ServerTokenizer, Tokenizer, TokenizerUnavailable
 from tuner.load.workload import Sample
 from tuner.scoring.objectives import Goals, slo_excess
@@ -300,9 +301,11 @@ class _Sweep:
         """One level, measured again while flagged; False when the server died (the trial ends)."""
         load, result = self.plan.load, self.result
         prepared = self.prepared[(planned.pattern, planned.repeat, planned.phase)]
-        self.clock.enter(_PHASE_OF_LEVEL.get(planned.phase, LaunchPhase.SWEEP), self._describe(planned))
+        phase, described = _PHASE_OF_LEVEL.get(planned.phase, LaunchPhase.SWEEP), self._describe(planned)
+        self.clock.enter(phase, described)
+        options = replace(self.options, on_progress=_LiveLevel(self.clock, phase, described, planned.pattern))
         for attempt in range(load.remeasure_flagged + 1):
-            level, records = measure_level(self.server.base_url, planned.workload, planned.pattern, self.options,
+            level, records = measure_level(self.server.base_url, planned.workload, planned.pattern, options,
                                            planned.repeat, prepared)
             level.phase, level.workload = planned.phase, planned.workload.describe()
             self.records_out.extend(_record_lines(level, records))
@@ -335,6 +338,25 @@ class _Sweep:
 
 
 _PHASE_OF_LEVEL = {"soak": LaunchPhase.SOAK, "worst_case": LaunchPhase.WORST_CASE}
+LIVE_LEVEL_INTERVAL_S = 2.0  # a level's progress on the live display at most this often (it rides a Ray queue)
+
+
+class _LiveLevel:
+    """A running level's progress by the server's counters, told to the live display every few seconds:
+    "c=64: 128 requests; 57 answered, 1,210 tok/s so far". A level lasts minutes on a large config."""
+
+    def __init__(self, clock: PhaseClock, phase: LaunchPhase, described: str, pattern: LoadPattern) -> None:
+        self.clock, self.phase, self.described, self.pattern = clock, phase, described, pattern
+        self._last = time.monotonic()
+
+    def __call__(self, progress: LevelProgress) -> None:
+        now = time.monotonic()
+        if now - self._last < LIVE_LEVEL_INTERVAL_S:
+            return
+        self._last = now
+        planned = "" if self.pattern.duration_s else f" of {self.pattern.requests}"
+        self.clock.report(self.phase, f"{self.described}; {progress.answered}{planned} answered,"
+                          f" {progress.output_throughput:,.0f} tok/s so far", live=True)
 
 
 def _int_flag(flags: dict[str, object], name: str) -> int | None:
