@@ -96,7 +96,7 @@ def main() -> int:
     verdicts = {}
     with tempfile.TemporaryDirectory() as tmp:
         for worst_case in (True, False):
-            plan = replace(base, load=replace(base.load, worst_case=worst_case))
+            plan = replace(base, load=base.load.model_copy(update={"worst_case": worst_case}))
             killer = OutOfMemoryStandIn(args.kv_limit)
             began = time.monotonic()
             result = run_trial(config, plan, spec.timeouts, f"{tmp}/worst-{worst_case}.log", spec.server.host,
