@@ -34,13 +34,17 @@ class Chip:
 # tpu-inference's KV page size varies with the model: 128 tokens is an assumption (rounding only). GPU memory in
 # GiB as vLLM reports it, 16-token blocks. vLLM's CPU backend: 128-token blocks (vllm/platforms/cpu.py), KV space
 # from --kv-cache-memory-bytes or VLLM_CPU_KVCACHE_SPACE, not from a fraction of device memory.
+# Memory bandwidth per chip, the decode ceiling's divisor (tuner/capacity/roofline.py), as the vendors publish it:
+# TPU v5e 819 GB/s, v5p 2,765 GB/s, v6e (Trillium) 1,640 GB/s (cloud.google.com/tpu/docs/v5e, /v5p, /v6e; the
+# seed's worked figure uses 1.64 TB/s); A100 80GB SXM 2,039 GB/s (NVIDIA A100 datasheet), H100 SXM 3.35 TB/s and
+# H200 SXM 4.8 TB/s (NVIDIA H100 / H200 datasheets). A CPU host has no catalog figure: it is measured on the worker.
 # Startup estimates (plans and budgets before a launch is measured, labelled as estimates): a TPU launch reads the
 # weights and XLA-compiles every bucket, "minutes to an hour" for a 26B model: 30 min assumed; a GPU launch loads
 # and captures CUDA graphs: 10 min; the CPU stand-in: 1 min (measured 38-40 s on these 2-core hosts).
 CATALOG: dict[str, Chip] = {c.name: c for c in (
     Chip("tpu-v5e", "tpu", 197e12, 819e9, 16 * 10**9, 128, GiB, 256, 1800.0),
     Chip("tpu-v5p", "tpu", 459e12, 2765e9, 95 * 10**9, 128, GiB, 8960, 1800.0),
-    Chip("tpu-v6e", "tpu", 918e12, 1638e9, 32 * 10**9, 128, GiB, 256, 1800.0),
+    Chip("tpu-v6e", "tpu", 918e12, 1640e9, 32 * 10**9, 128, GiB, 256, 1800.0),
     Chip("a100", "gpu", 312e12, 2039e9, 80 * GiB, 16, GiB, 16, 600.0),  # A100 80GB SXM
     Chip("h100", "gpu", 989e12, 3350e9, 80 * GiB, 16, GiB, 16, 600.0),  # H100 SXM
     Chip("h200", "gpu", 989e12, 4800e9, 141 * GiB, 16, GiB, 16, 600.0),  # H200 SXM: H100's compute, more and faster HBM
@@ -105,12 +109,12 @@ SLICES: dict[str, Hardware] = dict([
 
 
 def parse_hardware(text: str, source: str = "--hardware") -> Hardware:
-    """A named slice, or 'v6e-4', 'tpu-v6e:4', 'h100x8', 'H100' (one chip); only chips with a known peak."""
-    if text in SLICES and SLICES[text].peak_flops is not None:
+    """A named slice, or 'v6e-4', 'tpu-v6e:4', 'h100x8', 'H100' (one chip), or 'cpu' (this host, its limits measured)."""
+    if text in SLICES:
         return SLICES[text]
     m = re.fullmatch(r"\s*(?:tpu-)?([a-z0-9]+?)(?:\s*[-:x*]\s*(\d+))?\s*", text.lower())
     name = m and (_ALIASES.get(m.group(1)) or (m.group(1) if m.group(1) in CATALOG else f"tpu-{m.group(1)}"))
-    known = [c.name for c in CATALOG.values() if c.bf16_flops is not None]
+    known = list(CATALOG)
     if not m or name not in known:
         raise InputError(source, text, f"a chip from {', '.join(known)} with an optional count, e.g. v6e-4 or h100x8")
     count = int(m.group(2) or 1)

@@ -74,6 +74,8 @@ class ModelShape:
     experts_per_token: int = 0
     total_params: float = 0.0
     active_params: float = 0.0
+    attention_heads: int = 0  # query heads (attention FLOP); KV heads are per layer kind
+    expert_params: float = 0.0  # one routed expert of one layer (what a decode step reads per expert it touches)
 
     @property
     def is_moe(self) -> bool:
@@ -126,7 +128,9 @@ def shape_from_config(raw: dict[str, Any], source: str, total_params: float | No
     shape = ModelShape(source=source, hidden_size=hidden, vocab_size=vocab, num_layers=layers,
                        layer_kinds=tuple(kinds), dtype=dtype,
                        max_position_embeddings=cfg.get("max_position_embeddings"),
-                       num_experts=experts, experts_per_token=top_k)
+                       num_experts=experts, experts_per_token=top_k, attention_heads=heads,
+                       expert_params=3.0 * hidden * int(cfg.get("moe_intermediate_size") or cfg.get("intermediate_size")
+                                                        or 0) if experts else 0.0)
     counted_total, counted_active = count_params(cfg, shape, heads)
     return ModelShape(**{**shape.__dict__, "total_params": float(total_params or counted_total),
                          "active_params": float(active_params or counted_active)})

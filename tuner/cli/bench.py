@@ -44,8 +44,9 @@ def bench_command(
     slo_ttft_ms: float | None = typer.Option(None, "--slo-ttft-ms", help="Goodput SLO on TTFT."),
     slo_tpot_ms: float | None = typer.Option(None, "--slo-tpot-ms", help="Goodput SLO on TPOT."),
     slo_e2el_ms: float | None = typer.Option(None, "--slo-e2el-ms", help="Goodput SLO on E2E latency."),
-    hardware: str | None = typer.Option(None, "--hardware", help="Chips serving, e.g. v6e-4 or h100x8: checks "
-                                           "each level against their compute ceiling."),
+    hardware: str | None = typer.Option(None, "--hardware", help="Chips serving, e.g. v6e-4 or h100x8 (or cpu, "
+                                           "measured here): each level's share of their compute and memory-bandwidth"
+                                           " ceilings."),
     active_params: float | None = typer.Option(None, "--active-params", help="Active parameters per token "
                                                   "(default: from the model folder's config.json)."),
     ignore_eos: bool = typer.Option(True, "--ignore-eos/--no-ignore-eos", help="Exact output lengths."),
@@ -223,7 +224,7 @@ class _Display:
         client = "saturated" if level.client and level.client.saturated else "ok"
         check = "ok" if level.reliable else "[red]unreliable[/]"
         if level.plausibility is not None:
-            check += f" {level.plausibility.compute_share:.1%} of peak"
+            check += " " + level.plausibility.shares()
         row = (label, f"{level.completed}/{level.failed}", f(level.output_throughput, 0),
                f"{f(level.ttft_ms.p50)}/{f(level.ttft_ms.p99)}", f(level.itl_ms.p50, 2), f(level.tpot_ms.p50, 2),
                f(server, 0), client, check)

@@ -36,6 +36,8 @@ class ServerCounters(BaseModel):
     peak_waiting: float | None = None
 
     spec_drafts: float | None = None
+    spec_accepted_per_position: list[float] = Field(default_factory=list, description="accepted tokens at draft "
+                                                    "position 0, 1, ... (vLLM's per-position counter)")
     scraped: bool = Field(default=True, description="False when /metrics could not be read (counters are then None)")
 
     @property
@@ -50,6 +52,16 @@ class ServerCounters(BaseModel):
         if not self.spec_draft_tokens:
             return None
         return (self.spec_accepted_tokens or 0.0) / self.spec_draft_tokens
+
+    def speculation(self) -> Speculation | None:
+        """The level's speculative decoding, when the server drafted at all."""
+        if not self.spec_drafts or not self.spec_draft_tokens:
+            return None
+        accepted = self.spec_accepted_tokens or 0.0
+        return Speculation(drafts=self.spec_drafts, draft_tokens=self.spec_draft_tokens, accepted_tokens=accepted,
+                           acceptance_rate=accepted / self.spec_draft_tokens,
+                           accepted_per_draft=accepted / self.spec_drafts,
+                           per_position=[a / self.spec_drafts for a in self.spec_accepted_per_position])
 
 
 class ClientHealth(BaseModel):
@@ -68,16 +80,70 @@ class ClientHealth(BaseModel):
     reasons: list[str] = Field(default_factory=list)
 
 
+class ComputeCeiling(BaseModel):
+    """Everything the server computed over the level against the slice's peak FLOP/s (tuner/capacity/roofline.py)."""
+
+    peak_flops: float = Field(description="the slice's FLOP/s: vendor peak dense bf16, or measured on a CPU host")
+    peak_source: str
+    flop_per_prompt_token: float = Field(description="2 x active params + attention over the tokens before it")
+    flop_per_output_token: float = Field(description="2 x active params + attention over its context")
+    computed_prompt_tokens: float = Field(description="prompt tokens less the server's prefix-cache hits")
+    prompt_tok_s: float = Field(description="computed prompt tokens per second of the level")
+    ceiling_prompt_tok_s: float = Field(description="prompt tok/s at 100% of peak with nothing else computed")
+    share: float = Field(description="(computed prompt x prompt FLOP + output x output FLOP) / duration / peak")
+
+
+class DecodeCeiling(BaseModel):
+    """Output tokens per second that the slice's memory bandwidth allows at the level's batch (roofline.py)."""
+
+    batch: int = Field(description="sequences decoding at once: the level's concurrency capped by max-num-seqs")
+    context_len: int = Field(description="KV read per sequence at this many tokens (the level's mean prompt)")
+    kv_cache_dtype: str
+    weight_bytes_per_step: float = Field(description="the dense weights plus the experts the batch touches")
+    experts_read: float | None = Field(None, description="expected distinct experts per MoE layer per step")
+    experts_total: int | None = None
+    kv_bytes_per_step: float
+    bandwidth_bytes_s: float
+    bandwidth_source: str
+    steps_per_s: float
+    tokens_per_step: float = Field(description="per sequence: 1 + accepted draft tokens")
+    tokens_per_step_source: str = Field(description="no speculation | measured | assumed (all drafts accepted)")
+    draft_tokens: int = Field(0, description="speculative tokens proposed per step (0: no speculation)")
+    ceiling_tok_s: float
+    share: float = Field(description="output tok/s / ceiling_tok_s; above 1.0 is impossible")
+
+
 class Plausibility(BaseModel):
-    """The level's output rate against the hardware's compute ceiling (tuner/capacity/plausibility.py)."""
+    """The level against the slice's physical limits (tuner/capacity/roofline.py): compute and memory bandwidth."""
 
     hardware: str
     active_params: float
-    ceiling_tok_s: float = Field(description="chips x peak bf16 FLOP/s / (2 x active params)")
-    compute_share: float = Field(description="output tok/s / ceiling_tok_s; above 1.0 is impossible")
+    ceiling_tok_s: float | None = Field(None, description="output tokens alone at 100% of peak: peak / (2 x active)")
+    compute_share: float | None = Field(None, description="output tok/s / ceiling_tok_s")
     total_compute_share: float | None = Field(None, description="(input + output) tok/s, less prefix-cache hits, / ceiling")
+    compute: ComputeCeiling | None = None
+    decode: DecodeCeiling | None = None
+    off: list[str] = Field(default_factory=list, description="ceilings not checked, and why (an unknown figure)")
     valid: bool = True
     reason: str = ""
+
+    def shares(self) -> str:
+        """One cell: "compute 3.1% · bandwidth 42.0%" (a ceiling that is off reads "off")."""
+        compute = self.compute.share if self.compute else self.compute_share  # older records: output tokens only
+        cells = [f"compute {'off' if compute is None else f'{compute:.1%}'}",
+                 f"bandwidth {'off' if self.decode is None else f'{self.decode.share:.1%}'}"]
+        return " · ".join(cells)
+
+
+class Speculation(BaseModel):
+    """Speculative decoding over the level, from the server's own counters (deltas of /metrics)."""
+
+    drafts: float = Field(description="draft proposals (one per sequence per step that drafted)")
+    draft_tokens: float
+    accepted_tokens: float
+    acceptance_rate: float = Field(description="accepted / proposed draft tokens")
+    accepted_per_draft: float = Field(description="mean accepted tokens per drafting step, so tokens per step - 1")
+    per_position: list[float] = Field(default_factory=list, description="acceptance rate of draft position 0, 1, ...")
 
 
 class LevelResult(BaseModel):
@@ -113,6 +179,7 @@ class LevelResult(BaseModel):
     client: ClientHealth | None = None
     token_mismatch: bool = Field(False, description="client and server output-token counts differ by more than 1%")
     plausibility: Plausibility | None = None
+    speculation: Speculation | None = None
     reliable: bool = Field(True, description="False when the client saturated, tokens mismatched or the figure is impossible")
     reconnects: int = Field(0, description="requests sent again because the server closed their kept-alive connection"
                             " before answering (the close/send race); not failures")

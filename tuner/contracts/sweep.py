@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from tuner.capacity.hardware import Hardware
+from tuner.capacity.memory_fit import ModelShape
 from tuner.contracts.quality import QualityPlan
 from tuner.contracts.results import TrialResult
 from tuner.inputs.spec import LoadSpec
@@ -24,8 +25,8 @@ class SweepPlan:
     samples: tuple[Sample, ...] = ()  # the study's dataset or mix of shapes; empty: the load's fixed lengths/ranges
     workload_label: str = ""
     slo: SLO | None = None  # per-request limits for goodput
-    hardware: Hardware | None = None  # with active_params: the plausibility check against the compute ceiling
-    active_params: float | None = None
+    hardware: Hardware | None = None  # with model_shape: each level against the slice's ceilings (roofline.py)
+    model_shape: ModelShape | None = None
     soak_concurrency: int | None = None  # closed loop: the operating point's streams; open loop: the cap
     soak_rate: float | None = None  # open loop: the operating point's arrival rate
     soak_requests: int = 0  # 0: 2 x requests_per_level

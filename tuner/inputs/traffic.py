@@ -7,8 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from tuner.capacity.hardware import SLICES, Hardware
+from tuner.capacity.hardware import Hardware
+from tuner.capacity.memory_fit import ModelShape
 from tuner.contracts.sweep import SweepPlan
+from tuner.errors import ModelConfigError
 from tuner.inputs.spec import Study
 from tuner.load.dataset import load_dataset
 from tuner.load.stats import SLO
@@ -59,25 +61,22 @@ def goodput_slo(study: Study) -> SLO | None:
     return SLO(**limits) if limits else None
 
 
-def plausibility_inputs(study: Study) -> tuple[Hardware | None, float | None]:
-    """The slice and the model's active parameters, when the study names them (else no plausibility check)."""
-    from tuner.capacity.plausibility import active_params_of
-    from tuner.capacity.prelaunch import model_config_path
+def plausibility_inputs(study: Study) -> tuple[Hardware | None, ModelShape | None]:
+    """The slice and the model's shape, when the study names them (else no check against the slice's ceilings)."""
+    from tuner.capacity.prelaunch import model_context
 
-    spec = study.spec
-    if spec.hardware is None:
+    try:
+        context = model_context(study)  # a CPU-only study's slice is the host (vLLM's CPU backend)
+    except ModelConfigError:
+        return None, None  # a config.json tuner cannot read: the server will say what it thinks of it
+    if context.shape is None or context.hardware is None:
         return None, None
-    hardware = SLICES[spec.hardware.name]
-    params = spec.model_info.active_params if spec.model_info else None
-    if params is None:
-        config = model_config_path(study)
-        params = active_params_of(config.parent) if config else None
-    return hardware, params
+    return context.hardware, context.shape
 
 
 def sweep_plan(study: Study, traffic: Traffic) -> SweepPlan:
     """The plan of a search launch; `SweepPlan.with_soak` makes a confirmation run's from it."""
-    hardware, params = plausibility_inputs(study)
+    hardware, shape = plausibility_inputs(study)
     return SweepPlan(load=study.spec.load, samples=traffic.samples, workload_label=traffic.label,
-                     slo=goodput_slo(study), hardware=hardware, active_params=params,
+                     slo=goodput_slo(study), hardware=hardware, model_shape=shape,
                      soak_requests=study.spec.confirm.soak_requests, goals=study.spec.goals())

@@ -34,7 +34,9 @@ JSON output (--json FILE), schema "tuner.load.bench/1":
     client: {workers, loop_lag_p50_ms, loop_lag_p99_ms, loop_lag_max_ms, cpu_util_max, requested_concurrency,
              achieved_concurrency, requested_rate, achieved_rate, saturated, reasons},
     token_mismatch (client vs server output tokens > 1% apart),
-    plausibility: {hardware, active_params, ceiling_tok_s, compute_share, total_compute_share, valid, reason} | null,
+    plausibility: {hardware, active_params, ceiling_tok_s, compute_share, total_compute_share, compute, decode, off,
+                   valid, reason} | null,   (compute and decode: tuner/contracts/results.py ComputeCeiling, DecodeCeiling)
+    speculation: {drafts, draft_tokens, accepted_tokens, acceptance_rate, accepted_per_draft, per_position} | null,
     reliable (false when the client saturated, tokens mismatched or the figure is impossible), warnings [str].
 CSV output (--csv FILE): one row per level, the same fields flattened with "_" (ttft_ms_p50, server_preemptions,
 client_saturated, ...), lists and dicts as JSON text.
@@ -130,7 +132,8 @@ class BenchPlan:
 def plan_bench(spec: BenchSpec) -> BenchPlan:
     """Resolve the model, tokenizer and hardware, and lay out the levels. Asks the server only for its model name
     and, for text prompts, its tokenizer."""
-    from tuner.capacity.plausibility import active_params_of, check_level, parse_hardware
+    from tuner.capacity.hardware import parse_hardware
+    from tuner.capacity.roofline import roofline_for
     from tuner.load.http import Target
 
     Target.parse(spec.url)  # a bad URL fails here, before anything is sent
@@ -140,9 +143,10 @@ def plan_bench(spec: BenchSpec) -> BenchPlan:
     folder = spec.tokenizer or (Path(spec.model) if spec.model and Path(spec.model).is_dir() else None)
     vocab, tokenizer = _tokenizer_for(folder, base_url, model, headers, spec.endpoint, spec.prompt_kind)
     hardware = parse_hardware(spec.hardware) if spec.hardware else None
-    params = spec.active_params or (active_params_of(folder) if folder else None)
-    if hardware and not params:
+    roofline = roofline_for(hardware, folder, spec.active_params) if hardware else None
+    if hardware and roofline is None:
         raise InputError("--active-params", "", "the model's active parameter count (no config.json to read it from)")
+    params = roofline.shape.active_params if roofline else None
     (in_lo, in_hi), (out_lo, out_hi) = spec.inputs[0], spec.outputs[0]
     if spec.prefix_len > in_lo:
         raise InputError("--prefix-len", str(spec.prefix_len), f"at most the input length ({in_lo})")
@@ -153,7 +157,7 @@ def plan_bench(spec: BenchSpec) -> BenchPlan:
     kind = workload.kind(tokenizer)
     if kind == "ids" and not vocab:
         raise InputError("--prompt", "ids", "a vocabulary size: give --tokenizer DIR (config.json or tokenizer.json)")
-    plausibility = (lambda level: check_level(level, hardware, params)) if hardware and params else None
+    plausibility = roofline.check if roofline else None
     return BenchPlan(spec, base_url, model, headers, workload, kind, tokenizer, _levels(spec, workload),
                      hardware.name if hardware else None, params, plausibility)
 

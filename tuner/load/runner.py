@@ -151,6 +151,7 @@ def measure_level(base_url: str, workload: Workload, pattern: LoadPattern, optio
     if level.client.saturated:
         warnings.append("client_saturated: " + "; ".join(level.client.reasons)
                         + " (latencies include the client's own delay; throughput may be capped by the client)")
+    level.speculation = level.server.speculation() if level.server else None
     if options.plausibility is not None:
         level.plausibility = options.plausibility(level)
         if level.plausibility is not None and not level.plausibility.valid:

@@ -37,6 +37,9 @@ GAUGES = {
     "peak_running": "vllm:num_requests_running",
     "peak_waiting": "vllm:num_requests_waiting",
 }
+# Accepted draft tokens by draft position, one series per `position` label: kept apart as `name[position]`.
+PER_POSITION = "vllm:spec_decode_num_accepted_tokens_per_pos_total"
+_POSITION = re.compile(r'position="(\d+)"')
 _WANTED = frozenset(COUNTERS.values()) | frozenset(GAUGES.values())
 
 
@@ -56,13 +59,19 @@ def parse_prometheus(text: str) -> dict[str, float]:
         if math.isnan(value):
             continue
         totals[m.group(1)] = totals.get(m.group(1), 0.0) + value
+        if m.group(1) == PER_POSITION and m.group(2) and (pos := _POSITION.search(m.group(2))):
+            key = f"{PER_POSITION}[{pos.group(1)}]"
+            totals[key] = totals.get(key, 0.0) + value
     return totals
 
 
 def counters_between(before: dict[str, float], after: dict[str, float],
                      peaks: dict[str, float] | None = None) -> ServerCounters:
     deltas = {name: after[metric] - before.get(metric, 0.0) for name, metric in COUNTERS.items() if metric in after}
-    return ServerCounters(**deltas, **(peaks or {}))
+    positions: list[float] = []
+    while (key := f"{PER_POSITION}[{len(positions)}]") in after:
+        positions.append(after[key] - before.get(key, 0.0))
+    return ServerCounters(**deltas, **(peaks or {}), spec_accepted_per_position=positions)
 
 
 @dataclass(frozen=True)

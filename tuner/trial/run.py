@@ -17,8 +17,9 @@ import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
-from tuner.capacity.plausibility import check_level
+from tuner.capacity.roofline import Roofline, ServingKnobs, slice_limits
 from tuner.contracts.phases import LaunchPhase, PhaseSink, no_reports
 from tuner.contracts.results import LevelResult, Plausibility, TrialResult
 from tuner.contracts.sweep import SweepPlan, TrialOutcome, sweep_points
@@ -207,7 +208,8 @@ class _Sweep:
                                         level_timeout_s=load.level_timeout_s,
                                         metrics_interval_s=SWEEP_METRICS_INTERVAL_S, tokenizer=tokenizer,
                                         abort=self.watch.abort, slo=self.plan.slo,
-                                        plausibility=_plausibility_check(self.plan), own_session=True)
+                                        plausibility=_plausibility_check(self.plan, self.config.flags),
+                                        own_session=True)
             worst = self._worst_case(workload)
             if worst is not None and not self._measure(worst):
                 return  # the server died at its own worst case: the verdict, before the sweep spent anything
@@ -387,11 +389,13 @@ def _soak_pattern(plan: SweepPlan) -> LoadPattern | None:
     return None
 
 
-def _plausibility_check(plan: SweepPlan) -> Callable[[LevelResult], Plausibility] | None:
-    hardware, params = plan.hardware, plan.active_params
-    if hardware is None or params is None or hardware.peak_flops is None:
+def _plausibility_check(plan: SweepPlan, flags: dict[str, Any]) -> Callable[[LevelResult], Plausibility] | None:
+    """Each level against this slice's compute and bandwidth ceilings (a CPU host's own are measured here, on the
+    worker that owns it)."""
+    hardware, shape = plan.hardware, plan.model_shape
+    if hardware is None or shape is None:
         return None
-    return lambda level: check_level(level, hardware, params)
+    return Roofline(shape, slice_limits(hardware), ServingKnobs.from_flags(flags, shape)).check
 
 
 def _workload(server: ServerProcess, config: ServerConfig, plan: SweepPlan,

@@ -1,28 +1,15 @@
-"""Hardware catalog and compute ceiling; prompt construction (exact lengths, uniqueness, shared prefix)."""
+"""Hardware catalog (the ceilings themselves: tests/capacity/test_roofline.py); prompt construction (exact lengths, uniqueness, shared prefix)."""
 from __future__ import annotations
 
 import json
 
 import pytest
 
+from tuner.capacity.hardware import parse_hardware
 from tuner.capacity.memory_fit import shape_from_config
-from tuner.capacity.plausibility import check_level, parse_hardware
-from tuner.contracts.results import LevelResult
 from tuner.errors import InputError
 from tuner.load.arrivals import arrival_offsets
 from tuner.load.workload import PromptFactory, Workload
-
-
-def test_the_seed_headline_is_97_percent_of_peak_and_above_is_invalid():
-    hw = parse_hardware("v6e-4")
-    level = LevelResult(concurrency=1, requests=1, completed=1, failed=0, duration_s=1.0, output_tokens=468736,
-                        output_throughput=468736.0)
-    check = check_level(level, hw, 3.8e9)
-    assert check.ceiling_tok_s == pytest.approx(483_158, rel=1e-3) and check.compute_share == pytest.approx(0.97, abs=0.01)
-    assert check.valid
-    level.output_throughput = 500_000.0
-    bad = check_level(level, hw, 3.8e9)
-    assert not bad.valid and "not physically possible" in bad.reason
 
 
 @pytest.mark.parametrize("text,name,count", [("v6e-4", "tpu-v6e", 4), ("tpu-v5p:8", "tpu-v5p", 8),
