@@ -1,5 +1,6 @@
 """Checks what `make demo` left behind, as CI does: every trial measured, every launch's slice time split by phase and
-the live phases printed, every launch that served with a quality figure, the front printed and confirmed, best.yaml written from confirmed numbers with the quality evidence, and (with --report) the HTML report rendered in headless Chromium with no console
+the live phases printed, every launch that served with a quality figure and every level with its share of both
+ceilings (the CPU host's bandwidth measured), the front printed and confirmed, best.yaml written from confirmed numbers with the quality evidence, and (with --report) the HTML report rendered in headless Chromium with no console
 error and one point per search trial (screenshot: test-artifacts/demo-report.png).
 
     python scripts/check_demo.py --log demo-output.txt [--report report.html]
@@ -47,6 +48,14 @@ def problems(log_text: str, storage: str, study_name: str, best_yaml: Path) -> l
     for r in served:  # the quality guard is on in the quickstart: every launch that served answered the probes
         if r.score is None or r.score.quality is None:
             found.append(f"trial {r.number} served but has no quality figure")
+    for r in served:  # the slice's two ceilings (tuner/capacity/roofline.py): every level stores its share of each
+        for level in r.levels:
+            check = level.plausibility
+            if check is None or check.compute is None or check.decode is None:
+                found.append(f"trial {r.number}: level c={level.concurrency} ({level.phase}) has no share of both"
+                             f" ceilings: {check.off if check else 'not checked'}")
+            elif "measured on this host" not in check.decode.bandwidth_source:
+                found.append(f"trial {r.number}: the CPU host's bandwidth is not said to be measured")
     feasible = [r for r in trials if r.complete and r.launched and r.feasible]
     if not feasible:
         found.append("no trial produced a feasible measurement")
@@ -74,6 +83,8 @@ def report_problems(report: Path, storage: str, study_name: str) -> list[str]:
     found = [f"{report}: console error: {line[:300]}" for line in page.console_errors]
     if points != expected:
         found.append(f"{report}: the front plot shows {points} points for {expected} search trials")
+    if "Physical limits" not in report.read_text():
+        found.append(f"{report}: no Physical limits table (each level against the slice's ceilings)")
     return found
 
 

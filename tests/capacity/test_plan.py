@@ -143,3 +143,27 @@ def test_compile_cache_dir_must_be_absolute(tmp_study):
     path = tmp_study("name: s\nmodel: m\nsearch_space: space.yaml\ncompile_cache_dir: ~/xla\n", space)
     with pytest.raises(InputError, match="compile_cache_dir"):
         load_study(path)
+
+
+def test_gemma_plan_judges_the_seeds_headlines_against_both_ceilings():
+    result = plan(str(GEMMA), "--trials", "2")
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "ceilings of tpu-v6e-4: compute 3,672 TFLOP/s" in out and "memory bandwidth 6.56 TB/s" in out
+    gold, peak = out.split("[1]")[1].split("[2]")[0], out.split("[2]")[1].split("claims")[0]
+    for users in ("1,024", "2,048"):  # both enqueued configs, at both of the seed's loads
+        assert f"decode at {users} users: batch 256 " in gold
+        assert f"decode at {users} users: batch {users.replace(',', '')} " in peak
+    assert "(128.0 of 128 experts per layer)" in gold and "KV (fp8)" in gold
+    claims = out.split("claims (throughput measured elsewhere)")[1]
+    assert claims.count("NOT PHYSICALLY POSSIBLE as output tokens") == 3
+    assert "468,736 tok/s at 1,024 users, 'seed: gold standard (balanced)'" in claims
+    assert "needs 22.6 tokens per step per sequence (720% of 3 drafts accepted), with 3 drafts at most 4" in claims
+
+
+def test_a_claim_for_a_config_that_is_not_enqueued_is_a_one_line_input_error(tmp_path):
+    text = GEMMA.read_text().replace('- {config: "seed: production peak"', '- {config: "seed: production pea"')
+    path = tmp_path / "s.yaml"
+    path.write_text(text.replace("../", str(ROOT) + "/"))
+    result = plan(str(path))
+    assert result.exit_code == 2 and "claims.2.config" in result.output and "production pea'" in result.output

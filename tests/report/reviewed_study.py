@@ -42,6 +42,9 @@ def make_reviewed(tmp_path_factory) -> Reviewed:
         "parameters:\n  seqs: {type: categorical, choices: [1, 2, 4], flag: --max-num-seqs}\n"
         f"  mode: {{type: categorical, choices: [ok, '{failing}'], env: FAKE_VLLM_MODE}}\n")
     storage = f"sqlite:///{root / 'db.sqlite'}"
+    # The fake's shape, so every level is read against the host's measured limits (the report's Physical limits).
+    (root / "config.json").write_text('{"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,'
+                                      ' "vocab_size": 2048, "intermediate_size": 128}')
     (root / "study.yaml").write_text(f"""
 name: reviewed
 model: fake
@@ -52,6 +55,8 @@ server:
 load: {{concurrency: [1, 4], requests_per_level: 8, warmup_rounds: 1, input_len: 8, output_len: 8, repeats: 1,
         request_timeout_s: 5, level_timeout_s: 20}}
 resources: {{CPU: 1}}
+model_info: {{config_json: config.json}}
+hardware: {{name: cpu}}
 trials: 3
 storage: {storage}
 runs_dir: {root / 'runs'}

@@ -17,6 +17,8 @@ def test_every_trial_has_a_note_written_by_study_start(reviewed):
     assert feasible.startswith("## Trial 1 (search trial)") and "Feasible:" in feasible
     assert "--max-num-seqs 4" in feasible and "| sweep | 4 |" in feasible
     assert "(Ray node `" in feasible  # where it ran: node_id, recorded by the worker
+    assert "| ceilings |" in feasible and "compute " in feasible and "· bandwidth " in feasible
+    assert "Ceilings of cpu: compute: measured on this host" in feasible
     assert "Penalized: kv_capacity" in failed and "KV cache" in failed
     assert "Trade-off" in optuna_dashboard.get_note(study)
 

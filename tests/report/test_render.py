@@ -18,6 +18,8 @@ def test_the_html_report_is_one_self_contained_file(reviewed, tmp_path):
     assert "Plotly" in text and text.count("class=\"plotly-graph-div\"") >= 5
     assert "id='recommended-yaml'" in text and "max-num-seqs: 4" in text
     assert "kv_capacity" in text
+    assert "<h3>Physical limits</h3>" in text and "decode ceiling tok/s" in text and "bandwidth " in text
+    assert "decode ceiling (bandwidth)" in text  # drawn on the load curves
 
 
 def test_the_markdown_report_links_its_png_figures(reviewed, tmp_path):

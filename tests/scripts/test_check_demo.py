@@ -67,7 +67,32 @@ def test_a_launch_that_served_without_a_quality_figure_is_a_problem(tmp_path):
     unjudged = add_trial(study, [900.0, 0.9], -1.0, {}, params={"seqs": 8}, levels=[level(output_throughput=900.0)])
     (tmp_path / "best.yaml").write_text(GOOD_HEADER)
     found = check_demo.problems(GOOD_LOG, storage, "quickstart-cpu", tmp_path / "best.yaml")
-    assert found == [f"trial {unjudged} served but has no quality figure"]
+    assert found == [f"trial {unjudged} served but has no quality figure",
+                     f"trial {unjudged}: level c=1 (sweep) has no share of both ceilings: not checked"]
+
+
+def test_every_level_of_the_demo_must_carry_its_share_of_both_ceilings_measured_on_the_host(tmp_path):
+    from tests.report.test_export import add_trial
+    from tests.report.test_terminal import level
+
+    from tuner.capacity.hardware import parse_hardware
+    from tuner.capacity.memory_fit import shape_from_config
+    from tuner.capacity.roofline import Roofline, ServingKnobs, SliceLimits, slice_limits
+
+    shape = shape_from_config({"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+                               "vocab_size": 2048, "intermediate_size": 128}, "tiny")
+    storage = make_storage(tmp_path, False)
+    study = optuna.load_study(study_name="quickstart-cpu", storage=storage)
+    (tmp_path / "best.yaml").write_text(GOOD_HEADER)
+    for limits, expected in ((slice_limits(parse_hardware("cpu")), []),
+                             (SliceLimits("cpu", 1e11, "catalog", 1e10, "a catalog figure"),
+                              ["the CPU host's bandwidth is not said to be measured"])):
+        lv = level(output_throughput=900.0)
+        lv.plausibility = Roofline(shape, limits, ServingKnobs()).check(lv)
+        number = add_trial(study, [900.0, 0.9], -1.0, {}, params={"seqs": 8}, levels=[lv])
+        found = [p for p in check_demo.problems(GOOD_LOG, storage, "quickstart-cpu", tmp_path / "best.yaml")
+                 if "ceiling" in p or "bandwidth" in p]
+        assert found == [f"trial {number}: {e}" for e in expected]
 
 
 def test_a_demo_that_showed_no_live_phase_or_slice_time_is_a_problem(tmp_path):

@@ -15,6 +15,7 @@ from tuner.capacity.prelaunch import ModelContext, PlannedConfig, estimate_confi
 from tuner.errors import InputError
 
 if TYPE_CHECKING:
+    from tuner.capacity.roofline import Roofline, SliceLimits
     from tuner.inputs.spec import Study
 
 PLAN_PORT = 8000  # placeholder: a real trial binds a free port chosen at launch
@@ -46,10 +47,113 @@ def render_plan(study: Study, planned: list[PlannedConfig], ctx: ModelContext) -
         lines.append(f"hardware {h.name}: {mem}, KV block {h.block_size} tokens")
     if ctx.why_not:
         lines.append(f"memory estimate unavailable: {ctx.why_not}")
+    limits = _limits_line(ctx, lines)
     for p in planned:
         lines.append("")
         lines.extend(_render_one(p, ctx, spec.server.host))
+        if limits is not None:
+            lines.extend(_ceiling_lines(study, p, ctx, limits))
+    if limits is not None and spec.claims:
+        lines.append("")
+        lines.extend(_claim_lines(study, planned, ctx, limits))
     return "\n".join(lines)
+
+
+# -- the slice's ceilings (tuner/capacity/roofline.py) ---------------------------------------------------------
+def _limits_line(ctx: ModelContext, lines: list[str]) -> SliceLimits | None:
+    from tuner.capacity.roofline import slice_limits
+
+    if ctx.shape is None or ctx.hardware is None:
+        return None
+    limits = slice_limits(ctx.hardware)
+    flops = "unknown" if limits.peak_flops is None else f"{limits.peak_flops / 1e12:,.0f} TFLOP/s ({limits.flops_source})"
+    bandwidth = ("unknown" if limits.bandwidth_bytes_s is None
+                 else f"{limits.bandwidth_bytes_s / 1e12:,.2f} TB/s ({limits.bandwidth_source})")
+    lines.append(f"ceilings of {limits.name}: compute {flops}; memory bandwidth {bandwidth}")
+    return limits
+
+
+def _roofline(p: PlannedConfig, ctx: ModelContext, limits: SliceLimits) -> Roofline:
+    from tuner.capacity.roofline import Roofline, ServingKnobs
+
+    assert ctx.shape is not None
+    return Roofline(ctx.shape, limits, ServingKnobs.from_flags(p.config.flags, ctx.shape))
+
+
+def _prompt_len(study: Study) -> int:
+    """The study traffic's mean prompt length, the context a decode step reads at least."""
+    from tuner.inputs.traffic import resolve_traffic
+    from tuner.load.workload import Workload
+
+    load = study.spec.load
+    workload = Workload(model=study.spec.model, input_len=load.input_len, output_len=load.output_len,
+                        input_len_max=load.input_len_max, output_len_max=load.output_len_max,
+                        samples=resolve_traffic(study).samples)
+    return workload.mean_input_len
+
+
+def _ceiling_lines(study: Study, p: PlannedConfig, ctx: ModelContext, limits: SliceLimits) -> list[str]:
+    """Both ceilings at the study's top concurrency and mean prompt: what no measurement of this config can beat."""
+    roof = _roofline(p, ctx, limits)
+    prompt = _prompt_len(study)
+    claimed = {c.concurrency for c in study.spec.claims}  # every config at the claims' loads, to compare
+    out = [f"  ceiling at {prompt:,}-token prompts (the traffic's mean):"]
+    for users in sorted({max(study.spec.load.concurrency), *claimed}):
+        decode = roof.decode(users, prompt)
+        if decode is None:
+            out.append("          decode: off (no known memory bandwidth)")
+            break
+        experts = (f" ({decode.experts_read:.1f} of {decode.experts_total} experts per layer)"
+                   if decode.experts_read is not None else "")
+        drafts = (f"; with all {decode.draft_tokens} drafts accepted {decode.ceiling_tok_s:,.0f} tok/s"
+                  if decode.draft_tokens else "")
+        out.append(f"          decode at {users:,} users: batch {decode.batch} reads"
+                   f" {_gb(decode.weight_bytes_per_step)} of weights{experts} + {_gb(decode.kv_bytes_per_step)} of"
+                   f" KV ({decode.kv_cache_dtype}) per step = {decode.steps_per_s:,.1f} steps/s:"
+                   f" {decode.steps_per_s * decode.batch:,.0f} output tok/s at one token per step{drafts}")
+    if limits.peak_flops is None:
+        out.append("          compute: off (no known FLOP/s)")
+    else:
+        per_token = roof.flop_per_prompt_token(prompt)
+        out.append(f"          compute: {per_token / 1e9:,.2f} GFLOP per prompt token ="
+                   f" {limits.peak_flops / per_token:,.0f} prompt tok/s at 100% of peak with nothing else computed")
+    return out
+
+
+def _claim_lines(study: Study, planned: list[PlannedConfig], ctx: ModelContext, limits: SliceLimits) -> list[str]:
+    """Figures measured elsewhere for the enqueued configs, against the same ceilings."""
+    by_label = {p.label: p for p in planned if p.enqueued}
+    prompt = _prompt_len(study)
+    out = ["claims (throughput measured elsewhere), against these ceilings:"]
+    for claim in study.spec.claims:
+        p = by_label.get(claim.config)
+        source = f" ({claim.source})" if claim.source else ""
+        out.append(f"  {claim.output_tok_s:,.0f} tok/s at {claim.concurrency:,} users, {claim.config!r}{source}")
+        if p is None:
+            out.append("      not among the planned configs (raise --trials to include every enqueued one)")
+            continue
+        roof = _roofline(p, ctx, limits)
+        decode = roof.decode(claim.concurrency, prompt)
+        if decode is not None:
+            verdict = ("within it" if claim.output_tok_s <= decode.ceiling_tok_s
+                       else "NOT PHYSICALLY POSSIBLE as output tokens")
+            out.append(f"      decode ceiling {decode.ceiling_tok_s:,.0f} tok/s (batch {decode.batch}, "
+                       f"{decode.tokens_per_step:.0f} tokens per step at most): {verdict}")
+            if claim.output_tok_s > decode.ceiling_tok_s:
+                out.append("      " + roof.what_it_needs(claim.output_tok_s, decode))
+            plain = decode.steps_per_s * decode.batch
+            if decode.draft_tokens and plain < claim.output_tok_s <= decode.ceiling_tok_s:
+                need = (claim.output_tok_s / plain - 1.0) / decode.draft_tokens
+                out.append(f"      needs {need:.0%} of its {decode.draft_tokens} drafts accepted")
+        if limits.peak_flops is not None:
+            share = claim.output_tok_s * roof.flop_per_output_token(prompt) / limits.peak_flops
+            out.append(f"      compute: {share:.0%} of peak for the output tokens alone (2 x active params +"
+                       " attention per token)")
+    return out
+
+
+def _gb(n: float) -> str:
+    return f"{n / 1e9:,.1f} GB" if n >= 1e8 else f"{n / 1e6:,.2f} MB"
 
 
 def _cost_line(study: Study) -> str:

@@ -48,8 +48,8 @@ def slice_limits(hardware: Hardware) -> SliceLimits:
     chip = hardware.chip
     if chip.kind == "cpu":
         flops, bandwidth = measure_host()
-        return SliceLimits(hardware.name, flops, "measured on this host (numpy float32 matmul, best of 5; a "
-                           "sustained rate, not a vendor peak)", bandwidth,
+        return SliceLimits(hardware.name, flops, "measured on this host (numpy float32 2048x2048 matmul, best "
+                           "of 5; a sustained rate, not a vendor peak)", bandwidth,
                            "measured on this host (numpy copy of 256 MiB, best of 5)")
     n = hardware.count
     return SliceLimits(hardware.name,
@@ -64,7 +64,7 @@ def measure_host() -> tuple[float, float]:
     """(FLOP/s, bytes/s) this host sustains: a float32 matmul and a copy larger than any cache, best of five."""
     import numpy as np
 
-    n = 1024
+    n = 2048  # 17 GFLOP a product: long enough that the best of five is the host's sustained rate
     a = np.random.default_rng(0).random((n, n), dtype=np.float32)
     flops = 2.0 * n**3 / _best_time(lambda: a @ a)
     src = np.ones(256 * 2**20 // 8)
@@ -160,6 +160,8 @@ class Roofline:
         per_seq, source, drafted = self._tokens_per_step(speculation)
         weights, experts = self.weight_bytes_per_step(batch * (1 + drafted))  # drafts are verified in the step
         kv = batch * self.kv_bytes_per_sequence(context)
+        if weights + kv <= 0:
+            return None  # nothing known to read: no ceiling, rather than an infinite one
         steps = bandwidth / (weights + kv)
         ceiling = steps * batch * per_seq
         return DecodeCeiling(batch=batch, context_len=context, kv_cache_dtype=self.knobs.kv_cache_dtype,
@@ -232,17 +234,22 @@ class Roofline:
                 " tokens counted that were not computed, or failures dropped from the duration?")
 
     def _decode_reason(self, level: LevelResult, decode: DecodeCeiling, speculation: Speculation | None) -> str:
-        needed = level.output_throughput / (decode.steps_per_s * decode.batch)  # tokens per step per sequence
-        head = (f"{level.output_throughput:,.0f} output tok/s is {decode.share:.0%} of the decode ceiling "
-                f"({decode.ceiling_tok_s:,.0f} tok/s: {decode.steps_per_s:,.0f} steps/s x batch {decode.batch} x "
-                f"{decode.tokens_per_step:.2f} tokens per step)")
+        tok_s = level.output_throughput
+        return (f"{tok_s:,.0f} output tok/s is {decode.share:.0%} of the decode ceiling ({decode.ceiling_tok_s:,.0f}"
+                f" tok/s: {decode.steps_per_s:,.1f} steps/s x batch {decode.batch} x {decode.tokens_per_step:.2f}"
+                f" tokens per step): {self.what_it_needs(tok_s, decode, speculation)}")
+
+    def what_it_needs(self, output_tok_s: float, decode: DecodeCeiling, speculation: Speculation | None = None) -> str:
+        """What would have to be true for `output_tok_s` to be output tokens at the decode ceiling's batch."""
+        needed = output_tok_s / (decode.steps_per_s * decode.batch)  # tokens per step per sequence
         k = self.knobs.draft_tokens
         if k and needed - 1.0 <= k:
             measured = f"measured {speculation.acceptance_rate:.0%}" if speculation else "not reported by the server"
-            return f"{head}: needs {(needed - 1.0) / k:.0%} of {k} drafts accepted; {measured}"
-        most = f"with {k} drafts at most {1 + k}" if k else "without speculation 1"
-        return (f"{head}: needs {needed:.1f} tokens per step per sequence, {most}: prompt tokens counted as output?"
-                " prefix-cache hits?")
+            return f"needs {(needed - 1.0) / k:.0%} of {k} drafts accepted; {measured}"
+        most = f" ({(needed - 1.0) / k:.0%} of {k} drafts accepted), with {k} drafts at most {1 + k}" if k else \
+            ", without speculation 1"
+        return (f"needs {needed:.1f} tokens per step per sequence{most}: prompt tokens counted as output? prefix-cache"
+                " hits?")
 
 
 def _lengths(level: LevelResult) -> tuple[int, int]:

@@ -133,6 +133,93 @@ def study_export(
                   highlight=False)
 
 
+@study_app.command("new")
+@user_errors
+def new_command(
+    from_command: str | None = typer.Option(None, "--from-command", help="Your current `vllm serve MODEL --flag"
+                                            " value ...` line (quoted), or @FILE holding it: its model, fixed flags"
+                                            " and knob values (the first trial, labelled as yours)."),
+    model: str | None = typer.Option(None, "--model", help="Or just the model (a hub id or a local folder)."),
+    server_command: str | None = typer.Option(None, "--server-command", help="The server's argv before the model"
+                                              " and flags (default: your command's, else `vllm serve`), e.g."
+                                              " \".venv-vllm/bin/python -m vllm.entrypoints.openai.api_server\"."),
+    hardware: str | None = typer.Option(None, "--hardware", help="The slice one trial owns: tpu-v6e-4, tpu-v5e-8,"
+                                        " gpu-h100-80gb, cpu, ... (default: detected here: a TPU or GPU if one is"
+                                        " visible, else cpu)."),
+    objective: str = typer.Option("throughput", "--objective", help="throughput, goodput (needs --slo), latency"
+                                  " or cost (needs --price-per-slice-hour); stability is always the second."),
+    slo: str | None = typer.Option(None, "--slo", help="Limits at the operating point, e.g."
+                                   " ttft_p99_ms=500,itl_p99_ms=50."),
+    traffic: str = typer.Option("chat", "--traffic", help="chat, long-context (built-in mixes) or a traffic FILE"
+                                " (JSONL / CSV, as `load.dataset` reads)."),
+    input_len: int | None = typer.Option(None, "--input-len", min=1, help="Fixed prompt tokens instead of a mix."),
+    output_len: int | None = typer.Option(None, "--output-len", min=1, help="Fixed output tokens instead of a mix."),
+    trials: int | None = typer.Option(None, "--trials", min=1, help="Search trials (default 30, or the budget's)."),
+    budget: float | None = typer.Option(None, "--budget", min=0.01, help="Slice-hours for the whole study."),
+    confirm: int | None = typer.Option(None, "--confirm", min=0, max=10, help="Relaunches of each front config"
+                                       " before export (default 2 on accelerators, 1 on cpu; 0: off)."),
+    price: float | None = typer.Option(None, "--price-per-slice-hour", min=0.0, help="For cost figures."),
+    model_config: Path | None = typer.Option(None, "--model-config", help="The model's config.json, for a hub"
+                                             " model the memory fit cannot read offline."),
+    active_params: float | None = typer.Option(None, "--active-params", help="Parameters used per token (MoE)."),
+    total_params: float | None = typer.Option(None, "--total-params", help="All parameters (MoE)."),
+    name: str | None = typer.Option(None, "--name", help="Study name and file name (default: model-hardware)."),
+    out_dir: Path = typer.Option(Path("studies"), "-o", "--output-dir", help="Where <name>.yaml and"
+                                 " search_spaces/<name>.yaml are written."),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing files."),
+) -> None:
+    """Write a study file and its search space from your `vllm serve` command, ready for `tuner study start`."""
+    from tuner.inputs.command_line import ServeCommand, parse_serve_command
+    from tuner.inputs.new_study import NewStudyRequest, detect_hardware, write_new_study
+
+    if (from_command is None) == (model is None):
+        raise InputError("tuner study new", "", "give --from-command \"vllm serve MODEL ...\" or --model MODEL (one)")
+    if from_command is not None:
+        source = "--from-command"
+        if from_command.startswith("@"):
+            path = Path(from_command[1:])
+            if not path.is_file():
+                raise InputError("--from-command", from_command, "a file holding your vllm serve command")
+            source, from_command = str(path), path.read_text()
+        command = parse_serve_command(from_command, source)
+    else:
+        command = ServeCommand(command=("vllm", "serve"), model=str(model))
+    if server_command:
+        import dataclasses
+        import shlex
+
+        command = dataclasses.replace(command, command=tuple(shlex.split(server_command)))
+    if objective not in ("throughput", "goodput", "latency", "cost"):
+        raise InputError("--objective", objective, "throughput, goodput, latency or cost")
+    request = NewStudyRequest(command=command, hardware=hardware or detect_hardware(), objective=objective,  # type: ignore[arg-type]
+                              slo=_parse_slo(slo), traffic=traffic, input_len=input_len, output_len=output_len,
+                              trials=trials, budget_slice_hours=budget, confirm=confirm, price_per_slice_hour=price,
+                              name=name, model_config=model_config, total_params=total_params,
+                              active_params=active_params)
+    study_path, space_path, notes = write_new_study(request, out_dir, force)
+    typer.echo(f"wrote {study_path} and {space_path} ({request.hardware})")
+    for note in notes:
+        typer.echo(note)
+    typer.echo(f"next: tuner study plan {study_path}   then: tuner study start {study_path}")
+
+
+def _parse_slo(text: str | None) -> dict[str, float]:
+    from tuner.scoring.objectives import check_latency_name
+
+    limits: dict[str, float] = {}
+    for item in filter(None, (text or "").split(",")):
+        key, _, value = item.partition("=")
+        try:
+            check_latency_name(key.strip())
+        except ValueError as exc:
+            raise InputError("--slo", item, str(exc)) from None
+        try:
+            limits[key.strip()] = float(value)
+        except ValueError:
+            raise InputError("--slo", item, "name=limit in milliseconds, e.g. ttft_p99_ms=500") from None
+    return limits
+
+
 @study_app.command("plan")
 @user_errors
 def plan_command(

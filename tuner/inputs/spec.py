@@ -275,6 +275,16 @@ class HardwareSpec(_Strict):
         return v
 
 
+class Claim(_Strict):
+    """A throughput measured elsewhere (a write-up, a vendor's table) for one enqueued config: `tuner study plan`
+    checks it against the slice's ceilings before any launch (tuner/capacity/roofline.py)."""
+
+    config: str = Field(description="the enqueue label of the config it was measured with")
+    concurrency: PositiveInt = Field(description="concurrent users when it was measured")
+    output_tok_s: PositiveFloat
+    source: str = Field(default="", description="where the figure comes from")
+
+
 class StudySpec(_Strict):
     name: str = Field(pattern=STUDY_NAME_RE)
     model: str = Field(min_length=1, description="model path or id as the server takes it (--model)")
@@ -301,6 +311,8 @@ class StudySpec(_Strict):
                                          "e.g. TPU-V6E or H100 (ray.util.accelerators)")
     enqueue_labels: list[str] = Field(default_factory=list, description="names of the enqueue entries, in order,"
                                       " shown in reports (e.g. 'seed: gold standard')")
+    claims: list[Claim] = Field(default_factory=list, description="throughputs measured elsewhere for enqueued "
+                                "configs, checked by `tuner study plan` against the slice's ceilings")
     model_info: ModelInfo | None = Field(default=None, description="for the memory-fit estimate")
     hardware: HardwareSpec | None = Field(default=None, description="the slice, for the memory-fit estimate")
     predict_from_failures: bool = Field(default=True, description="record a config that a measured kv_capacity"
@@ -363,6 +375,14 @@ class StudySpec(_Strict):
         if self.quality.enabled and self.quality.reference is None and not self.enqueue:
             raise ValueError("quality.reference: name the trusted config's parameters, or enqueue it first (the"
                              " first enqueue entry is the reference)")
+        return self
+
+    @model_validator(mode="after")
+    def _claims_name_configs(self) -> StudySpec:
+        for i, claim in enumerate(self.claims):
+            if claim.config not in self.enqueue_labels:
+                raise ValueError(f"claims.{i}.config: {claim.config!r} is not an enqueue label (known:"
+                                 f" {', '.join(map(repr, self.enqueue_labels)) or 'none'})")
         return self
 
     def quality_reference(self) -> dict[str, Any] | None:

@@ -11,7 +11,8 @@ import optuna_dashboard
 from optuna.trial import TrialState
 
 from tuner.contracts.outcomes import Outcome
-from tuner.report._data import FEASIBLE, outcome_of, report_data
+from tuner.contracts.results import LevelResult
+from tuner.report._data import FEASIBLE, acceptance_cell, ceiling_cell, outcome_of, report_data
 from tuner.report._figures import all_figures
 from tuner.report._render import cost_sentence
 from tuner.study._optuna import live_trial
@@ -78,6 +79,16 @@ def quality_lines(record: TrialRecord) -> list[str]:
     return lines
 
 
+def limits_sources(levels: list[LevelResult]) -> list[str]:
+    """Where the ceilings' figures came from (catalog or measured on the host), and any that were off."""
+    checked = next((lv.plausibility for lv in levels if lv.plausibility is not None), None)
+    if checked is None:
+        return []
+    said = [f"compute: {checked.compute.peak_source}" if checked.compute else "",
+            f"bandwidth: {checked.decode.bandwidth_source}" if checked.decode else "", *checked.off]
+    return ["Ceilings of " + checked.hardware + ": " + "; ".join(s for s in said if s) + ".", ""]
+
+
 def trial_note(record: TrialRecord) -> str:
     role = (f"confirmation run of trial {record.confirms}" if record.confirms is not None else "search trial")
     lines = [f"## Trial {record.number} ({role})", "", outcome_sentence(record), ""]
@@ -94,15 +105,17 @@ def trial_note(record: TrialRecord) -> str:
         split = ", ".join(f"{name.replace('_', ' ')} {seconds:,.0f} s" for name, seconds in record.phases.items())
         lines += [f"**Slice time** {record.wall_s:,.0f} s: {split}.", ""]
     if record.levels:
-        lines += ["| phase | concurrency | output tok/s | TTFT p50 / p99 ms | ITL p99 ms | failed | checks |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += ["| phase | concurrency | output tok/s | TTFT p50 / p99 ms | ITL p99 ms | failed | ceilings |"
+                  " drafts accepted | checks |", "|---|---|---|---|---|---|---|---|---|"]
         for lv in record.levels:
             checks = "ok" if lv.reliable and not lv.warnings else ("FLAGGED: " if not lv.reliable else "") + \
                 "; ".join(lv.warnings)
             lines.append(f"| {lv.phase} | {lv.concurrency} | {lv.output_throughput:,.0f} | "
                          f"{_ms(lv.ttft_ms.p50)} / {_ms(lv.ttft_ms.p99)} | {_ms(lv.itl_ms.p99)} | "
-                         f"{lv.failed} of {lv.requests} | {checks.replace('|', '/')} |")
+                         f"{lv.failed} of {lv.requests} | {ceiling_cell(lv)} | {acceptance_cell(lv)} |"
+                         f" {checks.replace('|', '/')} |")
         lines.append("")
+        lines += limits_sources(record.levels)
     if record.sweep_stopped:
         lines += [f"The sweep stopped early: {record.sweep_stopped}.", ""]
     lines += quality_lines(record)

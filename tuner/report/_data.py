@@ -16,6 +16,7 @@ import optuna
 import pandas as pd
 
 from tuner.contracts.phases import LaunchPhase
+from tuner.contracts.results import LevelResult
 from tuner.errors import TunerError
 from tuner.scoring.confirmation import ConfigSummary, StudyFront, best_of, study_front
 from tuner.scoring.objectives import direction_of
@@ -59,6 +60,7 @@ class ReportData:
     matrices: dict[int, pd.DataFrame] = field(default_factory=dict)  # trial -> `tuner study matrix` points
     cost: StudyCost | None = None  # slice time spent, by phase (tuner.study.cost)
     launches: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per launch: its slice time by phase
+    limits: pd.DataFrame = field(default_factory=pd.DataFrame)  # the chosen configs' levels against the ceilings
 
 
 def outcome_of(record: TrialRecord) -> str:
@@ -89,7 +91,7 @@ def report_data(study: optuna.Study, recommend: str = "max-throughput") -> Repor
         param_names=param_names, importance=_importance(search, front.goals.objectives),
         recommended=recommended, recommended_why=why, matrices=_matrices(study),
         cost=study_cost(recs, StudyRecord.of(study).spec.price_per_slice_hour, grid_of(study)),
-        launches=_launches(recs))
+        launches=_launches(recs), limits=limits_table(chosen))
 
 
 def grid_of(study: optuna.Study) -> int | None:
@@ -257,14 +259,59 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+CURVE_COLUMNS = ["concurrency", "repeat", "output_tok_s", "ttft_p50_ms", "ttft_p99_ms", "itl_p50_ms", "itl_p99_ms",
+                 "failed", "reliable", "warnings", "decode_ceiling_tok_s", "compute_ceiling_tok_s", "ceilings",
+                 "drafts_accepted"]
+
+
 def _curve(record: TrialRecord) -> pd.DataFrame:
+    """A config's sweep levels, each with the slice's two ceilings at that level (as output tok/s)."""
     rows = [{"concurrency": lv.concurrency, "repeat": lv.repeat, "output_tok_s": lv.output_throughput,
              "ttft_p50_ms": lv.ttft_ms.p50, "ttft_p99_ms": lv.ttft_ms.p99, "itl_p50_ms": lv.itl_ms.p50,
              "itl_p99_ms": lv.itl_ms.p99, "failed": lv.failed, "reliable": lv.reliable,
-             "warnings": "; ".join(lv.warnings)}
+             "warnings": "; ".join(lv.warnings), **_ceilings(lv)}
             for lv in record.levels if lv.phase == "sweep"]
-    return pd.DataFrame(rows, columns=["concurrency", "repeat", "output_tok_s", "ttft_p50_ms", "ttft_p99_ms",
-                                       "itl_p50_ms", "itl_p99_ms", "failed", "reliable", "warnings"])
+    return pd.DataFrame(rows, columns=CURVE_COLUMNS)
+
+
+def ceiling_cell(level: LevelResult) -> str:
+    """The level's share of the slice's compute and decode (bandwidth) ceilings (tuner/capacity/roofline.py)."""
+    return "-" if level.plausibility is None else level.plausibility.shares()
+
+
+def acceptance_cell(level: LevelResult) -> str:
+    """Speculative decoding as the server counted it: acceptance rate and tokens per step it bought."""
+    spec = level.speculation
+    return "-" if spec is None else f"{spec.acceptance_rate:.0%} ({1 + spec.accepted_per_draft:.2f} tokens/step)"
+
+
+def _ceilings(level: LevelResult) -> dict[str, Any]:
+    """The level's ceilings as output tok/s: decode directly; compute as the output rate at which everything the
+    level computed would reach 100% of peak (its output tok/s / compute share)."""
+    check = level.plausibility
+    decode = check.decode.ceiling_tok_s if check and check.decode else None
+    compute = (level.output_throughput / check.compute.share if check and check.compute and check.compute.share > 0
+               else None)
+    return {"decode_ceiling_tok_s": decode, "compute_ceiling_tok_s": compute, "ceilings": ceiling_cell(level),
+            "drafts_accepted": acceptance_cell(level)}
+
+
+def limits_table(chosen: list[Chosen]) -> pd.DataFrame:
+    """Every sweep level of the chosen configs against the slice's ceilings: what the report's "Physical limits"
+    table shows."""
+    rows = []
+    for c in chosen:
+        for lv in c.record.levels:
+            if lv.phase != "sweep":
+                continue
+            cells = _ceilings(lv)
+            rows.append({"config": c.role, "trial": c.record.number, "concurrency": lv.concurrency,
+                         "repeat": lv.repeat, "output tok/s": round(lv.output_throughput),
+                         "decode ceiling tok/s": None if cells["decode_ceiling_tok_s"] is None
+                         else round(cells["decode_ceiling_tok_s"]),
+                         "share of ceilings": cells["ceilings"], "drafts accepted": cells["drafts_accepted"],
+                         "within": "yes" if lv.plausibility is None or lv.plausibility.valid else "NO"})
+    return pd.DataFrame(rows)
 
 
 def _failures(search: list[TrialRecord], param_names: list[str]) -> pd.DataFrame:

@@ -83,8 +83,8 @@ def curves_figure(data: ReportData, chosen: Chosen) -> go.Figure:
     fig = make_subplots(rows=1, cols=4, subplot_titles=("output tok/s", "TTFT p99 (ms)", "ITL p99 (ms)",
                                                         "TTFT p99 (ms) vs tok/s"))
     symbols = ["circle" if ok else "circle-open" for ok in curve["reliable"]]
-    hover = [f"concurrency {c}, repeat {r}{' — ' + w if w else ''}"
-             for c, r, w in zip(curve["concurrency"], curve["repeat"], curve["warnings"])]
+    hover = [f"concurrency {c}, repeat {r}; {ceilings}{' — ' + w if w else ''}"
+             for c, r, w, ceilings in zip(curve["concurrency"], curve["repeat"], curve["warnings"], curve["ceilings"])]
     for col, (x, y) in enumerate((("concurrency", "output_tok_s"), ("concurrency", "ttft_p99_ms"),
                                   ("concurrency", "itl_p99_ms"), ("output_tok_s", "ttft_p99_ms")), start=1):
         fig.add_trace(go.Scatter(x=curve[x], y=curve[y], mode="lines+markers", showlegend=False, hovertext=hover,
@@ -92,6 +92,12 @@ def curves_figure(data: ReportData, chosen: Chosen) -> go.Figure:
                       row=1, col=col)
         fig.update_xaxes(title_text=x.replace("_", " "), type="log" if x == "concurrency" else "linear",
                          row=1, col=col)
+    for column, name, dash in (("decode_ceiling_tok_s", "decode ceiling (bandwidth)", "dot"),
+                               ("compute_ceiling_tok_s", "compute ceiling", "dashdot")):
+        if curve[column].notna().any():
+            fig.add_trace(go.Scatter(x=curve["concurrency"], y=curve[column], mode="lines", name=name,
+                                     line=dict(dash=dash, color="#9a9a9a"), hoverinfo="name+x+y"), row=1, col=1)
+            fig.update_yaxes(type="log", row=1, col=1)  # a ceiling can be orders above the measured curve
     if "ttft_p99_ms" in data.slo:
         for col in (2, 4):
             fig.add_hline(y=data.slo["ttft_p99_ms"], line_dash="dash", row=1, col=col)

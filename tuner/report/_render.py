@@ -25,6 +25,13 @@ SECTIONS = [  # (figure id prefix, heading, what the reader learns)
 ]
 
 
+LIMITS_HEADING = "Physical limits"
+LIMITS_NOTE = ("Each level's share of the slice's compute ceiling (prompt and output tokens at 2 x active parameters"
+               " plus attention) and decode ceiling (memory bandwidth over the weights and KV cache a step reads, times"
+               " the tokens per step the server's own draft counters show); a level above either is flagged and never"
+               " decides. The dotted lines on the load curves are these ceilings.")
+
+
 class ReportFigureError(TunerError):
     """The Markdown report's figures could not be drawn (no Chromium for kaleido)."""
 
@@ -74,6 +81,9 @@ def render_html(data: ReportData) -> str:
             body.append(_html_table(data.failures))
         if prefix == "cost":
             body += [f"<p class='note'>{html.escape(cost_sentence(data))}</p>", _html_table(data.launches)]
+        if prefix == "curves-" and len(data.limits):
+            body += [f"<h3>{LIMITS_HEADING}</h3><p class='note'>{html.escape(LIMITS_NOTE)}</p>",
+                     _html_table(data.limits)]
     body += ["<h2>Every search trial</h2>", _html_table(data.trials.rename(columns=lambda c: c.removeprefix("param:")))]
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>tuner report: "
             f"{html.escape(data.study_name)}</title><style>{STYLE}</style>"
@@ -101,6 +111,8 @@ def render_markdown(data: ReportData, figure_dir: Path, link_prefix: str) -> str
             lines += [data.failures.to_markdown(index=False), ""]
         if prefix == "cost":
             lines += [cost_sentence(data), "", data.launches.to_markdown(index=False), ""]
+        if prefix == "curves-" and len(data.limits):
+            lines += [f"### {LIMITS_HEADING}", "", LIMITS_NOTE, "", data.limits.to_markdown(index=False), ""]
     return "\n".join(lines) + "\n"
 
 

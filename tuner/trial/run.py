@@ -327,7 +327,8 @@ class _Sweep:
 
 
     def _describe(self, planned: _Level) -> str:
-        """"c=64: 128 requests (repeat 2); last level 495 tok/s" for the live display."""
+        """"c=64: 128 requests (repeat 2); last level 495 tok/s (compute 0.4% · bandwidth 2.1% of the slice)" for
+        the live display."""
         pattern = planned.pattern
         where = f"{pattern.rate:g} req/s" if pattern.rate is not None else f"c={pattern.concurrency}"
         repeat = f" (repeat {planned.repeat + 1})" if planned.repeat else ""
@@ -335,7 +336,8 @@ class _Sweep:
             shape = planned.workload
             return f"{pattern.requests} requests at once, {shape.input_len} prompt + {shape.output_len} output tokens"
         done = [lv for lv in self.result.levels if lv.completed and lv.phase == "sweep"]
-        last = f"; last level {done[-1].output_throughput:,.0f} tok/s" if done else ""
+        shares = f" ({done[-1].plausibility.shares()} of the slice)" if done and done[-1].plausibility else ""
+        last = f"; last level {done[-1].output_throughput:,.0f} tok/s{shares}" if done else ""
         return f"{where}: {pattern.requests} requests{repeat}{last}"
 
 
