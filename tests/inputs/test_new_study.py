@@ -128,6 +128,8 @@ def test_a_malformed_command_line_is_one_clear_line_and_nothing_is_written(tmp_p
         write_new_study(req, tmp_path, check=check)
     assert says in str(caught.value)
     assert not list(tmp_path.rglob("*.yaml"))
+    if "has no" in says:  # found by the installed-server check: named by the file it would have been
+        assert str(caught.value).startswith(f"{tmp_path / 'm-cpu.yaml'} (not written): server.flags.--max-num-seq:")
     result = new(tmp_path, "--from-command", command, "--hardware", "cpu")
     if "has no" not in says and "fp9" not in command:  # the CLI checks against the server installed here, if any
         assert result.exit_code == 2 and says in result.output and "Traceback" not in result.output
@@ -148,3 +150,28 @@ def test_a_model_alone_on_cpu_gets_the_kv_cache_size_as_a_knob(tmp_path):
     assert None not in study.space.parameters["kv_cache_memory_bytes"].choices
     assert yours == {**{k: None for k in yours}, "kv_cache_dtype": "auto", "kv_cache_memory_bytes": smallest}
     assert yaml.safe_load((tmp_path / "tiny.yaml").read_text())["load"]["input_len"] == 32
+
+
+def test_ngram_without_a_draft_count_is_refused_as_vllm_would(tmp_path):
+    result = new(tmp_path, "--from-command", "vllm serve m --speculative-config '{\"method\": \"ngram\"}'",
+                 "--hardware", "gpu-h100-80gb")
+    assert result.exit_code == 2 and "needs num_speculative_tokens" in result.output
+    assert not list(tmp_path.rglob("*.yaml"))
+
+
+def test_a_traffic_file_is_read_before_anything_is_written(tmp_path):
+    missing = new(tmp_path, "--model", "m", "--hardware", "gpu-h100-80gb", "--traffic", "nowhere.jsonl")
+    assert missing.exit_code == 2 and "--traffic: nowhere.jsonl: chat, long-context, or a traffic file" in \
+        missing.output
+    (tmp_path / "bad.jsonl").write_text("not json\n")
+    bad = new(tmp_path, "--model", "m", "--hardware", "gpu-h100-80gb", "--traffic", str(tmp_path / "bad.jsonl"))
+    assert bad.exit_code == 2 and "bad.jsonl" in bad.output and "Traceback" not in bad.output, bad.output
+    assert not list(tmp_path.rglob("*.yaml"))
+
+
+def test_cost_with_its_price_and_a_budget_beside_the_trials(tmp_path):
+    result = new(tmp_path, "--model", "m", "--hardware", "gpu-h100-80gb", "--objective", "cost",
+                 "--price-per-slice-hour", "4", "--name", "x", "--trials", "1", "--budget", "0.01")
+    assert result.exit_code == 0, result.output  # a budget beside trials is valid
+    text = (tmp_path / "x.yaml").read_text()
+    assert "usd_per_m_tokens" in text and "price_per_slice_hour: 4.0" in text and "slice_hours: 0.01" in text

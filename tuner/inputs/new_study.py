@@ -214,6 +214,9 @@ def _kv_bytes_knob(user: Any, sizing: Sizing) -> Knob:
 def _ngram_knobs(platform: Platform, spec: dict[str, Any]) -> list[Knob]:
     most = 4 if platform.kind == "cpu" else 5
     tokens = int(spec.get("num_speculative_tokens") or 0) or None
+    if spec.get("method") == "ngram" and tokens is None:
+        raise InputError("--from-command", "--speculative-config", "n-gram speculation needs num_speculative_tokens"
+                         ' (vLLM requires it), e.g. {"method": "ngram", "num_speculative_tokens": 3}')
     drafts = Knob("num_speculative_tokens", {"type": "int", "low": 1, "high": max(most, tokens or 1),
                                              "flag": "--speculative-config", "key": "num_speculative_tokens",
                                              "condition": {"spec_method": "ngram"}},
@@ -432,9 +435,13 @@ def write_new_study(req: NewStudyRequest, out_dir: Path, force: bool = False,
     (default tuner.capacity.prelaunch.check_server_inputs)."""
     from tuner.capacity.prelaunch import check_server_inputs
     from tuner.inputs.spec import load_study
+    from tuner.inputs.traffic import resolve_traffic
 
     if req.hardware not in SLICES:
         raise InputError("--hardware", req.hardware, f"one of {', '.join(sorted(SLICES))}")
+    if req.traffic not in TRAFFIC_MIXES and not Path(req.traffic).is_file():
+        raise InputError("--traffic", req.traffic, f"{', '.join(TRAFFIC_MIXES)}, or a traffic file (JSONL or CSV)"
+                         " that exists")
     hardware = SLICES[req.hardware]
     platform = platform_of(hardware)
     name = _study_name(req)
@@ -460,8 +467,13 @@ def write_new_study(req: NewStudyRequest, out_dir: Path, force: bool = False,
             req, platform, knobs, hardware, name, f"search_spaces/{name}.yaml",
             str(req.model_config.resolve()) if req.model_config else None,
             str(Path(req.traffic).resolve()) if req.traffic not in TRAFFIC_MIXES else None))
-        study = load_study(staged_study)  # the same validation as any study: InputError on anything wrong
-        notes = (check or check_server_inputs)(study)
+        try:
+            study = load_study(staged_study)  # the same validation as any study: InputError on anything wrong
+            resolve_traffic(study)  # a traffic file is read as `study start` will read it
+            notes = (check or check_server_inputs)(study)
+        except InputError as exc:  # named by the file it would have been written to (nothing is)
+            where = {str(staged_study): study_path, str(staged_space): space_path}.get(exc.source, exc.source)
+            raise InputError(f"{where} (not written)", exc.key, exc.expected) from None
     space_path.parent.mkdir(parents=True, exist_ok=True)
     space_path.write_text(space)
     study_path.write_text(final)
