@@ -2,9 +2,11 @@
 
 A trial's data flows through the packages in this order (each package's docstring lists its modules):
 
-    inputs/     study file -> StudySpec, search-space file -> SearchSpace, traffic -> SweepPlan (validated once)
+    inputs/     study file -> StudySpec, search-space file -> SearchSpace, traffic -> SweepPlan (validated once);
+                a `vllm serve` line -> a new study (tuner study new)
     capacity/   what the slice holds before a launch: hardware catalog, memory fit, pre-launch check, learned
-                failure rules, `tuner study plan`; and the compute ceiling a measured level is checked against
+                failure rules, `tuner study plan`; and the compute and decode (bandwidth) ceilings every measured
+                level is checked against (roofline)
     server/     params -> ServerConfig (argv + env) -> a running vLLM in its own process group; tuner's calls to
                 it (client); exit code + log -> FailureClass; startup phases
     load/       a server URL + workload -> LevelResult per level, like `vllm bench serve`, checked against the
