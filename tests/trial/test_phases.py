@@ -24,6 +24,7 @@ def test_every_phase_is_reported_as_it_begins_and_the_phases_sum_to_the_wall_tim
     first_level = next(i for i, r in enumerate(reports) if r.phase == LaunchPhase.SWEEP and r.detail.startswith("c="))
     assert phases.index(LaunchPhase.WORST_CASE) < first_level  # met before the sweep's first level
     levels = [r.detail for r in reports if r.phase == LaunchPhase.SWEEP and r.detail and not r.live]
+    assert levels.pop(0) == "building the requests"  # right after startup, before the probes and the worst case
     assert levels[0] == "c=1: 8 requests"
     assert levels[1].startswith("c=4: 8 requests; last level ") and levels[1].endswith(" tok/s")
     assert levels[2].startswith("c=4: 8 requests (repeat 2)")

@@ -23,12 +23,14 @@ class PhaseClock:
         self._since = 0.0
         self._startup_seen: LaunchPhase = LaunchPhase.STARTING
 
-    def enter(self, phase: LaunchPhase, detail: str = "") -> None:
-        """Close the current phase and start `phase` (entering the one already running only reports the detail)."""
+    def enter(self, phase: LaunchPhase, detail: str = "", quiet: bool = False) -> None:
+        """Close the current phase and start `phase` (entering the one already running only reports the detail).
+        `quiet`: account the time without a report (back to the sweep after the probes: its levels report)."""
         if phase != self._current:
             self.stop()
             self._current, self._since = phase, time.monotonic()
-        self.report(phase, detail)
+        if not quiet:
+            self.report(phase, detail)
 
     def stop(self) -> None:
         if self._current is not None:

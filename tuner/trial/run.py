@@ -130,7 +130,7 @@ def run_launch(config: ServerConfig, timeouts: Timeouts, log_path: str, host: st
         result.startup_s = server.wait_ready(on_lines=clock.startup_lines)
         clock.stop()
         result.server_version = server_version(server.base_url)
-        clock.enter(LaunchPhase.SWEEP)
+        clock.enter(LaunchPhase.SWEEP, "building the requests")
         body(server, result, records)
     except ServerStartupFailed as exc:
         result.failure_class, result.failure_detail = exc.failure_class, exc.detail
@@ -241,7 +241,7 @@ class _Sweep:
         else:
             self.result.probes = answers
         self.result.probes_s = (self.result.probes_s or 0.0) + time.monotonic() - began
-        self.clock.enter(LaunchPhase.SWEEP)
+        self.clock.enter(LaunchPhase.SWEEP, quiet=True)
 
     def _planned(self, workload: Workload) -> list[_Level]:
         """Every level this launch may measure. The repeats run at the sweep's top level, which an early stop
