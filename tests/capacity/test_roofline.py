@@ -135,3 +135,12 @@ def test_speculation_from_a_captured_cpu_vllm_metrics_with_ngram_drafts():
     assert 0 < spec.acceptance_rate <= 1 and len(spec.per_position) == 3
     assert sum(spec.per_position) == pytest.approx(spec.accepted_per_draft)  # the positions add up to the total
     assert spec.per_position[0] >= spec.per_position[1] >= spec.per_position[2]  # a later draft needs the earlier
+
+
+def test_dtype_auto_counts_the_bytes_vllm_serves_a_32_bit_checkpoint_in():
+    shape = shape_from_config({**LLAMA_8B, "torch_dtype": "float32"}, "llama")
+    auto = ServingKnobs.from_flags({}, shape)
+    assert auto.weight_dtype == "bfloat16"  # vLLM's --dtype auto: fp32 checkpoints are served in 16 bits
+    assert ServingKnobs.from_flags({"--dtype": "float32"}, shape).weight_dtype == "float32"
+    roof = Roofline(shape, H100, auto)
+    assert roof.weight_bytes_per_step(1)[0] == shape.active_params * 2 and roof.kv_bytes_per_sequence(1) == 32 * 8 * 128 * 2 * 2

@@ -99,7 +99,12 @@ class ServingKnobs:
         dtype = str(flags.get("--dtype") or "auto")
         return cls(max_num_seqs=int(flags.get("--max-num-seqs") or DEFAULT_MAX_NUM_SEQS),
                    kv_cache_dtype=str(flags.get("--kv-cache-dtype") or "auto"),
-                   weight_dtype=shape.dtype if dtype == "auto" else dtype, draft_tokens=drafts)
+                   weight_dtype=served_dtype(shape) if dtype == "auto" else dtype, draft_tokens=drafts)
+
+
+def served_dtype(shape: ModelShape) -> str:
+    """What `--dtype auto` serves: a 32-bit checkpoint in 16 bits (vLLM's rule), otherwise the checkpoint's dtype."""
+    return "bfloat16" if shape.dtype in ("float32", "float") else shape.dtype
 
 
 def expected_experts(experts: int, top_k: int, tokens: float) -> float:
@@ -134,7 +139,7 @@ class Roofline:
     def kv_bytes_per_sequence(self, context: int) -> float:
         """KV one decode step reads for one sequence of `context` tokens (a sliding layer reads its window)."""
         dtype = self.knobs.kv_cache_dtype
-        per_value = DTYPE_BYTES.get(self.shape.dtype if dtype == "auto" else dtype, 2.0)
+        per_value = DTYPE_BYTES.get(self.knobs.weight_dtype if dtype == "auto" else dtype, 2.0)  # auto: as served
         return sum(k.layers * k.kv_heads * k.head_dim * k.kv_tensors * per_value * min(context, k.window or context)
                    for k in self.shape.layer_kinds)
 
