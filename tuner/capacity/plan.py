@@ -48,14 +48,15 @@ def render_plan(study: Study, planned: list[PlannedConfig], ctx: ModelContext) -
     if ctx.why_not:
         lines.append(f"memory estimate unavailable: {ctx.why_not}")
     limits = _limits_line(ctx, lines)
+    prompt = _prompt_len(study) if limits is not None else 0  # the traffic is read once (a dataset may be large)
     for p in planned:
         lines.append("")
         lines.extend(_render_one(p, ctx, spec.server.host))
         if limits is not None:
-            lines.extend(_ceiling_lines(study, p, ctx, limits))
+            lines.extend(_ceiling_lines(study, p, ctx, limits, prompt))
     if limits is not None and spec.claims:
         lines.append("")
-        lines.extend(_claim_lines(study, planned, ctx, limits))
+        lines.extend(_claim_lines(study, planned, ctx, limits, prompt))
     return "\n".join(lines)
 
 
@@ -92,10 +93,9 @@ def _prompt_len(study: Study) -> int:
     return workload.mean_input_len
 
 
-def _ceiling_lines(study: Study, p: PlannedConfig, ctx: ModelContext, limits: SliceLimits) -> list[str]:
+def _ceiling_lines(study: Study, p: PlannedConfig, ctx: ModelContext, limits: SliceLimits, prompt: int) -> list[str]:
     """Both ceilings at the study's top concurrency and mean prompt: what no measurement of this config can beat."""
     roof = _roofline(p, ctx, limits)
-    prompt = _prompt_len(study)
     claimed = {c.concurrency for c in study.spec.claims}  # every config at the claims' loads, to compare
     out = [f"  ceiling at {prompt:,}-token prompts (the traffic's mean):"]
     for users in sorted({max(study.spec.load.concurrency), *claimed}):
@@ -120,10 +120,10 @@ def _ceiling_lines(study: Study, p: PlannedConfig, ctx: ModelContext, limits: Sl
     return out
 
 
-def _claim_lines(study: Study, planned: list[PlannedConfig], ctx: ModelContext, limits: SliceLimits) -> list[str]:
+def _claim_lines(study: Study, planned: list[PlannedConfig], ctx: ModelContext, limits: SliceLimits,
+                 prompt: int) -> list[str]:
     """Figures measured elsewhere for the enqueued configs, against the same ceilings."""
     by_label = {p.label: p for p in planned if p.enqueued}
-    prompt = _prompt_len(study)
     out = ["claims (throughput measured elsewhere), against these ceilings:"]
     for claim in study.spec.claims:
         p = by_label.get(claim.config)

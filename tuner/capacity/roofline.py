@@ -24,11 +24,16 @@ from pathlib import Path
 from typing import Any
 
 from tuner.capacity.hardware import Hardware
-from tuner.capacity.memory_fit import DTYPE_BYTES, ModelShape, load_model_shape
+from tuner.capacity.memory_fit import (
+    DEFAULT_MAX_NUM_SEQS,
+    DTYPE_BYTES,
+    ModelShape,
+    knobs_from_flags,
+    load_model_shape,
+    serving_dtype,
+)
 from tuner.contracts.results import ComputeCeiling, DecodeCeiling, LevelResult, Plausibility, Speculation
 from tuner.errors import ModelConfigError
-
-DEFAULT_MAX_NUM_SEQS = 256  # vLLM's default where the config does not set --max-num-seqs
 
 
 # -- the slice's limits ------------------------------------------------------------------------------------------
@@ -96,15 +101,9 @@ class ServingKnobs:
     def from_flags(cls, flags: dict[str, Any], shape: ModelShape) -> ServingKnobs:
         spec = flags.get("--speculative-config") or {}
         drafts = int(spec.get("num_speculative_tokens") or 0) if isinstance(spec, dict) else 0
-        dtype = str(flags.get("--dtype") or "auto")
-        return cls(max_num_seqs=int(flags.get("--max-num-seqs") or DEFAULT_MAX_NUM_SEQS),
-                   kv_cache_dtype=str(flags.get("--kv-cache-dtype") or "auto"),
-                   weight_dtype=served_dtype(shape) if dtype == "auto" else dtype, draft_tokens=drafts)
-
-
-def served_dtype(shape: ModelShape) -> str:
-    """What `--dtype auto` serves: a 32-bit checkpoint in 16 bits (vLLM's rule), otherwise the checkpoint's dtype."""
-    return "bfloat16" if shape.dtype in ("float32", "float") else shape.dtype
+        knobs = knobs_from_flags(flags, {}, shape)  # the memory fit's reading of the same flags and defaults
+        return cls(max_num_seqs=knobs.max_num_seqs, kv_cache_dtype=knobs.kv_cache_dtype,
+                   weight_dtype=serving_dtype(shape, knobs), draft_tokens=drafts)
 
 
 def expected_experts(experts: int, top_k: int, tokens: float) -> float:
@@ -140,8 +139,7 @@ class Roofline:
         """KV one decode step reads for one sequence of `context` tokens (a sliding layer reads its window)."""
         dtype = self.knobs.kv_cache_dtype
         per_value = DTYPE_BYTES.get(self.knobs.weight_dtype if dtype == "auto" else dtype, 2.0)  # auto: as served
-        return sum(k.layers * k.kv_heads * k.head_dim * k.kv_tensors * per_value * min(context, k.window or context)
-                   for k in self.shape.layer_kinds)
+        return sum(k.bytes_per_token(per_value) * min(context, k.window or context) for k in self.shape.layer_kinds)
 
     # FLOP
     def attention_flop(self, attended: float) -> float:
@@ -204,7 +202,7 @@ class Roofline:
     def check(self, level: LevelResult) -> Plausibility:
         """The level's share of both ceilings; above either, it is marked invalid with what would have to be true."""
         prompt_len, _ = _lengths(level)
-        speculation = level.speculation or (level.server.speculation() if level.server else None)
+        speculation = level.speculation  # the runner reads it from the server's counters before this check
         compute = self.compute(level)
         decode = self.decode(level.concurrency, prompt_len, level.output_throughput, speculation)
         peak = self.limits.peak_flops

@@ -192,7 +192,7 @@ def _batched_knob(platform: Platform, user: Any) -> Knob:
 def _kv_bytes_knob(user: Any, sizing: Sizing) -> Knob:
     per_token = 0.0
     if sizing.shape is not None:
-        per_token = sum(k.layers * k.kv_heads * k.head_dim * k.kv_tensors * 2 for k in sizing.shape.layer_kinds)
+        per_token = sum(k.bytes_per_token(2.0) for k in sizing.shape.layer_kinds)  # 16-bit KV, as served
     # One sequence of the longest request twice over, and at least one of the max-model-len a config may leave unset
     # (vLLM then takes the model's own context: the first trial's, when the command does not set it).
     context = max(2 * sizing.longest_request, sizing.shape.max_position_embeddings or 0 if sizing.shape else 0)
