@@ -40,7 +40,8 @@ def test_a_level_above_the_decode_ceiling_is_flagged_with_why_and_never_decides(
         assert "of the decode ceiling" in check.reason and "without speculation 1" in check.reason
         assert any(w.startswith("implausible: ") for w in lv.warnings)
     score = score_run(result, Goals(objectives=("output_tok_s",)))
-    assert score.outcome == Outcome.UNRELIABLE and score.flags == ["implausible"]
+    # On a busy host the client may be flagged as saturated too; implausible is always among the flags.
+    assert score.outcome == Outcome.UNRELIABLE and "implausible" in score.flags
     assert score.values["output_tok_s"] == 0.0 and score.operating_point is None  # penalized, no level decided
 
 
@@ -48,5 +49,6 @@ def test_within_both_ceilings_every_level_stores_its_shares(tmp_path):
     result = launch(tmp_path, slice_reading(1e15))
     for lv in result.levels:
         check = lv.plausibility
-        assert check.valid and lv.reliable and 0 < check.decode.share < 1 and 0 < check.compute.share < 1
+        assert check.valid and 0 < check.decode.share < 1 and 0 < check.compute.share < 1
+        assert not any(w.startswith("implausible") for w in lv.warnings)  # (a busy host may flag the client)
         assert check.decode.batch == min(lv.concurrency, 4)  # the fake's --max-num-seqs 4
