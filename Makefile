@@ -28,7 +28,9 @@ demo: install model  ## tune the CPU server, print the Pareto front, export the 
 	$(TUNER) study start studies/quickstart-cpu.yaml
 	$(TUNER) study export quickstart-cpu --trial max-throughput -o best.yaml --env-file best.env
 	$(TUNER) study report quickstart-cpu -o report.html
-	@echo; echo "--- best.yaml (start it with: vllm serve --config best.yaml) ---"; cat best.yaml
+	@echo; echo "--- best.yaml ---"; cat best.yaml
+	@echo; echo "start it with (the CPU wheel's vllm script is broken; elsewhere: vllm serve --config best.yaml):"
+	@echo "  set -a && . ./best.env && set +a && .venv-vllm/bin/python -m vllm.entrypoints.openai.api_server --config best.yaml"
 
 # Tests run with a private PostgreSQL server (scripts/postgres.sh), stopped again whatever the outcome.
 PYTEST_WITH_PG = ./scripts/postgres.sh start && \

@@ -30,6 +30,9 @@ def problems(log_text: str, storage: str, study_name: str, best_yaml: Path) -> l
         found.append(f"{best_yaml} does not carry confirmed numbers")
     elif "# quality: greedy answers" not in best_yaml.read_text():
         found.append(f"{best_yaml} does not state the quality evidence")
+    elif "the model's defaults" not in next((line for line in best_yaml.read_text().splitlines()
+                                             if line.startswith("# measured with ")), ""):
+        found.append(f"{best_yaml} does not say it was measured with the model's default sampling")
     study = optuna.load_study(study_name=study_name, storage=storage)
     if not study_front(study).confirmed:
         found.append("the front was not confirmed")

@@ -17,6 +17,7 @@ from tuner.errors import InputError
 if TYPE_CHECKING:
     from tuner.capacity.roofline import Roofline, SliceLimits
     from tuner.inputs.spec import Study
+    from tuner.load.workload import Sample
 
 PLAN_PORT = 8000  # placeholder: a real trial binds a free port chosen at launch
 
@@ -47,8 +48,12 @@ def render_plan(study: Study, planned: list[PlannedConfig], ctx: ModelContext) -
         lines.append(f"hardware {h.name}: {mem}, KV block {h.block_size} tokens")
     if ctx.why_not:
         lines.append(f"memory estimate unavailable: {ctx.why_not}")
+    from tuner.inputs.traffic import resolve_traffic
+
+    samples = resolve_traffic(study).samples  # the traffic is read once (a dataset may be large)
+    lines.extend(_sampling_lines(study, samples))
     limits = _limits_line(ctx, lines)
-    prompt = _prompt_len(study) if limits is not None else 0  # the traffic is read once (a dataset may be large)
+    prompt = _prompt_len(study, samples) if limits is not None else 0
     for p in planned:
         lines.append("")
         lines.extend(_render_one(p, ctx, spec.server.host))
@@ -81,16 +86,41 @@ def _roofline(p: PlannedConfig, ctx: ModelContext, limits: SliceLimits) -> Roofl
     return Roofline(ctx.shape, limits, ServingKnobs.from_flags(p.config.flags, ctx.shape))
 
 
-def _prompt_len(study: Study) -> int:
+def _prompt_len(study: Study, samples: tuple[Sample, ...]) -> int:
     """The study traffic's mean prompt length, the context a decode step reads at least."""
-    from tuner.inputs.traffic import resolve_traffic
     from tuner.load.workload import Workload
 
     load = study.spec.load
     workload = Workload(model=study.spec.model, input_len=load.input_len, output_len=load.output_len,
                         input_len_max=load.input_len_max, output_len_max=load.output_len_max,
-                        samples=resolve_traffic(study).samples)
+                        samples=samples)
     return workload.mean_input_len
+
+
+SPECULATION_FLAGS = ("--speculative-config", "--speculative_config")
+
+
+def searches_speculation(study: Study) -> bool:
+    """The space proposes speculative decoding, or the server's fixed flags turn it on."""
+    in_space = any(p.flag_name in SPECULATION_FLAGS for p in study.space.parameters.values() if p.flag)
+    return in_space or any(flag in study.spec.server.flags for flag in SPECULATION_FLAGS)
+
+
+def _sampling_lines(study: Study, samples: tuple[Sample, ...]) -> list[str]:
+    """The sampling every level is measured with, and a warning when drafts are judged under greedy traffic only:
+    there they are accepted far more often than under the sampling most clients use."""
+    from tuner.contracts.sampling import SamplingInForce, server_defaults
+
+    spec = study.spec
+    in_force = SamplingInForce(sent=spec.load.sampling, defaults=server_defaults(spec.model, spec.server.flags),
+                               per_request=sum(1 for s in samples if s.sampling is not None))
+    lines = [f"sampling: {in_force.describe()}"]
+    if in_force.greedy and searches_speculation(study):
+        lines.append("WARNING: the space searches speculative decoding, but every request is greedy (temperature 0):"
+                     " drafts are accepted far more often than under sampled traffic, so a speculative config can win"
+                     " here and lose in production. Unless your clients really send temperature 0, remove"
+                     " load.sampling (the model's defaults) or set the temperature they use.")
+    return lines
 
 
 def _ceiling_lines(study: Study, p: PlannedConfig, ctx: ModelContext, limits: SliceLimits, prompt: int) -> list[str]:

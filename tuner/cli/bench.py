@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from tuner.cli._app import app, user_errors
 from tuner.errors import InputError
+
+if TYPE_CHECKING:
+    from tuner.contracts.sampling import Sampling
 
 
 @app.command("bench")
@@ -52,6 +55,9 @@ def bench_command(
     ignore_eos: bool = typer.Option(True, "--ignore-eos/--no-ignore-eos", help="Exact output lengths."),
     prompt_kind: str | None = typer.Option(None, "--prompt", help="ids, text or words (default: best available)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the prompts and arrival times (same seed, same requests)."),
+    sampling: str = typer.Option("defaults", "--sampling", help="Sampling sent with every request: 'defaults' (none"
+                                 " sent: the server applies the model's generation config, as `vllm bench serve`"
+                                 " does), 'greedy', or fields like 'temperature=0.7,top_p=0.95'."),
     request_timeout: float = typer.Option(120.0, "--request-timeout", min=0.1,
                                           help="Seconds before one request counts as failed."),
     level_timeout: float = typer.Option(600.0, "--level-timeout", min=1.0,
@@ -93,7 +99,8 @@ def bench_command(
         warmup_rounds=warmup, workers=_workers(workers), slo=SLO(slo_ttft_ms, slo_tpot_ms, slo_e2el_ms),
         hardware=hardware, active_params=active_params, ignore_eos=ignore_eos,
         prompt_kind=prompt_kind, seed=seed, request_timeout_s=request_timeout,  # type: ignore[arg-type]
-        level_timeout_s=level_timeout, api_key=api_key, metrics=metrics, dataset=dataset, dataset_samples=samples)
+        level_timeout_s=level_timeout, api_key=api_key, metrics=metrics, dataset=dataset, dataset_samples=samples,
+        sampling=_sampling(sampling))
     plan = plan_bench(spec)
     started = now_iso()
     levels = _run_with_display(plan, console, live, records_out)
@@ -105,6 +112,15 @@ def bench_command(
     for level in levels:
         for warning in level.warnings:
             console.print(f"[yellow]warning[/] ({_label_of(level)}): {warning}", highlight=False)
+
+
+def _sampling(text: str) -> Sampling:
+    from tuner.contracts.sampling import parse_sampling
+
+    try:
+        return parse_sampling(text)
+    except ValueError as exc:
+        raise InputError("--sampling", text, str(exc)) from None
 
 
 def _run_with_display(plan: Any, console: Any, live: bool, records_out: Path | None) -> list[Any]:

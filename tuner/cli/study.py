@@ -12,6 +12,7 @@ from tuner.errors import InputError
 from tuner.report.matrix import SEED_CONCURRENCY, SEED_INPUT_LENS, SEED_OUTPUT_LENS
 
 if TYPE_CHECKING:
+    from tuner.contracts.sampling import Sampling
     from tuner.study.api import PreparedStudy
 
 
@@ -119,7 +120,7 @@ def study_export(
     storage: str = StorageOption,
 ) -> None:
     """Write a trial's configuration as YAML that `vllm serve --config FILE` accepts as is."""
-    from tuner.report.export import render_config, render_env_file, select_trial, write_atomically
+    from tuner.report.export import launch_command, render_config, render_env_file, select_trial, write_atomically
     from tuner.study import open_study
 
     optuna_study = open_study(name, storage)
@@ -131,6 +132,7 @@ def study_export(
         write_atomically(env_file, env_text)
     console.print(f"trial {chosen.number} written to {output}" + (f" and {env_file}" if env_file else ""),
                   highlight=False)
+    console.print(f"start it with: {launch_command(optuna_study, output, env_file)}", highlight=False, soft_wrap=True)
 
 
 @study_app.command("new")
@@ -163,6 +165,9 @@ def new_command(
                                              " model the memory fit cannot read offline."),
     active_params: float | None = typer.Option(None, "--active-params", help="Parameters used per token (MoE)."),
     total_params: float | None = typer.Option(None, "--total-params", help="All parameters (MoE)."),
+    sampling: str = typer.Option("defaults", "--sampling", help="How your clients sample: 'defaults' (they send"
+                                 " none: the server applies the model's generation_config.json), 'greedy', or"
+                                 " fields like 'temperature=0.7,top_p=0.95'. Decides whether speculation pays."),
     name: str | None = typer.Option(None, "--name", help="Study name and file name (default: model-hardware)."),
     out_dir: Path = typer.Option(Path("studies"), "-o", "--output-dir", help="Where <name>.yaml and"
                                  " search_spaces/<name>.yaml are written."),
@@ -195,12 +200,21 @@ def new_command(
                               slo=_parse_slo(slo), traffic=traffic, input_len=input_len, output_len=output_len,
                               trials=trials, budget_slice_hours=budget, confirm=confirm, price_per_slice_hour=price,
                               name=name, model_config=model_config, total_params=total_params,
-                              active_params=active_params)
+                              active_params=active_params, sampling=_parse_sampling(sampling))
     study_path, space_path, notes = write_new_study(request, out_dir, force)
     typer.echo(f"wrote {study_path} and {space_path} ({request.hardware})")
     for note in notes:
         typer.echo(note)
     typer.echo(f"next: tuner study plan {study_path}   then: tuner study start {study_path}")
+
+
+def _parse_sampling(text: str) -> Sampling:
+    from tuner.contracts.sampling import parse_sampling
+
+    try:
+        return parse_sampling(text)
+    except ValueError as exc:
+        raise InputError("--sampling", text, str(exc)) from None
 
 
 def _parse_slo(text: str | None) -> dict[str, float]:

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from tuner.contracts.outcomes import FailureClass
 from tuner.contracts.quality import ProbeAnswer
+from tuner.contracts.sampling import SamplingInForce
 
 
 class LatencyStats(BaseModel):
@@ -145,6 +146,16 @@ class Speculation(BaseModel):
     accepted_per_draft: float = Field(description="mean accepted tokens per drafting step, so tokens per step - 1")
     per_position: list[float] = Field(default_factory=list, description="acceptance rate of draft position 0, 1, ...")
 
+    def describe(self) -> str:
+        """"48% at the first draft, then 22%, 9%, 4% (1.83 tokens per step)": the first position decides whether
+        drafting pays; tokens per step is what a step yields, 1 without speculation."""
+        step = f"{1 + self.accepted_per_draft:.2f} tokens per step"
+        if not self.per_position:
+            return f"{self.acceptance_rate:.0%} of drafts ({step})"
+        first, *rest = self.per_position
+        then = f", then {', '.join(f'{p:.0%}' for p in rest)}" if rest else ""
+        return f"{first:.0%} at the first draft{then} ({step})"
+
 
 class LevelResult(BaseModel):
     concurrency: int
@@ -186,6 +197,9 @@ class LevelResult(BaseModel):
     phase: str = Field("sweep", description="sweep (the load levels that are scored) or soak (a confirmation run's"
                        " long phase over every shape of the workload, for survival)")
     workload: str = Field("", description="which traffic produced these numbers (tuner.load.Workload.describe)")
+    sampling: SamplingInForce | None = Field(None, description="the sampling these numbers were measured with;"
+                                             " None: measured before sampling was part of the workload, when every"
+                                             " request was greedy (temperature 0)")
     connections_opened: int = Field(0, description="connections opened during the level because the server had closed"
                                     " idle ones (keep-alive timeout) or answered `Connection: close`")
 

@@ -26,6 +26,7 @@ import yaml
 
 from tuner.capacity.hardware import SLICES, Hardware
 from tuner.capacity.memory_fit import ModelShape, knobs_from_flags, load_model_shape, max_fitting_model_len
+from tuner.contracts.sampling import Sampling
 from tuner.errors import InputError
 from tuner.inputs.command_line import ServeCommand
 
@@ -61,6 +62,7 @@ class NewStudyRequest:
     model_config: Path | None = None  # config.json of a hub model (the memory fit reads it)
     total_params: float | None = None
     active_params: float | None = None
+    sampling: Sampling = Sampling()  # noqa: RUF009 (frozen) the traffic's sampling; unset: the model's defaults
 
 
 @dataclass(frozen=True)
@@ -406,7 +408,11 @@ def study_text(req: NewStudyRequest, platform: Platform, knobs: list[Knob], hard
         load["dataset"] = {"path": dataset_rel or req.traffic}
         traffic = f"your traffic file {req.traffic}"
     load["repeats"] = 2
-    out.append(_block("load", load, f"traffic: {traffic}"))
+    if not req.sampling.server_defaults:
+        load["sampling"] = req.sampling.params()
+    sampling = ("sampling: none sent, so the server applies the model's defaults (generation_config.json), as for"
+                " clients that set none" if req.sampling.server_defaults else "sampling: --sampling")
+    out.append(_block("load", load, f"traffic: {traffic}; {sampling}"))
     confirm = platform.confirm if req.confirm is None else req.confirm
     out += ["", _block("confirm", {"repeats": confirm, "candidates": 3}, "front configs relaunched before export")]
     if req.budget_slice_hours is not None:

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator, model_validator
 
+from tuner.contracts.sampling import Sampling
 from tuner.errors import InputError
 from tuner.inputs._yaml import read_yaml_mapping, validate
 from tuner.inputs.search_space import SearchSpace, check_env_name, check_flag_name, load_search_space
@@ -99,6 +100,10 @@ class LoadSpec(_Strict):
     shapes: list[ShapeSpec] = Field(default_factory=list, description="a weighted mix of (input, output) shapes")
     dataset: DatasetSpec | None = None
     seed: int = Field(default=0, description="which prompts and samples requests draw (the same in every trial)")
+    sampling: Sampling = Field(default_factory=Sampling, description="sampling sent with every request (temperature,"
+                               " top_p, top_k, min_p, repetition/presence/frequency penalties, seed); unset, the"
+                               " server's defaults apply (vLLM: the model's generation_config.json), as for a"
+                               " client that leaves sampling alone. {temperature: 0} measures greedy decoding")
     rates: list[PositiveFloat] = Field(default_factory=list, description="open loop: one level per arrival rate"
                                        " (requests/s, ascending) instead of per concurrency; `concurrency` then holds"
                                        " one value, the cap on requests in flight")

@@ -15,7 +15,8 @@ JSON output (--json FILE), schema "tuner.load.bench/1":
       "schema": "tuner.load.bench/1",
       "url": str, "model": str, "started_at": ISO-8601 UTC, "tuner_version": str,
       "workload": {"endpoint", "input_len", "input_len_max", "output_len", "output_len_max", "prefix_len",
-                   "prompt_kind" ("ids" | "text" | "words"), "ignore_eos", "seed"},
+                   "prompt_kind" ("ids" | "text" | "words"), "ignore_eos", "seed",
+                   "sampling" (the fields sent with every request; {} = the server's defaults)},
       "options": {"requests", "duration_s", "warmup_rounds", "workers", "arrival", "burstiness", "slo",
                   "request_timeout_s", "level_timeout_s"},
       "hardware": str | null, "active_params": float | null,
@@ -54,6 +55,7 @@ from typing import Any, Literal
 
 from tuner import __version__
 from tuner.contracts.results import LevelResult
+from tuner.contracts.sampling import Sampling, SamplingInForce, ServerDefaults, server_defaults
 from tuner.errors import InputError
 from tuner.load.matrix import MatrixPoint, grid, workload_for
 from tuner.load.request import RequestRecord
@@ -98,6 +100,7 @@ class BenchSpec:
     metrics: bool = True
     dataset: Path | None = None  # the user's traffic (tuner.load.dataset); replaces inputs/outputs
     dataset_samples: int | None = None
+    sampling: Sampling = field(default_factory=Sampling)  # sent with every request; unset: the server's defaults
 
 
 @dataclass
@@ -121,6 +124,12 @@ class BenchPlan:
     hardware_name: str | None = None
     active_params: float | None = None
     plausibility: Callable[[LevelResult], Any] | None = None
+    defaults: ServerDefaults = field(default_factory=ServerDefaults)  # read from --tokenizer's folder, if any
+
+    @property
+    def sampling_in_force(self) -> SamplingInForce:
+        return SamplingInForce(sent=self.spec.sampling, defaults=self.defaults,
+                               per_request=self.workload.own_sampling)
 
     def options(self, level: BenchLevel) -> LevelOptions:
         s = self.spec
@@ -153,13 +162,15 @@ def plan_bench(spec: BenchSpec) -> BenchPlan:
     samples, label = _dataset_samples(spec, tokenizer)
     workload = Workload(model=model, input_len=in_lo, output_len=out_lo, endpoint=spec.endpoint, vocab_size=vocab,
                         seed=spec.seed, input_len_max=in_hi, output_len_max=out_hi, prefix_len=spec.prefix_len,
-                        ignore_eos=spec.ignore_eos, prompt_kind=spec.prompt_kind, samples=samples, label=label)
+                        ignore_eos=spec.ignore_eos, prompt_kind=spec.prompt_kind, samples=samples, label=label,
+                        sampling=spec.sampling)
     kind = workload.kind(tokenizer)
     if kind == "ids" and not vocab:
         raise InputError("--prompt", "ids", "a vocabulary size: give --tokenizer DIR (config.json or tokenizer.json)")
     plausibility = roofline.check if roofline else None
     return BenchPlan(spec, base_url, model, headers, workload, kind, tokenizer, _levels(spec, workload),
-                     hardware.name if hardware else None, params, plausibility)
+                     hardware.name if hardware else None, params, plausibility,
+                     server_defaults(str(folder)) if folder else ServerDefaults())
 
 
 def _dataset_samples(spec: BenchSpec, tokenizer: Tokenizer | None) -> tuple[tuple, str]:
@@ -223,6 +234,7 @@ def run_bench(plan: BenchPlan, on_start: Callable[[BenchLevel], None] = lambda l
             on_start(level)
             result, records = measure_level(plan.base_url, level.workload, level.pattern, plan.options(level))
             result.workload = level.workload.describe()
+            result.sampling = plan.sampling_in_force
             levels.append(result)
             on_done(level, result, records)
     except KeyboardInterrupt:
@@ -239,7 +251,8 @@ def bench_document(plan: BenchPlan, levels: list[LevelResult], started_at: str) 
         "workload": {"description": w.describe(), "dataset": str(s.dataset) if s.dataset else None,
                      "endpoint": w.endpoint, "input_len": w.input_len, "input_len_max": w.input_len_max,
                      "output_len": w.output_len, "output_len_max": w.output_len_max, "prefix_len": w.prefix_len,
-                     "prompt_kind": plan.prompt_kind, "ignore_eos": w.ignore_eos, "seed": w.seed},
+                     "prompt_kind": plan.prompt_kind, "ignore_eos": w.ignore_eos, "seed": w.seed,
+                     "sampling": w.sampling.params()},
         "options": {"requests": s.requests, "duration_s": s.duration_s, "warmup_rounds": s.warmup_rounds,
                     "workers": "auto" if s.workers is None else str(s.workers),  # as typed: schema unchanged
                     "arrival": s.arrival if s.rates else None, "burstiness": s.burstiness if s.rates else None,

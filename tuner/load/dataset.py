@@ -22,6 +22,10 @@ is one). Each object is recognised by its keys, so one file may mix them:
 
 Every object may carry a "weight" (a positive number, default 1): how often it is drawn relative to the others.
 
+Every object may carry its own sampling, as OpenAI-style request logs do: "temperature", "top_p", "top_k",
+"min_p", "repetition_penalty", "presence_penalty", "frequency_penalty", "seed" at the top level (the request body's
+own keys). They are sent with that request as given, over the study's `load.sampling`.
+
 Sampling: with `limit` smaller than the number of usable entries, `limit` of them are taken at random with
 random.Random(seed): the same file and seed give the same samples, returned in file order. Entries are visited in
 that random order and counted with the tokenizer only until `limit` usable ones are found, so a large ShareGPT file
@@ -41,6 +45,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
+from tuner.contracts.sampling import SAMPLING_FIELDS, Sampling
 from tuner.errors import InputError
 from tuner.load.workload import CHARS_PER_TOKEN, Sample
 
@@ -63,6 +70,7 @@ class _Entry:
     output_text: str | None = None
     weight: float = 1.0
     conversation: bool = False
+    sampling: Sampling | None = None
 
 
 def load_dataset(path: Path, limit: int | None = None, seed: int = 0,
@@ -146,6 +154,19 @@ def _weight(obj: dict, source: str, where: str) -> float:
     return float(value)
 
 
+def _sampling(obj: dict, source: str, where: str) -> Sampling | None:
+    """The request's own sampling fields, if it has any."""
+    given = {key: obj[key] for key in SAMPLING_FIELDS if obj.get(key) is not None}
+    if not given:
+        return None
+    try:
+        return Sampling(**given)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = error["loc"][0] if error["loc"] else ""
+        raise InputError(source, where, f'"{key}": {error["msg"].lower()}, not {given.get(str(key))!r}') from None
+
+
 def _text(obj: dict, key: str, source: str, where: str) -> str | None:
     value = obj.get(key)
     if value is None:
@@ -161,7 +182,7 @@ def _parse(obj: Any, where: str, source: str, count_tokens: CountTokens | None) 
     # "output_tokens" is what `vllm bench serve --dataset-name custom` reads: one file serves both tools.
     output_key = "output_len" if "output_len" in obj else "output_tokens"
     entry = _Entry(where, weight=_weight(obj, source, where),
-                   output_len=_positive_int(obj, output_key, source, where))
+                   output_len=_positive_int(obj, output_key, source, where), sampling=_sampling(obj, source, where))
     if "conversations" in obj or "messages" in obj:
         return _parse_conversation(obj, entry, source, count_tokens)
     if "prompt" in obj:
@@ -238,4 +259,5 @@ def _resolve(entry: _Entry, source: str, count_tokens: CountTokens | None) -> Sa
         if entry.prompt is None:
             raise InputError(source, entry.where, '"input_len" must be a positive whole number of tokens')
         input_len = None  # a prompt the tokenizer counts as 0 tokens (whitespace): sent as is, length unknown
-    return Sample(output_len=output_len, input_len=input_len, prompt=entry.prompt, weight=entry.weight)
+    return Sample(output_len=output_len, input_len=input_len, prompt=entry.prompt, weight=entry.weight,
+                  sampling=entry.sampling)

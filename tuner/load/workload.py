@@ -18,6 +18,10 @@ message's content; the shared prefix is not added to it, and a text drawn twice 
 serve the second from its prefix cache, as `vllm bench serve` datasets do); a sample with only `input_len` gets a
 generated prompt of exactly that many tokens, like the length ranges (ids, text or words; the shared prefix
 included). Either way max_tokens is the sample's output_len.
+
+Sampling (tuner.contracts.sampling): the workload's `sampling` fields are sent with every request; none set (the
+default) sends none, so the server applies its own defaults, as `vllm bench serve` does. A sample's own sampling
+(a request log's) is sent as given, over the workload's.
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ import random
 from dataclasses import dataclass
 from typing import Literal
 
+from tuner.contracts.sampling import Sampling
 from tuner.load.tokenizer import Tokenizer, vocab_size_in
 
 WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet", "kilo", "lima", "mike", "november", "oscar", "papa", "quebec", "romeo", "sierra", "tango", "uniform", "victor", "whiskey", "xray", "yankee", "zulu"]
@@ -45,6 +50,7 @@ class Sample:
     input_len: int | None = None  # tokens; None when `prompt` is given and its length is whatever the tokenizer says
     prompt: str | None = None  # the user's own text prompt (dataset), sent as is
     weight: float = 1.0
+    sampling: Sampling | None = None  # this request's own sampling (a request log's), sent over the workload's
 
     def __post_init__(self) -> None:
         if isinstance(self.output_len, bool) or not isinstance(self.output_len, int) or self.output_len < 1:
@@ -89,6 +95,7 @@ class Workload:
     samples: tuple[Sample, ...] = ()  # the user's traffic: when given, replaces the input/output lengths above
     cycle: bool = False  # samples in order (i % len(samples)) instead of drawn by weight
     label: str = ""  # a name for describe(), e.g. the dataset's file name
+    sampling: Sampling = Sampling()  # noqa: RUF009 (frozen, so one shared default is safe); sent with every request; nothing set: the server's defaults
 
     def __post_init__(self) -> None:
         if not isinstance(self.samples, tuple):  # a list would make the frozen dataclass unhashable
@@ -105,6 +112,11 @@ class Workload:
         when its length was not counted."""
         return max(sample.input_len, self.prefix_len) if sample.prompt is None and sample.input_len is not None \
             else sample.estimated_input_len
+
+    @property
+    def own_sampling(self) -> int:
+        """How many of the traffic's samples carry sampling of their own."""
+        return sum(1 for s in self.samples if s.sampling is not None)
 
     def _weights(self) -> list[float]:
         # In cycle mode every sample is sent equally often, whatever its weight.
@@ -232,7 +244,8 @@ class PromptFactory:
         body: dict = {
             "model": w.model,
             "max_tokens": output_len,
-            "temperature": 0.0,
+            **w.sampling.params(),
+            **(sample.sampling.params() if sample is not None and sample.sampling is not None else {}),
             "stream": True,
             "stream_options": {"include_usage": True},
         }

@@ -17,6 +17,7 @@ import pandas as pd
 
 from tuner.contracts.phases import LaunchPhase
 from tuner.contracts.results import LevelResult
+from tuner.contracts.sampling import describe_sampling
 from tuner.errors import TunerError
 from tuner.scoring.confirmation import ConfigSummary, StudyFront, best_of, study_front
 from tuner.scoring.objectives import direction_of
@@ -61,6 +62,7 @@ class ReportData:
     cost: StudyCost | None = None  # slice time spent, by phase (tuner.study.cost)
     launches: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per launch: its slice time by phase
     limits: pd.DataFrame = field(default_factory=pd.DataFrame)  # the chosen configs' levels against the ceilings
+    traffic: str = ""  # "traffic: dataset chat.jsonl ...; sampling: temperature 0.8, top_p 0.95: the model's defaults"
 
 
 def outcome_of(record: TrialRecord) -> str:
@@ -91,7 +93,15 @@ def report_data(study: optuna.Study, recommend: str = "max-throughput") -> Repor
         param_names=param_names, importance=_importance(search, front.goals.objectives),
         recommended=recommended, recommended_why=why, matrices=_matrices(study),
         cost=study_cost(recs, StudyRecord.of(study).spec.price_per_slice_hour, grid_of(study)),
-        launches=_launches(recs), limits=limits_table(chosen))
+        launches=_launches(recs), limits=limits_table(chosen), traffic=traffic_sentence(search))
+
+
+def traffic_sentence(search: list[TrialRecord]) -> str:
+    """What every level was measured with: the traffic and its sampling (which decides whether drafts pay)."""
+    level = next((lv for r in search for lv in r.levels if lv.phase == "sweep"), None)
+    if level is None:
+        return ""
+    return f"traffic: {level.workload or 'unrecorded'}; sampling: {describe_sampling(level.sampling)}"
 
 
 def grid_of(study: optuna.Study) -> int | None:
@@ -247,6 +257,7 @@ def _metrics(c: Chosen) -> dict[str, Any]:
     metrics["at concurrency"] = s.operating_concurrency if s else (level.concurrency if level else None)
     metrics["launches"] = len(s.runs) if s else 1
     metrics["survival"] = s.components.survival if s else None
+    metrics["drafts accepted"] = acceptance_cell(level) if level and level.speculation else None
     metrics["status"] = ("on the front" if s else outcome_of(c.record))
     return metrics
 
@@ -280,9 +291,13 @@ def ceiling_cell(level: LevelResult) -> str:
 
 
 def acceptance_cell(level: LevelResult) -> str:
-    """Speculative decoding as the server counted it: acceptance rate and tokens per step it bought."""
+    """Speculative decoding as the server counted it, under the level's sampling: acceptance by draft position
+    ("48% / 22% / 9% / 4%": the first decides whether drafting pays) and the tokens per step it bought."""
     spec = level.speculation
-    return "-" if spec is None else f"{spec.acceptance_rate:.0%} ({1 + spec.accepted_per_draft:.2f} tokens/step)"
+    if spec is None:
+        return "-"
+    rates = " / ".join(f"{p:.0%}" for p in spec.per_position) or f"{spec.acceptance_rate:.0%}"
+    return f"{rates} ({1 + spec.accepted_per_draft:.2f} tokens/step)"
 
 
 def _ceilings(level: LevelResult) -> dict[str, Any]:

@@ -67,6 +67,7 @@ def render_html(data: ReportData) -> str:
     body = [f"<h1>Study {html.escape(data.study_name)}</h1>",
             f"<p class='note'>{html.escape(data.title_note)}; objectives: {', '.join(data.objectives)}"
             + (f"; SLOs: {html.escape(_slo(data))}" if data.slo else "") + "</p>",
+            *([f"<p class='note'>Measured with {html.escape(data.traffic)}.</p>"] if data.traffic else []),
             "<h2>Trade-off: baseline, peak and balanced</h2>", _html_table(data.tradeoff, index=True),
             "<h2>Recommended config</h2>", _recommended_html(data)]
     for prefix, heading, note in SECTIONS:
@@ -96,7 +97,8 @@ def render_markdown(data: ReportData, figure_dir: Path, link_prefix: str) -> str
     figures = all_figures(data)
     figure_dir.mkdir(parents=True, exist_ok=True)
     lines = [f"# Study {data.study_name}", "", f"{data.title_note}; objectives: {', '.join(data.objectives)}"
-             + (f"; SLOs: {_slo(data)}" if data.slo else ""), "", "## Trade-off: baseline, peak and balanced", "",
+             + (f"; SLOs: {_slo(data)}" if data.slo else ""), "",
+             *([f"Measured with {data.traffic}.", ""] if data.traffic else []), "## Trade-off: baseline, peak and balanced", "",
              data.tradeoff.to_markdown() if len(data.tradeoff) else "_no feasible config yet_", "",
              "## Recommended config", "", *_recommended_md(data), ""]
     for prefix, heading, note in SECTIONS:

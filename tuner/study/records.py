@@ -317,6 +317,12 @@ class StoredReplay(BaseModel):
     surface: str = ""
 
 
+class StoredServer(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    command: list[str] = Field(default_factory=lambda: ["vllm", "serve"])
+
+
 class StoredSpec(BaseModel):
     """The study spec as stored with it (tuner.study._bookkeeping.stored_spec: secrets redacted). Only what readers
     of a stored study need is typed; the rest is kept as written. A missing field has the default studies had
@@ -333,6 +339,7 @@ class StoredSpec(BaseModel):
     confirm: StoredConfirm = Field(default_factory=StoredConfirm)
     replay: StoredReplay | None = None
     enqueue_labels: list[str] = Field(default_factory=list)
+    server: StoredServer = Field(default_factory=StoredServer)
 
     def goals(self) -> Goals:
         return Goals.on_slice(self.objectives, self.slo, self.hardware.name if self.hardware else None,

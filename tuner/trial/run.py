@@ -22,6 +22,7 @@ from typing import Any
 from tuner.capacity.roofline import Roofline, ServingKnobs, slice_limits
 from tuner.contracts.phases import LaunchPhase, PhaseSink, no_reports
 from tuner.contracts.results import LevelResult, Plausibility, TrialResult
+from tuner.contracts.sampling import SamplingInForce, server_defaults
 from tuner.contracts.sweep import SweepPlan, TrialOutcome, sweep_points
 from tuner.errors import ServerGone, ServerStartupFailed
 from tuner.inputs.spec import LoadSpec, Timeouts
@@ -200,6 +201,9 @@ class _Sweep:
         self.observer(Seam.READY, self.server)
         load = self.plan.load
         workload, tokenizer = _workload(self.server, self.config, self.plan, vocab_size)
+        # Read here, on the worker: the model folder is a path in the worker's environment.
+        self.sampling = SamplingInForce(sent=load.sampling, per_request=workload.own_sampling,
+                                        defaults=server_defaults(self.config.model, self.config.flags))
         self._prepare(workload, tokenizer)
         self.observer(Seam.PROMPTS_BUILT, self.server)
         self._answer_probes()
@@ -310,6 +314,7 @@ class _Sweep:
             level, records = measure_level(self.server.base_url, planned.workload, planned.pattern, options,
                                            planned.repeat, prepared)
             level.phase, level.workload = planned.phase, planned.workload.describe()
+            level.sampling = self.sampling
             self.records_out.extend(_record_lines(level, records))
             result.levels.append(level)  # every attempt is kept, flagged ones too: nothing measured is hidden
             failure = failure_after_level(self.server, level, self.watch, self.config.model, load.request_timeout_s)
@@ -337,7 +342,8 @@ class _Sweep:
             return f"{pattern.requests} requests at once, {shape.input_len} prompt + {shape.output_len} output tokens"
         done = [lv for lv in self.result.levels if lv.completed and lv.phase == "sweep"]
         shares = f" ({done[-1].plausibility.shares()} of the slice)" if done and done[-1].plausibility else ""
-        last = f"; last level {done[-1].output_throughput:,.0f} tok/s{shares}" if done else ""
+        drafts = f"; drafts {done[-1].speculation.describe()}" if done and done[-1].speculation else ""
+        last = f"; last level {done[-1].output_throughput:,.0f} tok/s{shares}{drafts}" if done else ""
         return f"{where}: {pattern.requests} requests{repeat}{last}"
 
 
@@ -413,7 +419,7 @@ def _workload(server: ServerProcess, config: ServerConfig, plan: SweepPlan,
                         endpoint=load.endpoint, vocab_size=vocab_size, seed=load.seed,
                         input_len_max=load.input_len_max, output_len_max=load.output_len_max,
                         prefix_len=load.prefix_len, samples=plan.samples, label=plan.workload_label,
-                        prompt_kind="ids" if tokenizer is None else "text")
+                        prompt_kind="ids" if tokenizer is None else "text", sampling=load.sampling)
     return workload, tokenizer
 
 
