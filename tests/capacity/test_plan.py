@@ -167,3 +167,37 @@ def test_a_claim_for_a_config_that_is_not_enqueued_is_a_one_line_input_error(tmp
     path.write_text(text.replace("../", str(ROOT) + "/"))
     result = plan(str(path))
     assert result.exit_code == 2 and "claims.2.config" in result.output and "production pea'" in result.output
+
+
+def _greedy_copy(tmp_path: Path, sampling: str) -> Path:
+    """The quickstart study with its paths made absolute and the given load.sampling."""
+    import yaml
+
+    spec = yaml.safe_load(QUICK.read_text())
+    spec["search_space"] = str(QUICK.parent / spec["search_space"])
+    spec["load"]["dataset"]["path"] = str(QUICK.parent / spec["load"]["dataset"]["path"])
+    spec["model"] = str(ROOT / spec["model"])
+    spec["load"]["sampling"] = yaml.safe_load(sampling)
+    path = tmp_path / "greedy.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_plan_says_what_sampling_the_levels_use_and_warns_when_drafts_meet_greedy_traffic_only(tmp_path):
+    default = plan(str(QUICK), "--trials", "1")
+    assert default.exit_code == 0, default.output
+    assert "sampling: " in default.output and "WARNING: the space searches speculative" not in default.output
+    greedy = plan(str(_greedy_copy(tmp_path, "{temperature: 0}")), "--trials", "1")
+    assert greedy.exit_code == 0, greedy.output
+    assert "sampling: temperature 0 (greedy): set by the study" in greedy.output
+    assert "WARNING: the space searches speculative decoding, but every request is greedy" in greedy.output
+    sampled = plan(str(_greedy_copy(tmp_path, "{temperature: 0.7}")), "--trials", "1")
+    assert "WARNING" not in sampled.output
+
+
+def test_a_bad_sampling_key_is_one_line_naming_the_file_and_key(tmp_path):
+    from tuner.cli import app as cli
+
+    result = runner.invoke(cli, ["study", "plan", str(_greedy_copy(tmp_path, "{temprature: 0}"))])
+    assert result.exit_code == 2
+    assert "load.sampling.temprature" in result.output and "Traceback" not in result.output

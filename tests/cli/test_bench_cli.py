@@ -119,3 +119,16 @@ def test_document_of_a_plan_keeps_the_options_as_typed():
     document = bench_document(_plan(workers=4, rates=[1.0]), [], "t")
     assert document["options"]["workers"] == "4" and document["options"]["arrival"] == "poisson"
     assert document["workload"]["prompt_kind"] == "words" and document["levels"] == []
+
+
+def test_the_sampling_sent_is_in_the_document_and_every_level(server_url, tmp_path):
+    out = tmp_path / "s.json"
+    result = CliRunner().invoke(app, ["bench", server_url, "-c", "2", "-n", "6", "--input-len", "8", "--output-len",
+                                      "4", "--model", "m", "--json", str(out), "--no-live", "--warmup", "0",
+                                      "--sampling", "temperature=0.5,top_k=20", "--tokenizer", str(TINY)])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    assert doc["workload"]["sampling"] == {"temperature": 0.5, "top_k": 20}
+    assert doc["levels"][0]["sampling"]["sent"]["temperature"] == 0.5
+    bad = CliRunner().invoke(app, ["bench", server_url, "--sampling", "hot", "--no-live"])
+    assert bad.exit_code == 2 and "--sampling: hot:" in bad.output

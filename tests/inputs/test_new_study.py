@@ -175,3 +175,21 @@ def test_cost_with_its_price_and_a_budget_beside_the_trials(tmp_path):
     assert result.exit_code == 0, result.output  # a budget beside trials is valid
     text = (tmp_path / "x.yaml").read_text()
     assert "usd_per_m_tokens" in text and "price_per_slice_hour: 4.0" in text and "slice_hours: 0.01" in text
+
+
+def test_sampling_defaults_to_the_models_and_can_be_asked_for(tmp_path):
+    from tuner.contracts.sampling import Sampling
+
+    (tmp_path / "a").mkdir()
+    assert seed_study(tmp_path / "a").spec.load.sampling == Sampling()  # the model's defaults: nothing sent
+    text = (tmp_path / "a" / "gemma.yaml").read_text()
+    assert "sampling: none sent, so the server applies the model's defaults" in text
+    result = new(tmp_path / "b", "--model", "m", "--hardware", "gpu-h100-80gb", "--sampling",
+                 "temperature=0.7,top_p=0.9", "--model-config", str(GEMMA_CONFIG), "--total-params", "25.2e9",
+                 "--active-params", "3.8e9")
+    assert result.exit_code == 0, result.output
+    written = next((tmp_path / "b").glob("*.yaml"))
+    assert load_study(written).spec.load.sampling == Sampling(temperature=0.7, top_p=0.9)
+    bad = new(tmp_path / "c", "--model", "m", "--hardware", "cpu", "--sampling", "warm")
+    assert bad.exit_code == 2 and "--sampling: warm:" in bad.output
+    assert not (tmp_path / "c").exists() or not list((tmp_path / "c").rglob("*.yaml"))

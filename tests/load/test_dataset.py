@@ -191,3 +191,20 @@ def test_samples_drive_a_workload():
     sent = [json.loads(f.body()) for _ in range(2)]
     assert [(b["prompt"], b["max_tokens"]) for b in sent] == [(s.prompt, s.output_len) for s in samples]
     assert w.describe() == "dataset sharegpt.json: 2 samples, seed 0, in order, mean 10→16 tokens"
+
+
+def test_a_request_log_carries_its_own_sampling(tmp_path):
+    from tuner.contracts.sampling import Sampling
+
+    path = tmp_path / "log.jsonl"
+    path.write_text('{"input_len": 8, "output_len": 4, "temperature": 0.2, "top_p": 0.5}\n'
+                    '{"input_len": 8, "output_len": 4}\n')
+    first, second = load_dataset(path)
+    assert first.sampling == Sampling(temperature=0.2, top_p=0.5) and second.sampling is None
+
+
+def test_a_bad_sampling_value_names_the_line_and_key(tmp_path):
+    path = tmp_path / "log.jsonl"
+    path.write_text('{"input_len": 8, "output_len": 4}\n{"input_len": 8, "output_len": 4, "temperature": -1}\n')
+    with pytest.raises(InputError, match=r'line 2: "temperature": input should be greater than or equal to 0'):
+        load_dataset(path)

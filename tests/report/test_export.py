@@ -118,3 +118,30 @@ def test_write_atomically_leaves_no_temp_files(tmp_path):
     assert target.read_text() == "a: 1\n"
     assert [p.name for p in target.parent.iterdir()] == ["best.yaml"]
 
+
+
+def test_the_header_says_which_sampling_measured_it_and_how_drafts_fared(tmp_path):
+    from tuner.contracts.results import LevelResult, Speculation
+    from tuner.contracts.sampling import SamplingInForce, ServerDefaults
+    from tuner.report.export import launch_command
+
+    s = optuna.create_study(directions=["maximize", "maximize"])
+    s.set_user_attr("spec", {"model": "m", "confirm": {"repeats": 0},
+                             "server": {"command": [".venv-vllm/bin/python", "-m", "vllm.entrypoints.openai.api_server"]}})
+    sampling = SamplingInForce(defaults=ServerDefaults(values={"temperature": 1.0, "top_p": 0.95},
+                                                       source="generation_config"))
+    drafts = Speculation(drafts=100, draft_tokens=300, accepted_tokens=90, acceptance_rate=0.3,
+                         accepted_per_draft=0.9, per_position=[0.5, 0.25, 0.15])
+    measured = LevelResult(concurrency=64, requests=10, completed=10, failed=0, duration_s=1.0, output_throughput=1.0,
+                           sampling=sampling, speculation=drafts).model_dump(mode="json")
+    add_trial(s, [100.0, 1.0], -1.0, {"--max-num-seqs": 16}, levels=[measured])
+    text = render_config(s, select_trial(s, "max-throughput"))
+    assert "# measured with temperature 1, top_p 0.95: the model's defaults" in text
+    assert "# drafts accepted at concurrency 64: 50% at the first draft, then 25%, 15% (1.90 tokens per step)" in text
+    old = optuna.create_study(directions=["maximize", "maximize"])
+    old.set_user_attr("spec", {"model": "m", "confirm": {"repeats": 0}})
+    add_trial(old, [100.0, 1.0], -1.0, {"--max-num-seqs": 16}, levels=[level(16, 100.0)])
+    assert "# measured with temperature 0 (greedy)" in render_config(old, select_trial(old, "max-throughput"))
+    assert launch_command(s, tmp_path / "best.yaml", tmp_path / "best.env").endswith(
+        f".venv-vllm/bin/python -m vllm.entrypoints.openai.api_server --config {tmp_path / 'best.yaml'}")
+    assert launch_command(old, tmp_path / "b.yaml") == f"vllm serve --config {tmp_path / 'b.yaml'}"

@@ -136,3 +136,22 @@ def test_a_sweep_without_stop_early_measures_every_level(tmp_path):
     plan = load(concurrency=[2, 8], plateau_gain=0.5, stop_early=False)
     result = worker.run_trial(config(tmp_path), plan, TIMEOUTS, str(tmp_path / "trial.log"), vocab_size=1000).result
     assert result.sweep_stopped == "" and {lv.concurrency for lv in result.levels} == {2, 8}
+
+
+def test_every_level_records_the_sampling_it_was_measured_with(tmp_path):
+    import dataclasses
+    import json
+
+    from tuner.contracts.sampling import Sampling
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "generation_config.json").write_text(json.dumps({"temperature": 0.8, "top_p": 0.95}))
+    served = dataclasses.replace(config(tmp_path), model=str(folder))
+    result = worker.run_trial(served, load(concurrency=[2]), TIMEOUTS, str(tmp_path / "a.log"), vocab_size=1000).result
+    assert result.levels and all(lv.sampling is not None for lv in result.levels)
+    assert result.levels[0].sampling.describe() == "temperature 0.8, top_p 0.95: the model's defaults"
+    greedy = load(concurrency=[2], sampling=Sampling(temperature=0))
+    result = worker.run_trial(served, greedy, TIMEOUTS, str(tmp_path / "b.log"), vocab_size=1000).result
+    assert result.levels[0].sampling.greedy
+    assert result.levels[0].sampling.describe() == "temperature 0 (greedy): set by the study"

@@ -31,6 +31,10 @@ VLLM_BUILTIN_DEFAULTS: dict[str, float | int] = {"temperature": 1.0, "top_p": 1.
 # The fields vLLM takes from a model's generation_config.json (vllm/config/model.py, get_diff_sampling_param).
 GENERATION_CONFIG_FIELDS = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty")
 GENERATION_CONFIG = "generation_config.json"
+# Values that leave sampling as it is; a default at one of these goes without saying (temperature and top_p are
+# always said).
+NEUTRAL: dict[str, float | int] = {"top_k": 0, "min_p": 0.0, "repetition_penalty": 1.0, "presence_penalty": 0.0,
+                                   "frequency_penalty": 0.0}
 
 
 class Sampling(BaseModel):
@@ -76,7 +80,8 @@ class ServerDefaults(BaseModel):
         if self.source == "unknown":
             return "the server's defaults (the model's generation config was not readable here)"
         whose = "the model's defaults" if self.source == "generation_config" else "vLLM's defaults"
-        return f"{_params_text(self.values)}: {whose}"
+        shown = {k: v for k, v in self.values.items() if NEUTRAL.get(k) != v or k in ("temperature", "top_p")}
+        return f"{_params_text(shown)}: {whose}"
 
 
 class SamplingInForce(BaseModel):
