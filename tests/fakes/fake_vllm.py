@@ -21,6 +21,11 @@ told by FAKE_VLLM_MODE (env, so the tuner's argv stays that of a real server):
   oom-above:T          print vLLM's CUDA out-of-memory line and exit(1) once the requests generating at once hold more
                        than T tokens (prompt + max_tokens each): memory that runs out only at the top of the load
                        (vLLM #21410: the startup memory probe passed, the server died under load)
+  first-short-dies:N:SIG  when the very first completion after startup has a prompt shorter than N tokens, the
+                       engine's worker dies by signal SIG (ILL, SEGV, BUS, ABRT), as vLLM 0.32's CPU build does on a
+                       one-token first prompt (SIGILL): the worker's death line in the log, HTTP 500 EngineDeadError
+                       to that request, then the API server exits 0. A longer first request is served, and after it
+                       short prompts are too
   hang-after:N         after N completion requests, accept requests but never produce a token; /health stays 200
   fail-every:K         every K-th completion gets HTTP 500
   truncate-every:K     every K-th completion stream stops mid-way (no usage, no [DONE])
@@ -174,6 +179,10 @@ async def completion(send, receive, req: dict) -> None:
     n = int(req.get("max_tokens") or 16)
     prompt = req.get("prompt")
     prompt_tokens = len(prompt) if isinstance(prompt, list) else len(fake_encode(str(prompt)))
+    if MODE.startswith("first-short-dies:") and state["completions"] == 1:
+        shortest, name = mode_arg().split(":")
+        if prompt_tokens < int(shortest):
+            await worker_killed_by(send, name)
     if MODE.startswith("die-after") and state["completions"] > int(mode_arg()):
         print("RuntimeError: fake engine core died (EngineDeadError)", flush=True)
         os._exit(1)
@@ -194,6 +203,19 @@ async def completion(send, receive, req: dict) -> None:
         await stream(send, n, prompt_tokens, truncate, malformed, gone)
     finally:
         gone.cancel()
+
+
+async def worker_killed_by(send, name: str) -> None:
+    """vLLM's words when a signal kills its engine's worker, the answer the request gets, and the API server's own
+    exit (code 0: it shut down "cleanly" after its engine died)."""
+    code = -int(getattr(signal, f"SIG{name}"))
+    print(f"ERROR 12-07 14:00:00 [multiproc_executor.py:150] Worker proc VllmWorker-0 died unexpectedly (exit code:"
+          f" {code}), shutting down executor.", flush=True)
+    print("ERROR 12-07 14:00:00 [async_llm.py:480] EngineDeadError: EngineCore encountered an issue. See stack trace"
+          " (above) for the root cause.", flush=True)
+    await send_json(send, 500, {"error": {"message": "EngineCore encountered an issue.", "type": "EngineDeadError"}})
+    await asyncio.sleep(0.2)
+    os._exit(0)
 
 
 def wrong_for(context_len: int) -> bool:

@@ -155,3 +155,22 @@ def test_every_level_records_the_sampling_it_was_measured_with(tmp_path):
     result = worker.run_trial(served, greedy, TIMEOUTS, str(tmp_path / "b.log"), vocab_size=1000).result
     assert result.levels[0].sampling.greedy
     assert result.levels[0].sampling.describe() == "temperature 0 (greedy): set by the study"
+
+
+def test_the_first_request_is_an_ordinary_one_of_the_traffic_sent_alone(tmp_path):
+    """vLLM 0.32's CPU build dies when its very first request has a one-token prompt; tuner's first request is one
+    of the study's own, so a launch whose later traffic (or probes) has one-token prompts still serves."""
+    served = config(tmp_path, "first-short-dies:2:ILL")
+    result = worker.run_trial(served, load(concurrency=[2], input_len=1, input_len_max=16), TIMEOUTS,
+                              str(tmp_path / "ok.log"), vocab_size=1000).result
+    assert result.failure_class is None, result.failure_detail
+    assert result.levels and result.levels[0].failed == 0
+
+
+def test_a_server_killed_by_its_first_request_failed_to_start_and_the_signal_is_named(tmp_path):
+    served = config(tmp_path, "first-short-dies:100:ILL")
+    result = worker.run_trial(served, load(concurrency=[2]), TIMEOUTS, str(tmp_path / "dies.log"),
+                              vocab_size=1000).result
+    assert result.failure_class == "crash" and not result.levels
+    assert "at its first request" in result.failure_detail
+    assert "worker VllmWorker-0 killed by SIGILL (exit code -4)" in result.failure_detail

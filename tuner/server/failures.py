@@ -21,6 +21,7 @@ tolerance sized for a host, whose OS and tuner processes always hold some RAM.
 from __future__ import annotations
 
 import re
+import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -144,7 +145,33 @@ def classify(exit_code: int | None, log_text: str, device_users: Sequence[Device
         return Diagnosis(FailureClass.INVALID_CONFIG, "exit code 2 (command-line error)")
     if exit_code == -9:
         return Diagnosis(FailureClass.OOM, "killed by SIGKILL (host out-of-memory killer)")
-    return Diagnosis(FailureClass.CRASH, f"exit code {exit_code}: {_last_words(lines)}"[:300])
+    killed = signal_death(exit_code, log_text)
+    return Diagnosis(FailureClass.CRASH, (f"{killed}; " if killed else "") + f"exit code {exit_code}:"
+                     f" {_last_words(lines)}"[:300])
+
+
+# vLLM's engine reports a worker that a signal ended: "Worker proc VllmWorker-0 died unexpectedly (exit code: -4)".
+_WORKER_DIED = re.compile(r"(?:Worker proc|process) (?P<who>[\w.-]+) died unexpectedly\W+exit code:? (?P<code>-\d+)")
+
+
+def signal_death(exit_code: int | None, log_text: str) -> str:
+    """Which process a signal ended, in words ("worker VllmWorker-0 killed by SIGILL (exit code -4)"), from the
+    server's own exit status or its log's report of a worker; "" when no signal ended anything. The API server
+    itself often exits 0 after its engine's worker died: the worker's signal is the evidence."""
+    found = _WORKER_DIED.search(log_text)
+    if found is not None:
+        return f"worker {found.group('who')} killed by {_signal_name(int(found.group('code')))}" \
+               f" (exit code {found.group('code')})"
+    if exit_code is not None and exit_code < 0:
+        return f"the server killed by {_signal_name(exit_code)} (exit code {exit_code})"
+    return ""
+
+
+def _signal_name(code: int) -> str:
+    try:
+        return signal.Signals(-code).name
+    except ValueError:
+        return f"signal {-code}"
 
 
 def _root_cause(lines: list[_LogLine]) -> tuple[FailureClass, str] | None:

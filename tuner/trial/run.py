@@ -37,7 +37,7 @@ from tuner.load.runner import (
 )
 from tuner.load.server_counters import LevelProgress
 from tuner.load.tokenizer import ServerTokenizer, Tokenizer, TokenizerUnavailable
-from tuner.load.workload import Sample
+from tuner.load.workload import PromptFactory, Sample
 from tuner.scoring.objectives import Goals, slo_excess
 from tuner.server.client import server_client, server_version
 from tuner.server.config import ServerConfig, redact_text
@@ -206,6 +206,7 @@ class _Sweep:
                                         defaults=server_defaults(self.config.model, self.config.flags))
         self._prepare(workload, tokenizer)
         self.observer(Seam.PROMPTS_BUILT, self.server)
+        self._first_request(workload, tokenizer)
         self._answer_probes()
         with ServerWatch(self.server) as self.watch:
             self.options = LevelOptions(request_timeout_s=load.request_timeout_s,
@@ -229,6 +230,30 @@ class _Sweep:
                 self.observer(Seam.BEFORE_SOAK, self.server)
                 if self._measure(_Level(soak, 0, replace(workload, cycle=True), "soak")):
                     self._answer_probes(after_soak=True)
+
+    def _first_request(self, workload: Workload, tokenizer: Tokenizer | None) -> None:
+        """One ordinary request of the study's traffic, alone, before anything else is sent (as `vllm bench serve`
+        sends a test request first). A server's first shapes are its sharpest edges: vLLM 0.32's CPU build kills
+        its worker (SIGILL) when its very first request has a one-token prompt, and an accelerator compiles or
+        picks a kernel at first use. So what a launch meets first is tuner's choice, not a race between probes. Its
+        time counts as startup; a server that dies of it failed to start, with its own evidence."""
+        began = time.monotonic()
+        self.clock.enter(LaunchPhase.STARTING, "the first request, alone")
+        request = PromptFactory(replace(workload, cycle=True), tokenizer).body()  # request 0: the first sample
+        try:
+            with server_client(self.plan.load.request_timeout_s) as client:
+                response = client.post(self.server.base_url + workload.endpoint, content=request,
+                                        headers={"Content-Type": "application/json"})
+            status, said = response.status_code, response.text[:200]
+        except ServerGone as exc:
+            status, said = 0, f"{exc.call}: {exc.kind}"
+        code = self.server.wait_exit(EXIT_WAIT_S) if status != 200 else None
+        if code is not None:
+            cause = self.server.diagnose(code)
+            raise ServerStartupFailed(cause.failure_class, f"exit code {code} at its first request (alone, before"
+                                      f" any probe or level): {cause.detail} ({said.strip() or f'HTTP {status}'})")
+        self.result.startup_s = (self.result.startup_s or 0.0) + time.monotonic() - began
+        self.clock.enter(LaunchPhase.SWEEP, quiet=True)
 
     def _answer_probes(self, after_soak: bool = False) -> None:
         """The quality probes, before any load: the server is fresh, and a wrong answer fails the config before its
