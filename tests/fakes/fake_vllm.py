@@ -26,6 +26,8 @@ told by FAKE_VLLM_MODE (env, so the tuner's argv stays that of a real server):
                        one-token first prompt (SIGILL): the worker's death line in the log, HTTP 500 EngineDeadError
                        to that request, then the API server exits 0. A longer first request is served, and after it
                        short prompts are too
+  first-dies-on:LAUNCHES:SIG:FILE  the launches listed (comma-separated indices; FILE counts launches) die as
+                       first-short-dies at their very first completion, whatever its length; the others serve
   hang-after:N         after N completion requests, accept requests but never produce a token; /health stays 200
   fail-every:K         every K-th completion gets HTTP 500
   truncate-every:K     every K-th completion stream stops mid-way (no usage, no [DONE])
@@ -354,12 +356,16 @@ def serve() -> None:
                 lifespan="on")
 
 
-def launch_dies(probability: float, counter: Path) -> bool:
+def next_launch(counter: Path) -> int:
     launch = int(counter.read_text()) if counter.exists() else 0
     counter.write_text(str(launch + 1))
+    return launch
+
+
+def launch_dies(probability: float, counter: Path) -> bool:
     import random
 
-    return random.Random(launch).random() < probability
+    return random.Random(next_launch(counter)).random() < probability
 
 
 def main() -> None:
@@ -369,6 +375,10 @@ def main() -> None:
     if MODE.startswith("die-randomly:"):
         probability, after, counter = mode_arg().split(":", 2)
         MODE = f"die-after:{after}" if launch_dies(float(probability), Path(counter)) else "ok"
+    if MODE.startswith("first-dies-on:"):
+        launches, name, counter = mode_arg().split(":", 2)
+        dies = next_launch(Path(counter)) in {int(n) for n in launches.split(",") if n}
+        MODE = f"first-short-dies:{10**9}:{name}" if dies else "ok"
     if MODE.startswith("exit:"):
         code, path = mode_arg().split(":", 1)
         print(Path(path).read_text(), flush=True)

@@ -387,3 +387,34 @@ def test_predict_from_failures_off_launches_every_config(tmp_path):
     _failed, longer = run(study).get_trials()
     assert longer.user_attrs.get("launched", True) and not longer.user_attrs.get("predicted")
     assert longer.user_attrs["failure_class"] == "kv_capacity"  # measured, by a launch
+
+
+def test_a_server_killed_by_a_signal_before_serving_is_relaunched_once_and_its_death_counts(tmp_path):
+    counter = tmp_path / "launches"
+    trial = only_trial(run(make_study(tmp_path, f"first-dies-on:0:ILL:{counter}")))
+    assert trial.state.name == "COMPLETE" and trial.constraints["config_failure"] < 0  # not penalized as a crash
+    assert trial.user_attrs["attempts"] == 2
+    assert "killed by SIGILL" in trial.user_attrs["relaunched_after"]
+    assert "at its first request" in trial.user_attrs["relaunched_after"]
+    survival = trial.user_attrs["score"]["components"]["survival"]
+    assert survival == pytest.approx(0.5)  # the first launch lived none of its levels, the relaunch all of its own
+
+
+def test_a_config_killed_the_same_way_twice_is_a_crash_with_both_launches_as_evidence(tmp_path):
+    counter = tmp_path / "launches"
+    trial = only_trial(run(make_study(tmp_path, f"first-dies-on:0,1:SEGV:{counter}")))
+    assert trial.user_attrs["failure_class"] == "crash" and trial.constraints["config_failure"] > 0
+    assert trial.user_attrs["killed_by"] == "SIGSEGV" and trial.user_attrs["attempts"] == 2
+    assert "twice: its first launch died the same way" in trial.user_attrs["failure_detail"]
+
+
+def test_a_signal_on_every_config_stops_the_study_as_the_environment(tmp_path):
+    from tuner.errors import SetupError
+
+    counter = tmp_path / "launches"
+    study = make_study(tmp_path, f"first-dies-on:{','.join(map(str, range(10)))}:ILL:{counter}", trials=4)
+    with pytest.raises(SetupError, match="SIGILL killed it before it served a request on 2 configs in a row"):
+        run(study)
+    optuna_study = optuna.load_study(study_name="faults", storage=open_storage(study.spec.storage))
+    assert [t.user_attrs.get("failure_class") for t in optuna_study.get_trials()] == ["crash", "crash"]
+    assert int(counter.read_text()) == 4  # two configs, each launched twice, and nothing more

@@ -225,6 +225,11 @@ class TrialResult(BaseModel):
     startup: dict[str, Any] = Field(default_factory=dict, description="startup_* phases (tuner.server.startup)")
     phases: dict[str, float] = Field(default_factory=dict, description="slice seconds per launch phase, in phase"
                                      " order, summing to wall_s (tuner.contracts.phases.LaunchPhase)")
+    killed_by: str = Field("", description="the signal that ended the server or its engine's worker (SIGILL,"
+                           " SIGSEGV, ...), from its exit status and its log; empty when none did")
+    relaunched_after: str = Field("", description="this launch ran the same parameters again because a signal"
+                                  " killed the first launch before it served a request: that launch's detail (its"
+                                  " death counts against survival)")
     traceback: str = Field("", description="tuner_error only: where tuner's own code raised (secrets redacted)")
     sweep_stopped: str = Field("", description="why the sweep ended before its highest level (load.stop_early)")
     replayed: str = Field("", description="not measured by this study: drawn from this recorded surface"

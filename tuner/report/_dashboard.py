@@ -102,6 +102,9 @@ def trial_note(record: TrialRecord) -> str:
         attempts = f", {record.attempts} attempts" if record.attempts > 1 else ""
         node = f" (Ray node `{record.node_id[:12]}`)" if record.node_id else ""
         lines += [f"Ran on `{record.hostname}`{node} in {record.wall_s:.0f} s{startup}{attempts}.", ""]
+    if record.relaunched_after:
+        lines += [f"**Relaunched once**: a signal killed its first launch before it served ({record.relaunched_after});"
+                  " that death counts against survival.", ""]
     if record.phases:
         split = ", ".join(f"{name.replace('_', ' ')} {seconds:,.0f} s" for name, seconds in record.phases.items())
         lines += [f"**Slice time** {record.wall_s:,.0f} s: {split}.", ""]

@@ -95,7 +95,9 @@ def summarize(runs: Sequence[TrialRecord], goals: Goals, noise: float, repeats: 
     evidence = [r.score.evidence if r.score is not None else Evidence() for r in runs]  # no score: lived nothing
     requests = sum(e.requests for e in evidence)
     components = StabilityComponents(
-        survival=statistics.mean(1.0 if e.lived_through else 0.0 for e in evidence),
+        # A launch a signal killed before it served, then relaunched, counts as a launch that died.
+        survival=statistics.mean([*(1.0 if e.lived_through else 0.0 for e in evidence),
+                                  *(0.0 for e in evidence for _ in range(e.deaths_before))]),
         success=sum(e.completed for e in evidence) / requests if requests else 0.0,
         headroom=1.0 - min(1.0, sum(e.preemptions for e in evidence) / requests) if requests else 0.0,
         consistency=consistency(spread, noise),

@@ -14,7 +14,8 @@ Outcome of a launch (`Score.outcome`), checked in this order:
 
 Stability of one launch, a product of components in [0, 1] (one bad component cannot hide behind good ones):
   survival      1 when the server lived through every phase of the launch, 0 when it failed at startup or died or
-                hung under load (across launches, tuner.scoring.confirmation makes it the share of launches survived: the
+                hung under load; 1/2 when it lived, but only on a relaunch after a signal killed its first launch
+                before it served (tuner.study._runner: the first death counts like any death) (across launches, tuner.scoring.confirmation makes it the share of launches survived: the
                 measured failure rate, e.g. the seed's "occasional OOM" config)
   success       requests that succeeded / requests sent, every phase
   headroom      1 - preemptions per request sent. A KV cache that runs full without preempting is vLLM's scheduler
@@ -74,6 +75,7 @@ class Evidence(_Stored):
     preemptions: float = 0.0
     peak_kv_usage: float | None = None
     repeat_spread: float | None = None  # relative deviation of the repeated top level within this launch: noise
+    deaths_before: int = 0  # earlier launches of these parameters a signal killed before they served (relaunched)
 
     @property
     def lived_through(self) -> bool:
@@ -121,6 +123,7 @@ def evidence_of(result: TrialResult) -> Evidence:
         phases_planned=max(result.levels_planned, measured, 1),
         phases_lived=lived,
         survived=result.failure_class is None,
+        deaths_before=1 if result.relaunched_after else 0,
         requests=sum(lv.requests for lv in levels),
         completed=sum(lv.completed for lv in levels),
         # The worst case is meant to fill the KV cache: preempting there is the scheduler's job, not fragility
@@ -153,7 +156,7 @@ def relative_mad(values: list[float]) -> float | None:
 
 def components_of(evidence: Evidence) -> StabilityComponents:
     return StabilityComponents(
-        survival=1.0 if evidence.survived else 0.0,
+        survival=(1.0 if evidence.survived else 0.0) / (1 + evidence.deaths_before),  # the share of launches lived
         success=evidence.completed / evidence.requests if evidence.requests else 0.0,
         headroom=1.0 - min(1.0, evidence.preemptions / evidence.requests) if evidence.requests else 0.0,
     )

@@ -167,6 +167,13 @@ def signal_death(exit_code: int | None, log_text: str) -> str:
     return ""
 
 
+def killing_signal(exit_code: int | None, log_text: str) -> str:
+    """The signal's name ("SIGILL") that ended the server or its engine's worker; "" when none did."""
+    found = _WORKER_DIED.search(log_text)
+    code = int(found.group("code")) if found is not None else exit_code
+    return _signal_name(code) if code is not None and code < 0 else ""
+
+
 def _signal_name(code: int) -> str:
     try:
         return signal.Signals(-code).name

@@ -347,7 +347,7 @@ class Bookkeeper:
             server_version=result.server_version, rerecords_reference=rerecords_reference(proposal.trial),
             startup=result.startup, phases=result.phases,
             failure_class=result.failure_class, failure_detail=result.failure_detail, levels=result.levels,
-            sweep_stopped=result.sweep_stopped,
+            sweep_stopped=result.sweep_stopped, killed_by=result.killed_by, relaunched_after=result.relaunched_after,
             score=score, prompts_s=result.prompts_s, prompts_built=result.prompts_built,
             peak_concurrency=score.operating_concurrency if score else None,
             confirms=proposal.confirms, replayed=result.replayed,

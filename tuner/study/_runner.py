@@ -37,6 +37,11 @@ from tuner.trial import run_trial
 
 DUPLICATE_LIMIT = 50  # consecutive proposals already measured before the space counts as exhausted
 INFRA_GIVE_UP_LIMIT = 3  # trials in a row that exhausted their infra retries: the cluster, not a config, is broken
+# A server killed by one of these before it served a request hit a sharp edge of its first shapes (a kernel picked or
+# compiled at first use; vLLM 0.32 CPU's SIGILL on a one-token first prompt), not yet the config's fault: relaunched
+# once. SIGKILL is not among them: the kernel's OOM killer sends it, a memory cause.
+FIRST_SHAPE_SIGNALS = frozenset({"SIGILL", "SIGSEGV", "SIGBUS", "SIGABRT"})
+SIGNAL_GIVE_UP_LIMIT = 2  # configs in a row whose both launches a signal killed before serving: the environment
 WAIT_S = 0.5
 POLL_S = 2.0  # how often storage is read for other drivers' trials: theirs running, and expired leases
 
@@ -44,8 +49,10 @@ POLL_S = 2.0  # how often storage is read for other drivers' trials: theirs runn
 @dataclass
 class Attempt:
     proposal: Proposal
-    number: int  # 1 for the first launch, +1 for each infra retry
+    number: int  # 1 for the first launch, +1 for each infra retry or relaunch
     started: float = field(default_factory=time.monotonic)
+    relaunch_of: TrialResult | None = None  # the first launch, which a signal killed before it served
+
 
     @property
     def trial_number(self) -> int:
@@ -100,6 +107,7 @@ class StudyRunner:
         self.books = Bookkeeper(study, optuna_study)
         self.snapshot = Snapshot(total=total_trials)
         self.infra_give_ups_in_a_row = 0
+        self.signal_deaths_in_a_row = 0
         self.runs_dir = Path(self.spec.runs_dir) / optuna_study.study_name
         self.vocab_size = prompt_vocab_size(study)
         # Resolved once: the traffic file, SLO limits and hardware do not change between trials.
@@ -299,6 +307,11 @@ class StudyRunner:
     def _record(self, attempt: Attempt, outcome: TrialOutcome) -> None:
         self.books.keep_artifacts(attempt.proposal, attempt.number, outcome)
         result = outcome.result
+        if killed_before_serving(result) and attempt.relaunch_of is None:
+            self._relaunch_after_signal(attempt, result)
+            return
+        if attempt.relaunch_of is not None:
+            result = self._judge_relaunch(attempt, result)
         failure = result.failure_class
         if failure is not None and not failure.is_config_failure:  # never penalized: the config is not to blame
             if failure == FailureClass.INFRA:
@@ -334,6 +347,36 @@ class StudyRunner:
             raise InfrastructureError(
                 f"{self.infra_give_ups_in_a_row} trials in a row failed for infrastructure reasons, the last with: "
                 f"{result.failure_detail[:200]} (see `tuner study status`); fix the cluster and run the same command")
+
+    def _relaunch_after_signal(self, attempt: Attempt, result: TrialResult) -> None:
+        """A signal killed the server before it served a request: the same parameters once more, unpenalized."""
+        self.snapshot.infra_retries += 1
+        self._event(f"trial {attempt.trial_number}: {result.killed_by} killed the server before it served a request"
+                    f" ({result.failure_detail[:100]}); not yet the config's fault: relaunching it once")
+        self._submit(Attempt(attempt.proposal, attempt.number + 1, relaunch_of=result))
+
+    def _judge_relaunch(self, attempt: Attempt, result: TrialResult) -> TrialResult:
+        """The relaunch's result with the first launch as evidence: a second death the same way is the config's
+        (`crash`, both details); a relaunch that served carries the first death against its survival. Either way
+        both launches' slice time is counted. The same death on configs in a row stops the study."""
+        first = attempt.relaunch_of
+        assert first is not None
+        update: dict[str, object] = {"wall_s": result.wall_s + first.wall_s, "relaunched_after": first.failure_detail}
+        if killed_before_serving(result) and result.killed_by == first.killed_by:
+            update["failure_detail"] = (f"{result.failure_detail}; twice: its first launch died the same way"
+                                        f" ({first.failure_detail[:200]})")
+            self.signal_deaths_in_a_row += 1
+            if self.signal_deaths_in_a_row >= SIGNAL_GIVE_UP_LIMIT:
+                self.books.tell(attempt.proposal, result.model_copy(update=update), attempts=attempt.number)
+                self._release(attempt)
+                raise SetupError(str(self.study.path), "server.command",
+                                 f"a server that can serve here: {result.killed_by} killed it before it served a"
+                                 f" request on {self.signal_deaths_in_a_row} configs in a row, twice each; that is the"
+                                 " environment, not a config (a build for another CPU or accelerator, a broken"
+                                 f" install?). Last: {result.failure_detail[:200]}")
+        elif result.failure_class is None or result.levels:
+            self.signal_deaths_in_a_row = 0
+        return result.model_copy(update=update)
 
     def _stop_on_bug(self, attempt: Attempt, result: TrialResult) -> None:
         """tuner's own code failed: record it, keep the config for the next run, and stop the study (run()'s error
@@ -428,6 +471,13 @@ def _verdict(score: Score) -> str:
     if score.quality is not None and score.outcome == "wrong_output":
         return f"penalized: wrong_output (quality {score.quality.figure:.3f}: {score.quality.describe()})"
     return f"penalized: {score.outcome}"
+
+
+def killed_before_serving(result: TrialResult) -> bool:
+    """A signal of a first shape's sharp edge ended the server before any request was answered, and its log showed
+    no memory or capacity cause (those classify as oom / kv_capacity, not crash)."""
+    return (result.failure_class == FailureClass.CRASH and result.killed_by in FIRST_SHAPE_SIGNALS
+            and not result.levels and not result.probes)
 
 
 def _drafts(result: TrialResult) -> str:

@@ -90,6 +90,8 @@ class TrialRecord(BaseModel):
     failure_detail: str = ""
     levels: list[LevelResult] = Field(default_factory=list)
     sweep_stopped: str = ""  # why the sweep ended early (load.stop_early): its higher levels were never measured
+    killed_by: str = ""  # the signal that ended the server or its worker (SIGILL, ...); studies from before: empty
+    relaunched_after: str = ""  # a first launch a signal killed before it served (relaunched once; its death counts)
     peak_concurrency: int | None = Field(None, description="the operating point's concurrency (tuner.scoring.objectives)")
     score: Score | None = Field(None, description="how the loop scored the launch (tuner.scoring.score): outcome,"
                                 " values by objective, constraints, stability components, evidence, operating point")
@@ -201,7 +203,8 @@ class TrialRecord(BaseModel):
         for key in (ATTR_REQUEUED_FROM, ATTR_DUPLICATE_OF, ATTR_CONFIRMS):
             if data[key] is None:
                 del data[key]
-        for key in ("replayed", ATTR_WARM_START_FROM, "prompts_s", "server_version", ATTR_RERECORDS_REFERENCE):
+        for key in ("replayed", ATTR_WARM_START_FROM, "prompts_s", "server_version", ATTR_RERECORDS_REFERENCE,
+                    "killed_by", "relaunched_after"):
             if not data[key]:
                 del data[key]
         if data[ATTR_SCORE] is None:

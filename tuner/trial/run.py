@@ -41,7 +41,7 @@ from tuner.load.workload import PromptFactory, Sample
 from tuner.scoring.objectives import Goals, slo_excess
 from tuner.server.client import server_client, server_version
 from tuner.server.config import ServerConfig, redact_text
-from tuner.server.failures import FailureClass
+from tuner.server.failures import FailureClass, killing_signal
 from tuner.server.process import ServerProcess, last_lines
 from tuner.server.startup import prepare_compile_cache, startup_attrs
 from tuner.trial.clock import PhaseClock
@@ -151,6 +151,8 @@ def run_launch(config: ServerConfig, timeouts: Timeouts, log_path: str, host: st
         result.log_tail = last_lines(log, LOG_TAIL_LINES)
         result.startup = startup_attrs(config, log, result.startup_s, cache_before)
         result.failure_detail = redact_text(result.failure_detail, config.env)
+        if result.failure_class in (FailureClass.CRASH, FailureClass.DIED_UNDER_LOAD):
+            result.killed_by = killing_signal(server.exit_code(), log)
         result.wall_s = time.monotonic() - started
         result.phases = clock.split(_float(result.startup.get("startup_load_s")),
                                     _float(result.startup.get("startup_compile_s")), result.wall_s)
