@@ -374,3 +374,95 @@ def test_prompts_are_the_same_in_every_process():
     digests = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                               env={**os.environ, "PYTHONHASHSEED": str(n)}).stdout for n in (1, 2)}
     assert len(digests) == 1
+
+
+# --- a dying server closes sockets at every point: each ends as failed requests, never as an exception -------------
+def test_a_connection_closed_after_it_was_handed_to_a_request_fails_that_request_only():
+    """The server closed the connection after the pool handed it out and before the request was written (the race
+    that raised ConnectionNotUsable out of a client worker): the request ends like the close/send race."""
+    from tuner.load.http import Connection
+
+    class Closing:
+        def is_closing(self) -> bool:
+            return True
+
+    async def attempt() -> list:
+        ended: list = []
+        conn = Connection()
+        conn.transport = Closing()  # type: ignore[assignment]
+        conn.requests_sent = 1  # it served one request before
+        StreamingRequest(ended.append).start(conn, b"POST / HTTP/1.1\r\n\r\n", 5.0)
+        assert ended == []  # ended on the next loop turn, never inside the caller
+        await asyncio.sleep(0)
+        return ended
+
+    (record,) = asyncio.run(attempt())
+    assert record.error == "closed_before_response" and not record.ok
+
+
+def test_a_server_that_accepts_then_closes_every_new_connection_fails_requests_not_the_client():
+    # The first two connections serve; every later one is closed at once, before a request is read: a server dying
+    # while its socket still accepts. Keep-alive connections close after each answer (HTTP/1.0), so every request
+    # after the first two needs a new connection.
+    async def handler(reader, writer, n):
+        if n > 2:
+            return  # closed at once (raw_server closes the writer)
+        if await read_request(reader):
+            writer.write(b"HTTP/1.0 200 OK\r\nContent-Type: text/event-stream\r\n\r\n" + sse_body())
+            await writer.drain()
+
+    with raw_server(handler) as (url, _):
+        level, records = measure_level(url, W, LoadPattern(concurrency=2, requests=10), no_metrics())
+    assert level.requests == 10 and len(records) == 10
+    assert level.completed == 2 and level.failed == 8
+    assert set(level.errors) <= {"closed_before_response", "connection_closed"}
+
+
+def test_a_connection_reset_mid_stream_is_a_failed_request():
+    import struct
+
+    async def handler(reader, writer, n):
+        if await read_request(reader):
+            body = sse_body(tokens=3)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: %d\r\n\r\n"
+                         % (len(body) + 100) + body[:40])
+            await writer.drain()
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = RST
+            writer.transport.abort()
+
+    with raw_server(handler) as (url, _):
+        level, _ = measure_level(url, W, LoadPattern(concurrency=2, requests=4), no_metrics())
+    assert level.requests == 4 and level.failed == 4 and set(level.errors) == {"connection_closed"}
+
+
+@pytest.mark.parametrize("point", ["at_connect", "after_request_read", "mid_response", "between_responses"])
+def test_a_server_dying_at_each_point_ends_the_level_with_failures_counted(point):
+    """One server process that dies (every socket closed, the port closed) at an exact point of the level."""
+    async def handler(reader, writer, n):
+        for i in range(100):
+            if point == "at_connect" and holder.get("dead"):
+                return
+            if not await read_request(reader):
+                return
+            holder["seen"] = holder.get("seen", 0) + 1
+            if holder["seen"] == 3 and point in ("at_connect", "after_request_read"):
+                holder["dead"] = True
+                holder["server"].close()
+                return
+            body = sse_body()
+            if holder["seen"] == 3 and point == "mid_response":
+                writer.write(head_with_length(body)[:-30])
+                await writer.drain()
+                holder["server"].close()
+                return
+            writer.write(head_with_length(body))
+            await writer.drain()
+            if holder["seen"] == 3 and point == "between_responses":
+                holder["server"].close()
+                return
+
+    with raw_server(handler) as (url, holder):
+        level, records = measure_level(url, W, LoadPattern(concurrency=2, requests=8), no_metrics())
+    assert level.requests == 8 and len(records) == 8
+    assert level.completed + level.failed == 8 and level.failed >= 1

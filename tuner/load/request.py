@@ -20,10 +20,11 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from tuner.load.http import Connection
+from tuner.load.http import CLOSED_BEFORE_RESPONSE, Connection
 from tuner.load.sse import DONE, SSEParser
 
 # Content events are recognised without a JSON parse: that is most of the client's per-token work. A quoted key
@@ -77,9 +78,19 @@ class StreamingRequest:
         self._error_body = b""
 
     def start(self, connection: Connection, request: bytes, timeout_s: float) -> None:
+        loop = asyncio.get_running_loop()
+        if not connection.usable:
+            # The server closed it after it was handed to this request (a dying server accepts, then closes; an idle
+            # one closed as its turn came): nothing was sent. It ends as the close/send race does, on the next loop
+            # turn (never inside the caller's own loop over connections): retried once if the connection had
+            # served before, else a failed request. Never an exception out of the client.
+            connection.requests_sent += 1  # the attempt, for `reused`
+            self.record.start = time.perf_counter()
+            loop.call_soon(self.on_end, self.record.start, CLOSED_BEFORE_RESPONSE)
+            return
         self.connection = connection
         self.record.start = connection.send(request, self)
-        self.timer = asyncio.get_running_loop().call_later(timeout_s, self._timeout)
+        self.timer = loop.call_later(timeout_s, self._timeout)
 
     def _timeout(self) -> None:
         self.timed_out = True
