@@ -16,6 +16,9 @@ told by FAKE_VLLM_MODE (env, so the tuner's argv stays that of a real server):
   die-randomly:P:N:FILE  in a share P of launches, die as die-after:N (an OOM under load that happens only sometimes,
                        like the seed's production-peak config); FILE counts launches, and launch i draws from
                        random.Random(i), so a test sees the same sequence of deaths every time
+  die-anywhere:P:MAX:FILE  in a share P of launches, exit(1) at once in the middle of a stream: at a token drawn
+                       from the launch's random.Random(i) of one of its first MAX completions (FILE counts launches):
+                       a server dying at a random point under load, for the soak (benchmarks/death_soak.py)
   die-on:PATH:N        on the N-th request to PATH (/tokenize, /metrics, ...), exit(1) with a crash line without
                        answering it: a server that dies during one of tuner's own calls, at an exact point
   oom-above:T          print vLLM's CUDA out-of-memory line and exit(1) once the requests generating at once hold more
@@ -281,6 +284,8 @@ async def stream(send, n: int, prompt_tokens: int, truncate: bool, malformed: bo
             if truncate and i == n // 2:
                 await send({"type": "http.response.body", "body": b""})  # a clean end, missing usage and [DONE]
                 return
+            if state.get("die_at") == (state["completions"], i):
+                die(f"mid-stream, completion {state['completions']}, token {i}")
             chunk = {"id": "x", "object": "text_completion", "model": MODEL,
                      "choices": [{"index": 0, "text": " t", "finish_reason": None}]}
             body = event(chunk) + (b"data: {not json\n\n" if malformed and i == 1 else b"")
@@ -375,6 +380,14 @@ def main() -> None:
     if MODE.startswith("die-randomly:"):
         probability, after, counter = mode_arg().split(":", 2)
         MODE = f"die-after:{after}" if launch_dies(float(probability), Path(counter)) else "ok"
+    if MODE.startswith("die-anywhere:"):
+        import random
+
+        probability, most, counter = mode_arg().split(":", 2)
+        draw = random.Random(next_launch(Path(counter)))
+        if draw.random() < float(probability):
+            state["die_at"] = (draw.randint(1, int(most)), draw.randint(0, 3))
+        MODE = "ok"
     if MODE.startswith("first-dies-on:"):
         launches, name, counter = mode_arg().split(":", 2)
         dies = next_launch(Path(counter)) in {int(n) for n in launches.split(",") if n}
