@@ -440,7 +440,7 @@ def test_a_connection_reset_mid_stream_is_a_failed_request():
 def test_a_server_dying_at_each_point_ends_the_level_with_failures_counted(point):
     """One server process that dies (every socket closed, the port closed) at an exact point of the level."""
     async def handler(reader, writer, n):
-        for i in range(100):
+        for _ in range(100):
             if point == "at_connect" and holder.get("dead"):
                 return
             if not await read_request(reader):

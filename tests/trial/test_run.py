@@ -18,7 +18,8 @@ TIMEOUTS = Timeouts(startup_s=120, shutdown_grace_s=2, fatal_log_grace_s=1)
 
 
 def config(tmp_path: Path, mode: str = "ok", **env: str) -> ServerConfig:
-    return ServerConfig(command=(sys.executable, FAKE), model="fake", flags={"--max-num-seqs": 2},
+    # Niceness 0: a fake at the default 10 starves behind a busy host's other jobs (make faults-on-a-busy-host).
+    return ServerConfig(command=(sys.executable, FAKE), model="fake", flags={"--max-num-seqs": 2}, nice=0,
                         env={"FAKE_VLLM_MODE": mode, "FAKE_VLLM_TOKEN_MS": "1", "TUNER_TEST_TAG": str(tmp_path), **env})
 
 

@@ -57,7 +57,8 @@ class EndServerAt:
 def fake_config(tmp_path: Path, mode: str = "ok", model: str = "fake") -> ServerConfig:
     env = {"FAKE_VLLM_MODE": mode, "FAKE_VLLM_TOKEN_MS": "1", "VLLM_HTTP_TIMEOUT_KEEP_ALIVE": "1",
            "TUNER_TEST_TAG": str(tmp_path)}
-    return ServerConfig(model=model, command=(sys.executable, FAKE), flags={"--max-num-seqs": 4}, env=env)
+    # Niceness 0: a fake at the default 10 starves behind a busy host's other jobs (make faults-on-a-busy-host).
+    return ServerConfig(model=model, command=(sys.executable, FAKE), flags={"--max-num-seqs": 4}, env=env, nice=0)
 
 
 def load(**overrides) -> LoadSpec:
@@ -145,7 +146,7 @@ def seam_study(tmp_path: Path, mode: str = "ok", trials: int = 2, **env: str):
         "parameters:\n  seqs: {type: categorical, choices: [1, 2, 3, 4], flag: --max-num-seqs}\n")
     spec = {
         "name": "seams", "model": "fake", "search_space": "space.yaml",
-        "server": {"command": [sys.executable, FAKE], "env": {"FAKE_VLLM_MODE": mode, "FAKE_VLLM_TOKEN_MS": "1",
+        "server": {"command": [sys.executable, FAKE], "nice": 0, "env": {"FAKE_VLLM_MODE": mode, "FAKE_VLLM_TOKEN_MS": "1",
                                                               "VLLM_HTTP_TIMEOUT_KEEP_ALIVE": "1",
                                                               "TUNER_TEST_TAG": str(tmp_path), **env}},
         "load": {"concurrency": [1, 4], "requests_per_level": 8, "warmup_rounds": 1, "input_len": 8, "output_len": 8,
