@@ -89,15 +89,17 @@ def kept(result) -> list[tuple[str, int, int]]:
 
 @pytest.mark.parametrize("vocab_size", [None, 2048], ids=["text-prompts", "id-prompts"])
 def test_dies_after_startup_before_the_first_level(tmp_path, vocab_size):
+    """Until its first request is answered a server that dies has failed to start (classified from its log, here
+    the fake's crash line), whichever of tuner's calls met it first: /tokenize for text prompts, or the request."""
     result = trial(tmp_path, SweepPlan(load()), EndServerAt(Seam.READY), vocab_size=vocab_size)
-    assert result.failure_class == "died_under_load", result.failure_detail
-    assert "exit code 1" in result.failure_detail and "before the first level" in result.failure_detail
-    assert result.levels == [] and not result.traceback
+    assert result.failure_class == "crash", result.failure_detail
+    assert "exit code 1 before its first request was answered" in result.failure_detail
+    assert result.levels == [] and not result.traceback and result.first_request_s is None
 
 
 def test_dies_after_the_prompts_were_built_before_the_first_level(tmp_path):
     result = trial(tmp_path, SweepPlan(load()), EndServerAt(Seam.PROMPTS_BUILT))
-    assert result.failure_class == "died_under_load", result.failure_detail
+    assert result.failure_class == "crash", result.failure_detail  # before its first request: failed to start
     assert result.prompts_built == 8 + 1 + 8 + 4 + 8  # both levels, their warm-ups and the repeat, built up front
     assert kept(result) == []
 
@@ -131,11 +133,12 @@ def test_dies_during_a_metrics_scrape(tmp_path):
 
 @pytest.mark.parametrize("nth", [1, 5])
 def test_dies_during_prompt_tokenization(tmp_path, nth):
-    """/detokenize is the tokenizer's probe (request 1); /tokenize requests build the text prompts."""
+    """/detokenize is the tokenizer's probe (request 1); /tokenize requests build the text prompts. Both come before
+    the first request is answered: the server failed to start."""
     path = "/detokenize" if nth == 1 else "/tokenize"
     result = trial(tmp_path, SweepPlan(load()), mode=f"die-on:{path}:{nth}")
-    assert result.failure_class == "died_under_load", result.failure_detail
-    assert f"POST {path}" in result.failure_detail and "before the first level" in result.failure_detail
+    assert result.failure_class == "crash", result.failure_detail
+    assert f"POST {path}" in result.failure_detail and "before its first request" in result.failure_detail
     assert result.levels == [] and not result.traceback
 
 
@@ -165,8 +168,9 @@ def run_study(study, task=run_trial) -> optuna.Study:
     return optuna_study
 
 
-@pytest.mark.parametrize("seam, lived", [(Seam.READY, 0), (Seam.LEVEL_DONE, 1), (Seam.SWEEP_DONE, 2)])
-def test_a_death_at_a_seam_is_recorded_and_the_study_goes_on(tmp_path, local_ray, seam, lived):
+@pytest.mark.parametrize("seam, lived, failure", [(Seam.READY, 0, "crash"), (Seam.LEVEL_DONE, 1, "died_under_load"),
+                                                  (Seam.SWEEP_DONE, 2, "died_under_load")])
+def test_a_death_at_a_seam_is_recorded_and_the_study_goes_on(tmp_path, local_ray, seam, lived, failure):
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers cannot import this test module
 
     def task(*args, **kwargs):
@@ -176,7 +180,7 @@ def test_a_death_at_a_seam_is_recorded_and_the_study_goes_on(tmp_path, local_ray
     trials = optuna_study.get_trials()
     assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]  # both launched: the study went on
     for t in trials:
-        assert t.user_attrs["failure_class"] == "died_under_load"
+        assert t.user_attrs["failure_class"] == failure  # before its first request was answered: failed to start
         assert t.user_attrs["score"]["evidence"]["phases_lived"] == lived
 
 
@@ -184,7 +188,9 @@ def test_a_death_at_a_seam_is_recorded_and_the_study_goes_on(tmp_path, local_ray
 def test_a_death_during_tuners_own_calls_is_recorded_and_the_study_goes_on(tmp_path, local_ray, mode):
     optuna_study = run_study(seam_study(tmp_path, mode))
     assert [t.state.name for t in optuna_study.get_trials()] == ["COMPLETE", "COMPLETE"]
-    assert {t.user_attrs["failure_class"] for t in optuna_study.get_trials()} == {"died_under_load"}
+    # Prompts are built (/tokenize) before the first request: a death there is a failure to start.
+    expected = "crash" if "tokenize" in mode else "died_under_load"
+    assert {t.user_attrs["failure_class"] for t in optuna_study.get_trials()} == {expected}
 
 
 # -- a server without tokenizer endpoints: the user's setup ---------------------------------------------------

@@ -225,6 +225,8 @@ class TrialResult(BaseModel):
     startup: dict[str, Any] = Field(default_factory=dict, description="startup_* phases (tuner.server.startup)")
     phases: dict[str, float] = Field(default_factory=dict, description="slice seconds per launch phase, in phase"
                                      " order, summing to wall_s (tuner.contracts.phases.LaunchPhase)")
+    first_request_s: float | None = Field(None, description="seconds the first request (one of the traffic's, sent"
+                                          " alone after ready) took; part of startup_s. None: never answered")
     killed_by: str = Field("", description="the signal that ended the server or its engine's worker (SIGILL,"
                            " SIGSEGV, ...), from its exit status and its log; empty when none did")
     relaunched_after: str = Field("", description="this launch ran the same parameters again because a signal"

@@ -200,15 +200,20 @@ class _Sweep:
         self.prepared: dict[tuple[LoadPattern, int, str], PreparedLevel] = {}
 
     def run(self, vocab_size: int | None) -> None:
-        self.observer(Seam.READY, self.server)
         load = self.plan.load
-        workload, tokenizer = _workload(self.server, self.config, self.plan, vocab_size)
-        # Read here, on the worker: the model folder is a path in the worker's environment.
-        self.sampling = SamplingInForce(sent=load.sampling, per_request=workload.own_sampling,
-                                        defaults=server_defaults(self.config.model, self.config.flags))
-        self._prepare(workload, tokenizer)
-        self.observer(Seam.PROMPTS_BUILT, self.server)
-        self._first_request(workload, tokenizer)
+        try:  # until the first request is answered, a server that dies has failed to start
+            self.observer(Seam.READY, self.server)
+            workload, tokenizer = _workload(self.server, self.config, self.plan, vocab_size)
+            # Read here, on the worker: the model folder is a path in the worker's environment.
+            self.sampling = SamplingInForce(sent=load.sampling, per_request=workload.own_sampling,
+                                            defaults=server_defaults(self.config.model, self.config.flags))
+            first = PromptFactory(replace(workload, cycle=True), tokenizer).body()  # request 0: the first sample
+            self._prepare(workload, tokenizer)
+            self.observer(Seam.PROMPTS_BUILT, self.server)
+            self._first_request(workload.endpoint, first)
+        except ServerGone as exc:
+            self._failed_to_start(f"{exc.call}: {exc.kind}")
+            raise
         self._answer_probes()
         with ServerWatch(self.server) as self.watch:
             self.options = LevelOptions(request_timeout_s=load.request_timeout_s,
@@ -233,7 +238,7 @@ class _Sweep:
                 if self._measure(_Level(soak, 0, replace(workload, cycle=True), "soak")):
                     self._answer_probes(after_soak=True)
 
-    def _first_request(self, workload: Workload, tokenizer: Tokenizer | None) -> None:
+    def _first_request(self, endpoint: str, request: bytes) -> None:
         """One ordinary request of the study's traffic, alone, before anything else is sent (as `vllm bench serve`
         sends a test request first). A server's first shapes are its sharpest edges: vLLM 0.32's CPU build kills
         its worker (SIGILL) when its very first request has a one-token prompt, and an accelerator compiles or
@@ -241,21 +246,25 @@ class _Sweep:
         time counts as startup; a server that dies of it failed to start, with its own evidence."""
         began = time.monotonic()
         self.clock.enter(LaunchPhase.STARTING, "the first request, alone")
-        request = PromptFactory(replace(workload, cycle=True), tokenizer).body()  # request 0: the first sample
-        try:
-            with server_client(self.plan.load.request_timeout_s) as client:
-                response = client.post(self.server.base_url + workload.endpoint, content=request,
-                                        headers={"Content-Type": "application/json"})
-            status, said = response.status_code, response.text[:200]
-        except ServerGone as exc:
-            status, said = 0, f"{exc.call}: {exc.kind}"
-        code = self.server.wait_exit(EXIT_WAIT_S) if status != 200 else None
+        with server_client(self.plan.load.request_timeout_s) as client:
+            response = client.post(self.server.base_url + endpoint, content=request,
+                                   headers={"Content-Type": "application/json"})
+        if response.status_code != 200:
+            # vLLM answers 500 EngineDeadError, then shuts down: give it the time a dying server takes to exit.
+            wait = FIRST_REQUEST_EXIT_WAIT_S if response.status_code >= 500 else EXIT_WAIT_S
+            self._failed_to_start(response.text[:200].strip() or f"HTTP {response.status_code}", wait)
+        self.result.first_request_s = time.monotonic() - began
+        self.result.startup_s = (self.result.startup_s or 0.0) + self.result.first_request_s
+        self.clock.enter(LaunchPhase.SWEEP, quiet=True)
+
+    def _failed_to_start(self, said: str, wait_s: float = EXIT_WAIT_S) -> None:
+        """The server is gone before its first request was answered: a startup failure, classified from its exit
+        and its log. A server still running goes on (the sweep judges an unanswered or refused request)."""
+        code = self.server.wait_exit(wait_s)
         if code is not None:
             cause = self.server.diagnose(code)
-            raise ServerStartupFailed(cause.failure_class, f"exit code {code} at its first request (alone, before"
-                                      f" any probe or level): {cause.detail} ({said.strip() or f'HTTP {status}'})")
-        self.result.startup_s = (self.result.startup_s or 0.0) + time.monotonic() - began
-        self.clock.enter(LaunchPhase.SWEEP, quiet=True)
+            raise ServerStartupFailed(cause.failure_class, f"exit code {code} before its first request was answered"
+                                      f" (sent alone, before any probe or level): {cause.detail} ({said})")
 
     def _answer_probes(self, after_soak: bool = False) -> None:
         """The quality probes, before any load: the server is fresh, and a wrong answer fails the config before its
@@ -375,7 +384,8 @@ class _Sweep:
 
 
 _PHASE_OF_LEVEL = {"soak": LaunchPhase.SOAK, "worst_case": LaunchPhase.WORST_CASE}
-LIVE_LEVEL_INTERVAL_S = 2.0  # a level's progress on the live display at most this often (it rides a Ray queue)
+LIVE_LEVEL_INTERVAL_S = 2.0
+FIRST_REQUEST_EXIT_WAIT_S = 30.0  # a server whose first request got a 5xx: how long its shutdown may take  # a level's progress on the live display at most this often (it rides a Ray queue)
 
 
 class _LiveLevel:
