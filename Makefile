@@ -55,7 +55,7 @@ test: install model browser lint  ## everything; what CI runs
 # take both cores (the rest of those files, e.g. eight relaunches of one config, would take most of an hour there).
 FAULT_TESTS := tests/study/test_faults.py tests/trial/test_trial_seams.py
 FAULT_SELECTION := startup or infra or dies_under_load or dying_in or unresponsive or signal or same_way_twice \
-	or test_dies_ or a_death
+	or test_dies_
 faults-on-a-busy-host: install  ## the fault and seam tests again, beside two CPU-bound processes
 	$(VENV)/bin/python scripts/with_busy_cores.py 2 -- $(VENV)/bin/python -m pytest -p no:cacheprovider \
 		$(FAULT_TESTS) -k "$(FAULT_SELECTION)"

@@ -96,7 +96,9 @@ def test_infra_failure_is_retried_not_penalized(tmp_path):
     optuna_study = run(make_study(tmp_path, f"exit-once:1:{log}:{tmp_path / 'mark'}"))
     trial = only_trial(optuna_study)
     assert trial.state.name == "COMPLETE" and trial.constraints["config_failure"] < 0
-    assert trial.user_attrs["attempts"] == 2 and trial.values[0] > 0
+    assert trial.user_attrs["attempts"] == 2
+    # Measured on the retry; a starved client (a busy host) flags its levels, and flagged levels never decide.
+    assert trial.values[0] > 0 or all(not lv["reliable"] for lv in trial.user_attrs["levels"])
     storage = open_storage(f"sqlite:///{tmp_path / 'db.sqlite'}")
     names = sorted(a.filename for a in optuna.artifacts.get_all_artifact_meta(trial, storage=storage))
     assert "trial-0-attempt-1-server.log" in names and "trial-0-attempt-2-requests.jsonl" in names
