@@ -62,7 +62,8 @@ def run_vllm_bench(url: str, input_len: int, output_len: int, prompts: int, conc
 
 
 def run_vllm_bench_dataset(url: str, dataset_args: list[str], prompts: int, concurrency: int) -> dict:
-    """`vllm bench serve` with any dataset options; its saved JSON result."""
+    """`vllm bench serve` with any dataset options (and any other of its options: sampling, warm-ups); its saved
+    JSON result."""
     with tempfile.TemporaryDirectory() as tmp:
         argv = [VLLM_PY, "-c", VLLM_DRIVER, "--backend", "vllm", "--base-url", url, "--endpoint", "/v1/completions",
                 *dataset_args, "--num-prompts", str(prompts), "--max-concurrency", str(concurrency),
@@ -91,3 +92,49 @@ def run_tuner_bench(url: str, input_len: int, output_len: int, prompts: int, con
             sys.stderr.write(done.stdout[-3000:] + done.stderr[-3000:])
             raise RuntimeError("tuner bench failed")
         return json.loads(out.read_text())["levels"][0]
+
+
+# vllm bench serve's option for each sampling field it can send (tuner.contracts.sampling.SAMPLING_FIELDS); a
+# per-request seed has no option of its own and goes into --extra-body.
+VLLM_BENCH_SAMPLING_FLAGS = {"temperature": "--temperature", "top_p": "--top-p", "top_k": "--top-k",
+                             "min_p": "--min-p", "repetition_penalty": "--repetition-penalty",
+                             "presence_penalty": "--presence-penalty", "frequency_penalty": "--frequency-penalty"}
+
+
+def vllm_bench_sampling_args(params: dict[str, float | int]) -> list[str]:
+    """vllm bench serve's options for a study's sampling (`Sampling.params()`: the fields it sets). Nothing set:
+    no options, so every request leaves sampling to the server, as a study with no `sampling:` did."""
+    argv: list[str] = []
+    for name, value in params.items():
+        if name == "seed":
+            argv += ["--extra-body", json.dumps({"seed": value})]
+        elif name in VLLM_BENCH_SAMPLING_FLAGS:
+            argv += [VLLM_BENCH_SAMPLING_FLAGS[name], str(value)]
+        else:
+            raise ValueError(f"vllm bench serve cannot send sampling field {name!r}")
+    return argv
+
+
+def tuner_bench_sampling_arg(params: dict[str, float | int]) -> str:
+    """`tuner bench --sampling` for the same sampling: 'defaults' when nothing is set."""
+    return ",".join(f"{name}={value}" for name, value in params.items()) or "defaults"
+
+
+@contextmanager
+def pinned(cpus: set[int] | None):
+    """Run the block (and every process it starts, which inherits the mask) on `cpus` only, as `taskset -c`
+    would; the mask this process had is restored afterwards. None: no pinning."""
+    if not cpus:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def cpu_list(cpus: set[int]) -> str:
+    """"0", "1", "0,2": a set of CPUs as taskset's -c takes it."""
+    return ",".join(map(str, sorted(cpus)))
