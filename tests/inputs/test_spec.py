@@ -31,7 +31,8 @@ def test_minimal_study_gets_defaults(tmp_study):
 def test_quickstart_study_is_valid():
     study = load_study(Path(__file__).parents[2] / "studies" / "quickstart-cpu.yaml")
     assert study.spec.resources == {"CPU": 2}
-    assert len(study.spec.enqueue) == 2
+    assert len(study.spec.enqueue) == 3  # two hand-tuned guesses and vLLM's defaults
+    assert study.spec.enqueue[2]["max_num_seqs"] is None and study.spec.load.sampling.server_defaults
 
 
 @pytest.mark.parametrize(

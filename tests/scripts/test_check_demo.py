@@ -28,7 +28,8 @@ def make_storage(tmp_path: Path, with_infra_failure: bool) -> str:
 
 GOOD_LOG = ("[0/1 done, 1 running, 0 penalized, 0.00 slice-h] trial 0: probes: 21 probes\n"
             "[0/1 done, 1 running, 0 penalized, 0.00 slice-h] trial 0: sweep: c=64: 128 requests\nfront of quickstart-cpu")
-GOOD_HEADER = ("# confirmed: median of 2 launches (trials 0, 1)\n# quality: greedy answers agree with the reference on"
+GOOD_HEADER = ("# confirmed: median of 2 launches (trials 0, 1)\n# measured with temperature 1, top_p 0.95: the model's"
+               " defaults\n# quality: greedy answers agree with the reference on"
                " 21 of 21 probes, first token 100%, logprob divergence 0.000 vs noise 0.000\nmodel: m\n")
 
 
@@ -101,3 +102,11 @@ def test_a_demo_that_showed_no_live_phase_or_slice_time_is_a_problem(tmp_path):
                                 tmp_path / "best.yaml")
     assert found == ["the demo's progress lines show no slice time",
                      "the demo printed no live phase of a running trial (probes, levels)"]
+
+
+def test_a_demo_measured_with_greedy_requests_is_a_problem(tmp_path):
+    greedy = GOOD_HEADER.replace("temperature 1, top_p 0.95: the model's defaults", "temperature 0 (greedy): set by"
+                                 " the study")
+    (tmp_path / "best.yaml").write_text(greedy)
+    found = check_demo.problems(GOOD_LOG, make_storage(tmp_path, True), "quickstart-cpu", tmp_path / "best.yaml")
+    assert any("the model's default sampling" in p for p in found)

@@ -64,7 +64,8 @@ def test_detail_strips_log_prefix():
 
 
 def test_crash_detail_names_exit_code():
-    assert classify(-11, "last words").detail == "exit code -11: last words"
+    assert classify(-11, "last words").detail == "the server killed by SIGSEGV (exit code -11); exit code -11: last words"
+    assert classify(1, "last words").detail == "exit code 1: last words"
 
 
 def test_fatal_markers():
