@@ -41,6 +41,8 @@ def study_file(folder: Path, index: int, trials: int, share: float) -> Path:
         "runs_dir": str(folder / "runs"), "timeouts": {"startup_s": 120, "shutdown_grace_s": 2},
         "sampler": {"name": "random", "seed": index}, "confirm": {"repeats": 0},
     }
+    # Each study starts its launch count elsewhere, so the studies draw different launches to die and death points.
+    (folder / "launches").write_text(str(index * trials * 4))
     path = folder / "study.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
@@ -83,7 +85,7 @@ def main() -> int:
         for i in range(args.studies):
             with tempfile.TemporaryDirectory(prefix="death-soak-") as tmp:
                 ended, classes = one_study(study_file(Path(tmp), i, args.trials, args.share))
-                launches = int((Path(tmp) / "launches").read_text() or 0)
+                launches = int((Path(tmp) / "launches").read_text() or 0) - i * args.trials * 4
             totals.update(classes)
             if ended != "ok":
                 errors.append((i, ended))
