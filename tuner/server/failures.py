@@ -154,24 +154,29 @@ def classify(exit_code: int | None, log_text: str, device_users: Sequence[Device
 _WORKER_DIED = re.compile(r"(?:Worker proc|process) (?P<who>[\w.-]+) died unexpectedly\W+exit code:? (?P<code>-\d+)")
 
 
-def signal_death(exit_code: int | None, log_text: str) -> str:
-    """Which process a signal ended, in words ("worker VllmWorker-0 killed by SIGILL (exit code -4)"), from the
-    server's own exit status or its log's report of a worker; "" when no signal ended anything. The API server
-    itself often exits 0 after its engine's worker died: the worker's signal is the evidence."""
+def _killed(exit_code: int | None, log_text: str) -> tuple[str, int] | None:
+    """(who, exit code) of the process a signal ended: the engine's worker as the log reports it, else the server
+    itself by its exit status; None when no signal ended anything."""
     found = _WORKER_DIED.search(log_text)
     if found is not None:
-        return f"worker {found.group('who')} killed by {_signal_name(int(found.group('code')))}" \
-               f" (exit code {found.group('code')})"
+        return f"worker {found.group('who')}", int(found.group("code"))
     if exit_code is not None and exit_code < 0:
-        return f"the server killed by {_signal_name(exit_code)} (exit code {exit_code})"
-    return ""
+        return "the server", exit_code
+    return None
+
+
+def signal_death(exit_code: int | None, log_text: str) -> str:
+    """Which process a signal ended, in words ("worker VllmWorker-0 killed by SIGILL (exit code -4)"); "" when
+    none did. The API server itself often exits 0 after its engine's worker died: the worker's signal is the
+    evidence."""
+    killed = _killed(exit_code, log_text)
+    return "" if killed is None else f"{killed[0]} killed by {_signal_name(killed[1])} (exit code {killed[1]})"
 
 
 def killing_signal(exit_code: int | None, log_text: str) -> str:
     """The signal's name ("SIGILL") that ended the server or its engine's worker; "" when none did."""
-    found = _WORKER_DIED.search(log_text)
-    code = int(found.group("code")) if found is not None else exit_code
-    return _signal_name(code) if code is not None and code < 0 else ""
+    killed = _killed(exit_code, log_text)
+    return "" if killed is None else _signal_name(killed[1])
 
 
 def _signal_name(code: int) -> str:
