@@ -37,9 +37,10 @@ PYTEST_WITH_PG = ./scripts/postgres.sh start && \
 	TUNER_TEST_POSTGRES_URL=$$(./scripts/postgres.sh url) $(VENV)/bin/python -m pytest $(1); \
 	status=$$?; ./scripts/postgres.sh stop; exit $$status
 
-lint: install  ## ruff (lint, import order) over the code and its tests; mypy over tuner/ (strict on contracts and records)
+lint: install  ## ruff (lint, import order); mypy over tuner/ (strict on contracts and records); import-linter (layers)
 	$(VENV)/bin/ruff check tuner tests benchmarks scripts
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 unit: install browser lint  ## fast tests: no real vLLM
 	$(call PYTEST_WITH_PG,-m "not e2e")

@@ -233,10 +233,10 @@ def read_env_file(path: Path | None) -> dict[str, str]:
 def drawn_samples(loaded, requests: int, concurrency: int) -> list:
     """The samples tuner sends at this level, in order: the study's sweep at `concurrency` (repeat 0) and `tuner
     bench --dataset --seed S --input-len/--output-len` draw them from the same level seed."""
-    from tuner.inputs.traffic import resolve_traffic
     from tuner.load.runner import LoadPattern, level_seed
     from tuner.load.tokenizer import vocab_size_in
     from tuner.load.workload import PromptFactory, Workload
+    from tuner.planning.traffic import resolve_traffic
 
     load = loaded.spec.load
     traffic = resolve_traffic(loaded)

@@ -120,8 +120,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "data" / "tpu-gemma-modelled-surface.json.gz")
     args = parser.parse_args()
 
-    from tuner.capacity.prelaunch import estimate_config, model_context
     from tuner.inputs.spec import load_study
+    from tuner.planning.prelaunch import estimate_config, model_context
     from tuner.server.config import ServerConfig
 
     study = load_study(STUDY_FILE)

@@ -24,9 +24,9 @@ import optuna
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tuner.capacity.prelaunch import prompt_vocab_size  # noqa: E402
 from tuner.inputs.spec import load_study  # noqa: E402
-from tuner.inputs.traffic import resolve_traffic, sweep_plan  # noqa: E402
+from tuner.planning.prelaunch import prompt_vocab_size  # noqa: E402
+from tuner.planning.traffic import resolve_traffic, sweep_plan  # noqa: E402
 from tuner.scoring.quality import QualityCheck  # noqa: E402
 from tuner.server.config import build_server_config  # noqa: E402
 from tuner.study._quality import QualityGuard  # noqa: E402

@@ -119,7 +119,7 @@ def main() -> int:
 
     import optuna
 
-    from tuner.scoring.objectives import Goals
+    from tuner.contracts.goals import Goals
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     from tuner.study.replay import read_table

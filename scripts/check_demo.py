@@ -16,7 +16,7 @@ from pathlib import Path
 import optuna
 import yaml
 
-from tuner.scoring.confirmation import study_front
+from tuner.study.front import study_front
 from tuner.study.records import records
 
 

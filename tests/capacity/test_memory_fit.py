@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from tuner.capacity.hardware import SLICES, GiB
 from tuner.capacity.memory_fit import (
     Knobs,
     estimate,
@@ -15,6 +14,7 @@ from tuner.capacity.memory_fit import (
     max_fitting_model_len,
     shape_from_config,
 )
+from tuner.contracts.hardware import SLICES, GiB
 from tuner.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[2]

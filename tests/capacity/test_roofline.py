@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tuner.capacity.hardware import parse_hardware
 from tuner.capacity.memory_fit import load_model_shape, shape_from_config
 from tuner.capacity.roofline import Roofline, ServingKnobs, SliceLimits, expected_experts, roofline_for, slice_limits
+from tuner.contracts.hardware import parse_hardware
 from tuner.contracts.results import LevelResult, ServerCounters
 from tuner.load.server_counters import counters_between, parse_prometheus
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tuner.capacity.hardware import SLICES
 from tuner.capacity.memory_fit import estimate, knobs_from_flags, load_model_shape
+from tuner.contracts.hardware import SLICES
 from tuner.errors import ServerStartupFailed
 from tuner.inputs.spec import Timeouts
 from tuner.server.config import ServerConfig

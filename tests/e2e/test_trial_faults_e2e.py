@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from conftest import processes_tagged
-from tuner.contracts.sweep import SweepPlan
 from tuner.inputs.spec import LoadSpec, Timeouts
 from tuner.server.config import ServerConfig
 from tuner.trial import run_trial
+from tuner.trial.sweep_plan import SweepPlan
 
 pytestmark = pytest.mark.e2e
 

@@ -119,7 +119,7 @@ def test_objectives_slo_and_traffic_reach_the_goals(tmp_study):
 
 
 def test_bad_dataset_is_one_line_before_anything_runs(tmp_study):
-    from tuner.inputs.traffic import resolve_traffic
+    from tuner.planning.traffic import resolve_traffic
 
     path = tmp_study(GOOD + "load: {dataset: {path: traffic.jsonl}}\n", SPACE)
     (path.parent / "traffic.jsonl").write_text('{"input_len": 8, "output_len": 8}\n{"input_len": 0, "output_len": 8}\n')
@@ -129,7 +129,7 @@ def test_bad_dataset_is_one_line_before_anything_runs(tmp_study):
 
 
 def test_dataset_path_is_relative_to_the_study_file(tmp_study):
-    from tuner.inputs.traffic import resolve_traffic
+    from tuner.planning.traffic import resolve_traffic
 
     path = tmp_study(GOOD + "load: {dataset: {path: traffic.jsonl, samples: 2, seed: 3}}\n", SPACE)
     (path.parent / "traffic.jsonl").write_text("".join(f'{{"input_len": {8 + i}, "output_len": 4}}\n'

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from tuner.capacity.hardware import parse_hardware
 from tuner.capacity.memory_fit import shape_from_config
+from tuner.contracts.hardware import parse_hardware
 from tuner.errors import InputError
 from tuner.load.arrivals import arrival_offsets
 from tuner.load.workload import PromptFactory, Workload

@@ -6,7 +6,7 @@ from tests.report.test_export import add_trial
 
 from tuner.contracts.results import LevelResult
 from tuner.report import measurement_checks
-from tuner.scoring.confirmation import study_front
+from tuner.study.front import study_front
 
 
 def test_front_excludes_infeasible_and_dominated():

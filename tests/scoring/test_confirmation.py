@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tuner.contracts.goals import Goals
 from tuner.contracts.results import LatencyStats, LevelResult, ServerCounters, TrialResult
 from tuner.scoring.confirmation import (
     DEFAULT_NOISE,
@@ -21,7 +22,6 @@ from tuner.scoring.confirmation import (
     summaries,
     summarize,
 )
-from tuner.scoring.objectives import Goals
 from tuner.scoring.score import StabilityComponents, score_run
 from tuner.study.records import TrialRecord
 

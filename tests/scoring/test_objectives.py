@@ -5,16 +5,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tuner.contracts.goals import DEFAULT_OBJECTIVES, Goals, direction_of
 from tuner.contracts.results import LatencyStats, LevelResult
-from tuner.scoring.objectives import (
-    DEFAULT_OBJECTIVES,
-    Goals,
-    direction_of,
-    level_value,
-    load_points,
-    operating_point,
-    slo_excess,
-)
+from tuner.scoring.objectives import level_value, load_points, operating_point, slo_excess
 
 
 def level(c=8, tput=1000.0, *, repeat=0, ttft_p99=100.0, itl_p99=20.0, reliable=True, phase="sweep", sent=64,

@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tuner.contracts.goals import Goals
 from tuner.contracts.results import LatencyStats, LevelResult, ServerCounters, TrialResult
-from tuner.scoring.objectives import Goals
 from tuner.scoring.score import CONFIG_FAILURE, MEASUREMENT, SLO, relative_mad, score_run
 
 

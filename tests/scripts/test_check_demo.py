@@ -76,9 +76,9 @@ def test_every_level_of_the_demo_must_carry_its_share_of_both_ceilings_measured_
     from tests.report.test_export import add_trial
     from tests.report.test_terminal import level
 
-    from tuner.capacity.hardware import parse_hardware
     from tuner.capacity.memory_fit import shape_from_config
     from tuner.capacity.roofline import Roofline, ServingKnobs, SliceLimits, slice_limits
+    from tuner.contracts.hardware import parse_hardware
 
     shape = shape_from_config({"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
                                "vocab_size": 2048, "intermediate_size": 128}, "tiny")

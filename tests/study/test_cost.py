@@ -8,9 +8,10 @@ from tests.study.test_api import write_study
 
 from tuner import study as studies
 from tuner.inputs.spec import BUDGET_ONLY_TRIALS, load_study
+from tuner.planning.launch_time import estimated_launch_s
 from tuner.report import status_table
 from tuner.study import StudyRunner, create_or_load
-from tuner.study.cost import estimated_launch_s, study_cost
+from tuner.study.cost import study_cost
 from tuner.study.records import StudyRecord, TrialRecord, records
 from tuner.study.storage import open_storage
 from tuner.trial import run_trial

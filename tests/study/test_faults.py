@@ -18,8 +18,8 @@ import yaml
 from conftest import processes_tagged
 from tuner.errors import TunerBug
 from tuner.inputs.spec import load_study
-from tuner.scoring.confirmation import study_front
 from tuner.study import StudyRunner, create_or_load
+from tuner.study.front import study_front
 from tuner.study.storage import open_storage
 
 FAKE = str(Path(__file__).parents[1] / "fakes" / "fake_vllm.py")

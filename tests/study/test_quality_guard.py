@@ -15,7 +15,7 @@ from tuner.contracts.outcomes import Outcome
 from tuner.errors import InputError, TrialNotFound
 from tuner.report._dashboard import trial_note
 from tuner.report.export import render_config, select_trial
-from tuner.scoring.confirmation import study_front
+from tuner.study.front import study_front
 from tuner.study.records import StudyRecord, records
 from tuner.trial import run_trial
 

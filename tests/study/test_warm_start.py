@@ -57,7 +57,7 @@ def test_the_other_studys_trials_seed_the_sampler_marked_and_off_the_budget(firs
 
 
 def test_the_front_and_export_hold_only_this_studys_measurements(first_study, tmp_path):
-    from tuner.scoring.confirmation import study_front
+    from tuner.study.front import study_front
 
     seeded = run(tmp_path, "v6e8", 1, "warm_start: {study: v6e4}\nenqueue: [{seqs: 4}]\n")
     front = study_front(seeded)

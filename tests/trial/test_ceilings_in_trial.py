@@ -6,13 +6,13 @@ from __future__ import annotations
 import pytest
 from tests.trial.test_trial_seams import TIMEOUTS, fake_config, load
 
-from tuner.capacity.hardware import Chip, Hardware
 from tuner.capacity.memory_fit import shape_from_config
+from tuner.contracts.goals import Goals
+from tuner.contracts.hardware import Chip, Hardware
 from tuner.contracts.outcomes import Outcome
-from tuner.contracts.sweep import SweepPlan
-from tuner.scoring.objectives import Goals
 from tuner.scoring.score import score_run
 from tuner.trial import run_trial
+from tuner.trial.sweep_plan import SweepPlan
 
 pytestmark = pytest.mark.usefixtures("no_server_left_behind")
 SHAPE = shape_from_config({"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 2048,

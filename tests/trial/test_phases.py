@@ -6,9 +6,9 @@ import pytest
 from tests.trial.test_trial_seams import TIMEOUTS, fake_config, load
 
 from tuner.contracts.phases import LaunchPhase, PhaseReport
-from tuner.contracts.sweep import SweepPlan
 from tuner.trial import run_trial
 from tuner.trial.clock import PhaseClock
+from tuner.trial.sweep_plan import SweepPlan
 
 pytestmark = pytest.mark.usefixtures("no_server_left_behind")
 

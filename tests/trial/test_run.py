@@ -110,7 +110,7 @@ def _level(concurrency: int, tok_s: float, ttft_p99: float = 10.0, reliable: boo
 
 
 def test_sweep_stops_where_throughput_plateaus_or_the_slo_is_missed():
-    from tuner.scoring.objectives import Goals
+    from tuner.contracts.goals import Goals
 
     slo = Goals(slo={"ttft_p99_ms": 100.0})
     assert worker.stop_reason([_level(4, 100), _level(16, 300)], slo, 0.05) is None

@@ -18,7 +18,6 @@ import pytest
 import ray
 import yaml
 
-from tuner.contracts.sweep import SweepPlan
 from tuner.errors import ServerGone, SetupError
 from tuner.inputs.spec import LoadSpec, Timeouts, load_study
 from tuner.load.tokenizer import ServerTokenizer, TokenizerUnavailable
@@ -27,6 +26,7 @@ from tuner.server.config import ServerConfig
 from tuner.study import StudyRunner, create_or_load
 from tuner.study.storage import open_storage
 from tuner.trial import Seam, run_trial
+from tuner.trial.sweep_plan import SweepPlan
 
 FAKE = str(Path(__file__).parents[1] / "fakes" / "fake_vllm.py")
 

@@ -9,10 +9,10 @@ import pytest
 from tests.trial.test_trial_seams import TIMEOUTS, fake_config, load
 
 from tuner.contracts.results import LevelResult, ServerCounters, TrialResult
-from tuner.contracts.sweep import SweepPlan
 from tuner.scoring.score import components_of, evidence_of
 from tuner.server.failures import FailureClass
 from tuner.trial import run_trial
+from tuner.trial.sweep_plan import SweepPlan
 
 pytestmark = pytest.mark.usefixtures("no_server_left_behind")
 TRAFFIC = dict(concurrency=[1, 4], input_len=8, input_len_max=64, output_len=8, repeats=1, worst_case=True)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tuner.capacity.hardware import GiB, Hardware
+from tuner.contracts.hardware import GiB, Hardware
 from tuner.contracts.outcomes import FailureClass
 from tuner.errors import ModelConfigError, ServerFlagError
 

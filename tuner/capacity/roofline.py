@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuner.capacity.hardware import Hardware
 from tuner.capacity.memory_fit import (
     DEFAULT_MAX_NUM_SEQS,
     DTYPE_BYTES,
@@ -32,6 +31,7 @@ from tuner.capacity.memory_fit import (
     load_model_shape,
     serving_dtype,
 )
+from tuner.contracts.hardware import Hardware
 from tuner.contracts.results import ComputeCeiling, DecodeCeiling, LevelResult, Plausibility, Speculation
 from tuner.errors import ModelConfigError
 

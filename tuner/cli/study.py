@@ -31,7 +31,7 @@ def study_start(
     import optuna
 
     from tuner import study as studies
-    from tuner.report import pareto_table, status_table
+    from tuner.report import pareto_table, publish_to_dashboard, status_table
     from tuner.report.progress import ProgressDisplay
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -39,7 +39,8 @@ def study_start(
     _print_start(prepared)
     try:
         with ProgressDisplay(console) as progress:
-            optuna_study = studies.run(prepared, on_progress=progress, ray_address=ray_address)
+            optuna_study = studies.run(prepared, on_progress=progress, ray_address=ray_address,
+                                       on_finish=[publish_to_dashboard])  # notes and plots for `tuner dashboard`
     except KeyboardInterrupt:
         err_console.print("interrupted: running trials stopped and re-queued; run the same command to continue")
         raise typer.Exit(EXIT_INTERRUPTED) from None
@@ -175,7 +176,7 @@ def new_command(
 ) -> None:
     """Write a study file and its search space from your `vllm serve` command, ready for `tuner study start`."""
     from tuner.inputs.command_line import ServeCommand, parse_serve_command
-    from tuner.inputs.new_study import NewStudyRequest, detect_hardware, write_new_study
+    from tuner.planning.new_study import NewStudyRequest, detect_hardware, write_new_study
 
     if (from_command is None) == (model is None):
         raise InputError("tuner study new", "", "give --from-command \"vllm serve MODEL ...\" or --model MODEL (one)")
@@ -218,7 +219,7 @@ def _parse_sampling(text: str) -> Sampling:
 
 
 def _parse_slo(text: str | None) -> dict[str, float]:
-    from tuner.scoring.objectives import check_latency_name
+    from tuner.contracts.goals import check_latency_name
 
     limits: dict[str, float] = {}
     for item in filter(None, (text or "").split(",")):
@@ -248,8 +249,8 @@ def plan_command(
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = load_study(study_file)
-    from tuner.capacity.plan import render_plan
-    from tuner.capacity.prelaunch import check_server_inputs, model_context, plan_configs
+    from tuner.planning.prelaunch import check_server_inputs, model_context, plan_configs
+    from tuner.planning.study_plan import render_plan
 
     notes = check_server_inputs(study)  # a flag the installed server does not know: exit 2 here too
     planned = plan_configs(study, trials, seed)

@@ -11,11 +11,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator, model_validator
 
+from tuner.contracts.goals import DEFAULT_OBJECTIVES, Goals, check_latency_name, direction_of
 from tuner.contracts.sampling import Sampling
 from tuner.errors import InputError
 from tuner.inputs._yaml import read_yaml_mapping, validate
 from tuner.inputs.search_space import SearchSpace, check_env_name, check_flag_name, load_search_space
-from tuner.scoring.objectives import DEFAULT_OBJECTIVES, Goals, check_latency_name, direction_of
 
 # Flags the tuner itself sets on every launch: the server must bind where the tuner looks for it.
 RESERVED_FLAGS = {"--host", "--port", "--model", "--config"}
@@ -265,7 +265,7 @@ class ModelInfo(_Strict):
 
 
 class HardwareSpec(_Strict):
-    """The slice one trial runs on, by name from tuner.capacity.hardware.SLICES (e.g. tpu-v6e-4, cpu)."""
+    """The slice one trial runs on, by name from tuner.contracts.hardware.SLICES (e.g. tpu-v6e-4, cpu)."""
 
     name: str = Field(min_length=1)
     memory_per_device_gib: PositiveFloat | None = Field(default=None, description="override the catalog's memory")
@@ -273,7 +273,7 @@ class HardwareSpec(_Strict):
     @field_validator("name")
     @classmethod
     def _known(cls, v: str) -> str:
-        from tuner.capacity.hardware import SLICES  # light module: stdlib only
+        from tuner.contracts.hardware import SLICES  # light module: stdlib only
 
         if v not in SLICES:
             raise ValueError(f"unknown hardware {v!r}; known: {', '.join(sorted(SLICES))}")

@@ -141,8 +141,8 @@ class BenchPlan:
 def plan_bench(spec: BenchSpec) -> BenchPlan:
     """Resolve the model, tokenizer and hardware, and lay out the levels. Asks the server only for its model name
     and, for text prompts, its tokenizer."""
-    from tuner.capacity.hardware import parse_hardware
     from tuner.capacity.roofline import roofline_for
+    from tuner.contracts.hardware import parse_hardware
     from tuner.load.http import Target
 
     Target.parse(spec.url)  # a bad URL fails here, before anything is sent

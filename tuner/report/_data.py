@@ -15,14 +15,15 @@ from typing import Any
 import optuna
 import pandas as pd
 
+from tuner.contracts.goals import direction_of
 from tuner.contracts.phases import LaunchPhase
 from tuner.contracts.results import LevelResult
 from tuner.contracts.sampling import describe_sampling
 from tuner.errors import TunerError
-from tuner.scoring.confirmation import ConfigSummary, StudyFront, best_of, study_front
-from tuner.scoring.objectives import direction_of
+from tuner.scoring.confirmation import ConfigSummary
 from tuner.study._optuna import hypervolume
 from tuner.study.cost import StudyCost, costs_slice_time, grid_size, study_cost
+from tuner.study.front import StudyFront, best_of, study_front
 from tuner.study.records import StudyRecord, TrialRecord, records
 
 # How each outcome is named in a report's legend. Penalized trials are named by their failure class.

@@ -10,8 +10,8 @@ from rich.table import Table
 from tuner.contracts.outcomes import Outcome
 from tuner.contracts.results import LevelResult
 from tuner.report._data import grid_of
-from tuner.scoring.confirmation import study_front
 from tuner.study.cost import study_cost
+from tuner.study.front import study_front
 from tuner.study.records import StudyRecord, TrialCounts, records
 
 

@@ -19,8 +19,9 @@ import yaml
 from tuner.contracts.results import LevelResult
 from tuner.contracts.sampling import describe_sampling
 from tuner.errors import TrialNotFound
-from tuner.scoring.confirmation import ConfigSummary, StudyFront, best_of, study_front, summaries
+from tuner.scoring.confirmation import ConfigSummary, summaries
 from tuner.server.config import REDACTED
+from tuner.study.front import StudyFront, best_of, study_front
 from tuner.study.records import StudyRecord, TrialRecord, records
 
 SELECTORS = {"max-throughput": None, "max-stability": "stability"}  # None: the study's rank objective

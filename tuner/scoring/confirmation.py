@@ -23,23 +23,49 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-import optuna
 from pydantic import BaseModel, ConfigDict, Field
 
+from tuner.contracts.goals import STABILITY, Goals, direction_of
 from tuner.contracts.outcomes import FailureClass, Outcome
-from tuner.scoring.objectives import STABILITY, Goals, direction_of
 from tuner.scoring.score import Evidence, StabilityComponents, relative_mad
 
-if TYPE_CHECKING:  # the records store ConfigSummary; this module only reads records
-    from tuner.study.records import TrialRecord
+if TYPE_CHECKING:
+    from tuner.scoring.score import Score
 
 DEFAULT_NOISE = 0.05
 MIN_NOISE = 0.01
 NOISE_MULTIPLE = 2.0
 STABILITY_TOLERANCE = 0.05
+
+
+class Run(Protocol):
+    """One launch as confirmation reads it: what a stored trial (tuner.study.records.Run) offers. Confirmation
+    sits below the study's records, so it names what it reads instead of importing them."""
+
+    @property
+    def number(self) -> int: ...
+    @property
+    def params(self) -> dict[str, Any]: ...
+    @property
+    def confirms(self) -> int | None: ...
+    @property
+    def complete(self) -> bool: ...
+    @property
+    def search_launch(self) -> bool: ...
+    @property
+    def outcome(self) -> Outcome | FailureClass: ...
+    @property
+    def score(self) -> Score | None: ...
+    @property
+    def run_feasible(self) -> bool: ...
+    @property
+    def operating_concurrency(self) -> int | None: ...
+    def run_value(self, objective: str) -> float | None: ...
+
+
+R = TypeVar("R", bound=Run)
 
 
 class ConfigSummary(BaseModel):
@@ -60,16 +86,16 @@ class ConfigSummary(BaseModel):
     outcomes: list[Outcome | FailureClass] = Field(default_factory=list)
 
 
-def group_runs(records: Sequence[TrialRecord]) -> dict[int, list[TrialRecord]]:
+def group_runs(records: Sequence[R]) -> dict[int, list[R]]:
     """Search trial number -> its runs (itself first), for every complete search trial."""
-    groups: dict[int, list[TrialRecord]] = {r.number: [r] for r in records if r.search_launch}
+    groups: dict[int, list[R]] = {r.number: [r] for r in records if r.search_launch}
     for r in (r for r in records if r.complete):
         if r.confirms is not None and r.confirms in groups:
             groups[r.confirms].append(r)
     return groups
 
 
-def machine_noise(records: Sequence[TrialRecord], goals: Goals) -> float:
+def machine_noise(records: Sequence[Run], goals: Goals) -> float:
     within = [s for r in records if r.score is not None and (s := r.score.evidence.repeat_spread) is not None]
     across = []
     for runs in group_runs(records).values():
@@ -81,7 +107,7 @@ def machine_noise(records: Sequence[TrialRecord], goals: Goals) -> float:
     return max(max(estimates), MIN_NOISE) if estimates else DEFAULT_NOISE
 
 
-def summarize(runs: Sequence[TrialRecord], goals: Goals, noise: float, repeats: int) -> ConfigSummary:
+def summarize(runs: Sequence[Run], goals: Goals, noise: float, repeats: int) -> ConfigSummary:
     search = runs[0]
     met = [r for r in runs if r.run_feasible]
     values: dict[str, float] = {}
@@ -113,7 +139,7 @@ def summarize(runs: Sequence[TrialRecord], goals: Goals, noise: float, repeats: 
         operating_concurrency=statistics.median_low(concurrencies) if concurrencies else None)
 
 
-def _feasible(runs: Sequence[TrialRecord], met: Sequence[TrialRecord]) -> bool:
+def _feasible(runs: Sequence[Run], met: Sequence[Run]) -> bool:
     """At least half the launches met every SLO, and none answered differently from the reference: a config that
     gave a wrong answer once is never recommended, however often it was fast."""
     return bool(met) and len(met) * 2 >= len(runs) and not any(r.outcome == Outcome.WRONG_OUTPUT for r in runs)
@@ -125,7 +151,7 @@ def consistency(spread: float | None, noise: float) -> float:
     return max(0.0, min(1.0, 1.0 - max(0.0, spread - NOISE_MULTIPLE * noise)))
 
 
-def summaries(records: Sequence[TrialRecord], goals: Goals, repeats: int) -> list[ConfigSummary]:
+def summaries(records: Sequence[Run], goals: Goals, repeats: int) -> list[ConfigSummary]:
     noise = machine_noise(records, goals)
     return [summarize(runs, goals, noise, repeats) for runs in group_runs(records).values()]
 
@@ -157,7 +183,7 @@ def noise_front(items: Sequence[ConfigSummary], goals: Goals, noise: float) -> l
     return sorted(front, key=lambda s: -sign * s.values[goals.rank_metric])
 
 
-def candidates(records: Sequence[TrialRecord], goals: Goals, limit: int) -> list[ConfigSummary]:
+def candidates(records: Sequence[Run], goals: Goals, limit: int) -> list[ConfigSummary]:
     """The search's configs on and near the front (single-launch numbers), at most `limit`: what to confirm. The
     best config by each objective comes first, then the rest by the rank objective, so that a small limit still
     confirms both ends of the trade-off (the most stable config, not only the fastest ones)."""
@@ -174,40 +200,8 @@ def candidates(records: Sequence[TrialRecord], goals: Goals, limit: int) -> list
 
 
 
-def confirmed_front(records: Sequence[TrialRecord], goals: Goals, repeats: int) -> list[ConfigSummary]:
+def confirmed_front(records: Sequence[Run], goals: Goals, repeats: int) -> list[ConfigSummary]:
     """The front from confirmed numbers only (with repeats 0, from single launches, each marked unconfirmed)."""
     noise = machine_noise(records, goals)
     items = [s for s in summaries(records, goals, repeats) if s.confirmed]
     return noise_front(items, goals, noise)
-
-
-@dataclass
-class StudyFront:
-    """What `tuner study pareto` and `export` read: the front, and whether its numbers are confirmed."""
-
-    goals: Goals
-    configs: list[ConfigSummary]
-    confirmed: bool  # False: the study asks for no confirmation, or it has not run yet (single-launch numbers)
-    noise: float
-
-
-def study_front(study: optuna.Study) -> StudyFront:
-    from tuner.study.records import StudyRecord, records
-
-    spec = StudyRecord.of(study).spec
-    goals, repeats = spec.goals(), spec.confirm.repeats
-    recs = records(study)
-    noise = machine_noise(recs, goals)
-    confirmed = confirmed_front(recs, goals, repeats) if repeats else []
-    if confirmed:
-        return StudyFront(goals, confirmed, True, noise)
-    singles = [summarize([r], goals, noise, repeats=0) for r in recs if r.search_launch]
-    return StudyFront(goals, noise_front(singles, goals, noise), False, noise)
-
-
-def best_of(front: StudyFront, objective: str) -> ConfigSummary:
-    """The front's best config by one objective, ties broken by the rank objective."""
-    sign = 1.0 if direction_of(objective) == "maximize" else -1.0
-    rank = front.goals.rank_metric
-    rsign = 1.0 if direction_of(rank) == "maximize" else -1.0
-    return max(front.configs, key=lambda s: (sign * s.values[objective], rsign * s.values[rank]))

@@ -31,10 +31,11 @@ import statistics
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
+from tuner.contracts.goals import QUALITY as QUALITY_OBJECTIVE
+from tuner.contracts.goals import STABILITY, Goals, direction_of
 from tuner.contracts.outcomes import FailureClass, Outcome
 from tuner.contracts.results import LevelResult, TrialResult
-from tuner.scoring.objectives import QUALITY as QUALITY_OBJECTIVE
-from tuner.scoring.objectives import STABILITY, Goals, LoadPoint, direction_of, load_points, operating_point
+from tuner.scoring.objectives import LoadPoint, load_points, operating_point
 from tuner.scoring.quality import QualityCheck, QualityEvidence, beyond_noise
 
 CONFIG_FAILURE = "config_failure"

@@ -10,6 +10,9 @@
                   on one study; a killed driver's trials re-queued)
     _sampler      which Optuna sampler (auto: GP, or TPE with a constant liar for parallel trials)
     records       what a study stores per trial and per study, and the only code that reads or writes it
+    front         the study's front (confirmed medians, else single launches within the noise): pareto, export
+    cost          what the study spent in slice time, by phase, and what a grid would have cost
+    _quality      the quality reference: the first launch's answers, which later launches are held to
     storage       Optuna storage URLs (SQLite, PostgreSQL)
     replay        a recorded response surface answering trials instead of servers (the search benchmark)
     warm_start    finished trials of another study seeding this one's sampler

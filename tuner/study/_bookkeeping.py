@@ -20,11 +20,10 @@ from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.capacity.failure_rules import KnownFailure, predict_kv_capacity
-from tuner.capacity.prelaunch import Prescreen, model_context, pre_launch, prompt_vocab_size
 from tuner.contracts.results import TrialResult
-from tuner.contracts.sweep import TrialOutcome
 from tuner.inputs.spec import Study
-from tuner.scoring.confirmation import candidates, study_front, summaries
+from tuner.planning.prelaunch import Prescreen, model_context, pre_launch, prompt_vocab_size
+from tuner.scoring.confirmation import candidates, summaries
 from tuner.scoring.score import Score, score_run
 from tuner.server.config import ServerConfig, build_server_config, redact_env
 from tuner.server.failures import FailureClass
@@ -33,6 +32,7 @@ from tuner.study._optuna import enqueued_params, storage_of, trial_id_of
 from tuner.study._quality import QualityGuard
 from tuner.study._sampler import SamplerChoice, choose_sampler, make_sampler
 from tuner.study.cost import StudyCost, study_cost
+from tuner.study.front import study_front
 from tuner.study.records import (
     TrialCounts,
     TrialRecord,
@@ -52,6 +52,7 @@ from tuner.study.records import (
     write_sampler,
 )
 from tuner.study.warm_start import WarmTrial, add_warm_trials
+from tuner.trial.sweep_plan import TrialOutcome
 
 PROPOSING_WAIT_S = 10.0  # how long a proposal waits for an earlier one another driver is still writing
 

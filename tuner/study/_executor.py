@@ -21,9 +21,9 @@ from typing import Any, Generic, Protocol, Self, TypeVar
 
 from tuner.contracts.phases import LaunchPhase, PhaseReport
 from tuner.contracts.results import TrialResult
-from tuner.contracts.sweep import TrialOutcome
 from tuner.server.failures import FailureClass
 from tuner.study._ray_guard import OrphanGuard
+from tuner.trial.sweep_plan import TrialOutcome
 
 Key = TypeVar("Key")
 

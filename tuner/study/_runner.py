@@ -19,21 +19,21 @@ from pathlib import Path
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 
-from tuner.capacity.prelaunch import prompt_vocab_size
 from tuner.contracts.results import TrialResult
-from tuner.contracts.sweep import SweepPlan, TrialOutcome
 from tuner.errors import InfrastructureError, SetupError, TunerBug
 from tuner.inputs.spec import Study
-from tuner.inputs.traffic import Traffic, resolve_traffic, sweep_plan
+from tuner.planning.launch_time import estimated_launch_s
+from tuner.planning.prelaunch import prompt_vocab_size
+from tuner.planning.traffic import Traffic, resolve_traffic, sweep_plan
 from tuner.scoring.score import Score
 from tuner.server.failures import FailureClass
 from tuner.study._bookkeeping import Bookkeeper, Proposal, Recorded, recover_interrupted
 from tuner.study._executor import Executor, RayExecutor
 from tuner.study._lease import Lease
-from tuner.study.cost import estimated_launch_s
 from tuner.study.records import write_search_stopped
 from tuner.study.replay import ReplayExecutor, Surface
 from tuner.trial import run_trial
+from tuner.trial.sweep_plan import SweepPlan, TrialOutcome
 
 DUPLICATE_LIMIT = 50  # consecutive proposals already measured before the space counts as exhausted
 INFRA_GIVE_UP_LIMIT = 3  # trials in a row that exhausted their infra retries: the cluster, not a config, is broken

@@ -10,16 +10,15 @@ with `replay`, the recorded surface); a test hands in a LocalExecutor or its own
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
 
-from tuner.capacity.prelaunch import check_server_inputs, preflight
-from tuner.contracts.sweep import TrialOutcome
 from tuner.inputs.spec import Study, load_study
-from tuner.inputs.traffic import Traffic, resolve_traffic
+from tuner.planning.prelaunch import check_server_inputs, preflight
+from tuner.planning.traffic import Traffic, resolve_traffic
 from tuner.study._bookkeeping import create_or_load
 from tuner.study._executor import Executor
 from tuner.study._runner import Attempt, Snapshot, StudyRunner
@@ -28,6 +27,7 @@ from tuner.study.replay import Surface
 from tuner.study.storage import check_storage_url, load_existing_study, open_storage
 from tuner.study.warm_start import WarmTrial, warm_trials
 from tuner.trial import run_trial
+from tuner.trial.sweep_plan import TrialOutcome
 
 
 @dataclass(frozen=True)
@@ -64,9 +64,11 @@ def prepare(study_file: Path, *, trials: int | None = None, storage: str | None 
 
 def run(prepared: PreparedStudy, *, on_progress: Callable[[Snapshot], None] | None = None,
         executor: Executor[Attempt] | None = None, ray_address: str | None = None,
-        task: Callable[..., TrialOutcome] = run_trial) -> optuna.Study:
-    """Create (or resume) the study and run it to its budget, then its confirmation runs. Returns the study.
-    A KeyboardInterrupt stops the running trials and re-queues them: the same call continues."""
+        task: Callable[..., TrialOutcome] = run_trial,
+        on_finish: Sequence[Callable[[optuna.Study], None]] = ()) -> optuna.Study:
+    """Create (or resume) the study and run it to its budget, then its confirmation runs, then each `on_finish`
+    callback (the CLI publishes the dashboard's notes and plots: tuner.report.publish_to_dashboard). Returns the
+    study. A KeyboardInterrupt stops the running trials and re-queues them: the same call continues."""
     optuna_study = create_or_load(prepared.study, open_storage(prepared.storage_url), prepared.name, prepared.warm,
                                   prepared.sampler)
     runner = StudyRunner(prepared.study, optuna_study, prepared.trials, ray_address=ray_address,
@@ -74,9 +76,8 @@ def run(prepared: PreparedStudy, *, on_progress: Callable[[Snapshot], None] | No
     if on_progress is not None:
         runner.on_progress = on_progress
     runner.run()
-    from tuner.report import publish_to_dashboard
-
-    publish_to_dashboard(optuna_study)  # notes and plots for `tuner dashboard`
+    for callback in on_finish:
+        callback(optuna_study)
     return optuna_study
 
 

@@ -6,20 +6,15 @@ feasible or not, and an attempt ended by an infrastructure failure too: the slic
 without a launch (a rule, the memory estimate, a learned failure), an answered duplicate, another study's trial
 added by warm start and a replayed draw cost nothing.
 
-Before any launch is measured, the expected launch comes from the hardware catalogue's startup estimate plus the
-sweep's upper bound (every level at its `level_timeout_s`): an estimate, and always labelled so.
+Before any launch is measured, the expected launch is an estimate (tuner.planning.launch_time), always labelled so.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from tuner.contracts.phases import LaunchPhase
 from tuner.study.records import TrialRecord
-
-if TYPE_CHECKING:
-    from tuner.inputs.spec import StudySpec
 
 HOUR_S = 3600.0
 
@@ -97,22 +92,3 @@ def study_cost(records: list[TrialRecord], price_per_slice_hour: float | None = 
 def grid_size(grid: dict[str, list[object]]) -> int:
     """The configs of a finite space (conditional parameters counted as if always set: an upper bound)."""
     return math.prod(len(values) for values in grid.values()) if grid else 1
-
-
-def estimated_launch_s(spec: StudySpec) -> tuple[float, str]:
-    """A launch's slice time before one is measured, and how it was reckoned: the hardware catalogue's startup
-    estimate plus the sweep's upper bound (every planned level at its level_timeout_s). An estimate, never a
-    measurement."""
-    from tuner.capacity.hardware import SLICES
-    from tuner.contracts.sweep import planned_levels
-
-    if spec.hardware is not None:
-        startup, where = SLICES[spec.hardware.name].chip.startup_estimate_s, spec.hardware.name
-    elif set(spec.resources) <= {"CPU"}:
-        startup, where = SLICES["cpu"].chip.startup_estimate_s, "cpu"
-    else:
-        startup, where = 600.0, "no hardware named"
-    levels = len(planned_levels(spec.load)) + (1 if spec.load.worst_case else 0)
-    sweep = levels * spec.load.level_timeout_s
-    return startup + sweep, (f"estimate: startup {startup / 60:g} min ({where}, catalogue) + sweep at most"
-                             f" {sweep / 60:g} min ({levels} levels x {spec.load.level_timeout_s:g} s)")

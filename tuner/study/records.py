@@ -16,10 +16,10 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from tuner.contracts.goals import Goals
 from tuner.contracts.outcomes import FailureClass, Outcome
 from tuner.contracts.results import LevelResult
 from tuner.scoring.confirmation import ConfigSummary
-from tuner.scoring.objectives import Goals
 from tuner.scoring.quality import QualityReference
 from tuner.scoring.score import Score
 

@@ -22,8 +22,8 @@ from typing import Any, Generic, TypeVar
 
 from tuner.contracts.phases import PhaseReport
 from tuner.contracts.results import TrialResult
-from tuner.contracts.sweep import TrialOutcome
 from tuner.errors import InputError
+from tuner.trial.sweep_plan import TrialOutcome
 
 Key = TypeVar("Key")
 

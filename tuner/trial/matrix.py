@@ -6,7 +6,6 @@ from collections.abc import Callable, Sequence
 
 from tuner.contracts.matrix import MatrixPoint
 from tuner.contracts.results import LevelResult, TrialResult
-from tuner.contracts.sweep import TrialOutcome
 from tuner.inputs.spec import LoadSpec, Timeouts
 from tuner.load.matrix import workload_for
 from tuner.load.runner import LevelOptions, LoadPattern, measure_level
@@ -14,6 +13,7 @@ from tuner.load.workload import Workload
 from tuner.server.config import ServerConfig
 from tuner.server.process import ServerProcess
 from tuner.trial.run import run_launch
+from tuner.trial.sweep_plan import TrialOutcome
 from tuner.trial.watch import ServerWatch, failure_after_level
 
 MeasuredPoint = tuple[MatrixPoint, LevelResult]

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from tuner.capacity.roofline import Roofline, ServingKnobs, slice_limits
+from tuner.contracts.goals import Goals
 from tuner.contracts.phases import LaunchPhase, PhaseSink, no_reports
 from tuner.contracts.results import LevelResult, Plausibility, TrialResult
 from tuner.contracts.sampling import SamplingInForce, server_defaults
-from tuner.contracts.sweep import SweepPlan, TrialOutcome, sweep_points
 from tuner.errors import ServerGone, ServerStartupFailed
 from tuner.inputs.spec import LoadSpec, Timeouts
 from tuner.load import RequestRecord, Workload, vocab_size_of
@@ -38,7 +38,7 @@ from tuner.load.runner import (
 from tuner.load.server_counters import LevelProgress
 from tuner.load.tokenizer import ServerTokenizer, Tokenizer, TokenizerUnavailable
 from tuner.load.workload import PromptFactory, Sample
-from tuner.scoring.objectives import Goals, slo_excess
+from tuner.scoring.objectives import slo_excess
 from tuner.server.client import server_client, server_version
 from tuner.server.config import ServerConfig, redact_text
 from tuner.server.failures import FailureClass, killing_signal
@@ -46,6 +46,7 @@ from tuner.server.process import ServerProcess, last_lines
 from tuner.server.startup import prepare_compile_cache, startup_attrs
 from tuner.trial.clock import PhaseClock
 from tuner.trial.probes import answer_probes
+from tuner.trial.sweep_plan import SweepPlan, TrialOutcome, sweep_points
 from tuner.trial.watch import EXIT_WAIT_S, ServerWatch, failure_after_level
 
 LOG_TAIL_LINES = 60

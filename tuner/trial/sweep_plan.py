@@ -1,19 +1,19 @@
 """What the driver hands a launch (SweepPlan) and what the launch hands back (TrialOutcome), and the order in
-which a plan's levels are measured. The study builds plans (tuner.inputs.traffic), the trial runs them
+which a plan's levels are measured. The study builds plans (tuner.planning.traffic), the trial runs them
 (tuner.trial), replay answers them from a recorded surface (tuner.study.replay)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from tuner.capacity.hardware import Hardware
 from tuner.capacity.memory_fit import ModelShape
+from tuner.contracts.goals import Goals
+from tuner.contracts.hardware import Hardware
 from tuner.contracts.quality import QualityPlan
 from tuner.contracts.results import TrialResult
 from tuner.inputs.spec import LoadSpec
 from tuner.load.runner import LoadPattern
 from tuner.load.stats import SLO
 from tuner.load.workload import Sample
-from tuner.scoring.objectives import Goals
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,12 @@ import yaml
 from tests.server.test_accepted import captured
 from typer.testing import CliRunner
 
-from tuner.capacity.prelaunch import check_server_inputs
 from tuner.cli import app
 from tuner.errors import InputError
 from tuner.inputs.command_line import parse_serve_command
-from tuner.inputs.new_study import NewStudyRequest, write_new_study
 from tuner.inputs.spec import load_study
+from tuner.planning.new_study import NewStudyRequest, write_new_study
+from tuner.planning.prelaunch import check_server_inputs
 
 ROOT = Path(__file__).resolve().parents[2]
 # ../shared/seed/gemma4-v6e-4-tuning-blog.txt, "vLLM Startup Command (Verified)", with the env var it names below it.

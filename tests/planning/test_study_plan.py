@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tuner.capacity.prelaunch import model_context, plan_configs, prescreen
 from tuner.cli import app
 from tuner.inputs.spec import load_study
+from tuner.planning.prelaunch import model_context, plan_configs, prescreen
 from tuner.server.config import build_server_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -109,7 +109,7 @@ def test_trials_must_be_positive(trials):
 
 
 def test_pre_launch_refuses_rule_breakers_even_without_prescreen():
-    from tuner.capacity.prelaunch import pre_launch
+    from tuner.planning.prelaunch import pre_launch
 
     study = load_study(GEMMA)
     params = {**study.spec.enqueue[0], "async_scheduling": True}
@@ -122,8 +122,8 @@ def test_pre_launch_refuses_rule_breakers_even_without_prescreen():
 
 
 def test_a_not_launched_trial_scores_as_penalized():
-    from tuner.capacity.prelaunch import pre_launch
     from tuner.contracts.results import TrialResult
+    from tuner.planning.prelaunch import pre_launch
     from tuner.scoring.score import CONFIG_FAILURE, score_run
 
     study = load_study(GEMMA)

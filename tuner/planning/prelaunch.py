@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 from tuner.contracts.outcomes import FailureClass
 
 if TYPE_CHECKING:
-    from tuner.capacity.hardware import Hardware
     from tuner.capacity.memory_fit import MemoryEstimate, ModelShape
+    from tuner.contracts.hardware import Hardware
     from tuner.inputs.spec import Study
     from tuner.server.config import ServerConfig
 
@@ -49,8 +49,8 @@ def prompt_vocab_size(study: Study) -> int | None:
 
 def model_context(study: Study) -> ModelContext:
     """The model's shape and the slice, from the study's model_info and hardware (or what can be inferred)."""
-    from tuner.capacity.hardware import SLICES, GiB
     from tuner.capacity.memory_fit import load_model_shape
+    from tuner.contracts.hardware import SLICES, GiB
 
     spec = study.spec
     info = spec.model_info

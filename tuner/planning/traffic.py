@@ -7,16 +7,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from tuner.capacity.hardware import Hardware
 from tuner.capacity.memory_fit import ModelShape
-from tuner.contracts.sweep import SweepPlan
+from tuner.contracts.goals import LATENCY_RE
+from tuner.contracts.hardware import Hardware
 from tuner.errors import ModelConfigError
 from tuner.inputs.spec import Study
 from tuner.load.dataset import load_dataset
 from tuner.load.stats import SLO
 from tuner.load.tokenizer import LocalTokenizer, TokenizerUnavailable
 from tuner.load.workload import Sample
-from tuner.scoring.objectives import LATENCY_RE
+from tuner.trial.sweep_plan import SweepPlan
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def goodput_slo(study: Study) -> SLO | None:
 
 def plausibility_inputs(study: Study) -> tuple[Hardware | None, ModelShape | None]:
     """The slice and the model's shape, when the study names them (else no check against the slice's ceilings)."""
-    from tuner.capacity.prelaunch import model_context
+    from tuner.planning.prelaunch import model_context
 
     try:
         context = model_context(study)  # a CPU-only study's slice is the host (vLLM's CPU backend)

@@ -24,8 +24,8 @@ from typing import Any, Literal
 
 import yaml
 
-from tuner.capacity.hardware import SLICES, Hardware
 from tuner.capacity.memory_fit import ModelShape, knobs_from_flags, load_model_shape, max_fitting_model_len
+from tuner.contracts.hardware import SLICES, Hardware
 from tuner.contracts.sampling import Sampling
 from tuner.errors import InputError
 from tuner.inputs.command_line import ServeCommand
@@ -438,10 +438,10 @@ def write_new_study(req: NewStudyRequest, out_dir: Path, force: bool = False,
                     check: Any = None) -> tuple[Path, Path, list[str]]:
     """Write `<name>.yaml` and `search_spaces/<name>.yaml` under out_dir, validated first; returns their paths and
     notes (e.g. why the flags were not checked against an installed server). `check`: the installed-server check
-    (default tuner.capacity.prelaunch.check_server_inputs)."""
-    from tuner.capacity.prelaunch import check_server_inputs
+    (default tuner.planning.prelaunch.check_server_inputs)."""
     from tuner.inputs.spec import load_study
-    from tuner.inputs.traffic import resolve_traffic
+    from tuner.planning.prelaunch import check_server_inputs
+    from tuner.planning.traffic import resolve_traffic
 
     if req.hardware not in SLICES:
         raise InputError("--hardware", req.hardware, f"one of {', '.join(sorted(SLICES))}")

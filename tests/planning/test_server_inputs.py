@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from tests.server.test_accepted import captured
 
-from tuner.capacity.prelaunch import check_server_inputs
 from tuner.errors import InputError
 from tuner.inputs.spec import load_study
+from tuner.planning.prelaunch import check_server_inputs
 
 ROOT = Path(__file__).parent.parent.parent
 

@@ -4,15 +4,15 @@ Configs are drawn the way the study will draw them: the enqueued ones first (Opt
 out), then sampled ones. Each shows the exact argv and env a trial would launch, the rules it breaks (such a
 config is never launched), and the memory-fit estimate. Nothing is launched and no accelerator time is spent.
 
-The rules and the memory estimate are those of the study loop's pre-launch check (tuner/capacity/prelaunch.py).
+The rules and the memory estimate are those of the study loop's pre-launch check (tuner/planning/prelaunch.py).
 """
 from __future__ import annotations
 
 import shlex
 from typing import TYPE_CHECKING
 
-from tuner.capacity.prelaunch import ModelContext, PlannedConfig, estimate_config
 from tuner.errors import InputError
+from tuner.planning.prelaunch import ModelContext, PlannedConfig, estimate_config
 
 if TYPE_CHECKING:
     from tuner.capacity.roofline import Roofline, SliceLimits
@@ -48,7 +48,7 @@ def render_plan(study: Study, planned: list[PlannedConfig], ctx: ModelContext) -
         lines.append(f"hardware {h.name}: {mem}, KV block {h.block_size} tokens")
     if ctx.why_not:
         lines.append(f"memory estimate unavailable: {ctx.why_not}")
-    from tuner.inputs.traffic import resolve_traffic
+    from tuner.planning.traffic import resolve_traffic
 
     samples = resolve_traffic(study).samples  # the traffic is read once (a dataset may be large)
     lines.extend(_sampling_lines(study, samples))
@@ -188,7 +188,7 @@ def _gb(n: float) -> str:
 
 def _cost_line(study: Study) -> str:
     """The plan's expected slice time before any launch is measured (an estimate, and said to be one)."""
-    from tuner.study.cost import estimated_launch_s
+    from tuner.planning.launch_time import estimated_launch_s
 
     spec = study.spec
     per_launch, how = estimated_launch_s(spec)

@@ -1,0 +1,40 @@
+"""The study's front: what `tuner study pareto`, `export`, the report and the confirmation phase read. Confirmed
+medians when the study relaunched its candidates (tuner.scoring.confirmation combines the launches), else single
+launches, each within the machine's noise of the others."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import optuna
+
+from tuner.contracts.goals import Goals, direction_of
+from tuner.scoring.confirmation import ConfigSummary, confirmed_front, machine_noise, noise_front, summarize
+from tuner.study.records import StudyRecord, records
+
+
+@dataclass
+class StudyFront:
+    """What `tuner study pareto` and `export` read: the front, and whether its numbers are confirmed."""
+
+    goals: Goals
+    configs: list[ConfigSummary]
+    confirmed: bool  # False: the study asks for no confirmation, or it has not run yet (single-launch numbers)
+    noise: float
+
+def study_front(study: optuna.Study) -> StudyFront:
+    spec = StudyRecord.of(study).spec
+    goals, repeats = spec.goals(), spec.confirm.repeats
+    recs = records(study)
+    noise = machine_noise(recs, goals)
+    confirmed = confirmed_front(recs, goals, repeats) if repeats else []
+    if confirmed:
+        return StudyFront(goals, confirmed, True, noise)
+    singles = [summarize([r], goals, noise, repeats=0) for r in recs if r.search_launch]
+    return StudyFront(goals, noise_front(singles, goals, noise), False, noise)
+
+def best_of(front: StudyFront, objective: str) -> ConfigSummary:
+    """The front's best config by one objective, ties broken by the rank objective."""
+    sign = 1.0 if direction_of(objective) == "maximize" else -1.0
+    rank = front.goals.rank_metric
+    rsign = 1.0 if direction_of(rank) == "maximize" else -1.0
+    return max(front.configs, key=lambda s: (sign * s.values[objective], rsign * s.values[rank]))
