@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from tests.study.test_api import write_study
+from tests.builders import write_study
 
 from tuner import study as studies
 from tuner.inputs.spec import BUDGET_ONLY_TRIALS, load_study
@@ -61,9 +61,9 @@ def test_the_budget_admits_a_launch_only_if_it_and_the_confirmation_still_fit(tm
     assert runner.total == BUDGET_ONLY_TRIALS  # no `trials`: the budget alone ends the search
     runner.snapshot.launch_s = 30.0
     runner.snapshot.slice_s = 180 - 60 - 30 - 1.0  # spent + 2 confirmation runs + the next launch = 179 s of 180
-    assert runner._within_budget()
+    assert runner._apply_stop_rules()
     runner.snapshot.running = {7: 10.0}  # a running launch will take the mean launch at least
-    assert not runner._within_budget()
+    assert not runner._apply_stop_rules()
     stopped = StudyRecord.of(runner.optuna_study).search_stopped
     assert stopped.startswith("stopping the search on the budget: 0.02 of 0.05 slice-hours spent, ")
     assert "committed to running launches and the confirmation runs; one more launch (~0.5 min) would overrun" in stopped
@@ -74,7 +74,7 @@ def test_before_any_launch_the_catalogue_estimate_decides(tmp_path):
     runner = runner_for(tmp_path, budget={"slice_hours": 0.01})
     estimate, how = estimated_launch_s(runner.spec)
     assert estimate == 60 + 3 * 60 and how.startswith("estimate: startup 1 min (cpu, catalogue) + sweep at most 3 min")
-    assert not runner._within_budget()  # 36 s of budget cannot hold a launch estimated at 4 min
+    assert not runner._apply_stop_rules()  # 36 s of budget cannot hold a launch estimated at 4 min
 
 
 def test_launches_that_held_no_slice_cost_nothing():

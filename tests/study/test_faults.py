@@ -114,6 +114,8 @@ def test_infra_failures_in_a_row_stop_the_study_without_counting(tmp_path):
     states = [t.state.name for t in optuna_study.get_trials()]
     assert states == ["FAIL"] * 3  # not COMPLETE: infra failures never count as measured or penalized
     assert all(t.user_attrs["attempts"] == 2 for t in optuna_study.get_trials())
+    # `tuner study status` says why the search stopped.
+    assert optuna_study.user_attrs["search_stopped"] == "3 trials in a row failed for infrastructure reasons"
 
 
 def test_server_dies_under_load_stays_on_the_front_with_its_survival(tmp_path):

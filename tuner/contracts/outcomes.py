@@ -23,7 +23,29 @@ class FailureClass(StrEnum):
     @property
     def is_config_failure(self) -> bool:
         """The configuration is to blame: penalize the trial so the sampler learns the boundary."""
-        return self not in (FailureClass.INFRA, FailureClass.TUNER_ERROR, FailureClass.SETUP_ERROR)
+        return disposition_of(self) == Disposition.TELL
+
+
+class Disposition(StrEnum):
+    """What the study loop does with a launch that came back (tuner.study._runner)."""
+
+    TELL = "tell"  # scored and told to Optuna: measured, or penalized for the config's own failure
+    RETRY = "retry"  # not the config's fault: the same parameters again (a streak of them stops the study)
+    STOP_SETUP = "stop_setup"  # the user's setup cannot serve the study: stop with how to fix it (exit 2)
+    STOP_BUG = "stop_bug"  # tuner's own code failed: stop, keep the config for the next run, never penalize
+
+
+# Every failure class not listed is the config's: told, penalized.
+_DISPOSITIONS: dict[FailureClass, Disposition] = {
+    FailureClass.INFRA: Disposition.RETRY,
+    FailureClass.SETUP_ERROR: Disposition.STOP_SETUP,
+    FailureClass.TUNER_ERROR: Disposition.STOP_BUG,
+}
+
+
+def disposition_of(failure: FailureClass | None) -> Disposition:
+    """None (the server served) is told like a config failure: scoring decides what it was."""
+    return Disposition.TELL if failure is None else _DISPOSITIONS.get(failure, Disposition.TELL)
 
 
 class Outcome(StrEnum):

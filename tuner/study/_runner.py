@@ -1,6 +1,7 @@
-"""The study loop: propose configs, run them on the executor, record what came back, until the budget is spent.
+"""The study loop: propose configs, run them on the executor, record what came back, until a stop rule ends the search
+(tuner.study._stop_rules: trial count, duplicates, budget, patience, infra streak), then confirm the front.
 
-A trial's budget counts launched COMPLETE trials (penalized ones included). Infra failures are not the config's
+The trial count counts launched COMPLETE trials (penalized ones included). Infra failures are not the config's
 fault: the same parameters run again, and a run of them stops the study. A tuner error stops the study at once.
 
 Several drivers may run one study (one storage, e.g. PostgreSQL). Each holds a lease on the trials it runs
@@ -19,6 +20,7 @@ from pathlib import Path
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 
+from tuner.contracts.outcomes import Disposition, disposition_of
 from tuner.contracts.results import TrialResult
 from tuner.errors import InfrastructureError, SetupError, TunerBug
 from tuner.inputs.spec import Study
@@ -30,13 +32,12 @@ from tuner.server.failures import FailureClass
 from tuner.study._bookkeeping import Bookkeeper, Proposal, Recorded, recover_interrupted
 from tuner.study._executor import Executor, RayExecutor
 from tuner.study._lease import Lease
-from tuner.study.records import write_search_stopped
+from tuner.study._stop_rules import SearchState, Stop, StopReason, first_stop, rules_for
+from tuner.study.records import StudyRecord, write_search_stopped
 from tuner.study.replay import ReplayExecutor, Surface
 from tuner.trial import run_trial
 from tuner.trial.sweep_plan import SweepPlan, TrialOutcome
 
-DUPLICATE_LIMIT = 50  # consecutive proposals already measured before the space counts as exhausted
-INFRA_GIVE_UP_LIMIT = 3  # trials in a row that exhausted their infra retries: the cluster, not a config, is broken
 # A server killed by one of these before it served a request hit a sharp edge of its first shapes (a kernel picked or
 # compiled at first use; vLLM 0.32 CPU's SIGILL on a one-token first prompt), not yet the config's fault: relaunched
 # once. SIGKILL is not among them: the kernel's OOM killer sends it, a memory cause.
@@ -99,9 +100,12 @@ class StudyRunner:
         self._given_executor = executor  # None: Ray (or the replay surface); a test or library user may hand one in
         self.spec = study.spec
         self.optuna_study = optuna_study
-        self.total = total_trials
-        self.budget = total_trials
-        self._patience_seen = -1  # launched trials when the stopping rule last read storage
+        self.total = total_trials  # search trials this run will have launched: shrinks when a stop rule fires
+        self.trials_given = total_trials
+        self.rules = rules_for(self.spec)
+        self.stopped: Stop | None = None  # the rule that ended the search
+        self.not_launched_in_a_row = 0  # proposals that cost no launch: duplicates, rule breakers, predicted non-fits
+        self._last_infra_detail = ""
         self.on_progress = on_progress
         self.ray_address = ray_address
         self.books = Bookkeeper(study, optuna_study)
@@ -126,6 +130,8 @@ class StudyRunner:
             self._executor, self._lease = executor, lease
             try:
                 self._recover()
+                if self._apply_stop_rules() and StudyRecord.of(self.optuna_study).search_stopped:
+                    write_search_stopped(self.optuna_study, "")  # a stored reason from an earlier run no longer holds
                 while True:
                     self._poll_storage()
                     self._launch_up_to_limit()
@@ -176,21 +182,46 @@ class StudyRunner:
         return RayExecutor[Attempt](self.task, self.spec.resources, self.spec.accelerator_type, self.ray_address)
 
     def _launch_up_to_limit(self) -> None:
-        not_launched = 0  # proposals in a row that cost no launch: duplicates, rule breakers, predicted non-fits
-        if self._out_of_patience():
-            return
-        while self._room_to_launch():
-            if not_launched >= DUPLICATE_LIMIT:
-                self._event(f"stopping: the last {DUPLICATE_LIMIT} proposals were all measured before or not launchable")
-                self.total = self.snapshot.complete + len(self._running())
-                return
+        self._apply_stop_rules()  # records why, even when there is no room to launch (the trials are used)
+        while self._room_to_launch() and self._apply_stop_rules():
             proposed = self.books.propose()
             if isinstance(proposed, Recorded):
-                not_launched += 1
+                self.not_launched_in_a_row += 1
                 self._refresh_counts()
                 self._event(proposed.message)
                 continue
+            self.not_launched_in_a_row = 0
             self._submit(Attempt(proposed, number=1))
+
+    # -- stop rules -----------------------------------------------------------------------------------------
+    def _apply_stop_rules(self) -> bool:
+        """True while the search may launch. The one place a stop rule ends the search: running launches finish,
+        the reason is recorded for `tuner study status`, and a fatal rule (an infra streak) stops the study; the
+        fatal rules hold during the confirmation runs too."""
+        rules = [r for r in self.rules if self.stopped is None or r.fatal]
+        stop = first_stop(rules, self._search_state())
+        if stop is not None:
+            self._stop_search(stop)
+        return self.stopped is None
+
+    def _search_state(self) -> SearchState:
+        return SearchState(trials=self.trials_given, launched=self.snapshot.complete,
+                           running_s=tuple(self.snapshot.running.values()), spent_s=self.snapshot.slice_s,
+                           expected_launch_s=self._expected_launch_s(),
+                           not_launched_in_a_row=self.not_launched_in_a_row,
+                           infra_give_ups_in_a_row=self.infra_give_ups_in_a_row,
+                           trials_since_front_improved=self.books.trials_since_front_improved)
+
+    def _stop_search(self, stop: Stop) -> None:
+        self.stopped = stop
+        self.total = min(self.total, self.snapshot.complete + len(self._running()))
+        self.snapshot.total = self.total
+        write_search_stopped(self.optuna_study, stop.message)
+        if stop.reason != StopReason.TRIALS:  # the plain end of the search needs no event of its own
+            self._event(stop.message)
+        if stop.fatal:
+            raise InfrastructureError(f"{stop.message}, the last with: {self._last_infra_detail[:200]} (see `tuner"
+                                      " study status`); fix the cluster and run the same command")
 
     def _room_to_launch(self) -> bool:
         """A free place here and in the budget, counting every driver's running search trials (read again from
@@ -204,54 +235,10 @@ class StudyRunner:
         if not room():
             return False
         self._refresh_counts()
-        return room() and self._within_budget()
-
-    def _within_budget(self) -> bool:
-        """The study's `budget`: launch only if what is spent, what running launches will still take, the next
-        launch and the confirmation runs still to come all fit (each at the mean measured launch; the catalogue's
-        estimate before one is measured). Otherwise the search ends here, and says what it stopped on."""
-        budget = self.spec.budget
-        if budget is None:
-            return True
-        limit = budget.slice_hours * 3600
-        expected = self._expected_launch_s()
-        running = sum(max(sec, expected) for sec in self.snapshot.running.values())
-        confirming = self.spec.confirm.repeats * self.spec.confirm.candidates * expected
-        committed = self.snapshot.slice_s + running + confirming
-        if committed + expected <= limit:
-            return True
-        done = self.snapshot.complete
-        self.total = done + len(self._running())
-        self.snapshot.total = self.total
-        message = (f"stopping the search on the budget: {self.snapshot.slice_s / 3600:.2f} of {budget.slice_hours:g}"
-                   f" slice-hours spent, {(running + confirming) / 3600:.2f} committed to running launches and the"
-                   f" confirmation runs; one more launch (~{expected / 60:.1f} min) would overrun it;"
-                   f" {done} search trials launched")
-        write_search_stopped(self.optuna_study, message)
-        self._event(message)
-        return False
+        return room()
 
     def _expected_launch_s(self) -> float:
         return self.snapshot.launch_s if self.snapshot.launch_s is not None else estimated_launch_s(self.spec)[0]
-
-    def _out_of_patience(self) -> bool:
-        """The study's stopping rule: the front has not improved for `patience` launched trials. The search ends
-        with what it found (running trials finish), and says so."""
-        patience = self.spec.patience
-        if not patience or self.snapshot.complete >= self.total or self.snapshot.complete == self._patience_seen:
-            return False  # storage is read again only after another trial finished
-        self._patience_seen = self.snapshot.complete
-        stale = self.books.trials_since_front_improved()
-        if stale < patience:
-            return False
-        done = self.snapshot.complete
-        self.total = done + len(self._running())
-        self.snapshot.total = self.total
-        message = (f"stopping the search: the front has not improved in the last {stale} launched trials"
-                   f" (patience {patience}); {done} of {self.budget} trials used")
-        write_search_stopped(self.optuna_study, message)
-        self._event(message)
-        return True
 
     def _search_done(self) -> bool:
         return self.snapshot.complete >= self.total
@@ -312,22 +299,19 @@ class StudyRunner:
             return
         if attempt.relaunch_of is not None:
             result = self._judge_relaunch(attempt, result)
-        failure = result.failure_class
-        if failure is not None and not failure.is_config_failure:  # never penalized: the config is not to blame
-            if failure == FailureClass.INFRA:
-                self._retry_or_give_up(attempt, result)
-            elif failure == FailureClass.SETUP_ERROR:
-                self._stop_on_setup(attempt, result)
-            else:
-                self._stop_on_bug(attempt, result)
-        else:
-            self.infra_give_ups_in_a_row = 0
-            score = self.books.tell(attempt.proposal, result, attempts=attempt.number)
-            self._release(attempt)
-            self._refresh_counts()
-            verdict = _verdict(score) + _drafts(result)
-            held = f" [{result.wall_s / 60:.1f} min of slice time]" if result.wall_s else ""
-            self._event(f"trial {attempt.trial_number} done: {verdict}{held}")
+        {Disposition.TELL: self._tell, Disposition.RETRY: self._retry_or_give_up,
+         Disposition.STOP_SETUP: self._stop_on_setup, Disposition.STOP_BUG: self._stop_on_bug,
+         }[disposition_of(result.failure_class)](attempt, result)
+
+    def _tell(self, attempt: Attempt, result: TrialResult) -> None:
+        """Measured, or the config's own failure: scored, told to Optuna, penalized where it failed."""
+        self.infra_give_ups_in_a_row = 0
+        score = self.books.tell(attempt.proposal, result, attempts=attempt.number)
+        self._release(attempt)
+        self._refresh_counts()
+        verdict = _verdict(score) + _drafts(result)
+        held = f" [{result.wall_s / 60:.1f} min of slice time]" if result.wall_s else ""
+        self._event(f"trial {attempt.trial_number} done: {verdict}{held}")
 
     def _release(self, attempt: Attempt) -> None:
         if self._lease is not None:
@@ -343,10 +327,8 @@ class StudyRunner:
         self._release(attempt)
         self._event(f"trial {attempt.trial_number}: infra failure after {attempt.number} attempts; not counted")
         self.infra_give_ups_in_a_row += 1
-        if self.infra_give_ups_in_a_row >= INFRA_GIVE_UP_LIMIT:
-            raise InfrastructureError(
-                f"{self.infra_give_ups_in_a_row} trials in a row failed for infrastructure reasons, the last with: "
-                f"{result.failure_detail[:200]} (see `tuner study status`); fix the cluster and run the same command")
+        self._last_infra_detail = result.failure_detail
+        self._apply_stop_rules()
 
     def _relaunch_after_signal(self, attempt: Attempt, result: TrialResult) -> None:
         """A signal killed the server before it served a request: the same parameters once more, unpenalized."""
