@@ -1,10 +1,13 @@
-"""Precise exception types. The CLI maps them to one-line messages and exit codes (tuner.cli._app.user_errors).
+"""Every exception tuner raises, in one tree. The CLI maps them to one-line messages and exit codes
+(tuner.cli._app.user_errors); inside a trial, tuner.trial.run maps them to failure classes.
 
     TunerError
     ├── InputError              bad user input: file, key, what was expected (exit 2)
     │   ├── ModelConfigError    a model's config.json cannot be read or lacks what the memory estimate needs
     │   ├── ServerFlagError     a server flag's value the memory estimate cannot use
-    │   └── SetupError          the server the study points at cannot do what the study asks (no /tokenize, ...)
+    │   ├── SetupError          the server the study points at cannot do what the study asks (no /tokenize, ...)
+    │   ├── InvalidURL          a base URL the load client cannot use (tuner bench --url)
+    │   └── SurfaceError        a recorded surface that cannot be read, or a config it does not hold (replay)
     ├── StorageError            the storage cannot be opened, or the study is not in it (exit 2)
     │   └── StudyNotFound
     ├── TrialNotFound           a trial selector matched no usable trial (exit 2)
@@ -12,8 +15,15 @@
     │   ├── ServerStartupFailed startup failed, with its failure class
     │   └── ServerGone          a call to the trial's own server was refused, reset, closed or timed out
     │       └── ServerUnreachable  the load generator could not connect at all
+    ├── TokenizerUnavailable    neither a local tokenizer nor the server's /tokenize: text prompts cannot be exact
+    ├── WorkerFailed            a load-client worker process died or did not get ready (a bug: tuner_error)
+    ├── ConnectionNotUsable     `send` on a closed, closing or busy connection: a bug in the caller
+    ├── ReportFigureError       the Markdown report's figures could not be drawn (no Chromium for kaleido)
     ├── InfrastructureError     trials keep failing for reasons that are not the configuration's (exit 1)
     └── TunerBug                tuner's own code raised inside a trial (exit 1, traceback kept)
+
+One private exception stays beside its only use: the HTTP parser's stop signal (tuner.load.http), which never
+leaves that module.
 """
 from __future__ import annotations
 
@@ -55,6 +65,17 @@ class SetupError(InputError):
     without vLLM's /tokenize and /detokenize. Found at the first launch at the latest; the trial is re-queued."""
 
 
+class InvalidURL(InputError):
+    """A base URL the client cannot use (not http/https, no host)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__("URL", url, "an http:// or https:// base URL, e.g. http://127.0.0.1:8000")
+
+
+class SurfaceError(InputError):
+    """A surface file that cannot be read, or a config it does not hold."""
+
+
 class StorageError(TunerError):
     """The study storage cannot be opened or the study is not in it. Exit code 2."""
 
@@ -69,8 +90,6 @@ class TrialNotFound(TunerError):
 
 class ServerError(TunerError):
     """A vLLM server could not be started or stopped answering."""
-
-
 
 
 class ServerStartupFailed(ServerError):
@@ -102,6 +121,22 @@ class ServerUnreachable(ServerGone):
 
     def __reduce__(self) -> tuple[type, tuple[str, str, str]]:
         return type(self), (self.detail, self.kind, self.call)
+
+
+class TokenizerUnavailable(TunerError):
+    """Neither a usable local tokenizer nor the server's /tokenize endpoint."""
+
+
+class WorkerFailed(TunerError):
+    """A client worker process died or did not get ready."""
+
+
+class ConnectionNotUsable(TunerError):
+    """`send` on a connection that is closed, closing or busy: a bug in the caller, never a server fault."""
+
+
+class ReportFigureError(TunerError):
+    """The Markdown report's figures could not be drawn (no Chromium for kaleido)."""
 
 
 class InfrastructureError(TunerError):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tests.server.test_accepted import captured
+from tests.builders import captured
 from typer.testing import CliRunner
 
 from tuner.cli import app

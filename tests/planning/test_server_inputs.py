@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.server.test_accepted import captured
+from tests.builders import captured
 
 from tuner.errors import InputError
 from tuner.inputs.spec import load_study

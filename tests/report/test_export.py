@@ -4,34 +4,10 @@ from __future__ import annotations
 import optuna
 import pytest
 import yaml
+from tests.builders import add_trial
 
-from tuner.contracts.outcomes import FailureClass, Outcome
 from tuner.errors import TrialNotFound
 from tuner.report.export import render_config, render_env_file, select_trial, write_atomically
-from tuner.scoring.score import Evidence, Score, StabilityComponents
-from tuner.study.records import TrialRecord
-
-
-def score(values, feasible=True, phases_lived=3, requests=100, completed=100) -> Score:
-    return Score(outcome=Outcome.MEASURED if feasible else FailureClass.OOM,
-                 values={"output_tok_s": values[0], "stability": values[1]},
-                 components=StabilityComponents(survival=1.0, success=1.0, headroom=values[1]),
-                 evidence=Evidence(phases_planned=3, phases_lived=phases_lived, requests=requests, completed=completed,
-                                   preemptions=(1.0 - values[1]) * requests, repeat_spread=0.02),
-                 operating_point="c=64", operating_concurrency=64)
-
-
-def add_trial(s, values, constraint, flags, env=None, params=None, confirms=None, levels=()):
-    t = s.ask()
-    t.suggest_int("seqs", 1, 4096) if params is None else None
-    for name, value in (params or {}).items():
-        t.suggest_int(name, value, value)
-    t.set_constraint("config_failure", constraint)
-    # Written by the study's own writer, as the loop writes it.
-    TrialRecord(server_flags=flags, env=env or {}, levels=list(levels), score=score(values, constraint <= 0),
-                confirms=confirms).write(t)
-    s.tell(t, values)
-    return t.number
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ import re
 import pytest
 from tests.report.reviewed_study import run_cli
 
+from tuner.errors import ReportFigureError
 from tuner.report import write_report
-from tuner.report._render import ReportFigureError
 
 
 def test_the_html_report_is_one_self_contained_file(reviewed, tmp_path):

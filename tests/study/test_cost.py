@@ -14,7 +14,7 @@ from tuner.study import StudyRunner, create_or_load
 from tuner.study.cost import study_cost
 from tuner.study.records import StudyRecord, TrialRecord, records
 from tuner.study.storage import open_storage
-from tuner.trial import run_trial
+from tuner.trial import launch
 
 pytestmark = pytest.mark.usefixtures("no_server_left_behind")
 
@@ -27,7 +27,7 @@ def test_every_launch_stores_its_phases_and_the_progress_shows_them_live(tmp_pat
         events.append(snapshot.last_event)
         costs.append(snapshot.describe_cost())
 
-    optuna_study = studies.run(prepared, executor=studies.LocalExecutor(run_trial), on_progress=progress)
+    optuna_study = studies.run(prepared, executor=studies.LocalExecutor(launch), on_progress=progress)
     recs = records(optuna_study)
     for r in recs:
         assert {"starting", "worst_case", "sweep", "teardown"} <= set(r.phases)

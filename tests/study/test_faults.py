@@ -122,14 +122,14 @@ def test_server_dies_under_load_stays_on_the_front_with_its_survival(tmp_path):
     """A server that served a level and died at the next is the seed's "occasional OOM" config: what it served is
     measured and feasible; the death shows as survival (this launch did not survive: 0 until relaunches say more)
     and the dying level is left out."""
-    from tests.trial.test_trial_seams import EndServerAt
+    from tests.builders import EndServerAt
 
-    from tuner.trial import Seam, run_trial
+    from tuner.trial import Seam, launch
 
-    def dies_after_its_first_level(*args, **kwargs):
+    def dies_after_its_first_level(request, **kwargs):
         # At the end of the first level (remeasures included), whatever the host's load: a count of requests would
         # move with every remeasure of a level a starved client flagged.
-        return run_trial(*args, observer=EndServerAt(Seam.LEVEL_DONE), **kwargs)
+        return launch(request, observer=EndServerAt(Seam.LEVEL_DONE), **kwargs)
 
     study = make_study(tmp_path, "ok")
     optuna_study = create_or_load(study, open_storage(study.spec.storage), study.spec.name)
@@ -263,19 +263,19 @@ def _explode(*args, **kwargs):
     raise ZeroDivisionError("deliberate bug")
 
 
-def run_trial_with_a_bug_inside(*args, **kwargs):
-    """run_trial whose level code raises: run_trial itself catches it."""
+def run_trial_with_a_bug_inside(request, **kwargs):
+    """A launch whose level code raises: run_trial itself catches it."""
     import tuner.trial.run
 
     real = tuner.trial.run.measure_level
     tuner.trial.run.measure_level = _explode
     try:
-        return tuner.trial.run.run_trial(*args, **kwargs)
+        return tuner.trial.run.launch(request, **kwargs)
     finally:
         tuner.trial.run.measure_level = real  # Ray reuses this worker process for later tests
 
 
-def run_trial_that_raises(*args, **kwargs):
+def run_trial_that_raises(request, **kwargs):
     """An exception that escapes the Ray task altogether (Ray wraps it in a RayTaskError)."""
     _explode()
 

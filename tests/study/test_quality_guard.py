@@ -17,7 +17,7 @@ from tuner.report._dashboard import trial_note
 from tuner.report.export import render_config, select_trial
 from tuner.study.front import study_front
 from tuner.study.records import StudyRecord, records
-from tuner.trial import run_trial
+from tuner.trial import launch
 
 FAKE = str(Path(__file__).parents[1] / "fakes" / "fake_vllm.py")
 
@@ -45,7 +45,7 @@ def write_study(tmp_path: Path, mode: str, **overrides) -> Path:
 
 
 def run(path: Path, trials: int | None = None):
-    return studies.run(studies.prepare(path, trials=trials), executor=studies.LocalExecutor(run_trial))
+    return studies.run(studies.prepare(path, trials=trials), executor=studies.LocalExecutor(launch))
 
 
 def test_a_config_that_answers_wrongly_is_wrong_output_off_the_front_and_never_exported(tmp_path):

@@ -2,48 +2,21 @@
 every replayed number says so."""
 from __future__ import annotations
 
-import json
 import random
 import subprocess
 import sys
 
 import optuna
 import pytest
+from tests.builders import SPACE, write_surface
 
-from tuner.contracts.results import LatencyStats, LevelResult
-from tuner.study.replay import Surface, SurfaceError
-
-SPACE = "parameters:\n  seqs: {type: categorical, choices: [4, 8, 16], flag: --max-num-seqs}\n"
-
-
-def level(c: int, tok_s: float, ttft_p99: float) -> dict:
-    return LevelResult(concurrency=c, repeat=0, requests=32, completed=32, failed=0, duration_s=4.0,
-                       output_throughput=tok_s, request_throughput=8.0, output_tokens=int(tok_s * 4),
-                       ttft_ms=LatencyStats(mean=ttft_p99 / 2, p50=ttft_p99 / 2, p90=ttft_p99 * 0.9, p99=ttft_p99),
-                       reliable=True, phase="sweep").model_dump(mode="json")
-
-
-def launch(levels: list[dict] | None = None, failure: str | None = None) -> dict:
-    return {"outcome": failure or "measured", "values": {},
-            "result": {"argv": ["vllm"], "env": {}, "failure_class": failure, "failure_detail": failure or "",
-                       "levels": levels or []}}
+from tuner.errors import SurfaceError
+from tuner.study.replay import Surface
 
 
 @pytest.fixture
 def surface(tmp_path):
-    table = {"kind": "measured", "configs": [
-        # 4 sequences: slow, and over the SLO at 8 streams
-        {"params": {"seqs": 4}, "launches": [launch([level(2, 400, 100), level(8, 500, 900)]),
-                                             launch([level(2, 420, 110), level(8, 520, 950)])]},
-        # 8: the fastest, and its two launches differ (the noise is replayed too)
-        {"params": {"seqs": 8}, "launches": [launch([level(2, 500, 90), level(8, 1000, 300)]),
-                                             launch([level(2, 480, 95), level(8, 900, 320)])]},
-        # 16: cannot start
-        {"params": {"seqs": 16}, "launches": [launch(failure="kv_capacity")] * 2},
-    ]}
-    path = tmp_path / "surface.json"
-    path.write_text(json.dumps(table))
-    return path
+    return write_surface(tmp_path)
 
 
 def test_a_draw_is_a_recorded_launch_marked_as_replayed(surface):

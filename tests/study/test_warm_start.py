@@ -7,7 +7,7 @@ import sys
 
 import optuna
 import pytest
-from tests.study.test_replay import SPACE, surface  # noqa: F401  (the fixture)
+from tests.builders import SPACE, write_surface
 
 from tuner.errors import InputError
 from tuner.inputs.spec import load_study
@@ -32,7 +32,12 @@ def run(tmp_path, name: str, trials: int, extra: str = "") -> optuna.Study:
 
 
 @pytest.fixture
-def first_study(surface, tmp_path):  # noqa: F811
+def surface(tmp_path):
+    return write_surface(tmp_path)
+
+
+@pytest.fixture
+def first_study(surface, tmp_path):
     (tmp_path / "space.yaml").write_text(SPACE)
     return run(tmp_path, "v6e4", 3, "enqueue: [{seqs: 4}, {seqs: 8}, {seqs: 16}]\n")
 
@@ -91,7 +96,7 @@ def test_other_objectives_are_one_clear_input_error(first_study, tmp_path):
         warm_trials(study, study.spec.storage)
 
 
-def test_a_missing_source_study_stops_before_anything_is_written(surface, tmp_path):  # noqa: F811
+def test_a_missing_source_study_stops_before_anything_is_written(surface, tmp_path):
     (tmp_path / "space.yaml").write_text(SPACE)
     (tmp_path / "study.yaml").write_text(STUDY.format(name="new", trials=1, db=tmp_path / "t.db",
                                                       runs=tmp_path / "runs") + "warm_start: {study: nope}\n")

@@ -3,7 +3,7 @@ the launch's wall time. On the fake server (real uvicorn), whose log prints vLLM
 from __future__ import annotations
 
 import pytest
-from tests.trial.test_trial_seams import TIMEOUTS, fake_config, load
+from tests.builders import TIMEOUTS, fake_config, load
 
 from tuner.contracts.phases import LaunchPhase, PhaseReport
 from tuner.trial import run_trial

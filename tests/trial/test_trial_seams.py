@@ -6,10 +6,7 @@ Also: every call tuner makes to the server maps a refused, reset or closed conne
 (tuner.server.client), and a server without tokenizer endpoints is the user's setup (exit 2), never a tuner bug."""
 from __future__ import annotations
 
-import os
-import signal
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -17,59 +14,18 @@ import optuna
 import pytest
 import ray
 import yaml
+from tests.builders import FAKE, TIMEOUTS, EndServerAt, fake_config, load
 
-from tuner.errors import ServerGone, SetupError
-from tuner.inputs.spec import LoadSpec, Timeouts, load_study
-from tuner.load.tokenizer import ServerTokenizer, TokenizerUnavailable
+from tuner.errors import ServerGone, SetupError, TokenizerUnavailable
+from tuner.inputs.spec import load_study
+from tuner.load.tokenizer import ServerTokenizer
 from tuner.server.client import server_client
-from tuner.server.config import ServerConfig
 from tuner.study import StudyRunner, create_or_load
 from tuner.study.storage import open_storage
-from tuner.trial import Seam, run_trial
+from tuner.trial import Seam, launch, run_trial
 from tuner.trial.sweep_plan import SweepPlan
 
-FAKE = str(Path(__file__).parents[1] / "fakes" / "fake_vllm.py")
-
-
 pytestmark = pytest.mark.usefixtures("no_server_left_behind")
-
-
-@dataclass
-class EndServerAt:
-    """An observer that ends the fake server (SIGUSR1: a crash line, exit 1) at the n-th time the trial reaches
-    `seam`, and waits until it is gone: the next step meets a dead server, deterministically."""
-
-    seam: Seam
-    nth: int = 1
-    seen: int = 0
-
-    def __call__(self, seam: Seam, server) -> None:
-        if seam != self.seam:
-            return
-        self.seen += 1
-        if self.seen != self.nth:
-            return
-        children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
-        os.kill(int(children[0]), signal.SIGUSR1)  # the fake under tuner's reaper
-        assert server.wait_exit(10) is not None
-
-
-def fake_config(tmp_path: Path, mode: str = "ok", model: str = "fake") -> ServerConfig:
-    env = {"FAKE_VLLM_MODE": mode, "FAKE_VLLM_TOKEN_MS": "1", "VLLM_HTTP_TIMEOUT_KEEP_ALIVE": "1",
-           "TUNER_TEST_TAG": str(tmp_path)}
-    # Niceness 0: a fake at the default 10 starves behind a busy host's other jobs (make faults-on-a-busy-host).
-    return ServerConfig(model=model, command=(sys.executable, FAKE), flags={"--max-num-seqs": 4}, env=env, nice=0)
-
-
-def load(**overrides) -> LoadSpec:
-    # No worst case unless a test asks (tests/trial/test_worst_case.py): the seams here are the sweep's.
-    settings = dict(concurrency=[1, 4], requests_per_level=8, warmup_rounds=1, input_len=8, output_len=8, repeats=2,
-                    request_timeout_s=10, level_timeout_s=30, stop_early=False, worst_case=False)
-    settings.update(overrides)
-    return LoadSpec(**settings)
-
-
-TIMEOUTS = Timeouts(startup_s=120, shutdown_grace_s=2, fatal_log_grace_s=1)
 
 
 def trial(tmp_path: Path, plan: SweepPlan, observer=None, mode: str = "ok", vocab_size: int | None = None):
@@ -162,7 +118,7 @@ def seam_study(tmp_path: Path, mode: str = "ok", trials: int = 2, **env: str):
     return load_study(tmp_path / "study.yaml")
 
 
-def run_study(study, task=run_trial) -> optuna.Study:
+def run_study(study, task=launch) -> optuna.Study:
     optuna_study = create_or_load(study, open_storage(study.spec.storage), study.spec.name)
     StudyRunner(study, optuna_study, study.spec.trials, task=task).run()
     return optuna_study
@@ -173,8 +129,8 @@ def run_study(study, task=run_trial) -> optuna.Study:
 def test_a_death_at_a_seam_is_recorded_and_the_study_goes_on(tmp_path, local_ray, seam, lived, failure):
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers cannot import this test module
 
-    def task(*args, **kwargs):
-        return run_trial(*args, observer=EndServerAt(seam), **kwargs)
+    def task(request, **kwargs):
+        return launch(request, observer=EndServerAt(seam), **kwargs)
 
     optuna_study = run_study(seam_study(tmp_path), task)
     trials = optuna_study.get_trials()

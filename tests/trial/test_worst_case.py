@@ -6,7 +6,7 @@ to show on demand."""
 from __future__ import annotations
 
 import pytest
-from tests.trial.test_trial_seams import TIMEOUTS, fake_config, load
+from tests.builders import TIMEOUTS, fake_config, load
 
 from tuner.contracts.results import LevelResult, ServerCounters, TrialResult
 from tuner.scoring.score import components_of, evidence_of

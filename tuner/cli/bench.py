@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from tuner.cli._app import app, user_errors
+from tuner.contracts.results import LoadMode
 from tuner.errors import InputError
 
 if TYPE_CHECKING:
@@ -154,7 +155,7 @@ def _workers(text: str) -> int | None:
 
 
 def _label_of(level) -> str:
-    if level.mode == "open":
+    if level.mode == LoadMode.OPEN:
         return f"rate {level.request_rate:g}/s"
     return f"c={level.concurrency} in={level.input_len} out={level.output_len}"
 

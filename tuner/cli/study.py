@@ -2,8 +2,11 @@
 module parses options, calls them and prints."""
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -12,7 +15,10 @@ from tuner.errors import InputError
 from tuner.report.matrix import SEED_CONCURRENCY, SEED_INPUT_LENS, SEED_OUTPUT_LENS
 
 if TYPE_CHECKING:
+    from tuner.contracts.matrix import MatrixPoint
     from tuner.contracts.sampling import Sampling
+    from tuner.inputs.spec import Study
+    from tuner.report.matrix import MatrixRow
     from tuner.study.api import PreparedStudy
 
 
@@ -298,7 +304,7 @@ def matrix_command(
 
     from tuner.inputs.spec import load_study
     from tuner.report.export import select_trial
-    from tuner.report.matrix import run_trial_matrix, seed_grid
+    from tuner.report.matrix import seed_grid
     from tuner.study import open_study
     from tuner.study.records import write_matrix
 
@@ -308,8 +314,8 @@ def matrix_command(
                        _ints(output_lens, "--output-lens"))
     optuna_study = open_study(study.spec.name, storage or study.spec.storage)
     chosen = select_trial(optuna_study, trial)
-    files = run_trial_matrix(study, dict(chosen.record.params), points, output_dir,
-                             f"{study.spec.name}-trial-{chosen.number}", requests_per_point)
+    files = _measure_matrix(study, dict(chosen.record.params), points, output_dir,
+                            f"{study.spec.name}-trial-{chosen.number}", requests_per_point)
     # Kept with the study too, so `tuner study report` draws it from storage alone.
     write_matrix(optuna_study, chosen.number, [r.model_dump() for r in files.rows])
     measured = len(files.rows)
@@ -345,3 +351,40 @@ def summary_command(
     typer.echo(table)
     if output is not None:
         output.write_text(table + "\n")
+
+
+@dataclass(frozen=True)
+class MatrixFiles:
+    csv_path: Path
+    json_path: Path
+    rows: list[MatrixRow]
+    failure: str = ""  # "died_under_load: ...": the launch failed; the rows are the points measured before it
+
+
+def _measure_matrix(study: Study, params: dict[str, Any], points: Sequence[MatrixPoint], out_dir: Path, name: str,
+                     requests_per_point: int | None = None, log_path: Path | None = None) -> MatrixFiles:
+    """Launch one configuration of the study (e.g. the best trial's params), measure the matrix, tear it down."""
+    from tuner.report.matrix import row_from_level, write_matrix
+    from tuner.server.config import build_server_config
+    from tuner.trial.matrix import run_matrix_launch
+
+    spec = study.spec
+    config = build_server_config(spec, study.space, params)
+    # A point whose prompt plus output exceeds the config's max-model-len would only measure HTTP 400s: skip it.
+    mml = config.flags.get("--max-model-len")
+    runnable = [p for p in points if mml is None or p.input_len + p.output_len <= int(mml)]
+    skipped = [p for p in points if p not in runnable]
+    log = log_path or out_dir / f"matrix_benchmark_{name}.server.log"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    outcome, measured = run_matrix_launch(config, runnable, spec.load, spec.timeouts, str(log),
+                                          host=spec.server.host, requests_per_point=requests_per_point)
+    result = outcome.result
+    failure = f"{result.failure_class}: {result.failure_detail}" if result.failure_class else ""
+    rows = [row_from_level(point, level) for point, level in measured]
+    meta = {"study": spec.name, "model": spec.model, "params": params, "argv": result.argv, "env": result.env,
+            "started_at": started, "startup": result.startup, "points": len(runnable),
+            "skipped_longer_than_max_model_len": [asdict(p) for p in skipped],
+            "failure_class": result.failure_class, "failure_detail": result.failure_detail}
+    csv_path, json_path = write_matrix(rows, out_dir, name, meta)
+    return MatrixFiles(csv_path, json_path, rows, failure)

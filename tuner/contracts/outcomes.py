@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from tuner.errors import ServerStartupFailed, TokenizerUnavailable
+
 
 class FailureClass(StrEnum):
     OOM = "oom"
@@ -57,3 +59,15 @@ class Outcome(StrEnum):
     NO_MEASUREMENT = "no_measurement"  # no level completed a request, and no failure class says why
     WRONG_OUTPUT = "wrong_output"  # answers differ from the reference's beyond its own noise (tuner.scoring.quality)
     PENALIZED = "penalized"  # storages from before scores were stored: infeasible, reason unknown
+
+
+def failure_of_exception(exc: BaseException) -> tuple[FailureClass, str]:
+    """The failure class and one-line detail of an exception that ended a launch, wherever it was caught (inside the
+    trial, or by the executor when one escaped it). A server that went silent is judged inside the trial, from the
+    process and its log (tuner.trial.run), not here: the exception alone cannot say whether it died or hung."""
+    if isinstance(exc, ServerStartupFailed):
+        return exc.failure_class, exc.detail
+    if isinstance(exc, TokenizerUnavailable):  # the user's setup (no tokenizer endpoints): never the config, never a bug
+        return FailureClass.SETUP_ERROR, str(exc)
+    # Anything else is tuner's own code: a bug to report, never the config's or the cluster's fault.
+    return FailureClass.TUNER_ERROR, f"{type(exc).__name__}: {exc}"

@@ -5,6 +5,7 @@ Latencies are in milliseconds, throughputs in tokens (or requests) per second of
 """
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -12,6 +13,20 @@ from pydantic import BaseModel, Field
 from tuner.contracts.outcomes import FailureClass
 from tuner.contracts.quality import ProbeAnswer
 from tuner.contracts.sampling import SamplingInForce
+
+
+class LevelRole(StrEnum):
+    """Which part of a launch a measured level belongs to (stored as LevelResult.phase, its name before this type;
+    not a LaunchPhase, which times the launch)."""
+
+    SWEEP = "sweep"  # the load levels that are scored, and the repeats of the top one
+    SOAK = "soak"  # a confirmation run's long phase over every shape of the workload, for survival
+    WORST_CASE = "worst_case"  # max-num-seqs requests at once at the longest lengths, before the sweep
+
+
+class LoadMode(StrEnum):
+    CLOSED = "closed"  # a fixed number of streams, each sending its next request when the last one ends
+    OPEN = "open"  # arrivals at a rate, whatever the server's pace (at most the level's concurrency in flight)
 
 
 class LatencyStats(BaseModel):
@@ -177,7 +192,7 @@ class LevelResult(BaseModel):
     server: ServerCounters | None = None
     warnings: list[str] = Field(default_factory=list, description="why a figure of this level may not be trusted")
     # Added by the load generator of issue 3 (all optional, so stored results from before still load).
-    mode: str = Field("closed", description="closed (fixed concurrency) or open (arrivals at a rate)")
+    mode: LoadMode = Field(LoadMode.CLOSED, description="closed (fixed concurrency) or open (arrivals at a rate)")
     request_rate: float | None = Field(None, description="requested arrival rate, open loop only")
     input_len: int | None = Field(None, description="requested prompt length in tokens (mean when drawn from a range)")
     output_len: int | None = Field(None, description="requested output length in tokens (mean when drawn from a range)")
@@ -194,8 +209,9 @@ class LevelResult(BaseModel):
     reliable: bool = Field(True, description="False when the client saturated, tokens mismatched or the figure is impossible")
     reconnects: int = Field(0, description="requests sent again because the server closed their kept-alive connection"
                             " before answering (the close/send race); not failures")
-    phase: str = Field("sweep", description="sweep (the load levels that are scored) or soak (a confirmation run's"
-                       " long phase over every shape of the workload, for survival)")
+    phase: LevelRole = Field(LevelRole.SWEEP, description="sweep (the load levels that are scored), soak (a"
+                             " confirmation run's long phase over every shape of the workload, for survival) or"
+                             " worst_case (max-num-seqs requests at the longest lengths, before the sweep)")
     workload: str = Field("", description="which traffic produced these numbers (tuner.load.Workload.describe)")
     sampling: SamplingInForce | None = Field(None, description="the sampling these numbers were measured with;"
                                              " None: measured before sampling was part of the workload, when every"

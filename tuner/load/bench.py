@@ -306,8 +306,8 @@ def _served_model(base_url: str, headers: dict[str, str]) -> str:
 def _tokenizer_for(folder: Path | None, base_url: str, model: str, headers: dict[str, str], path: str,
                    prompt_kind: str | None):
     """(vocabulary size, tokenizer or None). A tokenizer is only needed for text prompts (chat, --prompt text)."""
-    from tuner.errors import ServerGone
-    from tuner.load.tokenizer import LocalTokenizer, ServerTokenizer, TokenizerUnavailable, vocab_size_in
+    from tuner.errors import ServerGone, TokenizerUnavailable
+    from tuner.load.tokenizer import LocalTokenizer, ServerTokenizer, vocab_size_in
 
     if folder is not None and not folder.is_dir():
         raise InputError("--tokenizer", str(folder), "a folder with tokenizer.json or config.json")

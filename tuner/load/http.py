@@ -35,26 +35,16 @@ from urllib.parse import urlsplit
 
 import httptools
 
-from tuner.errors import InputError
+from tuner.errors import ConnectionNotUsable, InvalidURL
 
 perf_counter = time.perf_counter
 CLOSED_BEFORE_RESPONSE = "closed_before_response"  # no response byte arrived: the request may be sent again
 CONNECTION_CLOSED = "connection_closed"  # closed mid-response: a failure
 
 
-class InvalidURL(InputError):
-    """A base URL the client cannot use (not http/https, no host)."""
-
-    def __init__(self, url: str) -> None:
-        super().__init__("URL", url, "an http:// or https:// base URL, e.g. http://127.0.0.1:8000")
-
-
-class ConnectionNotUsable(RuntimeError):
-    """`send` on a connection that is closed, closing or busy: a bug in the caller, never a server fault."""
-
-
 class _UnexpectedResponse(Exception):
-    """Raised inside the parser to stop it: response bytes arrived while no request was waiting for them."""
+    """Raised inside the parser to stop it: response bytes arrived while no request was waiting for them. Control
+    flow private to this module, caught where the parser is fed; never reaches a caller (tuner.errors holds those)."""
 
 
 class BodyConsumer(TypingProtocol):

@@ -14,7 +14,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from tuner.contracts.results import LevelResult, Plausibility
+from tuner.contracts.results import LevelResult, LoadMode, Plausibility
 from tuner.load.arrivals import Arrival, arrival_offsets
 from tuner.load.checks import client_health, cross_check
 from tuner.load.driver import DriverJob
@@ -138,7 +138,7 @@ def measure_level(base_url: str, workload: Workload, pattern: LoadPattern, optio
     finally:
         if watcher:
             watcher.close()
-    level.mode = "open" if pattern.open_loop else "closed"
+    level.mode = LoadMode.OPEN if pattern.open_loop else LoadMode.CLOSED
     level.request_rate = pattern.rate
     level.input_len = workload.mean_input_len
     level.output_len = workload.mean_output_len

@@ -12,17 +12,13 @@ from typing import Protocol
 
 import httpx
 
-from tuner.errors import ServerGone
+from tuner.errors import ServerGone, TokenizerUnavailable
 from tuner.server.client import server_client
 
 
 class Tokenizer(Protocol):
     def encode(self, text: str) -> list[int]: ...
     def decode(self, ids: list[int]) -> str: ...
-
-
-class TokenizerUnavailable(RuntimeError):
-    """Neither a usable local tokenizer nor the server's /tokenize endpoint."""
 
 
 def vocab_size_of_config(config_json: str | Path) -> int | None:

@@ -16,17 +16,13 @@ import threading
 import time
 from dataclasses import replace
 
-from tuner.errors import ServerGone, TunerError
+from tuner.errors import ServerGone, WorkerFailed
 from tuner.load.driver import Driver, DriverJob, DriverResult
 
 START_MARGIN_S = 0.05
 READY_TIMEOUT_S = 120.0
 ABORT_POLL_S = 0.1
 ABORT = "abort"  # parent -> child: end the level now (the other message is the agreed start time)
-
-
-class WorkerFailed(TunerError):
-    """A client worker process died or did not get ready."""
 
 
 def split_job(job: DriverJob, workers: int) -> list[DriverJob]:

@@ -10,11 +10,11 @@ from pathlib import Path
 from tuner.capacity.memory_fit import ModelShape
 from tuner.contracts.goals import LATENCY_RE
 from tuner.contracts.hardware import Hardware
-from tuner.errors import ModelConfigError
+from tuner.errors import ModelConfigError, TokenizerUnavailable
 from tuner.inputs.spec import Study
 from tuner.load.dataset import load_dataset
 from tuner.load.stats import SLO
-from tuner.load.tokenizer import LocalTokenizer, TokenizerUnavailable
+from tuner.load.tokenizer import LocalTokenizer
 from tuner.load.workload import Sample
 from tuner.trial.sweep_plan import SweepPlan
 

@@ -11,7 +11,7 @@ import optuna_dashboard
 from optuna.trial import TrialState
 
 from tuner.contracts.outcomes import Outcome
-from tuner.contracts.results import LevelResult
+from tuner.contracts.results import LevelResult, LevelRole
 from tuner.contracts.sampling import describe_sampling
 from tuner.report._data import FEASIBLE, acceptance_cell, ceiling_cell, outcome_of, report_data
 from tuner.report._figures import all_figures
@@ -109,7 +109,7 @@ def trial_note(record: TrialRecord) -> str:
         split = ", ".join(f"{name.replace('_', ' ')} {seconds:,.0f} s" for name, seconds in record.phases.items())
         lines += [f"**Slice time** {record.wall_s:,.0f} s: {split}.", ""]
     if record.levels:
-        sweep = next((lv for lv in record.levels if lv.phase == "sweep"), record.levels[0])
+        sweep = next((lv for lv in record.levels if lv.phase == LevelRole.SWEEP), record.levels[0])
         lines += [f"**Sampling**: {describe_sampling(sweep.sampling)}.", ""]
         lines += ["| phase | concurrency | output tok/s | TTFT p50 / p99 ms | ITL p99 ms | failed | ceilings |"
                   " drafts accepted | checks |", "|---|---|---|---|---|---|---|---|---|"]

@@ -17,7 +17,7 @@ import pandas as pd
 
 from tuner.contracts.goals import direction_of
 from tuner.contracts.phases import LaunchPhase
-from tuner.contracts.results import LevelResult
+from tuner.contracts.results import LevelResult, LevelRole
 from tuner.contracts.sampling import describe_sampling
 from tuner.errors import TunerError
 from tuner.scoring.confirmation import ConfigSummary
@@ -99,7 +99,7 @@ def report_data(study: optuna.Study, recommend: str = "max-throughput") -> Repor
 
 def traffic_sentence(search: list[TrialRecord]) -> str:
     """What every level was measured with: the traffic and its sampling (which decides whether drafts pay)."""
-    level = next((lv for r in search for lv in r.levels if lv.phase == "sweep"), None)
+    level = next((lv for r in search for lv in r.levels if lv.phase == LevelRole.SWEEP), None)
     if level is None:
         return ""
     return f"traffic: {level.workload or 'unrecorded'}; sampling: {describe_sampling(level.sampling)}"
@@ -164,7 +164,7 @@ def _operating_level(record: TrialRecord):
     level = record.peak_level
     if level is not None:
         return level
-    sweep = [lv for lv in record.levels if lv.phase == "sweep" and lv.reliable and lv.completed]
+    sweep = [lv for lv in record.levels if lv.phase == LevelRole.SWEEP and lv.reliable and lv.completed]
     return max(sweep, key=lambda lv: lv.output_throughput, default=None)
 
 
@@ -282,7 +282,7 @@ def _curve(record: TrialRecord) -> pd.DataFrame:
              "ttft_p50_ms": lv.ttft_ms.p50, "ttft_p99_ms": lv.ttft_ms.p99, "itl_p50_ms": lv.itl_ms.p50,
              "itl_p99_ms": lv.itl_ms.p99, "failed": lv.failed, "reliable": lv.reliable,
              "warnings": "; ".join(lv.warnings), **_ceilings(lv)}
-            for lv in record.levels if lv.phase == "sweep"]
+            for lv in record.levels if lv.phase == LevelRole.SWEEP]
     return pd.DataFrame(rows, columns=CURVE_COLUMNS)
 
 
@@ -318,7 +318,7 @@ def limits_table(chosen: list[Chosen]) -> pd.DataFrame:
     rows = []
     for c in chosen:
         for lv in c.record.levels:
-            if lv.phase != "sweep":
+            if lv.phase != LevelRole.SWEEP:
                 continue
             cells = _ceilings(lv)
             rows.append({"config": c.role, "trial": c.record.number, "concurrency": lv.concurrency,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tuner.errors import TunerError
+from tuner.errors import ReportFigureError
 from tuner.report._data import ReportData
 from tuner.report._figures import all_figures
 
@@ -30,10 +30,6 @@ LIMITS_NOTE = ("Each level's share of the slice's compute ceiling (prompt and ou
                " plus attention) and decode ceiling (memory bandwidth over the weights and KV cache a step reads, times"
                " the tokens per step the server's own draft counters show); a level above either is flagged and never"
                " decides. The dotted lines on the load curves are these ceilings.")
-
-
-class ReportFigureError(TunerError):
-    """The Markdown report's figures could not be drawn (no Chromium for kaleido)."""
 
 
 def cost_sentence(data: ReportData) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 import optuna
 import yaml
 
-from tuner.contracts.results import LevelResult
+from tuner.contracts.results import LevelResult, LevelRole
 from tuner.contracts.sampling import describe_sampling
 from tuner.errors import TrialNotFound
 from tuner.scoring.confirmation import ConfigSummary, summaries
@@ -102,7 +102,7 @@ def _comment_block(study: optuna.Study, chosen: Selection) -> list[str]:
     workload = next((lv.workload for lv in record.levels if lv.workload), "")
     if workload:
         lines.append(f"# workload: {workload}")
-    sweep = [lv for lv in record.levels if lv.phase == "sweep"]
+    sweep = [lv for lv in record.levels if lv.phase == LevelRole.SWEEP]
     if sweep:
         lines.append(f"# measured with {describe_sampling(sweep[0].sampling)}")
     speculation = _speculation_line(sweep, summary.operating_concurrency)
@@ -120,7 +120,7 @@ def _comment_block(study: optuna.Study, chosen: Selection) -> list[str]:
         lines.append(f"# quality: {quality.describe()}")
     lines.append("# stability components: " + ", ".join(f"{k} {v:.3f}" for k, v in summary.components.model_dump().items()))
     for level in record.levels:
-        if level.phase != "sweep":
+        if level.phase != LevelRole.SWEEP:
             continue
         flag = "" if level.reliable else "  [flagged, not used]"
         lines.append(

@@ -1,8 +1,8 @@
 """The matrix report: concurrency x input length x output length for one chosen trial, and the seed-vs-best summary.
 
-    run_trial_matrix(study, trial_params, points, out_dir)   launch the trial's config once (tuner.trial.matrix:
-                                                             classified like any trial), measure every point,
-                                                             write matrix_benchmark_<name>.csv and .json
+    row_from_level(point, level) / write_matrix(rows, ...)   a measured point as a row; matrix_benchmark_<name>.csv
+                                                             and .json (the launch itself: tuner.trial.matrix,
+                                                             driven by `tuner study matrix` in tuner/cli/study.py)
     read_matrix(path)                                        read such a CSV or JSON back ("run or read")
     summary_rows(optuna_study, spec) / render_summary(rows)  the enqueued seed configs next to the best found
 
@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import csv
 import json
-import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +28,7 @@ if TYPE_CHECKING:
     import optuna
 
     from tuner.contracts.results import LevelResult
-    from tuner.inputs.spec import Study, StudySpec
+    from tuner.inputs.spec import StudySpec
     from tuner.study.records import TrialRecord
 
 # The seed's sweep had 144 points; this grid has the same size and covers its 2048-user peak and 2K-context spike.
@@ -110,42 +108,6 @@ def read_matrix(path: Path) -> list[MatrixRow]:
                 for r in csv.DictReader(text.splitlines())]
     except (ValueError, KeyError, TypeError) as exc:
         raise InputError(str(path), "", f"not a matrix_benchmark file ({str(exc).splitlines()[0]})") from None
-
-
-@dataclass(frozen=True)
-class MatrixFiles:
-    csv_path: Path
-    json_path: Path
-    rows: list[MatrixRow]
-    failure: str = ""  # "died_under_load: ...": the launch failed; the rows are the points measured before it
-
-
-def run_trial_matrix(study: Study, params: dict[str, Any], points: Sequence[MatrixPoint], out_dir: Path, name: str,
-                     requests_per_point: int | None = None, log_path: Path | None = None) -> MatrixFiles:
-    """Launch one configuration of the study (e.g. the best trial's params), measure the matrix, tear it down."""
-    from tuner.server.config import build_server_config
-    from tuner.trial.matrix import run_matrix_launch
-
-    spec = study.spec
-    config = build_server_config(spec, study.space, params)
-    # A point whose prompt plus output exceeds the config's max-model-len would only measure HTTP 400s: skip it.
-    mml = config.flags.get("--max-model-len")
-    runnable = [p for p in points if mml is None or p.input_len + p.output_len <= int(mml)]
-    skipped = [p for p in points if p not in runnable]
-    log = log_path or out_dir / f"matrix_benchmark_{name}.server.log"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    started = time.time()
-    outcome, measured = run_matrix_launch(config, runnable, spec.load, spec.timeouts, str(log),
-                                          host=spec.server.host, requests_per_point=requests_per_point)
-    result = outcome.result
-    failure = f"{result.failure_class}: {result.failure_detail}" if result.failure_class else ""
-    rows = [row_from_level(point, level) for point, level in measured]
-    meta = {"study": spec.name, "model": spec.model, "params": params, "argv": result.argv, "env": result.env,
-            "started_at": started, "startup": result.startup, "points": len(runnable),
-            "skipped_longer_than_max_model_len": [asdict(p) for p in skipped],
-            "failure_class": result.failure_class, "failure_detail": result.failure_detail}
-    csv_path, json_path = write_matrix(rows, out_dir, name, meta)
-    return MatrixFiles(csv_path, json_path, rows, failure)
 
 
 # -- seed configs versus the best found ---------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tuner.contracts.goals import LATENCY_RE, Goals, direction_of
-from tuner.contracts.results import LatencyStats, LevelResult
+from tuner.contracts.results import LatencyStats, LevelResult, LevelRole, LoadMode
 
 UNMEASURED_EXCESS = 1.0
 
@@ -85,7 +85,7 @@ class LoadPoint:
     @property
     def rate(self) -> float | None:
         """The arrival rate of an open-loop point (None in closed loop)."""
-        return self.levels[0].request_rate if self.levels[0].mode == "open" else None
+        return self.levels[0].request_rate if self.levels[0].mode == LoadMode.OPEN else None
 
     def value(self, name: str, goals: Goals) -> float | None:
         """Median over repeats; latencies take the worst repeat (an SLO must hold in every run, not on average)."""
@@ -101,10 +101,10 @@ class LoadPoint:
 
 
 def point_key(level: LevelResult) -> str:
-    return f"rate={level.request_rate:g}/s" if level.mode == "open" and level.request_rate else f"c={level.concurrency}"
+    return f"rate={level.request_rate:g}/s" if level.mode == LoadMode.OPEN and level.request_rate else f"c={level.concurrency}"
 
 
-def load_points(levels: Sequence[LevelResult], phase: str = "sweep") -> list[LoadPoint]:
+def load_points(levels: Sequence[LevelResult], phase: LevelRole = LevelRole.SWEEP) -> list[LoadPoint]:
     """The reliable levels of one phase, grouped by load point, in the order first measured."""
     groups: dict[str, list[LevelResult]] = {}
     for level in levels:

@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, computed_field
 from tuner.contracts.goals import QUALITY as QUALITY_OBJECTIVE
 from tuner.contracts.goals import STABILITY, Goals, direction_of
 from tuner.contracts.outcomes import FailureClass, Outcome
-from tuner.contracts.results import LevelResult, TrialResult
+from tuner.contracts.results import LevelResult, LevelRole, TrialResult
 from tuner.scoring.objectives import LoadPoint, load_points, operating_point
 from tuner.scoring.quality import QualityCheck, QualityEvidence, beyond_noise
 
@@ -129,7 +129,7 @@ def evidence_of(result: TrialResult) -> Evidence:
         completed=sum(lv.completed for lv in levels),
         # The worst case is meant to fill the KV cache: preempting there is the scheduler's job, not fragility
         # under the traffic; its survival and its failed requests count like any phase's.
-        preemptions=sum((lv.server.preemptions or 0.0) for lv in levels if lv.server and lv.phase != "worst_case"),
+        preemptions=sum((lv.server.preemptions or 0.0) for lv in levels if lv.server and lv.phase != LevelRole.WORST_CASE),
         peak_kv_usage=max((lv.server.peak_kv_cache_usage for lv in levels
                            if lv.server and lv.server.peak_kv_cache_usage is not None), default=None),
         repeat_spread=_repeat_spread(load_points(levels)),
@@ -199,7 +199,7 @@ def _worse(before: QualityEvidence | None, after_soak: QualityEvidence | None) -
 def _score_measured(result: TrialResult, goals: Goals) -> Score:
     evidence = evidence_of(result)
     components = components_of(evidence)
-    measured = [lv for lv in result.levels if lv.completed and lv.phase == "sweep"]
+    measured = [lv for lv in result.levels if lv.completed and lv.phase == LevelRole.SWEEP]
     flags = sorted({w.split(":")[0] for lv in measured if not lv.reliable for w in lv.warnings
                     if w.split(":")[0] in ("client_saturated", "token_mismatch", "implausible", "server_died")})
     if not load_points(result.levels):

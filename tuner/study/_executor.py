@@ -13,19 +13,24 @@ import os
 import queue
 import re
 import threading
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, Self, TypeVar
 
-from tuner.contracts.phases import LaunchPhase, PhaseReport
+from tuner.contracts.outcomes import FailureClass, failure_of_exception
+from tuner.contracts.phases import LaunchPhase, PhaseReport, PhaseSink
 from tuner.contracts.results import TrialResult
-from tuner.server.failures import FailureClass
 from tuner.study._ray_guard import OrphanGuard
-from tuner.trial.sweep_plan import TrialOutcome
+from tuner.trial.sweep_plan import LaunchRequest, TrialOutcome
 
 Key = TypeVar("Key")
+
+
+class Task(Protocol):
+    """What runs one attempt on a worker: tuner.trial.launch, or a test's wrapper of it."""
+
+    def __call__(self, request: LaunchRequest, *, phases: PhaseSink) -> TrialOutcome: ...
 
 
 class Executor(Protocol[Key]):
@@ -39,7 +44,7 @@ class Executor(Protocol[Key]):
     @property
     def running(self) -> list[Key]: ...
 
-    def submit(self, key: Key, *args: Any) -> None: ...
+    def submit(self, key: Key, request: LaunchRequest) -> None: ...
 
     def wait(self, timeout_s: float) -> list[tuple[Key, TrialOutcome]]: ...
 
@@ -123,8 +128,10 @@ def outcome_of_ray_error(exc: BaseException) -> tuple[str, str, str]:
     lines = [line for line in text.splitlines() if line.strip()] or [""]
     if isinstance(exc, rex.RayTaskError):
         cause = getattr(exc, "cause", None)
-        detail = f"{type(cause).__name__}: {cause}" if isinstance(cause, BaseException) else lines[-1]
-        return FailureClass.TUNER_ERROR, detail[:300], text
+        if isinstance(cause, BaseException):
+            failure, detail = failure_of_exception(cause)
+            return failure, detail[:300], text
+        return FailureClass.TUNER_ERROR, lines[-1][:300], text
     return FailureClass.INFRA, f"worker lost: {type(exc).__name__}: {lines[0][:200]}", ""
 
 
@@ -146,10 +153,10 @@ def start_ray(address: str | None) -> bool:
 
 
 class RayExecutor(Generic[Key]):
-    """Runs `task(*args)` as Ray tasks, one per submitted key. Use as a context manager: it starts (or joins) Ray
+    """Runs `task(request)` as Ray tasks, one per submitted key. Use as a context manager: it starts (or joins) Ray
     and, when it started a local cluster, shuts it down and guards its processes against a killed driver."""
 
-    def __init__(self, task: Callable[..., TrialOutcome], resources: dict[str, float],
+    def __init__(self, task: Task, resources: dict[str, float],
                  accelerator_type: str | None = None, address: str | None = None) -> None:
         self._task = task
         self._options = ray_options(resources, accelerator_type)
@@ -168,7 +175,7 @@ class RayExecutor(Generic[Key]):
         self._guard = OrphanGuard() if self._owns_ray else None
         self._phases = self._phase_queue()
         self._refresh_guard()
-        self._remote = ray.remote(self._task).options(**self._options)
+        self._remote = ray.remote(self._task).options(**self._options)  # type: ignore[arg-type]  # ray types its remote functions by arity
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -183,8 +190,8 @@ class RayExecutor(Generic[Key]):
     def running(self) -> list[Key]:
         return list(self._refs.values())
 
-    def submit(self, key: Key, *args: Any) -> None:
-        self._refs[self._remote.remote(*args, phases=self._feeds.feed(self._phases, key))] = key
+    def submit(self, key: Key, request: LaunchRequest) -> None:
+        self._refs[self._remote.remote(request, phases=self._feeds.feed(self._phases, key))] = key
         self._refresh_guard()  # the task may have started new Ray worker processes
 
     def phase_reports(self) -> list[tuple[Key, PhaseReport]]:
@@ -249,11 +256,11 @@ class RayExecutor(Generic[Key]):
 
 
 class LocalExecutor(Generic[Key]):
-    """Runs `task(*args)` in threads of this process, at most `parallel` at once: no Ray, no resource accounting.
+    """Runs `task(request)` in threads of this process, at most `parallel` at once: no Ray, no resource accounting.
     Cancelling cannot stop a thread: `cancel_all` hands the attempts back at once, and leaving the context waits
     for their tasks to end (run_trial always tears its server down), so no server outlives the executor."""
 
-    def __init__(self, task: Callable[..., TrialOutcome], parallel: int = 1) -> None:
+    def __init__(self, task: Task, parallel: int = 1) -> None:
         self._task = task
         self._pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="tuner-trial")
         self._futures: dict[Future[TrialOutcome], Key] = {}
@@ -271,8 +278,8 @@ class LocalExecutor(Generic[Key]):
     def running(self) -> list[Key]:
         return list(self._futures.values())
 
-    def submit(self, key: Key, *args: Any) -> None:
-        self._futures[self._pool.submit(self._task, *args, phases=self._feeds.feed(self._phases, key))] = key
+    def submit(self, key: Key, request: LaunchRequest) -> None:
+        self._futures[self._pool.submit(self._task, request, phases=self._feeds.feed(self._phases, key))] = key
 
     def phase_reports(self) -> list[tuple[Key, PhaseReport]]:
         items = []
@@ -305,6 +312,6 @@ class LocalExecutor(Generic[Key]):
         exc = future.exception()
         if exc is None:
             return future.result()
-        # run_trial never raises for the trial's own events: anything that escapes it is tuner's bug.
-        return TrialOutcome(TrialResult(argv=[], env={}, failure_class=FailureClass.TUNER_ERROR,
-                                        failure_detail=f"{type(exc).__name__}: {exc}"[:300]))
+        # run_trial never raises for the trial's own events: what escapes it is tuner's bug (failure_of_exception).
+        failure, detail = failure_of_exception(exc)
+        return TrialOutcome(TrialResult(argv=[], env={}, failure_class=failure, failure_detail=detail[:300]))

@@ -21,7 +21,7 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 
 from tuner.contracts.outcomes import Disposition, disposition_of
-from tuner.contracts.results import TrialResult
+from tuner.contracts.results import LevelRole, TrialResult
 from tuner.errors import InfrastructureError, SetupError, TunerBug
 from tuner.inputs.spec import Study
 from tuner.planning.launch_time import estimated_launch_s
@@ -30,13 +30,13 @@ from tuner.planning.traffic import Traffic, resolve_traffic, sweep_plan
 from tuner.scoring.score import Score
 from tuner.server.failures import FailureClass
 from tuner.study._bookkeeping import Bookkeeper, Proposal, Recorded, recover_interrupted
-from tuner.study._executor import Executor, RayExecutor
+from tuner.study._executor import Executor, RayExecutor, Task
 from tuner.study._lease import Lease
 from tuner.study._stop_rules import SearchState, Stop, StopReason, first_stop, rules_for
 from tuner.study.records import StudyRecord, write_search_stopped
 from tuner.study.replay import ReplayExecutor, Surface
-from tuner.trial import run_trial
-from tuner.trial.sweep_plan import SweepPlan, TrialOutcome
+from tuner.trial import launch
+from tuner.trial.sweep_plan import LaunchRequest, SweepPlan, TrialOutcome
 
 # A server killed by one of these before it served a request hit a sharp edge of its first shapes (a kernel picked or
 # compiled at first use; vLLM 0.32 CPU's SIGILL on a one-token first prompt), not yet the config's fault: relaunched
@@ -94,9 +94,9 @@ class StudyRunner:
     def __init__(self, study: Study, optuna_study: optuna.Study, total_trials: int,
                  on_progress: Callable[[Snapshot], None] = lambda s: None, ray_address: str | None = None,
                  traffic: Traffic | None = None, surface: Surface | None = None,
-                 task: Callable[..., TrialOutcome] = run_trial, executor: Executor[Attempt] | None = None) -> None:
+                 task: Task = launch, executor: Executor[Attempt] | None = None) -> None:
         self.study = study
-        self.task = task  # what runs one attempt on a worker: run_trial, or a test's wrapper of it
+        self.task = task  # what runs one attempt on a worker: launch, or a test's wrapper of it
         self._given_executor = executor  # None: Ray (or the replay surface); a test or library user may hand one in
         self.spec = study.spec
         self.optuna_study = optuna_study
@@ -275,8 +275,9 @@ class StudyRunner:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         if self._lease is not None:
             self._lease.hold(attempt.proposal.trial)  # held across infra retries, until the trial is told
-        self._executor.submit(attempt, attempt.proposal.config, self._plan_for(attempt.proposal), self.spec.timeouts,
-                              str(log_path.absolute()), self.spec.server.host, self.vocab_size)
+        self._executor.submit(attempt, LaunchRequest(
+            config=attempt.proposal.config, plan=self._plan_for(attempt.proposal), timeouts=self.spec.timeouts,
+            log_path=str(log_path.absolute()), host=self.spec.server.host, vocab_size=self.vocab_size))
         kind = f"confirming trial {attempt.proposal.confirms}, " if attempt.proposal.confirms is not None else ""
         self._event(f"trial {attempt.trial_number} started ({kind}attempt {attempt.number})")
 
@@ -465,7 +466,7 @@ def killed_before_serving(result: TrialResult) -> bool:
 def _drafts(result: TrialResult) -> str:
     """How speculation fared at the launch's top measured level, under the study's sampling: the figure that says
     whether the drafts paid."""
-    level = next((lv for lv in reversed(result.levels) if lv.phase == "sweep" and lv.speculation is not None), None)
+    level = next((lv for lv in reversed(result.levels) if lv.phase == LevelRole.SWEEP and lv.speculation is not None), None)
     if level is None or level.speculation is None:
         return ""
     return f"; drafts at c={level.concurrency}: {level.speculation.describe()}"

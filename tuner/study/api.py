@@ -6,7 +6,7 @@
     stored = tuner.study.open_study("quickstart-cpu", "sqlite:///tuner.db")
 
 `run` takes the executor that runs the attempts (tuner.study._executor.Executor): by default Ray (or, for a study
-with `replay`, the recorded surface); a test hands in a LocalExecutor or its own.
+with `replay`, the recorded surface); a test hands in a LocalExecutor(tuner.trial.launch) or its own.
 """
 from __future__ import annotations
 
@@ -20,14 +20,13 @@ from tuner.inputs.spec import Study, load_study
 from tuner.planning.prelaunch import check_server_inputs, preflight
 from tuner.planning.traffic import Traffic, resolve_traffic
 from tuner.study._bookkeeping import create_or_load
-from tuner.study._executor import Executor
+from tuner.study._executor import Executor, Task
 from tuner.study._runner import Attempt, Snapshot, StudyRunner
 from tuner.study._sampler import SamplerChoice, choose_sampler
 from tuner.study.replay import Surface
 from tuner.study.storage import check_storage_url, load_existing_study, open_storage
 from tuner.study.warm_start import WarmTrial, warm_trials
-from tuner.trial import run_trial
-from tuner.trial.sweep_plan import TrialOutcome
+from tuner.trial import launch
 
 
 @dataclass(frozen=True)
@@ -64,7 +63,7 @@ def prepare(study_file: Path, *, trials: int | None = None, storage: str | None 
 
 def run(prepared: PreparedStudy, *, on_progress: Callable[[Snapshot], None] | None = None,
         executor: Executor[Attempt] | None = None, ray_address: str | None = None,
-        task: Callable[..., TrialOutcome] = run_trial,
+        task: Task = launch,
         on_finish: Sequence[Callable[[optuna.Study], None]] = ()) -> optuna.Study:
     """Create (or resume) the study and run it to its budget, then its confirmation runs, then each `on_finish`
     callback (the CLI publishes the dashboard's notes and plots: tuner.report.publish_to_dashboard). Returns the

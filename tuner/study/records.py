@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tuner.contracts.goals import Goals
 from tuner.contracts.outcomes import FailureClass, Outcome
-from tuner.contracts.results import LevelResult
+from tuner.contracts.results import LevelResult, LevelRole
 from tuner.scoring.confirmation import ConfigSummary
 from tuner.scoring.quality import QualityReference
 from tuner.scoring.score import Score
@@ -190,7 +190,7 @@ class TrialRecord(BaseModel):
     def peak_level(self) -> LevelResult | None:
         """The first reliable sweep level at the operating point."""
         return next((lv for lv in self.levels if lv.concurrency == self.operating_concurrency and lv.reliable
-                     and lv.phase == "sweep"), None)
+                     and lv.phase == LevelRole.SWEEP), None)
 
     @property
     def preemptions(self) -> float:

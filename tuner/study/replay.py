@@ -22,14 +22,10 @@ from typing import Any, Generic, TypeVar
 
 from tuner.contracts.phases import PhaseReport
 from tuner.contracts.results import TrialResult
-from tuner.errors import InputError
-from tuner.trial.sweep_plan import TrialOutcome
+from tuner.errors import SurfaceError
+from tuner.trial.sweep_plan import LaunchRequest, TrialOutcome
 
 Key = TypeVar("Key")
-
-
-class SurfaceError(InputError):
-    """A surface file that cannot be read, or a config it does not hold."""
 
 
 def read_table(path: Path) -> dict[str, Any]:
@@ -101,7 +97,7 @@ class ReplayExecutor(Generic[Key]):
     def running(self) -> list[Key]:
         return [key for key, _ in self._done]
 
-    def submit(self, key: Key, *args: Any) -> None:
+    def submit(self, key: Key, request: LaunchRequest) -> None:
         self._done.append((key, TrialOutcome(self.surface.draw(self._params_of(key), self._rng))))
 
     def wait(self, timeout_s: float) -> list[tuple[Key, TrialOutcome]]:

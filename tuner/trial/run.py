@@ -21,8 +21,9 @@ from typing import Any
 
 from tuner.capacity.roofline import Roofline, ServingKnobs, slice_limits
 from tuner.contracts.goals import Goals
+from tuner.contracts.outcomes import FailureClass, failure_of_exception
 from tuner.contracts.phases import LaunchPhase, PhaseSink, no_reports
-from tuner.contracts.results import LevelResult, Plausibility, TrialResult
+from tuner.contracts.results import LevelResult, LevelRole, Plausibility, TrialResult
 from tuner.contracts.sampling import SamplingInForce, server_defaults
 from tuner.errors import ServerGone, ServerStartupFailed
 from tuner.inputs.spec import LoadSpec, Timeouts
@@ -36,17 +37,17 @@ from tuner.load.runner import (
     prepare_level,
 )
 from tuner.load.server_counters import LevelProgress
-from tuner.load.tokenizer import ServerTokenizer, Tokenizer, TokenizerUnavailable
+from tuner.load.tokenizer import ServerTokenizer, Tokenizer
 from tuner.load.workload import PromptFactory, Sample
 from tuner.scoring.objectives import slo_excess
 from tuner.server.client import server_client, server_version
 from tuner.server.config import ServerConfig, redact_text
-from tuner.server.failures import FailureClass, killing_signal
+from tuner.server.failures import killing_signal
 from tuner.server.process import ServerProcess, last_lines
 from tuner.server.startup import prepare_compile_cache, startup_attrs
 from tuner.trial.clock import PhaseClock
 from tuner.trial.probes import answer_probes
-from tuner.trial.sweep_plan import SweepPlan, TrialOutcome, sweep_points
+from tuner.trial.sweep_plan import LaunchRequest, SweepPlan, TrialOutcome, sweep_points
 from tuner.trial.watch import EXIT_WAIT_S, ServerWatch, failure_after_level
 
 LOG_TAIL_LINES = 60
@@ -99,6 +100,12 @@ def ray_node_id() -> str:
 LaunchBody = Callable[[ServerProcess, TrialResult, list[str]], None]
 
 
+def launch(request: LaunchRequest, phases: PhaseSink = no_reports, observer: Observer | None = None) -> TrialOutcome:
+    """The worker's entry point (a Ray task, or a thread of LocalExecutor): one attempt the driver asked for."""
+    return run_trial(request.config, request.plan, request.timeouts, request.log_path, request.host,
+                     request.vocab_size, observer=observer, phases=phases)
+
+
 def run_trial(config: ServerConfig, plan: SweepPlan, timeouts: Timeouts, log_path: str, host: str = "127.0.0.1",
               vocab_size: int | None = None, observer: Observer | None = None,
               phases: PhaseSink = no_reports) -> TrialOutcome:
@@ -134,16 +141,12 @@ def run_launch(config: ServerConfig, timeouts: Timeouts, log_path: str, host: st
         result.server_version = server_version(server.base_url)
         clock.enter(LaunchPhase.SWEEP, "building the requests")
         body(server, result, records)
-    except ServerStartupFailed as exc:
-        result.failure_class, result.failure_detail = exc.failure_class, exc.detail
     except ServerGone as exc:  # the server stopped answering one of tuner's own calls: the server's outcome
         result.failure_class, result.failure_detail = _outcome_of_silence(server, exc, result)
-    except TokenizerUnavailable as exc:  # the user's setup (no tokenizer endpoints): never the config, never a bug
-        result.failure_class, result.failure_detail = FailureClass.SETUP_ERROR, str(exc)
-    except Exception as exc:  # tuner's own code raised: a bug to report, never the config's or the cluster's fault
-        result.failure_class = FailureClass.TUNER_ERROR
-        result.failure_detail = f"{type(exc).__name__}: {exc}"
-        result.traceback = redact_text(traceback.format_exc(), config.env)
+    except Exception as exc:  # startup failed, the setup cannot serve the study, or a bug in tuner
+        result.failure_class, result.failure_detail = failure_of_exception(exc)
+        if result.failure_class == FailureClass.TUNER_ERROR:
+            result.traceback = redact_text(traceback.format_exc(), config.env)
     finally:
         clock.enter(LaunchPhase.TEARDOWN)
         server.stop()
@@ -185,7 +188,7 @@ class _Level:
     pattern: LoadPattern
     repeat: int
     workload: Workload
-    phase: str
+    phase: LevelRole
 
 
 class _Sweep:
@@ -231,12 +234,12 @@ class _Sweep:
                 return
             self.observer(Seam.SWEEP_DONE, self.server)
             for repeat in range(1, load.repeats):  # the top level measured again: this launch's own noise
-                if not self._measure(_Level(replace(top, warmup=0), repeat, workload, "sweep")):
+                if not self._measure(_Level(replace(top, warmup=0), repeat, workload, LevelRole.SWEEP)):
                     return
             soak = _soak_pattern(self.plan)
             if soak is not None:
                 self.observer(Seam.BEFORE_SOAK, self.server)
-                if self._measure(_Level(soak, 0, replace(workload, cycle=True), "soak")):
+                if self._measure(_Level(soak, 0, replace(workload, cycle=True), LevelRole.SOAK)):
                     self._answer_probes(after_soak=True)
 
     def _first_request(self, endpoint: str, request: bytes) -> None:
@@ -289,12 +292,12 @@ class _Sweep:
         lowers: with stop_early, they are planned at every level."""
         load = self.plan.load
         points = sweep_points(load)
-        levels = [_Level(p, 0, workload, "sweep") for p in points]
+        levels = [_Level(p, 0, workload, LevelRole.SWEEP) for p in points]
         tops = points if load.stop_early else points[-1:]
-        levels += [_Level(replace(p, warmup=0), r, workload, "sweep") for p in tops for r in range(1, load.repeats)]
+        levels += [_Level(replace(p, warmup=0), r, workload, LevelRole.SWEEP) for p in tops for r in range(1, load.repeats)]
         soak = _soak_pattern(self.plan)
         if soak is not None:
-            levels.append(_Level(soak, 0, replace(workload, cycle=True), "soak"))
+            levels.append(_Level(soak, 0, replace(workload, cycle=True), LevelRole.SOAK))
         worst = self._worst_case(workload)
         return ([worst] if worst is not None else []) + levels
 
@@ -313,7 +316,7 @@ class _Sweep:
             input_len = min(input_len, context - output_len)
         shape = replace(workload, input_len=input_len, output_len=output_len, input_len_max=None,
                         output_len_max=None, prefix_len=0, samples=(), cycle=False, label="worst case")
-        return _Level(LoadPattern(concurrency=seqs, requests=seqs, warmup=0), 0, shape, "worst_case")
+        return _Level(LoadPattern(concurrency=seqs, requests=seqs, warmup=0), 0, shape, LevelRole.WORST_CASE)
 
     def _prepare(self, workload: Workload, tokenizer: Tokenizer | None) -> None:
         began = time.monotonic()
@@ -329,7 +332,7 @@ class _Sweep:
         points = sweep_points(load)
         top = points[0]
         for i, pattern in enumerate(points):
-            if not self._measure(_Level(pattern, 0, workload, "sweep")):
+            if not self._measure(_Level(pattern, 0, workload, LevelRole.SWEEP)):
                 return None
             top = pattern
             self.observer(Seam.LEVEL_DONE, self.server)
@@ -374,7 +377,7 @@ class _Sweep:
         pattern = planned.pattern
         where = f"{pattern.rate:g} req/s" if pattern.rate is not None else f"c={pattern.concurrency}"
         repeat = f" (repeat {planned.repeat + 1})" if planned.repeat else ""
-        if planned.phase == "worst_case":
+        if planned.phase == LevelRole.WORST_CASE:
             shape = planned.workload
             return f"{pattern.requests} requests at once, {shape.input_len} prompt + {shape.output_len} output tokens"
         done = [lv for lv in self.result.levels if lv.completed and lv.phase == "sweep"]
@@ -384,7 +387,7 @@ class _Sweep:
         return f"{where}: {pattern.requests} requests{repeat}{last}"
 
 
-_PHASE_OF_LEVEL = {"soak": LaunchPhase.SOAK, "worst_case": LaunchPhase.WORST_CASE}
+_PHASE_OF_LEVEL = {LevelRole.SOAK: LaunchPhase.SOAK, LevelRole.WORST_CASE: LaunchPhase.WORST_CASE}
 LIVE_LEVEL_INTERVAL_S = 2.0
 FIRST_REQUEST_EXIT_WAIT_S = 30.0  # a server whose first request got a 5xx: how long its shutdown may take  # a level's progress on the live display at most this often (it rides a Ray queue)
 

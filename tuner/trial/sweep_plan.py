@@ -1,6 +1,6 @@
-"""What the driver hands a launch (SweepPlan) and what the launch hands back (TrialOutcome), and the order in
-which a plan's levels are measured. The study builds plans (tuner.planning.traffic), the trial runs them
-(tuner.trial), replay answers them from a recorded surface (tuner.study.replay)."""
+"""What the driver hands a launch (LaunchRequest, with its SweepPlan) and what the launch hands back (TrialOutcome),
+and the order in which a plan's levels are measured. The driver builds plans (tuner.planning.traffic), the trial runs
+them (tuner.trial.run), replay answers them from a recorded surface (tuner.study.replay)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -10,10 +10,11 @@ from tuner.contracts.goals import Goals
 from tuner.contracts.hardware import Hardware
 from tuner.contracts.quality import QualityPlan
 from tuner.contracts.results import TrialResult
-from tuner.inputs.spec import LoadSpec
+from tuner.inputs.spec import LoadSpec, Timeouts
 from tuner.load.runner import LoadPattern
 from tuner.load.stats import SLO
 from tuner.load.workload import Sample
+from tuner.server.config import ServerConfig
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,19 @@ class SweepPlan:
     def phases(self) -> int:
         soak = 1 if self.soak_concurrency or self.soak_rate else 0
         return len(planned_levels(self.load)) + soak + (1 if self.load.worst_case else 0)
+
+
+@dataclass(frozen=True)
+class LaunchRequest:
+    """What the driver hands a worker for one attempt (tuner.study._executor): everything a launch needs, by name.
+    Picklable: it rides in a Ray task's arguments."""
+
+    config: ServerConfig
+    plan: SweepPlan
+    timeouts: Timeouts
+    log_path: str  # absolute: the worker writes the server's log there
+    host: str = "127.0.0.1"
+    vocab_size: int | None = None  # token-id prompts; None: text prompts through the server's /tokenize
 
 
 @dataclass
