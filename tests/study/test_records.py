@@ -127,3 +127,20 @@ def test_counts_are_the_same_for_the_loop_and_the_status_table():
     counts = TrialCounts.of([search, predicted, confirmation, answered])
     assert counts.search == [search, predicted] and counts.launched == [search] and counts.predicted == [predicted]
     assert counts.confirmations == [confirmation] and counts.answered == [answered]
+
+
+def test_a_record_has_one_origin_and_contradicting_markers_are_refused():
+    from pydantic import ValidationError
+
+    from tuner.study.records import TrialOrigin
+
+    assert TrialRecord(number=1).origin == TrialOrigin.SEARCH
+    assert TrialRecord(number=2, launched=False, predicted=True).origin == TrialOrigin.PREDICTED
+    assert TrialRecord(number=3, launched=False, duplicate_of=1).origin == TrialOrigin.ANSWERED
+    assert TrialRecord(number=4, launched=False, warm_start_from="other#7").origin == TrialOrigin.WARM_START
+    assert TrialRecord(number=5, confirms=1).origin == TrialOrigin.CONFIRMATION
+    assert TrialRecord(number=6, rerecords_reference=True).origin == TrialOrigin.REFERENCE
+    with pytest.raises(ValidationError, match="both predicted"):
+        TrialRecord(number=7, launched=True, predicted=True)
+    with pytest.raises(ValidationError, match="state"):
+        TrialRecord(number=8, state="DONE")

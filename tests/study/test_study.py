@@ -88,6 +88,9 @@ def test_enqueue_entries_added_later_run_on_the_next_start_and_none_twice(tmp_pa
 
 
 def test_trials_since_the_front_improved(tmp_path):
+    """Patience watches the front the user sees: a config within the noise of one already on it improves nothing."""
+    from tests.builders import add_trial
+
     from tuner.study import create_or_load
     from tuner.study._bookkeeping import Bookkeeper
 
@@ -96,16 +99,13 @@ def test_trials_since_the_front_improved(tmp_path):
     books = Bookkeeper(study, optuna_study)
 
     def add(values, feasible=True):
-        trial = optuna_study.ask()
-        trial.suggest_int("seqs", 1, 8)
-        trial.set_constraint("config_failure", -1.0 if feasible else 1.0)
-        optuna_study.tell(trial, values)
+        add_trial(optuna_study, values, -1.0 if feasible else 1.0, {})
 
     add([0.0, 0.0], feasible=False)
     assert books.trials_since_front_improved() == 0  # no front yet: nothing to improve on
     add([100.0, 0.5])
-    add([90.0, 0.4])  # dominated
-    add([100.0, 0.5])  # equal: adds nothing
+    add([90.0, 0.4])  # beaten beyond the noise (stability 0.1 lower)
+    add([101.0, 0.5])  # within the noise of the front's config: on the front the user sees, but no improvement
     add([0.0, 0.0], feasible=False)
     assert books.trials_since_front_improved() == 3
     add([80.0, 0.9])  # a new trade-off: on the front

@@ -5,6 +5,7 @@ Latencies are in milliseconds, throughputs in tokens (or requests) per second of
 """
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Any
 
@@ -22,6 +23,40 @@ class LevelRole(StrEnum):
     SWEEP = "sweep"  # the load levels that are scored, and the repeats of the top one
     SOAK = "soak"  # a confirmation run's long phase over every shape of the workload, for survival
     WORST_CASE = "worst_case"  # max-num-seqs requests at once at the longest lengths, before the sweep
+
+
+class WarningKind(StrEnum):
+    """Why a figure of a level may not be trusted. A level's warnings are stored as "kind: detail" lines (readable in
+    the dashboard and the CSV as they are); level_warning writes them and warning_kind reads the kind back."""
+
+    CLIENT_SATURATED = "client_saturated"  # the load generator, not the server, set the pace: the level is flagged
+    TOKEN_MISMATCH = "token_mismatch"  # client and server output-token counts differ: flagged
+    IMPLAUSIBLE = "implausible"  # above the slice's physical ceilings: a measurement bug, flagged
+    SERVER_DIED = "server_died"  # the server died during or right after the level: its figures are suspect
+    REMEASURED = "remeasured"  # flagged, so the level was measured again
+    FAILED_REQUESTS = "failed_requests"  # some requests failed (counted, not dropped)
+    COUNTERS_UNAVAILABLE = "counters_unavailable"  # no /metrics: client figures not cross-checked
+
+
+# Flags that make a level unreliable (left out of every score), as scoring names them.
+FLAGGING_KINDS = (WarningKind.CLIENT_SATURATED, WarningKind.TOKEN_MISMATCH, WarningKind.IMPLAUSIBLE,
+                  WarningKind.SERVER_DIED)
+
+
+def level_warning(kind: WarningKind, detail: str) -> str:
+    return f"{kind.value}: {detail}"
+
+
+def warning_kind(warning: str) -> WarningKind | None:
+    """The kind of a stored warning line; None for a line no kind names (studies from before a kind existed)."""
+    head = warning.split(":", 1)[0]
+    if head in WarningKind._value2member_map_:
+        return WarningKind(head)
+    if re.match(r"^\d+ of \d+ requests failed", warning):  # stored before the kind was written first
+        return WarningKind.FAILED_REQUESTS
+    if warning.startswith("server counters unavailable"):
+        return WarningKind.COUNTERS_UNAVAILABLE
+    return None
 
 
 class LoadMode(StrEnum):

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tuner.contracts.results import ClientHealth, LevelResult
+from tuner.contracts.results import ClientHealth, LevelResult, WarningKind, level_warning
 from tuner.load.monitor import ClientSample
 from tuner.load.request import RequestRecord
 from tuner.load.stats import achieved_concurrency, achieved_rate
@@ -28,16 +28,18 @@ def cross_check(level: LevelResult) -> list[str]:
     succeeded (with failures the counts legitimately differ)."""
     server = level.server
     if server is None or not server.scraped or server.generation_tokens is None:
-        return ["server counters unavailable: client figures not cross-checked"]
+        return [level_warning(WarningKind.COUNTERS_UNAVAILABLE,
+                              "server counters unavailable: client figures not cross-checked")]
     if level.failed:
         return []
     reference = max(server.generation_tokens, 1.0)
     diff = abs(level.output_tokens - server.generation_tokens) / reference
     if diff > TOKEN_MISMATCH_TOLERANCE:
         level.token_mismatch = True
-        return [f"token_mismatch: client counted {level.output_tokens} output tokens, the server's "
-                f"vllm:generation_tokens_total grew by {server.generation_tokens:.0f} ({diff:.1%} apart, more than "
-                f"{TOKEN_MISMATCH_TOLERANCE:.0%})"]
+        return [level_warning(WarningKind.TOKEN_MISMATCH,
+                              f"client counted {level.output_tokens} output tokens, the server's"
+                              f" vllm:generation_tokens_total grew by {server.generation_tokens:.0f} ({diff:.1%} apart,"
+                              f" more than {TOKEN_MISMATCH_TOLERANCE:.0%})")]
     return []
 
 

@@ -14,7 +14,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from tuner.contracts.results import LevelResult, LoadMode, Plausibility
+from tuner.contracts.results import LevelResult, LoadMode, Plausibility, WarningKind, level_warning
 from tuner.load.arrivals import Arrival, arrival_offsets
 from tuner.load.checks import client_health, cross_check
 from tuner.load.driver import DriverJob
@@ -149,15 +149,17 @@ def measure_level(base_url: str, workload: Workload, pattern: LoadPattern, optio
                                  planned_rate if pattern.open_loop else None)
     level.client.requested_rate = pattern.rate
     if level.client.saturated:
-        warnings.append("client_saturated: " + "; ".join(level.client.reasons)
-                        + " (latencies include the client's own delay; throughput may be capped by the client)")
+        warnings.append(level_warning(WarningKind.CLIENT_SATURATED, "; ".join(level.client.reasons)
+                                      + " (latencies include the client's own delay; throughput may be capped by"
+                                      " the client)"))
     level.speculation = level.server.speculation() if level.server else None
     if options.plausibility is not None:
         level.plausibility = options.plausibility(level)
         if level.plausibility is not None and not level.plausibility.valid:
-            warnings.append("implausible: " + level.plausibility.reason)
+            warnings.append(level_warning(WarningKind.IMPLAUSIBLE, level.plausibility.reason))
     if level.failed:
-        warnings.append(f"{level.failed} of {level.requests} requests failed: {level.errors}")
+        warnings.append(level_warning(WarningKind.FAILED_REQUESTS,
+                                      f"{level.failed} of {level.requests} requests failed: {level.errors}"))
     level.warnings = warnings
     level.reliable = not (level.token_mismatch or level.client.saturated
                           or (level.plausibility is not None and not level.plausibility.valid))

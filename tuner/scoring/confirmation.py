@@ -183,13 +183,26 @@ def noise_front(items: Sequence[ConfigSummary], goals: Goals, noise: float) -> l
     return sorted(front, key=lambda s: -sign * s.values[goals.rank_metric])
 
 
+def improves_front(new: ConfigSummary, front: Sequence[ConfigSummary], goals: Goals, noise: float) -> bool:
+    """`new` joins the front and is not within the noise of a config already on it: a trade-off the front lacked
+    (a config no better than one it has, within the noise, joins the front but improves nothing)."""
+    if not new.feasible or any(_beats(m.values, new.values, goals, noise) for m in front):
+        return False
+    return not any(all(abs(m.values[n] - new.values[n]) <= _tolerance(n, new.values[n], noise) for n in goals.objectives)
+                   for m in front)
+
+
+def search_front(records: Sequence[Run], goals: Goals, noise: float) -> list[ConfigSummary]:
+    """The front of the search's own launches, one summary each: the front the user sees before confirmation, the
+    one confirmation picks its candidates from, and the one whose growth the study's patience watches."""
+    return noise_front([summarize([r], goals, noise, repeats=0) for r in records if r.search_launch], goals, noise)
+
+
 def candidates(records: Sequence[Run], goals: Goals, limit: int) -> list[ConfigSummary]:
     """The search's configs on and near the front (single-launch numbers), at most `limit`: what to confirm. The
     best config by each objective comes first, then the rest by the rank objective, so that a small limit still
     confirms both ends of the trade-off (the most stable config, not only the fastest ones)."""
-    noise = machine_noise(records, goals)
-    search_only = [summarize([r], goals, noise, repeats=0) for r in records if r.search_launch]
-    front = noise_front(search_only, goals, noise)  # by the rank objective, best first
+    front = search_front(records, goals, machine_noise(records, goals))  # by the rank objective, best first
     ends = []
     for name in goals.objectives:
         sign = 1.0 if direction_of(name) == "maximize" else -1.0
@@ -197,7 +210,6 @@ def candidates(records: Sequence[Run], goals: Goals, limit: int) -> list[ConfigS
         if best is not None and best not in ends:
             ends.append(best)
     return (ends + [s for s in front if s not in ends])[:limit]
-
 
 
 def confirmed_front(records: Sequence[Run], goals: Goals, repeats: int) -> list[ConfigSummary]:

@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, computed_field
 from tuner.contracts.goals import QUALITY as QUALITY_OBJECTIVE
 from tuner.contracts.goals import STABILITY, Goals, direction_of
 from tuner.contracts.outcomes import FailureClass, Outcome
-from tuner.contracts.results import LevelResult, LevelRole, TrialResult
+from tuner.contracts.results import FLAGGING_KINDS, LevelResult, LevelRole, TrialResult, WarningKind, warning_kind
 from tuner.scoring.objectives import LoadPoint, load_points, operating_point
 from tuner.scoring.quality import QualityCheck, QualityEvidence, beyond_noise
 
@@ -111,7 +111,7 @@ def _phase_key(level: LevelResult) -> tuple[str, int, float | None, int]:
 
 
 def _died_in(level: LevelResult) -> bool:
-    return any(w.startswith("server_died") for w in level.warnings)
+    return any(warning_kind(w) == WarningKind.SERVER_DIED for w in level.warnings)
 
 
 def evidence_of(result: TrialResult) -> Evidence:
@@ -200,8 +200,8 @@ def _score_measured(result: TrialResult, goals: Goals) -> Score:
     evidence = evidence_of(result)
     components = components_of(evidence)
     measured = [lv for lv in result.levels if lv.completed and lv.phase == LevelRole.SWEEP]
-    flags = sorted({w.split(":")[0] for lv in measured if not lv.reliable for w in lv.warnings
-                    if w.split(":")[0] in ("client_saturated", "token_mismatch", "implausible", "server_died")})
+    flags = sorted({str(kind) for lv in measured if not lv.reliable for w in lv.warnings
+                    if (kind := warning_kind(w)) in FLAGGING_KINDS})
     if not load_points(result.levels):
         if result.failure_class or not measured:  # it never served a level that can be scored: the config's fault
             return _penalized(result.failure_class or Outcome.NO_MEASUREMENT,

@@ -1,7 +1,11 @@
 """The study: Optuna proposes flag combinations, workers measure them, the driver records and scores them.
 
     api           the library entry point: prepare (check a study file), run (start or resume), open_study
-    _runner       the loop: budget, infra retries, confirmation runs, stop on a tuner bug, progress
+    _runner       the loop: launch while the stop rules allow, handle what comes back by its disposition, confirm
+    _stop_rules   when the search stops launching (trial count, duplicates, budget, patience, infra streak), and why
+    _first_shapes a server a signal killed before it served: relaunched once, judged with both launches
+    _drivers      other drivers of the same study: their running trials, theirs re-queued when their lease expires
+    _progress     the snapshot the progress display shows, kept current
     _bookkeeping  the Optuna side: create or load, propose the next config (with the pre-launch check), record
                   and tell each trial's result, keep its artifacts
     _executor     where attempts run: Ray tasks on free slices (Ray's failures mapped to failure classes), or
@@ -33,7 +37,7 @@ _EXPORTS = {
     "create_or_load": "tuner.study._bookkeeping", "recover_interrupted": "tuner.study._bookkeeping",
     "stored_spec": "tuner.study._bookkeeping", "WORKER_ENV": "tuner.study._executor",
     "outcome_of_ray_error": "tuner.study._executor", "ray_options": "tuner.study._executor",
-    "Snapshot": "tuner.study._runner", "StudyRunner": "tuner.study._runner",
+    "Snapshot": "tuner.study._progress", "StudyRunner": "tuner.study._runner",
 }
 __all__ = sorted(_EXPORTS)
 

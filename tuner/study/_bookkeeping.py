@@ -23,7 +23,14 @@ from tuner.capacity.failure_rules import KnownFailure, predict_kv_capacity
 from tuner.contracts.results import TrialResult
 from tuner.inputs.spec import Study
 from tuner.planning.prelaunch import Prescreen, model_context, pre_launch, prompt_vocab_size
-from tuner.scoring.confirmation import candidates, summaries
+from tuner.scoring.confirmation import (
+    candidates,
+    improves_front,
+    machine_noise,
+    search_front,
+    summaries,
+    summarize,
+)
 from tuner.scoring.score import Score, score_run
 from tuner.server.config import ServerConfig, build_server_config, redact_env
 from tuner.server.failures import FailureClass
@@ -41,6 +48,7 @@ from tuner.study.records import (
     enqueue_attrs,
     failure_attrs,
     measures_its_params,
+    records,
     reference_rerun_attrs,
     requeue_attrs,
     requeued_from,
@@ -60,11 +68,6 @@ PROPOSING_WAIT_S = 10.0  # how long a proposal waits for an earlier one another 
 def _may_become(partial: dict[str, Any], params: dict[str, Any]) -> bool:
     """A trial's parameters, written one by one, may still end up equal to `params`."""
     return len(partial) < len(params) and all(params.get(k, object()) == v for k, v in partial.items())
-
-
-def _dominates(a: Sequence[float], b: Sequence[float], directions: Sequence[str]) -> bool:
-    """a is at least as good as b in every objective (so b adds nothing to a front holding a)."""
-    return all((x >= y) if d == "maximize" else (x <= y) for x, y, d in zip(a, b, directions))
 
 
 def stored_spec(study: Study) -> dict[str, Any]:
@@ -280,19 +283,16 @@ class Bookkeeper:
         return counts
 
     def trials_since_front_improved(self) -> int:
-        """Launched search trials, in order, since the last one that joined the front of feasible configs (counted
-        from the first feasible one: before it there is no front to improve)."""
-        directions = self.goals.directions
-        front: list[list[float]] = []
+        """Launched search trials, in order, since the last one that improved the study's front (the front the user
+        sees before confirmation, tuner.scoring.confirmation.search_front: a new trade-off beyond the machine's
+        noise), counted from the first feasible one: before it there is no front to improve."""
+        recs = sorted(records(self.optuna_study, states=(TrialState.COMPLETE,)), key=lambda r: r.number)
+        noise = machine_noise(recs, self.goals)
+        launched = [r for r in recs if r.search_launch and r.launched]
         stale = 0
-        for t in sorted(self.optuna_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
-                        key=lambda t: t.number):
-            record = TrialRecord.of(t)
-            if not (record.search_launch and record.launched):
-                continue
-            values = list(t.values or [])
-            if record.feasible and values and not any(_dominates(old, values, directions) for old in front):
-                front = [old for old in front if not _dominates(values, old, directions)] + [values]
+        for i, record in enumerate(launched):
+            front = search_front(launched[:i], self.goals, noise)
+            if improves_front(summarize([record], self.goals, noise, repeats=0), front, self.goals, noise):
                 stale = 0
             elif front:
                 stale += 1

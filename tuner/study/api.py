@@ -21,7 +21,8 @@ from tuner.planning.prelaunch import check_server_inputs, preflight
 from tuner.planning.traffic import Traffic, resolve_traffic
 from tuner.study._bookkeeping import create_or_load
 from tuner.study._executor import Executor, Task
-from tuner.study._runner import Attempt, Snapshot, StudyRunner
+from tuner.study._progress import Snapshot
+from tuner.study._runner import Attempt, StudyRunner
 from tuner.study._sampler import SamplerChoice, choose_sampler
 from tuner.study.replay import Surface
 from tuner.study.storage import check_storage_url, load_existing_study, open_storage
@@ -70,11 +71,9 @@ def run(prepared: PreparedStudy, *, on_progress: Callable[[Snapshot], None] | No
     study. A KeyboardInterrupt stops the running trials and re-queues them: the same call continues."""
     optuna_study = create_or_load(prepared.study, open_storage(prepared.storage_url), prepared.name, prepared.warm,
                                   prepared.sampler)
-    runner = StudyRunner(prepared.study, optuna_study, prepared.trials, ray_address=ray_address,
-                         traffic=prepared.traffic, surface=prepared.surface, task=task, executor=executor)
-    if on_progress is not None:
-        runner.on_progress = on_progress
-    runner.run()
+    StudyRunner(prepared.study, optuna_study, prepared.trials, on_progress=on_progress or (lambda s: None),
+                ray_address=ray_address, traffic=prepared.traffic, surface=prepared.surface, task=task,
+                executor=executor).run()
     for callback in on_finish:
         callback(optuna_study)
     return optuna_study

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import optuna
 
 from tuner.contracts.goals import Goals, direction_of
-from tuner.scoring.confirmation import ConfigSummary, confirmed_front, machine_noise, noise_front, summarize
+from tuner.scoring.confirmation import ConfigSummary, confirmed_front, machine_noise, search_front
 from tuner.study.records import StudyRecord, records
 
 
@@ -21,6 +21,7 @@ class StudyFront:
     confirmed: bool  # False: the study asks for no confirmation, or it has not run yet (single-launch numbers)
     noise: float
 
+
 def study_front(study: optuna.Study) -> StudyFront:
     spec = StudyRecord.of(study).spec
     goals, repeats = spec.goals(), spec.confirm.repeats
@@ -29,8 +30,8 @@ def study_front(study: optuna.Study) -> StudyFront:
     confirmed = confirmed_front(recs, goals, repeats) if repeats else []
     if confirmed:
         return StudyFront(goals, confirmed, True, noise)
-    singles = [summarize([r], goals, noise, repeats=0) for r in recs if r.search_launch]
-    return StudyFront(goals, noise_front(singles, goals, noise), False, noise)
+    return StudyFront(goals, search_front(recs, goals, noise), False, noise)
+
 
 def best_of(front: StudyFront, objective: str) -> ConfigSummary:
     """The front's best config by one objective, ties broken by the rank objective."""

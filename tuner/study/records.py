@@ -10,11 +10,12 @@ fields a record no longer knows are ignored, so older storages still load.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from enum import StrEnum
+from typing import Any, Literal
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tuner.contracts.goals import Goals
 from tuner.contracts.outcomes import FailureClass, Outcome
@@ -56,6 +57,20 @@ STUDY_ATTR_MATRIX_PREFIX = "matrix_trial_"  # + trial number: {"points": [Matrix
 STUDY_ATTR_QUALITY_REFERENCE = "quality_reference"  # the reference's probe answers (tuner.scoring.quality)
 
 
+class TrialOrigin(StrEnum):
+    """Where a stored trial came from: one origin per trial (TrialRecord.origin)."""
+
+    SEARCH = "search"  # proposed by the sampler or enqueued, and launched (a replayed draw counts as launched here)
+    PREDICTED = "predicted"  # penalized by the pre-launch check (rules, memory fit, learned failures), never launched
+    ANSWERED = "answered"  # a duplicate proposal, answered with an earlier trial's result
+    WARM_START = "warm_start"  # another study's trial, added to seed the sampler
+    CONFIRMATION = "confirmation"  # a relaunch of a search trial's config (`confirms`)
+    REFERENCE = "reference"  # the quality reference launched again to record its answers on another server version
+
+
+TrialStateName = Literal["RUNNING", "WAITING", "COMPLETE", "PRUNED", "FAIL"]  # Optuna's TrialState, by name
+
+
 class TrialRecord(BaseModel):
     """One trial as stored: the exact launch, what it measured or why it failed, and how the loop scored it."""
 
@@ -63,7 +78,7 @@ class TrialRecord(BaseModel):
 
     # From Optuna's own trial
     number: int = -1
-    state: str = "COMPLETE"
+    state: TrialStateName = "COMPLETE"
     params: dict[str, Any] = Field(default_factory=dict)
     values: list[float] | None = None
     feasible: bool = False  # every constraint <= 0
@@ -115,6 +130,30 @@ class TrialRecord(BaseModel):
     @classmethod
     def _no_score(cls, v: object) -> object:
         return v or None  # trials stored without a score kept {}
+
+    @model_validator(mode="after")
+    def _one_origin(self) -> TrialRecord:
+        """The origin markers tuner writes never contradict each other; a record that says so was not written by
+        tuner (or storage is corrupt), and reading it as something it is not would mislead every figure."""
+        if self.predicted and self.launched:
+            raise ValueError(f"trial {self.number}: stored as both predicted (never launched) and launched")
+        if self.duplicate_of is not None and self.warm_start_from:
+            raise ValueError(f"trial {self.number}: stored as both an answered duplicate and a warm-start trial")
+        return self
+
+    @property
+    def origin(self) -> TrialOrigin:
+        if self.warm_start_from:
+            return TrialOrigin.WARM_START
+        if self.duplicate_of is not None:
+            return TrialOrigin.ANSWERED
+        if self.predicted:
+            return TrialOrigin.PREDICTED
+        if self.rerecords_reference:
+            return TrialOrigin.REFERENCE
+        if self.confirms is not None:
+            return TrialOrigin.CONFIRMATION
+        return TrialOrigin.SEARCH
 
     # -- reading ------------------------------------------------------------------------------------------------
     @classmethod

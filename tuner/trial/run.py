@@ -23,7 +23,7 @@ from tuner.capacity.roofline import Roofline, ServingKnobs, slice_limits
 from tuner.contracts.goals import Goals
 from tuner.contracts.outcomes import FailureClass, failure_of_exception
 from tuner.contracts.phases import LaunchPhase, PhaseSink, no_reports
-from tuner.contracts.results import LevelResult, LevelRole, Plausibility, TrialResult
+from tuner.contracts.results import LevelResult, LevelRole, Plausibility, TrialResult, WarningKind, level_warning
 from tuner.contracts.sampling import SamplingInForce, server_defaults
 from tuner.errors import ServerGone, ServerStartupFailed
 from tuner.inputs.spec import LoadSpec, Timeouts
@@ -360,14 +360,14 @@ class _Sweep:
             failure = failure_after_level(self.server, level, self.watch, self.config.model, load.request_timeout_s)
             if failure is not None:
                 level.reliable = False
-                level.warnings.append(f"server_died: {failure[0]} during or after this level; its figures are"
-                                      " left out of the scores")
+                level.warnings.append(level_warning(WarningKind.SERVER_DIED, f"{failure[0]} during or after this"
+                                                    " level; its figures are left out of the scores"))
                 result.failure_class, result.failure_detail = failure
                 return False
             if level.reliable:
                 break
             if attempt < load.remeasure_flagged:
-                level.warnings.append("remeasured: flagged, so the level was measured again")
+                level.warnings.append(level_warning(WarningKind.REMEASURED, "flagged, so the level was measured again"))
         return True
 
 
