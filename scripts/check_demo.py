@@ -10,6 +10,7 @@ Exit 0 when the demo did its job; otherwise one line per problem and exit 1.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -33,6 +34,9 @@ def problems(log_text: str, storage: str, study_name: str, best_yaml: Path) -> l
     elif "the model's defaults" not in next((line for line in best_yaml.read_text().splitlines()
                                              if line.startswith("# measured with ")), ""):
         found.append(f"{best_yaml} does not say it was measured with the model's default sampling")
+    elif not re.search(r"^#   this launch at concurrency \d+: .*(95 % CI|no 95 % CI)", best_yaml.read_text(),
+                       re.M):
+        found.append(f"{best_yaml} does not give its operating point's throughput with its interval (or why none)")
     study = optuna.load_study(study_name=study_name, storage=storage)
     if not study_front(study).confirmed:
         found.append("the front was not confirmed")

@@ -37,7 +37,10 @@ def test_sweep_writes_json_and_csv(server_url, tmp_path):
         assert lv["requests"] == 20 and lv["failed"] == 2 and lv["completed"] == 18  # every 10th request is a 500
         assert lv["output_tokens"] == 18 * 6 and lv["output_throughput"] > 0
         for metric in ("ttft_ms", "itl_ms", "e2el_ms", "tpot_ms"):
-            assert set(lv[metric]) == {"mean", "p50", "p90", "p99"}
+            assert set(lv[metric]) == {"mean", "p50", "p90", "p99", "p99_ci"}
+        # 18 answered requests: no upper bound for a p99, and the level says so instead of pretending
+        assert lv["ttft_ms"]["p99_ci"]["high"] is None and "too few requests" in lv["ttft_ms"]["p99_ci"]["reason"]
+        assert lv["output_throughput_ci"] is not None
         assert lv["goodput"] is not None and lv["plausibility"]["valid"] and lv["client"]["workers"] == 1
     frame = pd.read_csv(csv)
     assert list(frame["concurrency"]) == [1, 4] and "ttft_ms_p99" in frame and "server_generation_tokens" in frame

@@ -79,6 +79,28 @@ def test_confirmed_study_exports_only_confirmed_medians():
     assert "workload: dataset chats.jsonl" in text
     assert "SLOs ttft_p99_ms <= 500: met in 3 of 3 launches" in text
     assert "[flagged, not used]" in text  # the saturated level is shown, and said to be left out
+    # The median's distribution-free interval across launches; the launch's own level (stored before intervals).
+    assert "range 90-110 across 3 launches (holds the median with 75 % confidence)" in text
+    assert "this launch at concurrency 64: 900 output tok/s, no interval recorded" in text and "[flagged]" in text
+
+
+def test_the_header_gives_the_operating_point_with_its_intervals():
+    from tuner.contracts.results import Interval, LatencyStats, LevelResult
+
+    s = optuna.create_study(directions=["maximize", "maximize"])
+    s.set_user_attr("spec", {"model": "m", "confirm": {"repeats": 0}})
+    measured = LevelResult(
+        concurrency=64, requests=120, completed=120, failed=0, duration_s=10.0, output_throughput=7498.0,
+        output_throughput_ci=Interval(low=7120.0, high=7880.0, relative=0.0507, samples=8, method="batch means"),
+        ttft_ms=LatencyStats(p99=410.0, p99_ci=Interval(low=300.0, reason="too few requests for an upper bound of"
+                                                         " the p99: 120 sent, about 460 needed")),
+    ).model_dump(mode="json")
+    add_trial(s, [7498.0, 1.0], -1.0, {"--max-num-seqs": 64}, levels=[measured])
+    text = render_config(s, select_trial(s, "max-throughput"))
+    assert ("#   this launch at concurrency 64: 7,498 output tok/s, 95 % CI 7,120-7,880 tok/s; TTFT p99 410.0 ms,"
+            " 95 % CI from 300 ms, no upper bound (too few requests for an upper bound of the p99: 120 sent, about"
+            " 460 needed)") in text
+    assert "7,498.0 tok/s (+/-5.1%)" in text
 
 
 def test_env_file_never_contains_secrets(study):

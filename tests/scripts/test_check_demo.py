@@ -30,7 +30,9 @@ GOOD_LOG = ("[0/1 done, 1 running, 0 penalized, 0.00 slice-h] trial 0: probes: 2
             "[0/1 done, 1 running, 0 penalized, 0.00 slice-h] trial 0: sweep: c=64: 128 requests\nfront of quickstart-cpu")
 GOOD_HEADER = ("# confirmed: median of 2 launches (trials 0, 1)\n# measured with temperature 1, top_p 0.95: the model's"
                " defaults\n# quality: greedy answers agree with the reference on"
-               " 21 of 21 probes, first token 100%, logprob divergence 0.000 vs noise 0.000\nmodel: m\n")
+               " 21 of 21 probes, first token 100%, logprob divergence 0.000 vs noise 0.000\n"
+               "#   this launch at concurrency 16: 1,839 output tok/s, 95 % CI 1,790-1,888 tok/s; TTFT p99 410.0 ms,"
+               " 95 % CI from 300 ms, no upper bound (too few requests)\nmodel: m\n")
 
 
 def test_a_good_demo_passes(tmp_path):
@@ -108,3 +110,11 @@ def test_a_demo_measured_with_greedy_requests_is_a_problem(tmp_path):
     (tmp_path / "best.yaml").write_text(greedy)
     found = check_demo.problems(GOOD_LOG, make_storage(tmp_path, True), "quickstart-cpu", tmp_path / "best.yaml")
     assert any("the model's default sampling" in p for p in found)
+
+
+def test_an_export_without_its_interval_is_a_problem(tmp_path):
+    bare = "".join(line for line in GOOD_HEADER.splitlines(keepends=True) if "this launch at" not in line)
+    (tmp_path / "best.yaml").write_text(bare)
+    found = check_demo.problems(GOOD_LOG, make_storage(tmp_path, False), "quickstart-cpu", tmp_path / "best.yaml")
+    assert found == [f"{tmp_path / 'best.yaml'} does not give its operating point's throughput with its interval"
+                     " (or why none)"]

@@ -242,7 +242,9 @@ class _Display:
         check = "ok" if level.reliable else "[red]unreliable[/]"
         if level.plausibility is not None:
             check += " " + level.plausibility.shares()
-        row = (label, f"{level.completed}/{level.failed}", f(level.output_throughput, 0),
+        ci = level.output_throughput_ci
+        precision = f" ±{ci.relative:.0%}" if ci is not None and ci.relative is not None else " (no CI)"
+        row = (label, f"{level.completed}/{level.failed}", f(level.output_throughput, 0) + precision,
                f"{f(level.ttft_ms.p50)}/{f(level.ttft_ms.p99)}", f(level.itl_ms.p50, 2), f(level.tpot_ms.p50, 2),
                f(server, 0), client, check)
         self.table.add_row(*row)

@@ -64,11 +64,35 @@ class LoadMode(StrEnum):
     OPEN = "open"  # arrivals at a rate, whatever the server's pace (at most the level's concurrency in flight)
 
 
+class Interval(BaseModel):
+    """A 95 % confidence interval of one figure (tuner.load.intervals), or why there is none. `high` None with a
+    `reason`: too few samples for an upper bound."""
+
+    low: float | None = None
+    high: float | None = None
+    relative: float | None = None  # half-width / estimate, where the method gives one (throughput)
+    samples: int = 0  # windows (batch means) or requests (order statistics)
+    method: str = ""
+    reason: str = ""  # why there is no interval, or no upper bound
+
+    @property
+    def known(self) -> bool:
+        return self.low is not None and self.high is not None
+
+    def describe(self, unit: str = "", digits: int = 0) -> str:
+        """"95 % CI 7,120-7,880 tok/s" or the reason there is none."""
+        if not self.known:
+            return f"no 95 % CI: {self.reason}" if self.reason else "no 95 % CI"
+        assert self.low is not None and self.high is not None
+        return f"95 % CI {self.low:,.{digits}f}-{self.high:,.{digits}f}{' ' + unit if unit else ''}"
+
+
 class LatencyStats(BaseModel):
     mean: float | None = None
     p50: float | None = None
     p90: float | None = None
     p99: float | None = None
+    p99_ci: Interval | None = None  # order statistics (tuner.load.intervals); None: studies from before
 
 
 class ServerCounters(BaseModel):
@@ -217,6 +241,8 @@ class LevelResult(BaseModel):
     input_tokens: int = 0
     output_tokens: int = 0
     output_throughput: float = 0.0
+    output_throughput_ci: Interval | None = Field(None, description="95 % CI of output_throughput: batch means over"
+                                                  " the steady part (tuner.load.intervals); None: studies from before")
     total_token_throughput: float = 0.0
     request_throughput: float = 0.0
     ttft_ms: LatencyStats = Field(default_factory=LatencyStats)

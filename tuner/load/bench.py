@@ -27,7 +27,10 @@ JSON output (--json FILE), schema "tuner.load.bench/1":
     requests, completed, failed, errors {kind: count}, duration_s,
     input_tokens, output_tokens, chunks, output_throughput, total_token_throughput, request_throughput (per s),
     goodput (req/s meeting every SLO, null without SLOs), slo {ttft_ms, tpot_ms, e2el_ms},
-    ttft_ms, tpot_ms, itl_ms, e2el_ms, queue_ms: each {mean, p50, p90, p99} in milliseconds,
+    output_throughput_ci: {low, high, relative, samples, method, reason}: the 95 % interval of output_throughput
+            (batch means over the steady part; low/high null with the reason when the level is too short),
+    ttft_ms, tpot_ms, itl_ms, e2el_ms, queue_ms: each {mean, p50, p90, p99, p99_ci} in milliseconds (p99_ci: order
+            statistics; high null when too few requests bound the p99 from above),
     server: deltas of the server's /metrics counters over the level (prompt_tokens, generation_tokens,
             preemptions, requests_succeeded, prefix_cache_queries, prefix_cache_hits, spec_drafts,
             spec_draft_tokens, spec_accepted_tokens) and peaks of its gauges (peak_kv_cache_usage, peak_running,

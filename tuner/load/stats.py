@@ -1,5 +1,7 @@
 """Level figures from per-request records, with `vllm bench serve`'s definitions.
 
+Every figure carries its 95 % interval where the level's requests give one (tuner.load.intervals): throughput by
+batch means over the steady part, p99 latencies by order statistics.
 Percentiles are computed from all samples (numpy's linear rule, as `vllm bench serve` does), never averaged across
 groups: records of several client processes are concatenated first (`merge_records`), then summarised.
 Throughput = tokens of successful requests / (first send .. last completion); failed requests stay inside that
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tuner.contracts.results import LatencyStats, LevelResult
+from tuner.load.intervals import percentile_interval, throughput_interval
 from tuner.load.request import RequestRecord
 
 
@@ -48,7 +51,8 @@ def latency_stats(seconds: Sequence[float] | np.ndarray) -> LatencyStats:
         return LatencyStats()
     ms = np.asarray(seconds, dtype=float) * 1000.0
     p50, p90, p99 = np.percentile(ms, [50, 90, 99])
-    return LatencyStats(mean=float(ms.mean()), p50=float(p50), p90=float(p90), p99=float(p99))
+    return LatencyStats(mean=float(ms.mean()), p50=float(p50), p90=float(p90), p99=float(p99),
+                        p99_ci=percentile_interval(ms, 0.99))
 
 
 def merge_records(shards: Iterable[Sequence[RequestRecord]]) -> list[RequestRecord]:
@@ -96,6 +100,7 @@ def summarize(records: Sequence[RequestRecord], concurrency: int, repeat: int = 
     per_s = (lambda x: x / duration) if duration > 0 else (lambda x: 0.0)
     itl = np.fromiter((gap for r in ok for gap in r.itl), dtype=float)
     met = slo.met if slo is not None and slo.as_dict() else None  # goodput only with limits given
+    output_throughput = per_s(output_tokens)
     return LevelResult(
         concurrency=concurrency,
         repeat=repeat,
@@ -105,7 +110,8 @@ def summarize(records: Sequence[RequestRecord], concurrency: int, repeat: int = 
         duration_s=duration,
         input_tokens=input_tokens,
         output_tokens=output_tokens,
-        output_throughput=per_s(output_tokens),
+        output_throughput=output_throughput,
+        output_throughput_ci=throughput_interval(records, concurrency, output_throughput),
         total_token_throughput=per_s(output_tokens + input_tokens),
         request_throughput=per_s(len(ok)),
         ttft_ms=latency_stats([r.ttft for r in ok if r.ttft is not None]),

@@ -16,7 +16,7 @@ from typing import Any
 import optuna
 import yaml
 
-from tuner.contracts.results import LevelResult, LevelRole
+from tuner.contracts.results import Interval, LevelResult, LevelRole
 from tuner.contracts.sampling import describe_sampling
 from tuner.errors import TrialNotFound
 from tuner.scoring.confirmation import ConfigSummary, summaries
@@ -110,9 +110,19 @@ def _comment_block(study: optuna.Study, chosen: Selection) -> list[str]:
         lines.append(speculation)
     lines.append(f"# operating point: concurrency {summary.operating_concurrency}")
     for name, value in summary.values.items():
-        spread = f" (spread +/-{summary.spread:.1%} across launches)" if name == goals.rank_metric and summary.spread \
-            is not None else ""
+        spread = (f" (spread +/-{summary.spread:.1%} across launches; {summary.describe_range()})"
+                  if name == goals.rank_metric and summary.spread is not None else "")
         lines.append(f"#   {name}: {value:,.3f}{spread}")
+    at_point = [lv for lv in sweep if lv.concurrency == summary.operating_concurrency]
+    point = next((lv for lv in at_point if lv.reliable), at_point[0] if at_point else None)
+    if point is not None:
+        flagged = "" if point.reliable else " [flagged]"
+        lines.append(f"#   this launch at concurrency {point.concurrency}: {point.output_throughput:,.0f} output tok/s,"
+                     f" {_interval(point.output_throughput_ci, 'tok/s')}; TTFT p99 {_ms(point.ttft_ms.p99)},"
+                     f" {_interval(point.ttft_ms.p99_ci, 'ms')}{flagged}")
+    elif summary.operating_concurrency is not None:
+        lines.append(f"#   this launch at concurrency {summary.operating_concurrency}: no 95 % CI: the exported trial"
+                     " measured no level there (its confirmations did)")
     if goals.slo:
         lines.append(f"# SLOs {goals.describe_slo()}: met in {summary.slo_met_runs} of {runs} launches")
     quality = record.score.quality if record.score is not None else None
@@ -124,7 +134,8 @@ def _comment_block(study: optuna.Study, chosen: Selection) -> list[str]:
             continue
         flag = "" if level.reliable else "  [flagged, not used]"
         lines.append(
-            f"#   concurrency {level.concurrency:>4} (run {level.repeat + 1}): {level.output_throughput:,.1f} tok/s,"
+            f"#   concurrency {level.concurrency:>4} (run {level.repeat + 1}): {level.output_throughput:,.1f} tok/s"
+            f"{_precision(level.output_throughput_ci)},"
             f" ok {level.completed}/{level.requests}, TTFT p99 {_ms(level.ttft_ms.p99)},"
             f" ITL p99 {_ms(level.itl_ms.p99)}, E2EL p99 {_ms(level.e2el_ms.p99)}{flag}"
         )
@@ -155,6 +166,20 @@ def launch_command(study: optuna.Study, config_file: Path, env_file: Path | None
 
 def _ms(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f} ms"
+
+
+def _interval(interval: Interval | None, unit: str) -> str:
+    """"95 % CI 7,120-7,880 tok/s", why there is none, or nothing for studies from before intervals."""
+    if interval is None:
+        return "no interval recorded"
+    if interval.low is not None and interval.high is None:
+        return f"95 % CI from {interval.low:,.0f} {unit}, no upper bound ({interval.reason})"
+    return interval.describe(unit)
+
+
+def _precision(interval: Interval | None) -> str:
+    """" (+/-4.1 %)": the level's relative 95 % half-width, where it has one."""
+    return f" (+/-{interval.relative:.1%})" if interval is not None and interval.relative is not None else ""
 
 
 def render_config(study: optuna.Study, chosen: Selection) -> str:
