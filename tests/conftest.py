@@ -11,16 +11,17 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 VLLM_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
 TINY_MODEL = ROOT / ".models" / "tiny-llama"
+TINY_GEMMA4 = ROOT / ".models" / "tiny-gemma4"  # the seed's architecture (scripts/make_tiny_gemma4.py)
 VLLM_COMMAND = [str(VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server"]
 
 
 @pytest.fixture(scope="session")
 def vllm_env() -> dict:
     """Paths of the real CPU vLLM and the tiny model; fails (never skips) when `make test` did not build them."""
-    missing = [p for p in (VLLM_PYTHON, TINY_MODEL / "config.json") if not p.exists()]
+    missing = [p for p in (VLLM_PYTHON, TINY_MODEL / "config.json", TINY_GEMMA4 / "config.json") if not p.exists()]
     if missing:
         pytest.fail(f"missing {', '.join(map(str, missing))}: run `make test` (it installs vLLM and builds the model)")
-    return {"command": VLLM_COMMAND, "model": str(TINY_MODEL), "env": {"HF_HUB_OFFLINE": "1"}}
+    return {"command": VLLM_COMMAND, "model": str(TINY_MODEL), "gemma4": str(TINY_GEMMA4), "env": {"HF_HUB_OFFLINE": "1"}}
 
 
 def write(path: Path, text: str) -> Path:

@@ -56,7 +56,7 @@ def test_sliding_window_layers_read_their_window_and_fp8_halves_the_kv():
     shape = load_model_shape(GEMMA, 25.2e9, 3.8e9)
     fp8 = Roofline(shape, H100, ServingKnobs(kv_cache_dtype="fp8"))
     sliding = 25 * 8 * 256 * 2 * 1 * 1024  # 25 sliding layers, 8 KV heads x 256, K and V, 1 byte, window 1,024
-    global_ = 5 * 2 * 512 * 1 * 1 * 4096  # 5 global layers, 2 KV heads x 512, K shared with V, all 4,096 tokens
+    global_ = 5 * 2 * 512 * 2 * 1 * 4096  # 5 global layers, 2 KV heads x 512, K and V (both stored), 4,096 tokens
     assert fp8.kv_bytes_per_sequence(4096) == sliding + global_
     auto = Roofline(shape, H100, ServingKnobs(kv_cache_dtype="auto"))
     assert auto.kv_bytes_per_sequence(4096) == 2 * fp8.kv_bytes_per_sequence(4096)

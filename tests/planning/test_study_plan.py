@@ -40,7 +40,7 @@ def test_gemma_plan_prints_the_seed_command_first():
     assert argv[argv.index("--limit-mm-per-prompt") + 1] == '{"image":4,"audio":1}'
     assert "--async-scheduling" not in argv  # null: left at vLLM's default
     assert "VLLM_TPU_BUCKET_PADDING_GAP=256" in gold and "VLLM_XLA_CACHE_PATH=/var/tmp/tuner-xla-cache" in gold
-    assert "KV per token: bfloat16 210.0 KiB, fp8 105.0 KiB" in gold
+    assert "KV per token: bfloat16 220.0 KiB, fp8 110.0 KiB" in gold
     assert "FITS" in gold and "KV capacity (fp8)" in gold
     assert "25.20 B parameters (3.80 B active, MoE 128 experts top-8)" in out
 
@@ -158,7 +158,7 @@ def test_gemma_plan_judges_the_seeds_headlines_against_both_ceilings():
     claims = out.split("claims (throughput measured elsewhere)")[1]
     assert claims.count("NOT PHYSICALLY POSSIBLE as output tokens") == 3
     assert "468,736 tok/s at 1,024 users, 'seed: gold standard (balanced)'" in claims
-    assert "needs 22.6 tokens per step per sequence (720% of 3 drafts accepted), with 3 drafts at most 4" in claims
+    assert "needs 23.6 tokens per step per sequence (755% of 3 drafts accepted), with 3 drafts at most 4" in claims
 
 
 def test_a_claim_for_a_config_that_is_not_enqueued_is_a_one_line_input_error(tmp_path):

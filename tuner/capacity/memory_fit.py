@@ -8,19 +8,27 @@ sliding-window and global layers, MoE) and the slice's memory it estimates, per 
     KV capacity  in tokens, computed the way vLLM 0.32 computes the "KV cache size: N tokens" it logs
     fit          one request of max-model-len fits in the KV memory minus the block pool's null block
 
-The block arithmetic mirrors vllm/v1/core/kv_cache_utils.py (get_kv_cache_config_from_groups,
-check_enough_kv_cache_memory, get_kv_cache_capacity): num_blocks = memory // bytes_per_block; a full-attention
-layer needs cdiv(max_model_len, block) blocks per request, a sliding layer cdiv(min(window-1+max_num_batched_tokens,
-max_model_len), block)+1; logged tokens = int(num_blocks / blocks_per_request * max_model_len). For models whose
-layers all share one spec (the CPU tiny Llama) this is exact and calibrated against real vLLM
-(tests/e2e/test_calibration.py). For hybrid models (Gemma) it is memory-proportional: it assumes vLLM's hybrid
-allocator does not pad pages, so treat it as an estimate. The workspace (activations, logits, XLA programs) is a
-coarse allowance, not a model of the compiler: a config near the HBM edge can still OOM at compile time.
+The block arithmetic is vLLM 0.32's (vllm/v1/core/kv_cache_utils.py): every attention layer gets a KV spec (K and V
+both stored, also where the checkpoint shares K with V; layers that reuse another layer's KV hold none); layers
+whose specs are all alike form one group whose block holds a page of every layer; a hybrid model (sliding and
+global layers) has its page sizes unified (a smaller page gets a proportionally larger block) and its layers split
+into KV cache groups of one size (the smallest kind's layer count, or the largest when it is under 1.5x the
+smallest), each group drawing its own blocks from one pool whose block is group size x page. A full-attention group
+needs cdiv(max_model_len, block) blocks per request, a sliding one cdiv(min(window - 1 + max_num_batched_tokens,
+max_model_len), block) + 1; num_blocks = memory // bytes_per_block; logged tokens = int(num_blocks / blocks per
+request x max_model_len); a request fits when its blocks leave the null block free. max_num_batched_tokens and
+max_num_seqs default as vLLM's API server sets them on the slice's platform (arg_utils.get_batch_defaults), the
+batched tokens capped at max_num_seqs x max_model_len.
+
+Exact against the CPU vLLM for the uniform tiny Llama and for the tiny Gemma 4 MoE (tests/e2e/test_calibration.py).
+On TPU (tpu-inference) and GPU backends with a block-outermost layout the grouping may differ: an estimate there. The
+workspace (activations, logits, XLA programs) is a coarse allowance, not a model of the compiler: a config near the
+HBM edge can still OOM at compile time.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +42,17 @@ DTYPE_BYTES: dict[str, float] = {
 }
 # vLLM's own defaults where a flag is not given (online serving).
 DEFAULT_GPU_MEMORY_UTILIZATION = 0.9
-DEFAULT_MAX_NUM_SEQS = 256
-DEFAULT_MAX_NUM_BATCHED_TOKENS = 8192
+DEFAULT_MAX_NUM_SEQS = 256  # without a slice: vLLM's API server on a GPU under 70 GiB
+DEFAULT_MAX_NUM_BATCHED_TOKENS = 2048
+# vLLM 0.32's API-server defaults by chip (vllm/engine/arg_utils.py get_batch_defaults): (max_num_seqs,
+# max_num_batched_tokens) per unit of world size on CPU, per server elsewhere.
+SERVING_DEFAULTS: dict[str, tuple[int, int]] = {
+    "cpu": (128, 2048),  # x tensor-parallel x pipeline-parallel size
+    "tpu-v6e": (256, 1024), "tpu-v5e": (256, 512), "tpu-v5p": (256, 256),
+    "a100": (256, 2048),  # "a100" in the device name: the small defaults whatever its memory
+    "h100": (1024, 8192), "h200": (1024, 8192),  # 70-160 GiB
+}
+GEMMA4_GLOBAL_HEAD_DIM = 512  # transformers' Gemma4TextConfig default when a published config omits global_head_dim
 # Coarse per-token activation allowance: residual stream, norms, qkv, attention output, MLP in/out and their
 # temporaries are each about hidden x dtype per scheduled token; 16 of them is a deliberately generous bound.
 ACTIVATION_BUFFERS = 16
@@ -49,8 +66,9 @@ class LayerKind:
     layers: int
     kv_heads: int
     head_dim: int
-    kv_tensors: int = 2  # K and V; 1 when V reuses K (Gemma 4's global layers)
+    kv_tensors: int = 2  # K and V in the KV cache: vLLM stores both, also where the checkpoint shares K with V
     window: int | None = None
+    k_eq_v: bool = False  # the checkpoint has no V projection (Gemma 4's global layers): weights only
 
     def heads_per_device(self, tp: int) -> int:
         # vLLM shards KV heads over tensor-parallel ranks and replicates them when tp exceeds the head count.
@@ -103,27 +121,9 @@ def shape_from_config(raw: dict[str, Any], source: str, total_params: float | No
         vocab = int(cfg["vocab_size"])
     except KeyError as exc:
         raise ModelConfigError(source, str(exc.args[0]), "required in config.json for the memory estimate") from None
-    kv_heads = int(cfg.get("num_key_value_heads") or heads)
-    head_dim = int(cfg.get("head_dim") or hidden // heads)
-    window = cfg.get("sliding_window")
-    types = cfg.get("layer_types") or _layer_types_from_pattern(cfg, layers)
-    if len(types) != layers:
-        raise ModelConfigError(source, "layer_types", f"has {len(types)} entries for {layers} layers")
-    n_sliding = sum(1 for t in types if t == "sliding_attention") if window else 0
-    n_full = layers - n_sliding
-    kinds: list[LayerKind] = []
-    if n_sliding:
-        kinds.append(LayerKind("sliding", n_sliding, kv_heads, head_dim, 2, int(window or 0)))
-    if n_full:
-        if n_sliding and cfg.get("num_global_key_value_heads"):
-            # Gemma 4: global layers have their own KV head count and head size, and may share K with V.
-            kinds.append(LayerKind("global", n_full, int(cfg["num_global_key_value_heads"]),
-                                   int(cfg.get("global_head_dim") or head_dim),
-                                   1 if cfg.get("attention_k_eq_v") else 2))
-        else:
-            kinds.append(LayerKind("global", n_full, kv_heads, head_dim, 2))
+    kinds = _layer_kinds(cfg, source, layers, heads, hidden)
     experts = int(cfg.get("num_experts") or cfg.get("num_local_experts") or cfg.get("n_routed_experts") or 0)
-    top_k = int(cfg.get("num_experts_per_tok") or cfg.get("top_k_experts") or 0)
+    top_k = int(cfg.get("top_k_experts") or cfg.get("num_experts_per_tok") or 0)
     dtype = str(cfg.get("torch_dtype") or cfg.get("dtype") or raw.get("torch_dtype") or raw.get("dtype") or "bfloat16")
     shape = ModelShape(source=source, hidden_size=hidden, vocab_size=vocab, num_layers=layers,
                        layer_kinds=tuple(kinds), dtype=dtype,
@@ -136,7 +136,87 @@ def shape_from_config(raw: dict[str, Any], source: str, total_params: float | No
                          "active_params": float(active_params or counted_active)})
 
 
+def _is_gemma4(cfg: dict[str, Any]) -> bool:
+    return str(cfg.get("model_type", "")).startswith("gemma4") or "per_layer_config" in cfg or any(
+        "Gemma4" in a for a in cfg.get("architectures") or [])
+
+
+def _layer_kinds(cfg: dict[str, Any], source: str, layers: int, heads: int, hidden: int) -> list[LayerKind]:
+    """Every attention layer's KV layout, as vLLM builds it, grouped by identical layout. Reads both Gemma 4 config
+    layouts: `per_layer_config` (per-layer head count and head size, as transformers 5.x writes it) and the published
+    `num_global_key_value_heads` / `global_head_dim` (applied as transformers applies them)."""
+    gemma4 = _is_gemma4(cfg)
+    base_heads = int(cfg.get("num_key_value_heads") or heads)
+    base_dim = int(cfg.get("head_dim") or hidden // heads)
+    window = cfg.get("sliding_window")
+    if window and gemma4 and cfg.get("use_bidirectional_attention") == "all":
+        window = int(window) // 2 + 1  # transformers halves a bidirectional window
+    types = list(cfg.get("layer_types") or _layer_types_from_pattern(cfg, layers))
+    if len(types) != layers:
+        raise ModelConfigError(source, "layer_types", f"has {len(types)} entries for {layers} layers")
+    if gemma4 and types:
+        types[-1] = "full_attention"  # transformers forces Gemma 4's last layer to global attention
+    unknown = sorted({t for t in types} - {"sliding_attention", "full_attention"})
+    if unknown:
+        raise ModelConfigError(source, "layer_types", f"sliding_attention or full_attention, not {unknown[0]!r}")
+    overrides = _per_layer_overrides(cfg, source, types, gemma4)
+    shared = int(cfg.get("num_kv_shared_layers") or 0)
+    k_eq_v = bool(cfg.get("attention_k_eq_v")) and gemma4
+    counted: dict[tuple[str, int, int, int | None, bool], int] = {}
+    for i, kind in enumerate(types):
+        if shared and i >= layers - shared:
+            continue  # reuses an earlier layer's KV: holds no cache of its own
+        sliding = kind == "sliding_attention" and bool(window)
+        o = overrides.get(i, {})
+        key = ("sliding" if sliding else "global", int(o.get("num_key_value_heads", base_heads)),
+               int(o.get("head_dim", base_dim)), int(window) if sliding and window else None,
+               k_eq_v and not sliding)
+        counted[key] = counted.get(key, 0) + 1
+    names = [k[0] for k in counted]
+    return [LayerKind(name if names.count(name) == 1 else f"{name} {h}x{d}", n, h, d, 2, w, kv)
+            for (name, h, d, w, kv), n in counted.items()]
+
+
+PER_LAYER_KEYS = frozenset({"head_dim", "num_key_value_heads"})
+
+
+def _per_layer_overrides(cfg: dict[str, Any], source: str, types: list[str], gemma4: bool) -> dict[int, dict[str, Any]]:
+    """Layer index -> its own head_dim / num_key_value_heads, from either Gemma 4 layout (empty for other models)."""
+    layers = len(types)
+    if "per_layer_config" in cfg:
+        raw = cfg["per_layer_config"]
+        if not isinstance(raw, dict):
+            raise ModelConfigError(source, "per_layer_config", "a mapping of layer index to its attention settings")
+        overrides: dict[int, dict[str, Any]] = {}
+        for key, values in raw.items():
+            try:
+                index = int(key)  # transformers writes zero-padded keys ("05")
+            except ValueError:
+                raise ModelConfigError(source, f"per_layer_config.{key}", "a layer index") from None
+            if not 0 <= index < layers or not isinstance(values, dict):
+                raise ModelConfigError(source, f"per_layer_config.{key}", f"a layer index below {layers} mapped to"
+                                       " its head_dim / num_key_value_heads")
+            extra = sorted(set(values) - PER_LAYER_KEYS)
+            if extra:
+                raise ModelConfigError(source, f"per_layer_config.{key}.{extra[0]}", "only head_dim and"
+                                       " num_key_value_heads, which the memory fit reads; this key it does not"
+                                       " understand")
+            overrides[index] = dict(values)
+        return overrides
+    if not gemma4:
+        return {}
+    # The published layout: transformers gives every global layer global_head_dim (default 512), and
+    # num_global_key_value_heads only when K is shared with V.
+    override: dict[str, Any] = {"head_dim": int(cfg.get("global_head_dim") or GEMMA4_GLOBAL_HEAD_DIM)}
+    if cfg.get("attention_k_eq_v") and cfg.get("num_global_key_value_heads") is not None:
+        override["num_key_value_heads"] = int(cfg["num_global_key_value_heads"])
+    return {i: override for i, t in enumerate(types) if t == "full_attention"}
+
+
 def _layer_types_from_pattern(cfg: dict[str, Any], layers: int) -> list[str]:
+    if _is_gemma4(cfg) and cfg.get("sliding_window"):
+        # transformers' Gemma 4 default: five sliding layers, then a global one
+        return ["full_attention" if (i + 1) % 6 == 0 else "sliding_attention" for i in range(layers)]
     pattern = cfg.get("sliding_window_pattern")
     if cfg.get("sliding_window") and pattern:
         # Gemma 2/3 style: every pattern-th layer is global, the others slide.
@@ -160,7 +240,8 @@ def count_params(cfg: dict[str, Any], shape: ModelShape, heads: int) -> tuple[fl
     attention = 0.0
     for kind in shape.layer_kinds:
         q_dim = heads * kind.head_dim
-        attention += kind.layers * (2 * h * q_dim + kind.kv_tensors * h * kind.kv_heads * kind.head_dim)
+        projections = 1 if kind.k_eq_v else 2  # K and V, or K alone where V reuses it
+        attention += kind.layers * (2 * h * q_dim + projections * h * kind.kv_heads * kind.head_dim)
     dense_mlp = 3 * h * int(cfg.get("intermediate_size") or 4 * h) * shape.num_layers
     if not shape.is_moe:
         return embed + lm_head + attention + dense_mlp, embed + attention + dense_mlp
@@ -188,7 +269,7 @@ class Knobs:
 
     max_model_len: int
     max_num_seqs: int = DEFAULT_MAX_NUM_SEQS
-    max_num_batched_tokens: int = DEFAULT_MAX_NUM_BATCHED_TOKENS
+    max_num_batched_tokens: int = DEFAULT_MAX_NUM_BATCHED_TOKENS  # as resolved for max_model_len
     kv_cache_dtype: str = "auto"
     dtype: str = "auto"
     gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION
@@ -196,10 +277,31 @@ class Knobs:
     kv_cache_memory_bytes: int | None = None
     block_size: int | None = None
     defaults_used: tuple[str, ...] = ()
+    batched_tokens_default: int | None = None  # the platform's default when the flag is absent (else None)
+
+    def at_model_len(self, max_model_len: int) -> Knobs:
+        """The same flags at another max-model-len: a defaulted max_num_batched_tokens follows it, as vLLM would
+        resolve it at startup (min(max_num_seqs x max_model_len, the platform's default))."""
+        batched = self.max_num_batched_tokens
+        if self.batched_tokens_default is not None:
+            batched = min(self.max_num_seqs * max_model_len, self.batched_tokens_default)
+        return replace(self, max_model_len=max_model_len, max_num_batched_tokens=batched)
 
 
-def knobs_from_flags(flags: dict[str, Any], env: dict[str, str], shape: ModelShape) -> Knobs:
-    """Read the knobs from a ServerConfig's flags (the same value forms a `vllm serve --config` file uses)."""
+def serving_defaults(hardware: Hardware | None, world_size: int) -> tuple[int, int]:
+    """(max_num_seqs, max_num_batched_tokens) vLLM 0.32's API server takes on this slice when the flags are absent."""
+    if hardware is None:
+        return DEFAULT_MAX_NUM_SEQS, DEFAULT_MAX_NUM_BATCHED_TOKENS
+    seqs, batched = SERVING_DEFAULTS.get(hardware.chip.name, (DEFAULT_MAX_NUM_SEQS, DEFAULT_MAX_NUM_BATCHED_TOKENS))
+    if hardware.kind == "cpu":
+        return seqs * world_size, batched * world_size
+    return seqs, batched
+
+
+def knobs_from_flags(flags: dict[str, Any], env: dict[str, str], shape: ModelShape,
+                     hardware: Hardware | None = None) -> Knobs:
+    """Read the knobs from a ServerConfig's flags (the same value forms a `vllm serve --config` file uses), with
+    vLLM's defaults on `hardware` (None: a GPU's small defaults) where a flag is absent."""
     defaults: list[str] = []
 
     def get(flag: str, default: Any, cast: Any) -> Any:
@@ -215,19 +317,32 @@ def knobs_from_flags(flags: dict[str, Any], env: dict[str, str], shape: ModelSha
 
     mml_default = shape.max_position_embeddings or 2048
     kv_bytes = get("--kv-cache-memory-bytes", None, int)
-    if kv_bytes is None and env.get("VLLM_CPU_KVCACHE_SPACE"):
-        kv_bytes = int(float(env["VLLM_CPU_KVCACHE_SPACE"]) * GiB)
+    space = env.get("VLLM_CPU_KVCACHE_SPACE")
+    if space and (hardware is None or hardware.kind == "cpu"):
+        try:  # vLLM's CPU platform lets this legacy variable override the flag, in whole GiB
+            kv_bytes = int(space) * GiB
+        except ValueError:
+            raise ServerFlagError("VLLM_CPU_KVCACHE_SPACE", f"a whole number of GiB (vLLM reads it with int()),"
+                                  f" got {space!r}") from None
+    tp = get("--tensor-parallel-size", 1, int) or 1
+    world = tp * (int(flags.get("--pipeline-parallel-size") or 1))
+    default_seqs, default_batched = serving_defaults(hardware, world)
+    mml = get("--max-model-len", int(mml_default), int)
+    seqs = get("--max-num-seqs", default_seqs, int)
+    given_batched = flags.get("--max-num-batched-tokens")
+    batched = get("--max-num-batched-tokens", min(seqs * mml, default_batched), int)
     return Knobs(
-        max_model_len=get("--max-model-len", int(mml_default), int),
-        max_num_seqs=get("--max-num-seqs", DEFAULT_MAX_NUM_SEQS, int),
-        max_num_batched_tokens=get("--max-num-batched-tokens", DEFAULT_MAX_NUM_BATCHED_TOKENS, int),
+        max_model_len=mml,
+        max_num_seqs=seqs,
+        max_num_batched_tokens=batched,
         kv_cache_dtype=str(flags.get("--kv-cache-dtype") or "auto"),
         dtype=str(flags.get("--dtype") or "auto"),
         gpu_memory_utilization=get("--gpu-memory-utilization", DEFAULT_GPU_MEMORY_UTILIZATION, float),
-        tensor_parallel_size=get("--tensor-parallel-size", 1, int) or 1,
+        tensor_parallel_size=tp,
         kv_cache_memory_bytes=kv_bytes,
         block_size=get("--block-size", None, int),
         defaults_used=tuple(defaults),
+        batched_tokens_default=default_batched if given_batched is None else None,
     )
 
 
@@ -274,6 +389,68 @@ def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
+@dataclass(frozen=True)
+class KVGroup:
+    """One KV cache group: its layers draw the same blocks (a page each per block)."""
+
+    layers: int
+    block: int  # tokens per block, after page sizes were unified
+    window: int | None  # None: full attention
+
+    def blocks_per_request(self, max_model_len: int, batched_tokens: int) -> int:
+        if self.window is None:
+            return _cdiv(max_model_len, self.block)
+        return _cdiv(min(self.window - 1 + batched_tokens, max_model_len), self.block) + 1
+
+
+@dataclass(frozen=True)
+class KVPool:
+    """vLLM's block pool for one device: every group draws its own blocks of `bytes_per_block` from it."""
+
+    bytes_per_block: int
+    groups: tuple[KVGroup, ...]
+
+    def blocks_per_request(self, max_model_len: int, batched_tokens: int) -> int:
+        return sum(g.blocks_per_request(max_model_len, batched_tokens) for g in self.groups)
+
+    def describe(self) -> str:
+        """"6 KV cache groups (5 sliding of 1 layer at block 128, 1 full of 1 layer at block 128), 64.0 KiB per
+        block": what vLLM logs as its "kv cache group sizes", to compare."""
+        counts: dict[tuple[str, int, int], int] = {}
+        for g in self.groups:
+            key = ("sliding" if g.window else "full", g.layers, g.block)
+            counts[key] = counts.get(key, 0) + 1
+        kinds = ", ".join(f"{n} {kind} of {layers} layer{'s' if layers > 1 else ''} at block {block}"
+                          for (kind, layers, block), n in counts.items())
+        return f"{len(self.groups)} KV cache groups ({kinds}), {format_bytes(self.bytes_per_block)} per block"
+
+
+def kv_cache_pool(shape: ModelShape, block_size: int, tp: int, kv_bytes: float) -> KVPool:
+    """The KV cache groups and block bytes vLLM 0.32 builds for this model (vllm/v1/core/kv_cache_utils.py
+    get_kv_cache_groups; a layer-outermost layout, as on CPU)."""
+    kinds = [k for k in shape.layer_kinds if k.layers]
+    pages = {k: int(block_size * k.heads_per_device(tp) * k.head_dim * k.kv_tensors * kv_bytes) for k in kinds}
+    windows = {k.window for k in kinds}
+    if len(kinds) == 1 or (len(windows) == 1 and None in windows):
+        # One spec, or all full attention: one group whose block holds a page of every layer.
+        return KVPool(sum(k.layers * pages[k] for k in kinds), (KVGroup(sum(k.layers for k in kinds), block_size,
+                                                                        kinds[0].window),))
+    if len(windows) == 1:  # all sliding, one window: one group too
+        return KVPool(sum(k.layers * pages[k] for k in kinds), (KVGroup(sum(k.layers for k in kinds), block_size,
+                                                                        kinds[0].window),))
+    # Hybrid: unify page sizes (a smaller page that divides the largest gets a proportionally larger block, any other
+    # is padded to it), then split each kind into groups of one size.
+    largest = max(pages.values())
+    blocks = {k: block_size * (largest // pages[k]) if largest % pages[k] == 0 else block_size for k in kinds}
+    sizes = [k.layers for k in kinds]
+    group_size = max(sizes) if max(sizes) < 1.5 * min(sizes) else min(sizes)
+    groups: list[KVGroup] = []
+    for k in kinds:
+        count = _cdiv(k.layers, group_size)
+        groups += [KVGroup(len(range(i, k.layers, count)), blocks[k], k.window) for i in range(count)]
+    return KVPool(group_size * largest, tuple(groups))
+
+
 def estimate(shape: ModelShape, hardware: Hardware, knobs: Knobs) -> MemoryEstimate:
     tp = knobs.tensor_parallel_size
     bs = knobs.block_size or hardware.block_size
@@ -287,15 +464,9 @@ def estimate(shape: ModelShape, hardware: Hardware, knobs: Knobs) -> MemoryEstim
     weights = shape.total_params * weight_b
     weights_dev = weights / tp
 
-    pages = [(k, int(bs * k.heads_per_device(tp) * k.head_dim * k.kv_tensors * kv_b)) for k in shape.layer_kinds]
-    bytes_per_block = sum(k.layers * page for k, page in pages)
-    per_request = 0
-    for k, page in pages:
-        if k.window is None:
-            blocks = _cdiv(mml, bs)
-        else:
-            blocks = _cdiv(min(k.window - 1 + knobs.max_num_batched_tokens, mml), bs) + 1
-        per_request += blocks * page * k.layers
+    pool = kv_cache_pool(shape, bs, tp, kv_b)
+    bytes_per_block = pool.bytes_per_block
+    per_request = bytes_per_block * pool.blocks_per_request(mml, knobs.max_num_batched_tokens)
 
     # A float32 buffer of vocab/tp logits per sequence that samples, plus activations of one scheduled batch.
     workspace = (knobs.max_num_seqs * shape.vocab_size / tp * 4
@@ -337,8 +508,9 @@ def estimate(shape: ModelShape, hardware: Hardware, knobs: Knobs) -> MemoryEstim
     if fits and concurrency < knobs.max_num_seqs and knobs.max_num_seqs > 1:
         notes.append(f"max-num-seqs {knobs.max_num_seqs} full-length sequences would not fit at once "
                      f"({concurrency:.1f}); long requests will be preempted under load")
-    if len(shape.layer_kinds) > 1:
-        notes.append("hybrid sliding/global attention: capacity is memory-proportional (no page padding assumed)")
+    if len(pool.groups) > 1:
+        notes.append(f"hybrid attention: {pool.describe()} (vLLM 0.32's grouping on CPU; a TPU or GPU backend may"
+                     " lay blocks out otherwise)")
     relevant = [f for f in knobs.defaults_used
                 if not (knobs.kv_cache_memory_bytes is not None and f == "--gpu-memory-utilization")]
     if relevant:
@@ -362,19 +534,28 @@ def _kv_dtypes(shape: ModelShape, knobs: Knobs) -> list[str]:
 
 
 def max_fitting_model_len(shape: ModelShape, hardware: Hardware, knobs: Knobs) -> int:
-    """The largest max-model-len predicted to fit (binary search, like vLLM's estimate_max_model_len)."""
-    lo, hi, best = 1, max(knobs.max_model_len, shape.max_position_embeddings or 0, 1), 0
+    """The largest max-model-len predicted to fit, up to the model's own limit, each length with the batched tokens
+    vLLM would default to at it (binary search)."""
+    return _largest_fitting(shape, hardware, knobs, max(knobs.max_model_len, shape.max_position_embeddings or 0, 1),
+                            follow_defaults=True)
+
+
+def vllm_estimated_max_model_len(shape: ModelShape, hardware: Hardware, knobs: Knobs) -> int:
+    """The "estimated maximum model length" vLLM 0.32 prints when it refuses a max-model-len: the largest length up
+    to the requested one that fits, with max_num_batched_tokens as resolved for the requested length (0: none)."""
+    return _largest_fitting(shape, hardware, knobs, knobs.max_model_len, follow_defaults=False)
+
+
+def _largest_fitting(shape: ModelShape, hardware: Hardware, knobs: Knobs, upper: int, follow_defaults: bool) -> int:
+    lo, hi, best = 1, upper, 0
     while lo <= hi:
         mid = (lo + hi) // 2
-        if estimate(shape, hardware, _with(knobs, max_model_len=mid)).fits:
+        at = knobs.at_model_len(mid) if follow_defaults else replace(knobs, max_model_len=mid)
+        if estimate(shape, hardware, at).fits:
             best, lo = mid, mid + 1
         else:
             hi = mid - 1
     return best
-
-
-def _with(knobs: Knobs, **changes: Any) -> Knobs:
-    return Knobs(**{**knobs.__dict__, **changes})
 
 
 def format_bytes(n: float) -> str:

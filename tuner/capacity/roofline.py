@@ -98,10 +98,10 @@ class ServingKnobs:
     draft_tokens: int = 0  # --speculative-config num_speculative_tokens; 0: no speculation
 
     @classmethod
-    def from_flags(cls, flags: dict[str, Any], shape: ModelShape) -> ServingKnobs:
+    def from_flags(cls, flags: dict[str, Any], shape: ModelShape, hardware: Hardware | None = None) -> ServingKnobs:
         spec = flags.get("--speculative-config") or {}
         drafts = int(spec.get("num_speculative_tokens") or 0) if isinstance(spec, dict) else 0
-        knobs = knobs_from_flags(flags, {}, shape)  # the memory fit's reading of the same flags and defaults
+        knobs = knobs_from_flags(flags, {}, shape, hardware)  # the memory fit's reading of the same flags and defaults
         return cls(max_num_seqs=knobs.max_num_seqs, kv_cache_dtype=knobs.kv_cache_dtype,
                    weight_dtype=serving_dtype(shape, knobs), draft_tokens=drafts)
 

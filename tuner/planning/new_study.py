@@ -284,7 +284,7 @@ def size_model(req: NewStudyRequest, hardware: Hardware, config_path: Path | Non
     flags = {**req.command.flags, "--kv-cache-dtype": "fp8", "--max-model-len": longest}
     if hardware.kind == "cpu":
         flags.setdefault("--kv-cache-memory-bytes", 64 * 2**20)
-    knobs = knobs_from_flags(flags, req.command.env, shape)
+    knobs = knobs_from_flags(flags, req.command.env, shape, hardware)
     from tuner.capacity.memory_fit import estimate
 
     fits = estimate(shape, hardware, knobs)

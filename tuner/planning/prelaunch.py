@@ -74,7 +74,8 @@ def estimate_config(ctx: ModelContext, config: ServerConfig) -> MemoryEstimate:
     from tuner.capacity.memory_fit import estimate, knobs_from_flags
 
     assert ctx.shape is not None and ctx.hardware is not None, ctx.why_not
-    return estimate(ctx.shape, ctx.hardware, knobs_from_flags(config.flags, config.env, ctx.shape))
+    return estimate(ctx.shape, ctx.hardware, knobs_from_flags(config.flags, config.env, ctx.shape,
+                                                                   ctx.hardware))
 
 
 def preflight(study: Study, sampled: int = 2) -> None:

@@ -40,7 +40,7 @@ def render_plan(study: Study, planned: list[PlannedConfig], ctx: ModelContext) -
         for k in s.layer_kinds:
             where = f"sliding window {k.window}" if k.window else "global attention"
             lines.append(f"  {k.layers} layers with {where}: {k.kv_heads} KV heads x head_dim {k.head_dim}"
-                         + (", K shared with V" if k.kv_tensors == 1 else ""))
+                         + (", K shared with V in the checkpoint (vLLM stores both)" if k.k_eq_v else ""))
     if ctx.hardware is not None:
         h = ctx.hardware
         mem = "host RAM (KV size set explicitly)" if h.memory_per_device is None else \
@@ -83,7 +83,7 @@ def _roofline(p: PlannedConfig, ctx: ModelContext, limits: SliceLimits) -> Roofl
     from tuner.capacity.roofline import Roofline, ServingKnobs
 
     assert ctx.shape is not None
-    return Roofline(ctx.shape, limits, ServingKnobs.from_flags(p.config.flags, ctx.shape))
+    return Roofline(ctx.shape, limits, ServingKnobs.from_flags(p.config.flags, ctx.shape, ctx.hardware))
 
 
 def _prompt_len(study: Study, samples: tuple[Sample, ...]) -> int:
@@ -259,7 +259,8 @@ def _render_one(p: PlannedConfig, ctx: ModelContext, host: str) -> list[str]:
     if not est.fits or est.max_concurrency < 2:
         from tuner.capacity.memory_fit import knobs_from_flags, max_fitting_model_len
 
-        longest = max_fitting_model_len(ctx.shape, ctx.hardware, knobs_from_flags(p.config.flags, p.config.env, ctx.shape))
+        knobs = knobs_from_flags(p.config.flags, p.config.env, ctx.shape, ctx.hardware)
+        longest = max_fitting_model_len(ctx.shape, ctx.hardware, knobs)
         out.append(f"          largest max-model-len predicted to fit: {longest:,}")
     for note in est.notes:
         out.append(f"          note: {note}")

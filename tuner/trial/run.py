@@ -444,7 +444,7 @@ def _plausibility_check(plan: SweepPlan, flags: dict[str, Any]) -> Callable[[Lev
     hardware, shape = plan.hardware, plan.model_shape
     if hardware is None or shape is None:
         return None
-    return Roofline(shape, slice_limits(hardware), ServingKnobs.from_flags(flags, shape)).check
+    return Roofline(shape, slice_limits(hardware), ServingKnobs.from_flags(flags, shape, hardware)).check
 
 
 def _workload(server: ServerProcess, config: ServerConfig, plan: SweepPlan,
