@@ -240,7 +240,7 @@ class StudyRunner:
         score = self.books.tell(attempt.proposal, result, attempts=attempt.number)
         self._release(attempt)
         self._count()
-        verdict = _verdict(score) + _drafts(result)
+        verdict = _verdict(score) + _precision(result, score) + _drafts(result)
         held = f" [{result.wall_s / 60:.1f} min of slice time]" if result.wall_s else ""
         self.progress.event(f"trial {attempt.trial_number} done: {verdict}{held}")
 
@@ -355,6 +355,16 @@ def _drafts(result: TrialResult) -> str:
     if level is None or level.speculation is None:
         return ""
     return f"; drafts at c={level.concurrency}: {level.speculation.describe()}"
+
+
+def _precision(result: TrialResult, score: Score) -> str:
+    """How precisely the operating point's throughput is known: "; +/-4.1 % (95 %)", or why it has no interval."""
+    level = next((lv for lv in result.levels if lv.phase == LevelRole.SWEEP and lv.reliable and lv.repeat == 0
+                  and lv.concurrency == score.operating_concurrency), None)
+    ci = level.output_throughput_ci if level is not None else None
+    if ci is None or not score.feasible:
+        return ""
+    return f"; +/-{ci.relative:.1%} (95 %)" if ci.relative is not None else f"; no 95 % CI ({ci.reason})"
 
 
 def _figure(value: float) -> str:

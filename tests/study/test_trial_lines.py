@@ -1,0 +1,23 @@
+"""What the progress line says when a trial is done: its figures, how precisely they are known, how drafts fared."""
+from __future__ import annotations
+
+from tests.builders import _score
+
+from tuner.contracts.results import Interval, LevelResult, TrialResult
+from tuner.study._runner import _precision
+
+
+def result_with(ci: Interval | None) -> TrialResult:
+    level = LevelResult(concurrency=64, requests=128, completed=128, failed=0, duration_s=10.0,
+                        output_throughput=1000.0, output_throughput_ci=ci)
+    return TrialResult(argv=[], env={}, levels=[level])
+
+
+def test_the_done_line_gives_the_operating_points_precision_or_why_none():
+    score = _score([1000.0, 1.0])  # operating point c=64
+    assert _precision(result_with(Interval(low=950.0, high=1050.0, relative=0.05)), score) == "; +/-5.0% (95 %)"
+    assert _precision(result_with(Interval(reason="steady part too short")), score) == (
+        "; no 95 % CI (steady part too short)")
+    assert _precision(result_with(None), score) == ""  # stored before intervals
+    elsewhere = _score([1000.0, 1.0]).model_copy(update={"operating_concurrency": 16})
+    assert _precision(result_with(Interval(low=1.0, high=2.0, relative=0.5)), elsewhere) == ""  # no level there
