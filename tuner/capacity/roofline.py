@@ -33,6 +33,7 @@ from tuner.capacity.memory_fit import (
 )
 from tuner.contracts.hardware import Hardware
 from tuner.contracts.results import ComputeCeiling, DecodeCeiling, LevelResult, Plausibility, Speculation
+from tuner.contracts.serving import ServingFlags
 from tuner.errors import ModelConfigError
 
 
@@ -99,8 +100,7 @@ class ServingKnobs:
 
     @classmethod
     def from_flags(cls, flags: dict[str, Any], shape: ModelShape, hardware: Hardware | None = None) -> ServingKnobs:
-        spec = flags.get("--speculative-config") or {}
-        drafts = int(spec.get("num_speculative_tokens") or 0) if isinstance(spec, dict) else 0
+        drafts = ServingFlags.of(flags).draft_tokens
         knobs = knobs_from_flags(flags, {}, shape, hardware)  # the memory fit's reading of the same flags and defaults
         return cls(max_num_seqs=knobs.max_num_seqs, kv_cache_dtype=knobs.kv_cache_dtype,
                    weight_dtype=serving_dtype(shape, knobs), draft_tokens=drafts)

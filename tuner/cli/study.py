@@ -371,8 +371,10 @@ def _measure_matrix(study: Study, params: dict[str, Any], points: Sequence[Matri
     spec = study.spec
     config = build_server_config(spec, study.space, params)
     # A point whose prompt plus output exceeds the config's max-model-len would only measure HTTP 400s: skip it.
-    mml = config.flags.get("--max-model-len")
-    runnable = [p for p in points if mml is None or p.input_len + p.output_len <= int(mml)]
+    from tuner.contracts.serving import ServingFlags
+
+    mml = ServingFlags.of(config.flags).max_model_len
+    runnable = [p for p in points if mml is None or p.input_len + p.output_len <= mml]
     skipped = [p for p in points if p not in runnable]
     log = log_path or out_dir / f"matrix_benchmark_{name}.server.log"
     out_dir.mkdir(parents=True, exist_ok=True)

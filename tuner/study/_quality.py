@@ -17,6 +17,7 @@ import optuna
 
 from tuner.contracts.quality import Probe, QualityPlan
 from tuner.contracts.results import TrialResult
+from tuner.contracts.serving import ServingFlags
 from tuner.inputs.spec import Study
 from tuner.scoring.quality import QualityCheck, QualityReference, noise_gap, reference_key
 from tuner.server.config import ServerConfig
@@ -80,7 +81,7 @@ class QualityGuard:
         answers = tuple(reference.answering({p.name for p in probes})) if reference is not None else None
         if reference is not None and not answers:
             return None  # none of this config's probes has a reference answer: nothing to compare
-        batch = int(config.flags.get("--max-num-seqs") or len(probes) or 1)
+        batch = ServingFlags.of(config.flags).max_num_seqs or len(probes) or 1
         return QualityPlan(probes=tuple(probes), reference=answers if reference is not None else None,
                            vocab_size=self.vocab_size, concurrency=max(1, min(batch, len(probes))))
 

@@ -131,6 +131,14 @@ class TrialRecord(BaseModel):
     def _no_score(cls, v: object) -> object:
         return v or None  # trials stored without a score kept {}
 
+    @model_validator(mode="before")
+    @classmethod
+    def _predicted_was_never_launched(cls, data: Any) -> Any:
+        """A predicted trial stored without `launched` (older storages, hand-written ones) was never launched."""
+        if isinstance(data, dict) and data.get("predicted") and "launched" not in data:
+            return {**data, "launched": False}
+        return data
+
     @model_validator(mode="after")
     def _one_origin(self) -> TrialRecord:
         """The origin markers tuner writes never contradict each other; a record that says so was not written by

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from tuner.contracts.quality import Probe, ProbeAnswer, QualityPlan
+from tuner.contracts.serving import ServingFlags
 from tuner.inputs.search_space import SearchSpace
 from tuner.inputs.spec import Study
 from tuner.server.config import build_server_config
@@ -61,7 +62,8 @@ def _spread(values: list[int], most: int) -> list[int]:
 def plan_probes(flags: Mapping[str, Any], env: Mapping[str, str], output_len: int = DEFAULT_OUTPUT_LEN,
                 model_max_len: int | None = None) -> list[Probe]:
     """The probes for a config's flags and env; `model_max_len`: the model's context when the config sets none."""
-    max_len = int(flags.get("--max-model-len") or model_max_len or 2048)
+    knobs = ServingFlags.of(flags)
+    max_len = knobs.max_model_len or model_max_len or 2048
     # The longest prompt whose answer still fits, with the teacher-forced request (prompt + answer, then one
     # generated token) inside max-model-len too.
     room = max_len - output_len - 1
@@ -72,9 +74,9 @@ def plan_probes(flags: Mapping[str, Any], env: Mapping[str, str], output_len: in
     for size in _spread(bucket_lengths(room - 1, gap), MAX_BUCKET_PROBES):
         probes.append(Probe(name=f"bucket-{size}", prompt_len=size, output_len=output_len))
         probes.append(Probe(name=f"past-bucket-{size + 1}", prompt_len=size + 1, output_len=output_len))
-    batched = flags.get("--max-num-batched-tokens")
-    if batched and int(batched) <= room:
-        probes.append(Probe(name=f"fills-batch-{int(batched)}", prompt_len=int(batched), output_len=output_len))
+    batched = knobs.max_num_batched_tokens
+    if batched and batched <= room:
+        probes.append(Probe(name=f"fills-batch-{batched}", prompt_len=batched, output_len=output_len))
     probes.append(Probe(name=f"near-max-len-{room}", prompt_len=room, output_len=output_len))
     unique: dict[int, Probe] = {}
     for probe in probes:
@@ -220,5 +222,5 @@ def study_probe_set(study: Study) -> list[Probe]:
 
 def probes_for(probes: Sequence[Probe], flags: Mapping[str, Any], model_max_len: int | None = None) -> list[Probe]:
     """The study's probes one config can answer: prompt and answer within its max-model-len."""
-    max_len = int(flags.get("--max-model-len") or model_max_len or 2048)
+    max_len = ServingFlags.of(flags).max_model_len or model_max_len or 2048
     return [p for p in probes if p.prompt_len + p.output_len + 1 <= max_len]

@@ -25,6 +25,7 @@ from tuner.contracts.outcomes import FailureClass, failure_of_exception
 from tuner.contracts.phases import LaunchPhase, PhaseSink, no_reports
 from tuner.contracts.results import LevelResult, LevelRole, Plausibility, TrialResult, WarningKind, level_warning
 from tuner.contracts.sampling import SamplingInForce, server_defaults
+from tuner.contracts.serving import ServingFlags
 from tuner.errors import ServerGone, ServerStartupFailed
 from tuner.inputs.spec import LoadSpec, Timeouts
 from tuner.load import RequestRecord, Workload, vocab_size_of
@@ -308,9 +309,10 @@ class _Sweep:
         load = self.plan.load
         if not load.worst_case:
             return None
-        seqs = _int_flag(self.config.flags, "--max-num-seqs") or max(load.concurrency)
+        knobs = ServingFlags.of(self.config.flags)
+        seqs = knobs.max_num_seqs or max(load.concurrency)
         input_len, output_len = _longest(load, self.plan.samples)
-        context = _int_flag(self.config.flags, "--max-model-len")
+        context = knobs.max_model_len
         if context is not None:
             output_len = min(output_len, max(1, context // 2))
             input_len = min(input_len, context - output_len)
@@ -408,11 +410,6 @@ class _LiveLevel:
         planned = "" if self.pattern.duration_s else f" of {self.pattern.requests}"
         self.clock.report(self.phase, f"{self.described}; {progress.answered}{planned} answered,"
                           f" {progress.output_throughput:,.0f} tok/s so far", live=True)
-
-
-def _int_flag(flags: dict[str, object], name: str) -> int | None:
-    value = flags.get(name)
-    return int(value) if isinstance(value, (int, str)) and str(value).isdigit() else None
 
 
 def _longest(load: LoadSpec, samples: tuple[Sample, ...]) -> tuple[int, int]:
