@@ -16,7 +16,6 @@ Runs in the vLLM environment:
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -56,17 +55,8 @@ def write_model(out: Path, vocab_size: int) -> None:
 
 
 def main(argv: list[str]) -> int:
-    out = Path(argv[1] if len(argv) > 1 else ".models/tiny-gemma4")
-    if (out / DONE_MARKER).exists():
-        print(f"tiny Gemma 4 ready: {out}")
-        return 0
-    out.mkdir(parents=True, exist_ok=True)
-    base.write_tokenizer(out)
-    vocab_size = len(json.loads((out / "tokenizer.json").read_text())["model"]["vocab"])
-    write_model(out, vocab_size)
-    (out / DONE_MARKER).write_text("ok\n")
-    print(f"tiny Gemma 4 written: {out} (vocab {vocab_size})")
-    return 0
+    return base.build(Path(argv[1] if len(argv) > 1 else ".models/tiny-gemma4"), write_model, DONE_MARKER,
+                      "tiny Gemma 4")
 
 
 if __name__ == "__main__":

@@ -147,18 +147,22 @@ def write_model(out: Path, vocab_size: int) -> None:
     model.save_pretrained(out, safe_serialization=True)  # with generation_config.json, which vLLM reads
 
 
-def main(argv: list[str]) -> int:
-    out = Path(argv[1] if len(argv) > 1 else ".models/tiny-llama")
-    if (out / DONE_MARKER).exists():
-        print(f"tiny model ready: {out}")
+def build(out: Path, write_weights, marker: str, label: str) -> int:
+    """The tokenizer, then the weights, then the marker that says the folder is complete (idempotent)."""
+    if (out / marker).exists():
+        print(f"{label} ready: {out}")
         return 0
     out.mkdir(parents=True, exist_ok=True)
     write_tokenizer(out)
     vocab_size = len(json.loads((out / "tokenizer.json").read_text())["model"]["vocab"])
-    write_model(out, vocab_size)
-    (out / DONE_MARKER).write_text("ok\n")
-    print(f"tiny model written: {out} (vocab {vocab_size})")
+    write_weights(out, vocab_size)
+    (out / marker).write_text("ok\n")
+    print(f"{label} written: {out} (vocab {vocab_size})")
     return 0
+
+
+def main(argv: list[str]) -> int:
+    return build(Path(argv[1] if len(argv) > 1 else ".models/tiny-llama"), write_model, DONE_MARKER, "tiny model")
 
 
 if __name__ == "__main__":

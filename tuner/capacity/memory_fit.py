@@ -431,11 +431,9 @@ def kv_cache_pool(shape: ModelShape, block_size: int, tp: int, kv_bytes: float) 
     kinds = [k for k in shape.layer_kinds if k.layers]
     pages = {k: int(block_size * k.heads_per_device(tp) * k.head_dim * k.kv_tensors * kv_bytes) for k in kinds}
     windows = {k.window for k in kinds}
-    if len(kinds) == 1 or (len(windows) == 1 and None in windows):
-        # One spec, or all full attention: one group whose block holds a page of every layer.
-        return KVPool(sum(k.layers * pages[k] for k in kinds), (KVGroup(sum(k.layers for k in kinds), block_size,
-                                                                        kinds[0].window),))
-    if len(windows) == 1:  # all sliding, one window: one group too
+    if len(windows) == 1:
+        # One spec, or one attention type (all full, or all sliding with one window): one group whose block holds a
+        # page of every layer.
         return KVPool(sum(k.layers * pages[k] for k in kinds), (KVGroup(sum(k.layers for k in kinds), block_size,
                                                                         kinds[0].window),))
     # Hybrid: unify page sizes (a smaller page that divides the largest gets a proportionally larger block, any other

@@ -364,6 +364,7 @@ class MatrixFiles:
 def _measure_matrix(study: Study, params: dict[str, Any], points: Sequence[MatrixPoint], out_dir: Path, name: str,
                      requests_per_point: int | None = None, log_path: Path | None = None) -> MatrixFiles:
     """Launch one configuration of the study (e.g. the best trial's params), measure the matrix, tear it down."""
+    from tuner.contracts.serving import ServingFlags
     from tuner.report.matrix import row_from_level, write_matrix
     from tuner.server.config import build_server_config
     from tuner.trial.matrix import run_matrix_launch
@@ -371,8 +372,6 @@ def _measure_matrix(study: Study, params: dict[str, Any], points: Sequence[Matri
     spec = study.spec
     config = build_server_config(spec, study.space, params)
     # A point whose prompt plus output exceeds the config's max-model-len would only measure HTTP 400s: skip it.
-    from tuner.contracts.serving import ServingFlags
-
     mml = ServingFlags.of(config.flags).max_model_len
     runnable = [p for p in points if mml is None or p.input_len + p.output_len <= mml]
     skipped = [p for p in points if p not in runnable]
