@@ -409,6 +409,12 @@ def main() -> None:
         print(Path(mode_arg()).read_text(), flush=True)
     if MODE == "never-ready":
         time.sleep(3600)
+    if MODE.startswith("never-ready-once:"):  # the first launch never answers /health (a busy host), later ones do
+        mark = Path(mode_arg())
+        if not mark.exists():
+            mark.write_text("hung once\n")
+            time.sleep(3600)
+        MODE = "ok"
     if MODE == "stubborn-child" and os.fork() == 0:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         time.sleep(3600)

@@ -102,6 +102,26 @@ def test_another_server_version_records_the_reference_again(tmp_path):
     assert stored.server_version == "0.33.0+fake" and stored.trial == rerun.number
 
 
+def test_a_reference_that_timed_out_at_startup_is_launched_once_more(tmp_path):
+    """On a busy host the trusted config's first launch can miss its startup timeout: without a second launch no
+    later config would be judged at all."""
+    path = write_study(tmp_path, f"never-ready-once:{tmp_path / 'hung'}", trials=3,
+                       timeouts={"startup_s": 3, "shutdown_grace_s": 2})
+    optuna_study = run(path)
+    reference = records(optuna_study)[0]
+    assert reference.failure_class is None and reference.attempts == 2  # the first attempt hung at startup
+    assert StudyRecord.of(optuna_study).quality_reference.trial == reference.number
+    judged = [r for r in records(optuna_study) if r.launched and r.number != reference.number]
+    assert judged and all(r.score.quality is not None for r in judged)
+
+
+def test_a_reference_the_slice_cannot_hold_is_not_launched_again(tmp_path):
+    (tmp_path / "boom.log").write_text("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB\n")
+    path = write_study(tmp_path, f"exit:1:{tmp_path / 'boom.log'}", trials=2)
+    reference = records(run(path))[0]
+    assert reference.failure_class == "oom" and reference.attempts == 1
+
+
 def test_the_guard_without_the_models_vocabulary_is_an_input_error(tmp_path):
     path = write_study(tmp_path, "ok")
     spec = yaml.safe_load(path.read_text())

@@ -8,6 +8,8 @@ launched one at a time. Its answers are stored with the study under a key of the
 the server version that gave them: a resumed study reuses them, another model or probe set records them again, and
 so does a launch that reports another server version (vLLM upgraded under a running study): that launch is not
 judged (its notes say why), the reference config is queued again, and later launches are judged against it.
+A reference launch that timed out at startup, crashed, died or hung is launched once more (a busy host can do that
+to any config); one the slice cannot hold is not.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from typing import Any
 
 import optuna
 
+from tuner.contracts.outcomes import FailureClass
 from tuner.contracts.quality import Probe, QualityPlan
 from tuner.contracts.results import TrialResult
 from tuner.contracts.serving import ServingFlags
@@ -23,6 +26,11 @@ from tuner.scoring.quality import QualityCheck, QualityReference, noise_gap, ref
 from tuner.server.config import ServerConfig
 from tuner.study.records import StudyRecord, write_quality_reference
 from tuner.trial.probes import probes_for, study_probe_set
+
+
+# Failures of the trusted config that a relaunch may not meet again.
+_TRANSIENT_FOR_THE_REFERENCE = frozenset({FailureClass.STARTUP_TIMEOUT, FailureClass.CRASH,
+                                          FailureClass.DIED_UNDER_LOAD, FailureClass.UNRESPONSIVE})
 
 
 class QualityGuard:
@@ -87,6 +95,15 @@ class QualityGuard:
 
     def check(self) -> QualityCheck | None:
         return QualityCheck(self.reference, self.tolerance) if self.enabled else None
+
+    def relaunch_reference(self, params: dict[str, Any], result: TrialResult, attempt: int) -> bool:
+        """The reference's launch ended without answering for a reason a relaunch may not meet again (it timed out
+        at startup on a busy host, died, hung): launch it once more, as the same trial's second attempt, rather than
+        judge no config at all. A config
+        the slice cannot hold (OOM, KV capacity, invalid flags) fails the same way again: the guard then reports
+        that it has no reference."""
+        return (attempt == 1 and self.waiting_for_reference() and self.is_reference(params)
+                and result.failure_class in _TRANSIENT_FOR_THE_REFERENCE)
 
     def record_if_reference(self, params: dict[str, Any], trial_number: int, result: TrialResult) -> bool:
         """Keep the reference's answers when this launch is its first that answered every probe."""

@@ -223,6 +223,12 @@ class StudyRunner:
                 return
             if attempt.relaunch_of is not None:
                 result = self._judge_relaunch(attempt, result)
+            elif self.books.quality.relaunch_reference(attempt.proposal.params, result, attempt.number):
+                self.progress.event(f"trial {attempt.trial_number}: the quality reference did not answer"
+                                    f" ({result.failure_class}); launching it once more, since no config can be"
+                                    " judged without it")
+                self._submit(Attempt(attempt.proposal, attempt.number + 1))
+                return
             {Disposition.TELL: self._tell, Disposition.RETRY: self._retry_or_give_up,
              Disposition.STOP_SETUP: self._stop, Disposition.STOP_BUG: self._stop,
              }[disposition_of(result.failure_class)](attempt, result)
