@@ -27,7 +27,6 @@ from tuner.server.config import ServerConfig
 from tuner.study.records import StudyRecord, write_quality_reference
 from tuner.trial.probes import probes_for, study_probe_set
 
-
 # Failures of the trusted config that a relaunch may not meet again.
 _TRANSIENT_FOR_THE_REFERENCE = frozenset({FailureClass.STARTUP_TIMEOUT, FailureClass.CRASH,
                                           FailureClass.DIED_UNDER_LOAD, FailureClass.UNRESPONSIVE})
