@@ -59,6 +59,18 @@ def warning_kind(warning: str) -> WarningKind | None:
     return None
 
 
+class LevelEnd(StrEnum):
+    """What ended a level's sending (tuner.load.stopping). Requests in flight at that moment are always answered
+    and counted; the ones never sent are not requests of the level."""
+
+    COUNT = "count"  # every planned request was sent (no precision target)
+    PRECISION = "precision"  # the output throughput's 95 % interval reached the target, with the minimum sent
+    CAP = "cap"  # the cap (requests_per_level) was sent before the precision was reached
+    SLO_MISSED = "slo_missed"  # the minimum was sent and an SLO percentile's lower bound already exceeds its limit
+    DURATION = "duration"  # the level's duration ran out
+    CUT_SHORT = "cut_short"  # aborted (the server died) or timed out: unsent requests counted as failures
+
+
 class LoadMode(StrEnum):
     CLOSED = "closed"  # a fixed number of streams, each sending its next request when the last one ends
     OPEN = "open"  # arrivals at a rate, whatever the server's pace (at most the level's concurrency in flight)
@@ -279,6 +291,11 @@ class LevelResult(BaseModel):
                                              " request was greedy (temperature 0)")
     connections_opened: int = Field(0, description="connections opened during the level because the server had closed"
                                     " idle ones (keep-alive timeout) or answered `Connection: close`")
+    ended_by: LevelEnd | None = Field(None, description="what ended the level's sending (precision reached, the cap,"
+                                      " a proven SLO miss, ...); None: measured before levels had a precision")
+    precision_target: float | None = Field(None, description="the relative half-width of the 95 % CI of output"
+                                           " throughput the level measured to; None: a fixed count")
+    unsent: int = Field(0, description="prepared requests never sent because the level had ended (not failures)")
 
 
 class TrialResult(BaseModel):

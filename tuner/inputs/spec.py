@@ -89,7 +89,15 @@ class LoadSpec(_Strict):
     uniformly per request), a weighted mix of shapes (`shapes`), or a dataset file (`dataset`)."""
 
     concurrency: list[PositiveInt] = Field(default_factory=lambda: [1, 8, 32], min_length=1)
-    requests_per_level: PositiveInt = 64
+    requests_per_level: PositiveInt = Field(default=512, description="the most requests a level sends (its cap);"
+                                            " with precision: null, exactly this many")
+    precision: float | None = Field(default=0.05, gt=0.0, lt=1.0, description="measure each level until its output"
+                                    " throughput is known to this relative half-width of its 95 % confidence"
+                                    " interval (0.05: +/-5 %), sending at least min_requests and at most"
+                                    " requests_per_level; null: a fixed requests_per_level per level")
+    min_requests: PositiveInt | None = Field(default=None, description="the fewest requests a level sends before"
+                                             " its precision may end it (default: two rounds of the level's"
+                                             " streams, and 100 for a p99 SLO)")
     warmup_rounds: int = Field(default=1, ge=0, description="rounds of `concurrency` requests before each level, not"
                                " measured (so every batch size the level uses has run once)")
     input_len: PositiveInt = 128

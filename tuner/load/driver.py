@@ -7,6 +7,10 @@ callback ends the phase with that exception: a bug surfaces, never as a timeout.
 race (the server closed its kept-alive connection as it was written) is sent once more on a new connection and
 counted as a reconnect, never as a failure.
 
+`DriverJob.stop_rule` (tuner/load/stopping.py): the measured phase stops sending once the level is measured to
+its precision (or proven to miss an SLO), judged every POLL_S over the requests answered so far; those in flight
+are answered and counted, the unsent ones are not requests of the level.
+
 `DriverJob.abort` (set by another thread, e.g. the trial's server watch) is polled every ABORT_POLL_S during the
 warm-up and the measured phase; once set, in-flight requests are aborted and end, like every request not yet sent,
 as failures with error "aborted": counted, never dropped.
@@ -19,11 +23,13 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
+from tuner.contracts.results import LevelEnd
 from tuner.load.connections import CloseRaceRetry, ConnectionPool, report_exception_to
 from tuner.load.http import Connection, Target
 from tuner.load.monitor import ClientSample, LoopMonitor
 from tuner.load.patterns import ClosedLoop, OpenLoop, Pattern
 from tuner.load.request import RequestRecord, StreamingRequest
+from tuner.load.stopping import POLL_S, StopRule
 
 ABORT_POLL_S = 0.1
 ABANDON_WAIT_S = 1.0  # for aborted requests to report their end; any still open then is recorded as abandoned
@@ -49,6 +55,7 @@ class DriverJob:
     level_timeout_s: float = 600.0
     duration_s: float | None = None  # stop sending new requests after this long (those unsent are not counted)
     abort: threading.Event | None = None  # set by another thread (the trial's server watch): end the level now
+    stop_rule: StopRule | None = None  # measure to a precision; `requests` is then the cap
 
 
 @dataclass
@@ -58,6 +65,7 @@ class DriverResult:
     unsent: int = 0  # requests a duration-bound level never sent (not failures: they were never attempted)
     reconnects: int = 0  # requests sent again after the server closed their reused connection before answering
     connections_opened: int = 0  # connections opened during the measured phase (the server had closed others)
+    ended_by: LevelEnd = LevelEnd.COUNT
 
 
 class Driver:
@@ -78,6 +86,9 @@ class Driver:
         self._abort_timer: asyncio.TimerHandle | None = None
         self._abort_task: asyncio.Task[None] | None = None
         self._phase_id = 0  # callbacks of an earlier phase (warm-up) must not write into this one's records
+        self._sent_at: dict[int, float] = {}  # request index -> when it was written (the steady part's end)
+        self._judge_timer: asyncio.TimerHandle | None = None
+        self.stopped_by: LevelEnd | None = None  # the stop rule's verdict, once it ended the sending
 
     async def prepare(self) -> None:
         """Open the connections and run the warm-up (not measured)."""
@@ -92,12 +103,21 @@ class Driver:
         monitor = LoopMonitor()
         monitor.start()
         opened_before = self.pool.opened  # the warm-up's reopened connections do not count
-        records = await self._phase(self._measured_pattern())
+        records = await self._phase(self._measured_pattern(), self.job.stop_rule)
         client = await monitor.stop()
         self.pool.close_idle()
         unsent = sum(1 for r in records if r is None)
         return DriverResult([r for r in records if r is not None], client, unsent, self.retries.reconnects,
-                            self.pool.opened - opened_before)
+                            self.pool.opened - opened_before, self._ended_by(unsent))
+
+    def _ended_by(self, unsent: int) -> LevelEnd:
+        if self.abandoned:
+            return LevelEnd.CUT_SHORT
+        if self.stopped_by is not None:
+            return self.stopped_by
+        if unsent:
+            return LevelEnd.DURATION
+        return LevelEnd.CAP if self.job.stop_rule is not None else LevelEnd.COUNT
 
     async def run(self, start_at: float | None = None) -> DriverResult:
         await self.prepare()
@@ -113,7 +133,7 @@ class Driver:
         return OpenLoop(self, job.requests, job.offsets, job.concurrency, job.duration_s)
 
     # --- a phase: everything `pattern` sends, until done, timed out or aborted
-    async def _phase(self, pattern: Pattern) -> list[RequestRecord | None]:
+    async def _phase(self, pattern: Pattern, stop_rule: StopRule | None = None) -> list[RequestRecord | None]:
         self._begin_phase(pattern)
         if not pattern.requests:
             return []
@@ -121,6 +141,8 @@ class Driver:
         self._watch_abort()
         if self.abandoned is None:
             pattern.start(t0)
+            if stop_rule is not None:
+                self._judge_timer = self.loop.call_later(POLL_S, self.guarded, self._judge, stop_rule)
         else:
             self.all_done.set_result(None)  # aborted before this phase began
         try:
@@ -141,6 +163,8 @@ class Driver:
         self.in_flight = 0
         self._active = {}
         self._phase_id += 1
+        self._sent_at = {}
+        self.stopped_by = None
         if self.abandoned == LEVEL_TIMEOUT:
             self.abandoned = None  # a warm-up that ran out of time does not condemn the measured phase; an abort does
         self.all_done = self.loop.create_future()
@@ -167,6 +191,7 @@ class Driver:
         request = StreamingRequest(lambda record: self.guarded(self._ended, conn, i, record, phase), queued)
         self.in_flight += 1
         self._active[i] = request
+        self._sent_at[i] = time.perf_counter()
         request.start(conn, self.pattern.requests[i], self.job.request_timeout_s)
 
     def _ended(self, conn: Connection, i: int, record: RequestRecord, phase: int) -> None:
@@ -234,6 +259,23 @@ class Driver:
         if not self.abandoned:
             self.pattern.connect_failed(now, error)
 
+    # --- the stop rule
+    def _judge(self, rule: StopRule) -> None:
+        """Has the level measured enough? Then nothing more is sent; the requests in flight end it."""
+        if self.all_done.done() or self.pattern.finished():
+            return
+        answered = [r for r in self.records if r is not None]
+        now = time.perf_counter()
+        in_flight = [self._sent_at[i] for i in self._active if i in self._sent_at]
+        verdict = rule.verdict(answered, len(answered) + self.in_flight, self.job.concurrency or 0,
+                               min(in_flight, default=now))
+        if verdict is None:
+            self._judge_timer = self.loop.call_later(POLL_S, self.guarded, self._judge, rule)
+            return
+        self.stopped_by = verdict
+        self.pattern.stop_sending_at = now
+        self.maybe_done()
+
     # --- callbacks and the exceptions they raise
     def guarded(self, callback: Callable[..., None], *args: object) -> None:
         """Run a loop callback; an exception (a bug) ends the phase with it instead of dying in the loop."""
@@ -295,4 +337,7 @@ class Driver:
     def _stop_timers(self) -> None:
         if self._abort_timer is not None:
             self._abort_timer.cancel()
+        if self._judge_timer is not None:
+            self._judge_timer.cancel()
+            self._judge_timer = None
         self.pattern.stop()

@@ -15,8 +15,8 @@ pretending (with 120 requests, the 99th percentile's upper bound is beyond the l
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -36,49 +36,74 @@ def t_975(dof: int) -> float:
     return _T_975[dof - 1] if 1 <= dof <= len(_T_975) else Z_975
 
 
-def throughput_interval(records: Sequence[RequestRecord], concurrency: int, figure: float) -> Interval:
-    """The 95 % interval of the level's output throughput `figure`, or why there is none (`reason`)."""
+@dataclass(frozen=True)
+class SteadyPrecision:
+    """The batch-means estimate of the steady part: the relative half-width of the 95 % interval of its output rate
+    (`relative`, None with a `reason` when there is none), from `windows` windows of `width` seconds."""
+
+    relative: float | None
+    windows: int = 0
+    width: float = 0.0
+    reason: str = ""
+
+
+def steady_precision(records: Sequence[RequestRecord], concurrency: int, until: float) -> SteadyPrecision:
+    """How precisely the output rate is known from the answered `records` over the steady part that ends at `until`
+    (the last send once a level is over; while it runs, the send of the oldest request still in flight, since every
+    request sent before it has ended and so every window before it is complete)."""
     ok = [r for r in records if r.ok and r.output_tokens > 0]
-    if len(ok) < 2 or figure <= 0:
-        return Interval(reason="fewer than 2 answered requests")
-    ends = sorted(r.end for r in ok)
-    t0 = ends[min(max(concurrency, 1), len(ends)) - 1]  # ramp-up over: the first `concurrency` requests answered
-    t1 = max(r.start for r in records)  # the last send: the drain begins
-    span = t1 - t0
-    latency = statistics.median(r.end - r.start for r in ok)
+    if len(ok) < 2:
+        return SteadyPrecision(None, reason="fewer than 2 answered requests")
+    starts = np.fromiter((r.start for r in ok), float, len(ok))
+    ends = np.fromiter((r.end for r in ok), float, len(ok))
+    ends.sort()
+    t0 = float(ends[min(max(concurrency, 1), len(ends)) - 1])  # ramp-up over: the first `concurrency` answered
+    span = until - t0
+    latency = float(np.median(np.fromiter((r.end - r.start for r in ok), float, len(ok))))
     if span <= 0 or latency <= 0:
-        return Interval(reason="no steady part: the level ended before its streams were all busy")
-    batches = min(MAX_BATCHES, int(span // (2 * latency)))
-    if batches < MIN_BATCHES:
-        return Interval(reason=f"steady part {span:.1f} s holds {batches} windows of two request latencies"
-                               f" ({2 * latency:.1f} s), fewer than {MIN_BATCHES}")
-    rates = _window_rates(ok, t0, span / batches, batches)
+        return SteadyPrecision(None, reason="no steady part: the level ended before its streams were all busy")
+    windows = min(MAX_BATCHES, int(span // (2 * latency)))
+    if windows < MIN_BATCHES:
+        return SteadyPrecision(None, windows, reason=f"steady part {span:.1f} s holds {windows} windows of two request"
+                                                     f" latencies ({2 * latency:.1f} s), fewer than {MIN_BATCHES}")
+    width = span / windows
+    begins = starts + np.fromiter((r.ttft or 0.0 for r in ok), float, len(ok))
+    rates = window_rates(begins, np.fromiter((r.end for r in ok), float, len(ok)),
+                         np.fromiter((r.output_tokens for r in ok), float, len(ok)), t0, width, windows)
     mean = float(rates.mean())
     if mean <= 0:
-        return Interval(reason="no output in the steady part")
-    half = t_975(batches - 1) * float(rates.std(ddof=1)) / math.sqrt(batches)
-    rel = half / mean
-    return Interval(low=figure * (1 - rel), high=figure * (1 + rel), relative=rel, samples=batches,
-                    method=f"batch means: {batches} windows of {span / batches:.1f} s over the steady part")
+        return SteadyPrecision(None, windows, width, "no output in the steady part")
+    half = t_975(windows - 1) * float(rates.std(ddof=1)) / math.sqrt(windows)
+    return SteadyPrecision(half / mean, windows, width)
 
 
-def _window_rates(ok: Sequence[RequestRecord], t0: float, width: float, batches: int) -> np.ndarray:
-    """Output tokens per second in each window, each request's tokens spread evenly over its decode time."""
-    tokens = np.zeros(batches)
-    edges = t0 + width * np.arange(batches + 1)
-    for r in ok:
-        begin = r.start + (r.ttft or 0.0)
-        end = max(r.end, begin)
-        if end <= edges[0] or begin >= edges[-1]:
-            continue
-        if end == begin:  # all at once
-            i = int((begin - t0) // width)
-            if 0 <= i < batches:
-                tokens[i] += r.output_tokens
-            continue
-        overlap = np.clip(np.minimum(edges[1:], end) - np.maximum(edges[:-1], begin), 0.0, None)
-        tokens += r.output_tokens * overlap / (end - begin)
-    return tokens / width
+def throughput_interval(records: Sequence[RequestRecord], concurrency: int, figure: float) -> Interval:
+    """The 95 % interval of the level's output throughput `figure`, or why there is none (`reason`)."""
+    if figure <= 0 or not records:
+        return Interval(reason="fewer than 2 answered requests")
+    steady = steady_precision(records, concurrency, max(r.start for r in records))  # the drain begins at the last send
+    if steady.relative is None:
+        return Interval(reason=steady.reason)
+    rel = steady.relative
+    return Interval(low=figure * (1 - rel), high=figure * (1 + rel), relative=rel, samples=steady.windows,
+                    method=f"batch means: {steady.windows} windows of {steady.width:.1f} s over the steady part")
+
+
+def window_rates(begins: np.ndarray, ends: np.ndarray, tokens: np.ndarray, t0: float, width: float,
+                 windows: int) -> np.ndarray:
+    """Output tokens per second in each window, each request's tokens spread evenly over its decode time
+    ([begin, end]: first token to last); a request decoded in an instant counts in the window it falls in."""
+    ends = np.maximum(ends, begins)
+    edges = t0 + width * np.arange(windows + 1)
+    spread = ends > begins
+    overlap = np.clip(np.minimum(edges[None, 1:], ends[spread, None]) - np.maximum(edges[None, :-1],
+                                                                                 begins[spread, None]), 0.0, None)
+    per_window = (tokens[spread, None] * overlap / (ends[spread] - begins[spread])[:, None]).sum(axis=0)
+    instant = ~spread
+    index = np.floor((begins[instant] - t0) / width).astype(int)
+    inside = (index >= 0) & (index < windows)
+    np.add.at(per_window, index[inside], tokens[instant][inside])
+    return per_window / width
 
 
 def percentile_interval(samples_ms: Sequence[float] | np.ndarray, q: float) -> Interval:

@@ -202,7 +202,8 @@ class OpenLoop(Pattern):
                 self.engine.reopen(self._give_back)
 
     def finished(self) -> bool:
-        return self.arrived == len(self.requests) and not self.waiting
+        everything_due = self.arrived == len(self.requests) or time.perf_counter() >= self.stop_sending_at
+        return everything_due and not self.waiting
 
     def cut_short(self) -> None:
         self.waiting.clear()

@@ -3,7 +3,9 @@ check the result against the server's counters, the client's own health and the 
 
 Load patterns: closed loop (`concurrency` streams, each sending its next request when the previous one ends) or
 open loop (`rate` requests per second with Poisson/gamma/constant arrivals, at most `concurrency` in flight when
-given). A level ends after `requests` requests, or after `duration_s` when given (then `requests` is a cap).
+given). A level ends after `requests` requests, or after `duration_s` when given (then `requests` is a cap), or,
+with a stop rule (tuner/load/stopping.py), once its throughput is known to the rule's precision (`requests` is then
+the cap).
 The warm-up runs on the same connections first and is not measured.
 """
 from __future__ import annotations
@@ -22,6 +24,7 @@ from tuner.load.http import Target
 from tuner.load.request import RequestRecord
 from tuner.load.server_counters import LevelProgress, MetricsWatcher
 from tuner.load.stats import SLO, merge_records, summarize
+from tuner.load.stopping import StopRule, combined_end
 from tuner.load.tokenizer import Tokenizer
 from tuner.load.workers import run_jobs, split_job
 from tuner.load.workload import PromptFactory, Workload
@@ -39,6 +42,7 @@ class LoadPattern:
     burstiness: float = 1.0  # gamma shape; 1 = Poisson
     duration_s: float | None = None
     warmup: int = 0
+    stop: StopRule | None = None  # measure to a precision (requests is then the cap); None: send every request
 
     @property
     def open_loop(self) -> bool:
@@ -114,7 +118,7 @@ def measure_level(base_url: str, workload: Workload, pattern: LoadPattern, optio
         prepared = prepare_level(base_url, workload, pattern, repeat, options.tokenizer, options.headers)
     requests, offsets = prepared.requests, prepared.offsets
     job = DriverJob(target, requests, pattern.concurrency, offsets, prepared.warmup, options.request_timeout_s,
-                    options.level_timeout_s, pattern.duration_s, options.abort)
+                    options.level_timeout_s, pattern.duration_s, options.abort, pattern.stop)
     watcher = (MetricsWatcher(base_url, options.metrics_interval_s, options.headers, on_progress=options.on_progress)
                if options.metrics else None)
     try:
@@ -139,6 +143,9 @@ def measure_level(base_url: str, workload: Workload, pattern: LoadPattern, optio
         if watcher:
             watcher.close()
     level.mode = LoadMode.OPEN if pattern.open_loop else LoadMode.CLOSED
+    level.ended_by = combined_end([r.ended_by for r in results])
+    level.precision_target = pattern.stop.precision if pattern.stop else None
+    level.unsent = sum(r.unsent for r in results)
     level.request_rate = pattern.rate
     level.input_len = workload.mean_input_len
     level.output_len = workload.mean_output_len

@@ -10,6 +10,7 @@ process through its pipe, and each ends its level as a single process would.
 from __future__ import annotations
 
 import asyncio
+import math
 import multiprocessing as mp
 import os
 import threading
@@ -35,8 +36,12 @@ def split_job(job: DriverJob, workers: int) -> list[DriverJob]:
         share = None if job.concurrency is None else job.concurrency // workers + (w < job.concurrency % workers)
         offsets = None if job.offsets is None else list(job.offsets[w::workers])
         # An abort event is a thread's and cannot be pickled: run_jobs forwards it to each process by pipe.
-        jobs.append(replace(job, requests=list(job.requests[w::workers]), concurrency=share, offsets=offsets,
-                            warmup=list(job.warmup[w::workers]), abort=None))
+        requests = list(job.requests[w::workers])
+        # Each process judges its own share: its minimum is its share of the level's.
+        rule = job.stop_rule and replace(job.stop_rule, min_requests=math.ceil(
+            job.stop_rule.min_requests * len(requests) / len(job.requests)))
+        jobs.append(replace(job, requests=requests, concurrency=share, offsets=offsets,
+                            warmup=list(job.warmup[w::workers]), abort=None, stop_rule=rule))
     return jobs
 
 

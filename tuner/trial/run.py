@@ -292,7 +292,7 @@ class _Sweep:
         """Every level this launch may measure. The repeats run at the sweep's top level, which an early stop
         lowers: with stop_early, they are planned at every level."""
         load = self.plan.load
-        points = sweep_points(load)
+        points = sweep_points(load, self.plan.goals)
         levels = [_Level(p, 0, workload, LevelRole.SWEEP) for p in points]
         tops = points if load.stop_early else points[-1:]
         levels += [_Level(replace(p, warmup=0), r, workload, LevelRole.SWEEP) for p in tops for r in range(1, load.repeats)]
@@ -331,7 +331,7 @@ class _Sweep:
     def _sweep(self, workload: Workload) -> LoadPattern | None:
         """The sweep's levels, lowest first; the top level measured, or None when the server died."""
         load = self.plan.load
-        points = sweep_points(load)
+        points = sweep_points(load, self.plan.goals)
         top = points[0]
         for i, pattern in enumerate(points):
             if not self._measure(_Level(pattern, 0, workload, LevelRole.SWEEP)):
@@ -386,7 +386,10 @@ class _Sweep:
         shares = f" ({done[-1].plausibility.shares()} of the slice)" if done and done[-1].plausibility else ""
         drafts = f"; drafts {done[-1].speculation.describe()}" if done and done[-1].speculation else ""
         last = f"; last level {done[-1].output_throughput:,.0f} tok/s{shares}{drafts}" if done else ""
-        return f"{where}: {pattern.requests} requests{repeat}{last}"
+        stop = pattern.stop
+        count = (f"{pattern.requests} requests" if stop is None or stop.min_requests >= pattern.requests else
+                 f"to +/-{stop.precision:.0%} ({stop.min_requests}-{pattern.requests} requests)")
+        return f"{where}: {count}{repeat}{last}"
 
 
 _PHASE_OF_LEVEL = {LevelRole.SOAK: LaunchPhase.SOAK, LevelRole.WORST_CASE: LaunchPhase.WORST_CASE}

@@ -6,13 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from tuner.capacity.memory_fit import ModelShape
-from tuner.contracts.goals import Goals
+from tuner.contracts.goals import LATENCY_RE, Goals
 from tuner.contracts.hardware import Hardware
 from tuner.contracts.quality import QualityPlan
 from tuner.contracts.results import TrialResult
 from tuner.inputs.spec import LoadSpec, Timeouts
 from tuner.load.runner import LoadPattern
 from tuner.load.stats import SLO
+from tuner.load.stopping import PercentileLimit, StopRule, default_min_requests
 from tuner.load.workload import Sample
 from tuner.server.config import ServerConfig
 
@@ -72,15 +73,30 @@ class TrialOutcome:
                 "traceback.txt": self.result.traceback}
 
 
-def sweep_points(load: LoadSpec) -> list[LoadPattern]:
+def sweep_points(load: LoadSpec, goals: Goals | None = None) -> list[LoadPattern]:
     """The sweep's levels in the order they are measured. Closed loop: one level per concurrency. Open loop
-    (`rates`): one level per arrival rate, at most `concurrency[0]` requests in flight."""
+    (`rates`): one level per arrival rate, at most `concurrency[0]` requests in flight. With `load.precision`, each
+    level measures to it (requests_per_level is the cap) and stops once it misses one of `goals`' SLOs for sure."""
     if load.rates:
         cap = load.concurrency[0]
         return [LoadPattern(concurrency=cap, rate=r, arrival=load.arrival, burstiness=load.burstiness,
-                            requests=load.requests_per_level, warmup=load.warmup_rounds * cap) for r in load.rates]
-    return [LoadPattern(concurrency=c, requests=load.requests_per_level, warmup=load.warmup_rounds * c)
-            for c in load.concurrency]
+                            requests=load.requests_per_level, warmup=load.warmup_rounds * cap,
+                            stop=stop_rule(load, goals, cap)) for r in load.rates]
+    return [LoadPattern(concurrency=c, requests=load.requests_per_level, warmup=load.warmup_rounds * c,
+                        stop=stop_rule(load, goals, c)) for c in load.concurrency]
+
+
+def stop_rule(load: LoadSpec, goals: Goals | None, concurrency: int) -> StopRule | None:
+    """A level's stop rule (tuner.load.stopping): the study's precision, its minimum (default: two rounds of the
+    streams and enough requests for the SLOs' percentiles) and the SLOs held with their margin."""
+    if load.precision is None:
+        return None
+    goals = goals or Goals()
+    limits = tuple(PercentileLimit(metric, int(stat[1:]) / 100, goals.held_limit(name)) for name in goals.slo
+                   if (match := LATENCY_RE.match(name)) and (metric := match[1]) and (stat := match[2]) != "mean")
+    least = load.min_requests or default_min_requests(concurrency, [lim.quantile for lim in limits],
+                                                      load.requests_per_level)
+    return StopRule(precision=load.precision, min_requests=min(least, load.requests_per_level), limits=limits)
 
 
 def planned_levels(load: LoadSpec) -> list[tuple[LoadPattern, int]]:
