@@ -25,7 +25,7 @@ def test_every_phase_is_reported_as_it_begins_and_the_phases_sum_to_the_wall_tim
     assert phases.index(LaunchPhase.WORST_CASE) < first_level  # met before the sweep's first level
     levels = [r.detail for r in reports if r.phase == LaunchPhase.SWEEP and r.detail and not r.live]
     assert levels.pop(0) == "building the requests"  # right after startup, before the probes and the worst case
-    assert levels[0] == "c=1: to +/-5% (2-8 requests)"  # measured to a precision: from two rounds to the cap
+    assert levels[0] == "c=1: to +/-15% (2-8 requests)"  # coarse first: the screen precision, two rounds to the cap
     assert levels[1].startswith("c=4: 8 requests; last level ") and levels[1].endswith(" tok/s")  # min = cap
     assert levels[2].startswith("c=4: 8 requests (repeat 2)")
     assert list(result.phases) == [p.value for p in LaunchPhase if p.value in result.phases]  # in phase order
@@ -45,7 +45,7 @@ def test_a_long_level_reports_its_progress_live_by_the_servers_counters(tmp_path
     assert result.failure_class is None
     live = [r for r in reports if r.live]
     assert live and all(r.phase == LaunchPhase.SWEEP for r in live)
-    assert all(r.detail.startswith("c=4: to +/-5% (8-16 requests); ") and r.detail.endswith(" tok/s so far") for r in live)
+    assert all(r.detail.startswith("c=4: to +/-15% (8-16 requests); ") and r.detail.endswith(" tok/s so far") for r in live)
     answered = [int(r.detail.split("; ")[1].split(" of ")[0]) for r in live]
     assert answered == sorted(answered) and answered[-1] <= 16
     assert answered[0] < 16  # reported while the level ran, not after it

@@ -56,7 +56,8 @@ def test_dies_after_startup_before_the_first_level(tmp_path, vocab_size):
 def test_dies_after_the_prompts_were_built_before_the_first_level(tmp_path):
     result = trial(tmp_path, SweepPlan(load()), EndServerAt(Seam.PROMPTS_BUILT))
     assert result.failure_class == "crash", result.failure_detail  # before its first request: failed to start
-    assert result.prompts_built == 8 + 1 + 8 + 4 + 8  # both levels, their warm-ups and the repeat, built up front
+    # both levels, their warm-ups and a repeat at each (the operating point is known after the sweep), built up front
+    assert result.prompts_built == 8 + 1 + 8 + 4 + 8 + 8
     assert kept(result) == []
 
 

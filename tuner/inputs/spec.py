@@ -95,6 +95,9 @@ class LoadSpec(_Strict):
                                     " throughput is known to this relative half-width of its 95 % confidence"
                                     " interval (0.05: +/-5 %), sending at least min_requests and at most"
                                     " requests_per_level; null: a fixed requests_per_level per level")
+    screen_precision: float | None = Field(default=0.15, gt=0.0, lt=1.0, description="coarse first: the sweep's"
+                                           " levels measure to this precision; the operating point, measured again"
+                                           " (repeats), to `precision`. null: every level to `precision`")
     min_requests: PositiveInt | None = Field(default=None, description="the fewest requests a level sends before"
                                              " its precision may end it (default: two rounds of the level's"
                                              " streams, and 100 for a p99 SLO)")
@@ -159,6 +162,13 @@ class LoadSpec(_Strict):
                 raise ValueError("rates: arrival rates must be distinct and ascending")
             if len(self.concurrency) != 1:
                 raise ValueError("concurrency: with rates, give one value: the cap on requests in flight")
+        return self
+
+    @model_validator(mode="after")
+    def _coarse_first(self) -> LoadSpec:
+        if self.screen_precision is not None and self.precision is not None and self.screen_precision < self.precision:
+            raise ValueError(f"screen_precision: {self.screen_precision} is finer than precision ({self.precision});"
+                             " the screen is the coarse pass: give a larger value, or null")
         return self
 
     @model_validator(mode="after")

@@ -136,7 +136,7 @@ def _comment_block(study: optuna.Study, chosen: Selection) -> list[str]:
         lines.append(
             f"#   concurrency {level.concurrency:>4} (run {level.repeat + 1}): {level.output_throughput:,.1f} tok/s"
             f"{_precision(level.output_throughput_ci)},"
-            f" ok {level.completed}/{level.requests}, TTFT p99 {_ms(level.ttft_ms.p99)},"
+            f" ok {level.completed}/{level.requests} ({level.describe_end()}), TTFT p99 {_ms(level.ttft_ms.p99)},"
             f" ITL p99 {_ms(level.itl_ms.p99)}, E2EL p99 {_ms(level.e2el_ms.p99)}{flag}"
         )
     if record.env:

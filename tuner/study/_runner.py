@@ -364,13 +364,16 @@ def _drafts(result: TrialResult) -> str:
 
 
 def _precision(result: TrialResult, score: Score) -> str:
-    """How precisely the operating point's throughput is known: "; +/-4.1 % (95 %)", or why it has no interval."""
-    level = next((lv for lv in result.levels if lv.phase == LevelRole.SWEEP and lv.reliable and lv.repeat == 0
-                  and lv.concurrency == score.operating_concurrency), None)
-    ci = level.output_throughput_ci if level is not None else None
-    if ci is None or not score.feasible:
+    """How precisely the operating point's throughput is known: "; +/-4.1 % (95 %, 236 requests, to +/-5 %)", from
+    its most precise measurement (the repeat, coarse first), or why it has no interval."""
+    measured = [(lv, lv.output_throughput_ci) for lv in result.levels if lv.phase == LevelRole.SWEEP and lv.reliable
+                and lv.concurrency == score.operating_concurrency and lv.output_throughput_ci is not None]
+    if not measured or not score.feasible:
         return ""
-    return f"; +/-{ci.relative:.1%} (95 %)" if ci.relative is not None else f"; no 95 % CI ({ci.reason})"
+    level, ci = min(measured, key=lambda m: m[1].relative if m[1].relative is not None else float("inf"))
+    if ci.relative is None:
+        return f"; no 95 % CI ({ci.reason}; {level.describe_end()})"
+    return f"; +/-{ci.relative:.1%} (95 %, {level.describe_end()})"
 
 
 def _figure(value: float) -> str:

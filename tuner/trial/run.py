@@ -40,7 +40,7 @@ from tuner.load.runner import (
 from tuner.load.server_counters import LevelProgress
 from tuner.load.tokenizer import ServerTokenizer, Tokenizer
 from tuner.load.workload import PromptFactory, Sample
-from tuner.scoring.objectives import slo_excess
+from tuner.scoring.objectives import operating_point, slo_excess
 from tuner.server.client import server_client, server_version
 from tuner.server.config import ServerConfig, redact_text
 from tuner.server.failures import killing_signal
@@ -48,7 +48,7 @@ from tuner.server.process import ServerProcess, last_lines
 from tuner.server.startup import prepare_compile_cache, startup_attrs
 from tuner.trial.clock import PhaseClock
 from tuner.trial.probes import answer_probes
-from tuner.trial.sweep_plan import LaunchRequest, SweepPlan, TrialOutcome, sweep_points
+from tuner.trial.sweep_plan import LaunchRequest, SweepPlan, TrialOutcome, repeat_pattern, sweep_points
 from tuner.trial.watch import EXIT_WAIT_S, ServerWatch, failure_after_level
 
 LOG_TAIL_LINES = 60
@@ -234,8 +234,9 @@ class _Sweep:
             if top is None:
                 return
             self.observer(Seam.SWEEP_DONE, self.server)
-            for repeat in range(1, load.repeats):  # the top level measured again: this launch's own noise
-                if not self._measure(_Level(replace(top, warmup=0), repeat, workload, LevelRole.SWEEP)):
+            again = repeat_pattern(self._operating_pattern(top), load, self.plan.goals)
+            for repeat in range(1, load.repeats):  # the operating point again, to the full precision: its own noise
+                if not self._measure(_Level(again, repeat, workload, LevelRole.SWEEP)):
                     return
             soak = _soak_pattern(self.plan)
             if soak is not None:
@@ -288,14 +289,23 @@ class _Sweep:
         self.result.probes_s = (self.result.probes_s or 0.0) + time.monotonic() - began
         self.clock.enter(LaunchPhase.SWEEP, quiet=True)
 
+    def _operating_pattern(self, top: LoadPattern) -> LoadPattern:
+        """The sweep level that is this launch's operating point so far (the best that meets the SLOs); the top
+        level measured when none does."""
+        point, _ = operating_point(self.result.levels, self.plan.goals or Goals())
+        points = sweep_points(self.plan.load, self.plan.goals)
+        if point is None:
+            return top
+        return next((p for p in points if p.concurrency == point.concurrency and p.rate == point.rate), top)
+
     def _planned(self, workload: Workload) -> list[_Level]:
-        """Every level this launch may measure. The repeats run at the sweep's top level, which an early stop
-        lowers: with stop_early, they are planned at every level."""
+        """Every level this launch may measure. The repeats run at the operating point, known only once the sweep
+        is over: they are planned at every level."""
         load = self.plan.load
         points = sweep_points(load, self.plan.goals)
         levels = [_Level(p, 0, workload, LevelRole.SWEEP) for p in points]
-        tops = points if load.stop_early else points[-1:]
-        levels += [_Level(replace(p, warmup=0), r, workload, LevelRole.SWEEP) for p in tops for r in range(1, load.repeats)]
+        levels += [_Level(repeat_pattern(p, load, self.plan.goals), r, workload, LevelRole.SWEEP)
+                   for p in points for r in range(1, load.repeats)]
         soak = _soak_pattern(self.plan)
         if soak is not None:
             levels.append(_Level(soak, 0, replace(workload, cycle=True), LevelRole.SOAK))

@@ -76,32 +76,40 @@ class TrialOutcome:
 def sweep_points(load: LoadSpec, goals: Goals | None = None) -> list[LoadPattern]:
     """The sweep's levels in the order they are measured. Closed loop: one level per concurrency. Open loop
     (`rates`): one level per arrival rate, at most `concurrency[0]` requests in flight. With `load.precision`, each
-    level measures to it (requests_per_level is the cap) and stops once it misses one of `goals`' SLOs for sure."""
+    level measures to it (requests_per_level is the cap) and stops once it misses one of `goals`' SLOs for sure;
+    coarse first: to `screen_precision`, the operating point's repeats (`repeat_pattern`) to `precision`."""
     if load.rates:
         cap = load.concurrency[0]
         return [LoadPattern(concurrency=cap, rate=r, arrival=load.arrival, burstiness=load.burstiness,
                             requests=load.requests_per_level, warmup=load.warmup_rounds * cap,
-                            stop=stop_rule(load, goals, cap)) for r in load.rates]
+                            stop=stop_rule(load, goals, cap, screen=True)) for r in load.rates]
     return [LoadPattern(concurrency=c, requests=load.requests_per_level, warmup=load.warmup_rounds * c,
-                        stop=stop_rule(load, goals, c)) for c in load.concurrency]
+                        stop=stop_rule(load, goals, c, screen=True)) for c in load.concurrency]
 
 
-def stop_rule(load: LoadSpec, goals: Goals | None, concurrency: int) -> StopRule | None:
-    """A level's stop rule (tuner.load.stopping): the study's precision, its minimum (default: two rounds of the
-    streams and enough requests for the SLOs' percentiles) and the SLOs held with their margin."""
-    if load.precision is None:
+def repeat_pattern(point: LoadPattern, load: LoadSpec, goals: Goals | None) -> LoadPattern:
+    """A sweep level measured again (the launch's operating point): no warm-up, and to the full `precision`."""
+    return replace(point, warmup=0, stop=stop_rule(load, goals, point.concurrency or 0))
+
+
+def stop_rule(load: LoadSpec, goals: Goals | None, concurrency: int, screen: bool = False) -> StopRule | None:
+    """A level's stop rule (tuner.load.stopping): the study's precision (`screen`: its screening precision), its
+    minimum (default: two rounds of the streams and enough requests for the SLOs' percentiles) and the SLOs held
+    with their margin."""
+    precision = load.screen_precision if screen and load.screen_precision is not None else load.precision
+    if precision is None:
         return None
     goals = goals or Goals()
     limits = tuple(PercentileLimit(metric, int(stat[1:]) / 100, goals.held_limit(name)) for name in goals.slo
                    if (match := LATENCY_RE.match(name)) and (metric := match[1]) and (stat := match[2]) != "mean")
     least = load.min_requests or default_min_requests(concurrency, [lim.quantile for lim in limits],
                                                       load.requests_per_level)
-    return StopRule(precision=load.precision, min_requests=min(least, load.requests_per_level), limits=limits)
+    return StopRule(precision=precision, min_requests=min(least, load.requests_per_level), limits=limits)
 
 
 def planned_levels(load: LoadSpec) -> list[tuple[LoadPattern, int]]:
-    """(pattern, repeat) in the order they are measured when the sweep runs to its end: the sweep, then the top
-    level again (`repeats`)."""
+    """(pattern, repeat) in the order they are measured when the sweep runs to its end: the sweep, then one level
+    again (`repeats`: the operating point, the top level in this estimate)."""
     points = sweep_points(load)
-    repeats = [replace(points[-1], warmup=0) for _ in range(1, load.repeats)]
+    repeats = [repeat_pattern(points[-1], load, None) for _ in range(1, load.repeats)]
     return [(p, 0) for p in points] + [(p, r) for r, p in enumerate(repeats, start=1)]
