@@ -47,6 +47,19 @@ def test_sweep_writes_json_and_csv(server_url, tmp_path):
     assert "no tokenizer" in result.output
 
 
+def test_precision_ends_a_level_before_its_cap(tmp_path):
+    out = tmp_path / "b.json"
+    with scheduled.launch(ttft_ms=20, itl_ms=2) as url:
+        result = CliRunner().invoke(app, ["bench", url, "-c", "4", "-n", "3000", "--precision", "0.1",
+                                          "--input-len", "8", "--output-len", "6", "--model", "m", "--json", str(out),
+                                          "--no-live", "--warmup", "0"])
+    assert result.exit_code == 0, result.output
+    [level] = json.loads(out.read_text())["levels"]
+    assert level["ended_by"] == "precision" and level["precision_target"] == 0.1
+    assert 8 <= level["requests"] < 3000 and level["failed"] == 0 and level["unsent"] == 3000 - level["requests"]
+    assert "precision]" in result.output
+
+
 def test_open_loop_matrix_and_chat(server_url, tmp_path):
     out = tmp_path / "m.json"
     result = CliRunner().invoke(app, ["bench", server_url, "-c", "2", "-n", "6", "--input-len", "8,16",

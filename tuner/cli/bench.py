@@ -27,6 +27,10 @@ def bench_command(
                                     help="Streams per level, comma-separated for a sweep (open loop: cap in flight)."),
     requests: int | None = typer.Option(None, "--requests", "-n", min=1,
                                            help="Requests per level (default: 4 x concurrency, at least 64)."),
+    precision: float | None = typer.Option(None, "--precision", min=0.001, max=0.999,
+                                           help="Measure each level until its output tok/s is known to this relative"
+                                                " half-width of its 95 % CI (0.05: +/-5 %); --requests is then the"
+                                                " cap (default: 4 x concurrency, at least 64)."),
     duration: float | None = typer.Option(None, "--duration", min=0.1,
                                              help="End each level after this many seconds (requests then a cap)."),
     input_len: str = typer.Option("128", "--input-len", help="Prompt tokens: N, a range A:B, or a list A,B for a matrix."),
@@ -94,7 +98,8 @@ def bench_command(
         raise InputError("--endpoint", endpoint, "completions, chat, or a path starting with /")
     spec = BenchSpec(
         url=url, concurrencies=concurrencies, inputs=_lengths(input_len, "--input-len"),
-        outputs=_lengths(output_len, "--output-len"), requests=requests, duration_s=duration, rates=rates,
+        outputs=_lengths(output_len, "--output-len"), requests=requests, duration_s=duration, precision=precision,
+        rates=rates,
         cap_in_flight=concurrencies[0] if rates and concurrency != "1" else None, model=model, tokenizer=tokenizer,
         endpoint=path, prefix_len=prefix_len, arrival=arrival, burstiness=burstiness,  # type: ignore[arg-type]
         warmup_rounds=warmup, workers=_workers(workers), slo=SLO(slo_ttft_ms, slo_tpot_ms, slo_e2el_ms),
@@ -244,6 +249,8 @@ class _Display:
             check += " " + level.plausibility.shares()
         ci = level.output_throughput_ci
         precision = f" ±{ci.relative:.0%}" if ci is not None and ci.relative is not None else " (no CI)"
+        if level.ended_by is not None and level.ended_by.value != "count":
+            precision += f" [{level.requests} req: {level.ended_by.value}]"
         row = (label, f"{level.completed}/{level.failed}", f(level.output_throughput, 0) + precision,
                f"{f(level.ttft_ms.p50)}/{f(level.ttft_ms.p99)}", f(level.itl_ms.p50, 2), f(level.tpot_ms.p50, 2),
                f(server, 0), client, check)

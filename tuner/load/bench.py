@@ -64,6 +64,7 @@ from tuner.load.matrix import MatrixPoint, grid, workload_for
 from tuner.load.request import RequestRecord
 from tuner.load.runner import LevelOptions, LoadPattern, measure_level
 from tuner.load.stats import SLO
+from tuner.load.stopping import StopRule, default_min_requests
 from tuner.load.tokenizer import Tokenizer
 from tuner.load.workload import Workload
 
@@ -81,6 +82,7 @@ class BenchSpec:
     outputs: list[Length]
     requests: int | None = None
     duration_s: float | None = None
+    precision: float | None = None  # measure each level to this relative 95 % CI half-width; requests: the cap
     rates: list[float] | None = None
     cap_in_flight: int | None = None  # open loop: --concurrency given with --rate
     model: str | None = None
@@ -200,9 +202,16 @@ def _open_loop_levels(spec: BenchSpec, workload: Workload) -> list[BenchLevel]:
         requests = spec.requests or max(64, int(rate * (spec.duration_s or 30)))
         pattern = LoadPattern(concurrency=cap, requests=requests, rate=rate, arrival=spec.arrival,
                               burstiness=spec.burstiness, duration_s=spec.duration_s,
-                              warmup=spec.warmup_rounds * (cap or 1))
+                              warmup=spec.warmup_rounds * (cap or 1), stop=_stop_rule(spec, cap or 1, requests))
         levels.append(BenchLevel(f"rate {rate:g}/s", workload, pattern, _workers(spec, cap)))
     return levels
+
+
+def _stop_rule(spec: BenchSpec, concurrency: int, cap: int) -> StopRule | None:
+    """--precision: the level stops once its throughput is known that well (two rounds of streams at least)."""
+    if spec.precision is None:
+        return None
+    return StopRule(precision=spec.precision, min_requests=default_min_requests(concurrency, [], cap))
 
 
 def _closed_loop_levels(spec: BenchSpec, workload: Workload) -> list[BenchLevel]:
@@ -213,8 +222,10 @@ def _closed_loop_levels(spec: BenchSpec, workload: Workload) -> list[BenchLevel]
     levels = []
     for p in points:
         label = f"c={p.concurrency}" + (f" in={p.input_len} out={p.output_len}" if matrix else "")
-        pattern = LoadPattern(concurrency=p.concurrency, requests=spec.requests or max(64, 4 * p.concurrency),
-                              duration_s=spec.duration_s, warmup=spec.warmup_rounds * p.concurrency)
+        requests = spec.requests or max(64, 4 * p.concurrency)
+        pattern = LoadPattern(concurrency=p.concurrency, requests=requests, duration_s=spec.duration_s,
+                              warmup=spec.warmup_rounds * p.concurrency,
+                              stop=_stop_rule(spec, p.concurrency, requests))
         # A single shape keeps the workload whole: its length ranges (--input-len A:B) are drawn per request.
         levels.append(BenchLevel(label, workload_for(p, workload) if matrix else workload, pattern,
                                  _workers(spec, p.concurrency)))
