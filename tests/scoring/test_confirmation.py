@@ -254,6 +254,31 @@ def test_stability_difference_within_tolerance_does_not_dominate():
     assert {s.trial for s in noise_front([a, c], GOALS, noise=0.05)} == {1}
 
 
+def test_a_config_leaves_the_front_only_when_its_interval_lies_below_anothers():
+    """15 % faster on a quiet machine (noise 2 %) is a win when both were measured to +/-5 %, and luck when both
+    were read to +/-10 %: their intervals overlap."""
+    fast, slow = {"output_tok_s": 1150.0, "stability": 1.0}, {"output_tok_s": 1000.0, "stability": 1.0}
+    precise = [summary(1, fast).model_copy(update={"precision": 0.05}),
+               summary(2, slow).model_copy(update={"precision": 0.05})]
+    assert [s.trial for s in noise_front(precise, GOALS, noise=0.02)] == [1]
+    loose = [s.model_copy(update={"precision": 0.10}) for s in precise]
+    assert [s.trial for s in noise_front(loose, GOALS, noise=0.02)] == [1, 2]
+    unknown = [s.model_copy(update={"precision": None}) for s in precise]  # no intervals: the noise alone decides
+    assert [s.trial for s in noise_front(unknown, GOALS, noise=0.02)] == [1]
+
+
+def test_a_launchs_precision_is_its_operating_points_interval():
+    from tuner.contracts.results import Interval
+
+    result = launch(1000.0, repeats=[1000.0])
+    for lv in result.levels:
+        lv.output_throughput_ci = Interval(low=900.0, high=1100.0, relative=0.1 if lv.repeat == 0 else 0.05)
+    score = score_run(result, GOALS)
+    assert score.point_precision == pytest.approx((0.1 ** 2 + 0.05 ** 2) ** 0.5 / 2)  # two levels, as their mean
+    assert summarize([record(result, {"x": 1})], GOALS, 0.05, repeats=0).precision == score.point_precision
+    assert score_run(launch(1000.0), GOALS).point_precision is None  # a level without an interval
+
+
 def test_noise_front_drops_infeasible_configs():
     a = summary(1, {"output_tok_s": 5000.0, "stability": 1.0}, feasible=False)
     b = summary(2, {"output_tok_s": 1000.0, "stability": 0.5})

@@ -81,6 +81,12 @@ def _fmt_objective(name: str, value: float) -> str:
     return f"{value:,.1f}" if abs(value) < 1000 else f"{value:,.0f}"
 
 
+def _range(rank_range: list[float] | None) -> str:
+    """The rank objective's range across a config's launches: the interval of their median (with n launches it
+    holds it with 1 - 2^(1-n) confidence; the export header says how much)."""
+    return "-" if not rank_range else f"{rank_range[0]:,.0f}-{rank_range[1]:,.0f}"
+
+
 def pareto_table(study: optuna.Study) -> Table:
     front = study_front(study)
     goals = front.goals
@@ -95,14 +101,15 @@ def pareto_table(study: optuna.Study) -> Table:
     table.add_column("runs", justify="right")
     for name in goals.objectives:
         table.add_column(name, justify="right")
-    for column in ("spread", "at conc.", "survival", "headroom", "consist."):
+    for column in ("spread", "range", "at conc.", "survival", "headroom", "consist."):
         table.add_column(column, justify="right")
     for name in param_names:
         table.add_column(name, justify="right")
     for s in front.configs:
         c = s.components
         table.add_row(str(s.trial), str(len(s.runs)), *(_fmt_objective(n, s.values[n]) for n in goals.objectives),
-                      "-" if s.spread is None else f"{s.spread:.1%}", str(s.operating_concurrency),
+                      "-" if s.spread is None else f"{s.spread:.1%}", _range(s.rank_range),
+                      str(s.operating_concurrency),
                       f"{c.survival:.2f}", f"{c.headroom:.2f}", f"{c.consistency:.2f}",
                       *(_fmt_value(s.params.get(n, "-")) for n in param_names))
     return table

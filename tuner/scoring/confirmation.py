@@ -17,7 +17,10 @@ of confirmed configs when that is larger; 5 % until anything was repeated.
 
 The front keeps every config that no other config beats by more than the noise: b leaves the front only when some a
 is at least as good on every objective and better on one by more than its tolerance (twice the noise, relative, for
-measured rates and latencies; 0.05 for stability). Noise alone therefore cannot move a config off the front.
+measured rates and latencies; 0.05 for stability). Throughput-like objectives also compare intervals: a beats b
+there only when a's interval lies above b's (the gap exceeds both half-widths: each config's `precision`, from its
+operating point's 95 % CI), with the machine's noise as the floor for launch-to-launch variation. Noise alone
+therefore cannot move a config off the front.
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tuner.contracts.goals import STABILITY, Goals, direction_of
+from tuner.contracts.goals import STABILITY, THROUGHPUT_LIKE, Goals, direction_of
 from tuner.contracts.outcomes import FailureClass, Outcome
 from tuner.scoring.score import Evidence, StabilityComponents, relative_mad
 
@@ -85,6 +88,9 @@ class ConfigSummary(BaseModel):
     slo_met_runs: int = 0
     outcomes: list[Outcome | FailureClass] = Field(default_factory=list)
     rank_range: list[float] | None = None  # lowest and highest rank-objective value across the runs that met the SLOs
+    # Relative half-width of the 95 % CI of the throughput at the operating point: the median of its launches'
+    # (each launch's own, tuner.scoring.score.Score.point_precision); None when a launch had no interval.
+    precision: float | None = None
 
     def describe_range(self) -> str:
         """"range 7,120-7,880 across 3 launches (holds the median with 75 % confidence)": distribution-free, the
@@ -143,11 +149,13 @@ def summarize(runs: Sequence[Run], goals: Goals, noise: float, repeats: int) -> 
     if STABILITY in goals.objectives:
         values[STABILITY] = stability
     concurrencies = [r.operating_concurrency for r in met if r.operating_concurrency]
+    precisions = [r.score.point_precision for r in met if r.score is not None and r.score.point_precision is not None]
     return ConfigSummary(
         trial=search.number, params=dict(search.params), runs=[r.number for r in runs],
         confirmed=len(runs) - 1 >= repeats, feasible=_feasible(runs, met), values=values, spread=spread,
         components=components, slo_met_runs=len(met), outcomes=[r.outcome for r in runs],
         rank_range=[min(rank), max(rank)] if len(rank) > 1 else None,
+        precision=statistics.median(precisions) if met and len(precisions) == len(met) else None,
         operating_concurrency=statistics.median_low(concurrencies) if concurrencies else None)
 
 
@@ -168,29 +176,35 @@ def summaries(records: Sequence[Run], goals: Goals, repeats: int) -> list[Config
     return [summarize(runs, goals, noise, repeats) for runs in group_runs(records).values()]
 
 
-def _tolerance(name: str, value: float, noise: float) -> float:
+def _tolerance(name: str, a: ConfigSummary, b: ConfigSummary, noise: float) -> float:
+    """How much better a must be than b on `name` to count: twice the machine's noise, relative to b; for
+    throughput-like objectives at least both intervals' half-widths (a's low end above b's high end)."""
     if name == STABILITY:
         return STABILITY_TOLERANCE
-    return abs(value) * NOISE_MULTIPLE * noise
+    floor = abs(b.values[name]) * NOISE_MULTIPLE * noise
+    if name in THROUGHPUT_LIKE and a.precision is not None and b.precision is not None:
+        return max(floor, abs(a.values[name]) * a.precision + abs(b.values[name]) * b.precision)
+    return floor
 
 
-def _beats(a: dict[str, float], b: dict[str, float], goals: Goals, noise: float) -> bool:
+def _beats(a: ConfigSummary, b: ConfigSummary, goals: Goals, noise: float) -> bool:
     """a is at least as good as b on every objective and better on one by more than its tolerance."""
     clearly_better = False
     for name in goals.objectives:
         sign = 1.0 if direction_of(name) == "maximize" else -1.0
-        diff = sign * (a[name] - b[name])
+        diff = sign * (a.values[name] - b.values[name])
         if diff < 0:
             return False
-        if diff > _tolerance(name, b[name], noise):
+        if diff > _tolerance(name, a, b, noise):
             clearly_better = True
     return clearly_better
 
 
 def noise_front(items: Sequence[ConfigSummary], goals: Goals, noise: float) -> list[ConfigSummary]:
-    """Feasible configs no other feasible config beats by more than the noise, best by the rank objective first."""
+    """Feasible configs no other feasible config beats beyond the noise and both intervals, best by the rank
+    objective first."""
     feasible = [s for s in items if s.feasible]
-    front = [b for b in feasible if not any(_beats(a.values, b.values, goals, noise) for a in feasible if a is not b)]
+    front = [b for b in feasible if not any(_beats(a, b, goals, noise) for a in feasible if a is not b)]
     sign = 1.0 if direction_of(goals.rank_metric) == "maximize" else -1.0
     return sorted(front, key=lambda s: -sign * s.values[goals.rank_metric])
 
@@ -198,9 +212,9 @@ def noise_front(items: Sequence[ConfigSummary], goals: Goals, noise: float) -> l
 def improves_front(new: ConfigSummary, front: Sequence[ConfigSummary], goals: Goals, noise: float) -> bool:
     """`new` joins the front and is not within the noise of a config already on it: a trade-off the front lacked
     (a config no better than one it has, within the noise, joins the front but improves nothing)."""
-    if not new.feasible or any(_beats(m.values, new.values, goals, noise) for m in front):
+    if not new.feasible or any(_beats(m, new, goals, noise) for m in front):
         return False
-    return not any(all(abs(m.values[n] - new.values[n]) <= _tolerance(n, new.values[n], noise) for n in goals.objectives)
+    return not any(all(abs(m.values[n] - new.values[n]) <= _tolerance(n, m, new, noise) for n in goals.objectives)
                    for m in front)
 
 

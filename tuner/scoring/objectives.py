@@ -23,6 +23,7 @@ together: "this config gives X tok/s at concurrency C with p99 TTFT Y".
 """
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -98,6 +99,14 @@ class LoadPoint:
 
     def slo_excess(self, goals: Goals) -> float:
         return max(slo_excess(lv, goals) for lv in self.levels)
+
+    def precision(self) -> float | None:
+        """The relative half-width of the point's throughput interval, its levels combined as for their mean
+        (sqrt(sum r_i^2) / k); None when a level has none."""
+        widths = [lv.output_throughput_ci.relative if lv.output_throughput_ci else None for lv in self.levels]
+        if not widths or any(w is None for w in widths):
+            return None
+        return math.sqrt(sum(w * w for w in widths if w is not None)) / len(widths)
 
 
 def point_key(level: LevelResult) -> str:

@@ -95,6 +95,9 @@ class Score(_Stored):
     operating_point: str | None = None  # "c=16": where the level objectives were read
     operating_concurrency: int | None = None
     operating_rate: float | None = None  # open loop: the arrival rate of the operating point
+    # Relative half-width of the 95 % CI of the operating point's throughput (its levels combined as for their mean);
+    # None: some level there has no interval (or stored before intervals). Throughput-like objectives carry it.
+    point_precision: float | None = None
     flags: list[str] = Field(default_factory=list)  # why levels were left out
     quality: QualityEvidence | None = None  # the launch's answers against the reference (quality guard on)
 
@@ -222,7 +225,7 @@ def _score_measured(result: TrialResult, goals: Goals) -> Score:
     return Score(outcome=result.failure_class or Outcome.MEASURED, detail=result.failure_detail,
                  values=_values(point, goals, components), constraints=constraints, components=components,
                  evidence=evidence, operating_point=point.key, operating_concurrency=point.concurrency,
-                 operating_rate=point.rate, flags=flags)
+                 operating_rate=point.rate, point_precision=point.precision(), flags=flags)
 
 
 def _values(point: LoadPoint, goals: Goals, components: StabilityComponents) -> dict[str, float]:
