@@ -1,5 +1,6 @@
 """Checks what `make demo` left behind, as CI does: every trial measured, every launch's slice time split by phase and
-the live phases printed, every launch that served with a quality figure and every level with its share of both
+the live phases printed, every launch that served with a quality figure, every sweep level measured to a precision
+(and saying what ended it) and every level with its share of both
 ceilings (the CPU host's bandwidth measured), the front printed and confirmed, best.yaml written from confirmed numbers with the quality evidence, and (with --report) the HTML report rendered in headless Chromium with no console
 error and one point per search trial (screenshot: test-artifacts/demo-report.png).
 
@@ -63,6 +64,10 @@ def problems(log_text: str, storage: str, study_name: str, best_yaml: Path) -> l
                              f" ceilings: {check.off if check else 'not checked'}")
             elif "measured on this host" not in check.decode.bandwidth_source:
                 found.append(f"trial {r.number}: the CPU host's bandwidth is not said to be measured")
+    for r in served:  # precision, not counts: every sweep level says what ended it (tuner/load/stopping.py)
+        for level in r.levels:
+            if level.phase == "sweep" and (level.ended_by is None or level.precision_target is None):
+                found.append(f"trial {r.number}: level c={level.concurrency} was not measured to a precision")
     feasible = [r for r in trials if r.complete and r.launched and r.feasible]
     if not feasible:
         found.append("no trial produced a feasible measurement")

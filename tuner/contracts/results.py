@@ -338,7 +338,10 @@ class TrialResult(BaseModel):
                                   " killed the first launch before it served a request: that launch's detail (its"
                                   " death counts against survival)")
     traceback: str = Field("", description="tuner_error only: where tuner's own code raised (secrets redacted)")
-    sweep_stopped: str = Field("", description="why the sweep ended before its highest level (load.stop_early)")
+    sweep_stopped: str = Field("", description="why the sweep ended before its highest level (load.stop_early), or"
+                               " before its repeats (dominated)")
+    dominated: bool = Field(False, description="stopped once proven unable to reach the front (tuner.trial.dominance):"
+                            " the levels left and the operating point's repeat were not measured")
     replayed: str = Field("", description="not measured by this study: drawn from this recorded surface"
                           " (tuner.study.replay)")
     prompts_s: float | None = Field(None, description="seconds spent building every planned level's requests"

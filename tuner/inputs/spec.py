@@ -126,6 +126,10 @@ class LoadSpec(_Strict):
     worst_case: bool = Field(default=True, description="before the sweep, --max-num-seqs requests at once at the"
                              " longest prompt and output the traffic allows (capped by --max-model-len): a config"
                              " that dies at the top of the sweep fails in seconds, not after every lower level")
+    stop_dominated: bool = Field(default=True, description="stop a search launch once it is proven unable to reach"
+                                 " the front: the upper end of what its levels left could show (per-sequence"
+                                 " throughput does not rise with concurrency) below a front config's lower end,"
+                                 " that config at least as good on every other objective")
     stop_early: bool = Field(default=True, description="end the sweep at a level that misses the SLOs or whose"
                              " throughput gains less than plateau_gain over the lower levels (recorded with the"
                              " trial); the top level measured is then the one repeated")

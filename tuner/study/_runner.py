@@ -36,7 +36,8 @@ from tuner.study._first_shapes import FirstShapeDeaths, killed_before_serving
 from tuner.study._lease import Lease
 from tuner.study._progress import Progress, Snapshot
 from tuner.study._stop_rules import SearchState, Stop, StopReason, first_stop, rules_for
-from tuner.study.records import StudyRecord, write_search_stopped
+from tuner.study.front import front_bars
+from tuner.study.records import StudyRecord, records, write_search_stopped
 from tuner.study.replay import ReplayExecutor, Surface
 from tuner.trial import launch
 from tuner.trial.sweep_plan import LaunchRequest, TrialOutcome
@@ -177,6 +178,8 @@ class StudyRunner:
         plan = self.plan.with_quality(self.books.quality.plan_for(proposal.params, proposal.config))
         if proposal.confirms is not None:
             plan = plan.with_soak(*self.books.soak_point(proposal.confirms))
+        elif self.spec.load.stop_dominated:  # a search launch stops once it cannot reach the front
+            plan = plan.with_front(front_bars(records(self.optuna_study), self.books.goals))
         self.executor.submit(attempt, LaunchRequest(
             config=proposal.config, plan=plan, timeouts=self.spec.timeouts, log_path=str(log_path.absolute()),
             host=self.spec.server.host, vocab_size=self.vocab_size))

@@ -7,9 +7,16 @@ from dataclasses import dataclass
 
 import optuna
 
-from tuner.contracts.goals import Goals, direction_of
-from tuner.scoring.confirmation import ConfigSummary, confirmed_front, machine_noise, search_front
-from tuner.study.records import StudyRecord, records
+from tuner.contracts.goals import THROUGHPUT_LIKE, Goals, direction_of
+from tuner.scoring.confirmation import (
+    NOISE_MULTIPLE,
+    ConfigSummary,
+    confirmed_front,
+    machine_noise,
+    search_front,
+)
+from tuner.study.records import StudyRecord, TrialRecord, records
+from tuner.trial.dominance import Bar
 
 
 @dataclass
@@ -31,6 +38,20 @@ def study_front(study: optuna.Study) -> StudyFront:
     if confirmed:
         return StudyFront(goals, confirmed, True, noise)
     return StudyFront(goals, search_front(recs, goals, noise), False, noise)
+
+
+def front_bars(recs: list[TrialRecord], goals: Goals) -> tuple[Bar, ...]:
+    """The search's front as a launch must beat it to be worth finishing (tuner.trial.dominance): each config's
+    throughput at the low end of its interval (its own 95 % CI, at least twice the machine's noise), its other
+    objectives as measured."""
+    noise = machine_noise(recs, goals)
+    bars = []
+    for config in search_front(recs, goals, noise):
+        margin = max(config.precision or 0.0, NOISE_MULTIPLE * noise)
+        values = tuple((name, value * (1 - margin) if name in THROUGHPUT_LIKE else value)
+                       for name, value in config.values.items())
+        bars.append(Bar(trial=config.trial, values=values))
+    return tuple(bars)
 
 
 def best_of(front: StudyFront, objective: str) -> ConfigSummary:

@@ -47,6 +47,7 @@ from tuner.server.failures import killing_signal
 from tuner.server.process import ServerProcess, last_lines
 from tuner.server.startup import prepare_compile_cache, startup_attrs
 from tuner.trial.clock import PhaseClock
+from tuner.trial.dominance import dominated_by
 from tuner.trial.probes import answer_probes
 from tuner.trial.sweep_plan import LaunchRequest, SweepPlan, TrialOutcome, repeat_pattern, sweep_points
 from tuner.trial.watch import EXIT_WAIT_S, ServerWatch, failure_after_level
@@ -231,7 +232,7 @@ class _Sweep:
             if worst is not None and not self._measure(worst):
                 return  # the server died at its own worst case: the verdict, before the sweep spent anything
             top = self._sweep(workload)
-            if top is None:
+            if top is None or self._stop_if_dominated(remaining=[]):
                 return
             self.observer(Seam.SWEEP_DONE, self.server)
             again = repeat_pattern(self._operating_pattern(top), load, self.plan.goals)
@@ -348,12 +349,24 @@ class _Sweep:
                 return None
             top = pattern
             self.observer(Seam.LEVEL_DONE, self.server)
+            if self._stop_if_dominated(remaining=[p.concurrency or 0 for p in points[i + 1:]]):
+                return None
             reason = stop_reason(self.result.levels, self.plan.goals, load.plateau_gain) if load.stop_early else None
             if reason is not None and i < len(points) - 1:
                 self.result.sweep_stopped = reason
                 self.result.levels_planned -= len(points) - 1 - i  # not planned any more: survival must not count
                 break
         return top
+
+    def _stop_if_dominated(self, remaining: list[int]) -> bool:
+        """The launch cannot reach the front whatever the levels left show: stop it (its levels left and its
+        repeats are not measured, nor counted against its survival)."""
+        reason = dominated_by(self.plan.front, self.result.levels, remaining, self.plan.goals or Goals())
+        if not reason:
+            return False
+        self.result.sweep_stopped, self.result.dominated = reason, True
+        self.result.levels_planned -= len(remaining) + self.plan.load.repeats - 1
+        return True
 
     def _measure(self, planned: _Level) -> bool:
         """One level, measured again while flagged; False when the server died (the trial ends)."""

@@ -16,6 +16,7 @@ from tuner.load.stats import SLO
 from tuner.load.stopping import PercentileLimit, StopRule, default_min_requests
 from tuner.load.workload import Sample
 from tuner.server.config import ServerConfig
+from tuner.trial.dominance import Bar
 
 
 @dataclass(frozen=True)
@@ -34,9 +35,13 @@ class SweepPlan:
     soak_requests: int = 0  # 0: 2 x requests_per_level
     goals: Goals | None = None  # the study's SLOs: a sweep stops at a level that misses them (load.stop_early)
     quality: QualityPlan | None = None  # the probes to answer before the sweep (the study's quality guard)
+    front: tuple[Bar, ...] = ()  # the front a search launch must be able to reach, or it stops (tuner.trial.dominance)
 
     def with_quality(self, quality: QualityPlan | None) -> SweepPlan:
         return replace(self, quality=quality)
+
+    def with_front(self, front: tuple[Bar, ...]) -> SweepPlan:
+        return replace(self, front=front)
 
     def with_soak(self, concurrency: int | None, rate: float | None) -> SweepPlan:
         """A confirmation run's plan: this sweep, then a soak at the operating point."""
