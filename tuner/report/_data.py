@@ -186,6 +186,7 @@ def _trials_table(search: list[TrialRecord], front: StudyFront, labels: dict[int
             "trial": r.number, "outcome": outcome_of(r), "label": labels.get(r.number, ""),
             "on_front": r.number in on_front,
             "output_tok_s": level.output_throughput if level else 0.0,
+            "output_ci_tok_s": _half_width(level),
             "stability": r.stability if r.stability is not None else (r.score.components.score if r.score else 0.0),
             "ttft_p99_ms": level.ttft_ms.p99 if level else None, "itl_p99_ms": level.itl_ms.p99 if level else None,
             "concurrency": level.concurrency if level else None,
@@ -196,7 +197,7 @@ def _trials_table(search: list[TrialRecord], front: StudyFront, labels: dict[int
             **{f"param:{n}": _shown(r.params, n) for n in param_names},
         })
     guarded = any(row["quality"] is not None for row in rows)  # the quality guard was on
-    columns = ["trial", "outcome", "label", "on_front", "output_tok_s", "stability", "ttft_p99_ms", "itl_p99_ms",
+    columns = ["trial", "outcome", "label", "on_front", "output_tok_s", "output_ci_tok_s", "stability", "ttft_p99_ms", "itl_p99_ms",
                "concurrency", "failure", "detail", "flagged_levels", *(["quality"] if guarded else []),
                "sweep_stopped", "hostname", "node_id", *(f"param:{n}" for n in param_names)]
     return pd.DataFrame(rows, columns=columns)
@@ -271,7 +272,7 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-CURVE_COLUMNS = ["concurrency", "repeat", "output_tok_s", "ttft_p50_ms", "ttft_p99_ms", "itl_p50_ms", "itl_p99_ms",
+CURVE_COLUMNS = ["concurrency", "repeat", "output_tok_s", "output_ci_tok_s", "ttft_p50_ms", "ttft_p99_ms", "itl_p50_ms", "itl_p99_ms",
                  "failed", "reliable", "warnings", "decode_ceiling_tok_s", "compute_ceiling_tok_s", "ceilings",
                  "drafts_accepted"]
 
@@ -279,11 +280,19 @@ CURVE_COLUMNS = ["concurrency", "repeat", "output_tok_s", "ttft_p50_ms", "ttft_p
 def _curve(record: TrialRecord) -> pd.DataFrame:
     """A config's sweep levels, each with the slice's two ceilings at that level (as output tok/s)."""
     rows = [{"concurrency": lv.concurrency, "repeat": lv.repeat, "output_tok_s": lv.output_throughput,
+             "output_ci_tok_s": _half_width(lv),
              "ttft_p50_ms": lv.ttft_ms.p50, "ttft_p99_ms": lv.ttft_ms.p99, "itl_p50_ms": lv.itl_ms.p50,
              "itl_p99_ms": lv.itl_ms.p99, "failed": lv.failed, "reliable": lv.reliable,
              "warnings": "; ".join(lv.warnings), **_ceilings(lv)}
             for lv in record.levels if lv.phase == LevelRole.SWEEP]
     return pd.DataFrame(rows, columns=CURVE_COLUMNS)
+
+
+def _half_width(level: LevelResult | None) -> float | None:
+    """The half-width of the level's 95 % throughput interval in tok/s (the error bar); None without one."""
+    if level is None or level.output_throughput_ci is None or level.output_throughput_ci.relative is None:
+        return None
+    return level.output_throughput * level.output_throughput_ci.relative
 
 
 def ceiling_cell(level: LevelResult) -> str:

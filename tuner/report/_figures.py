@@ -49,13 +49,14 @@ def front_figure(data: ReportData) -> go.Figure:
         part = trials[trials["outcome"] == outcome]
         fig.add_trace(go.Scatter(
             x=part["output_tok_s"], y=part["stability"], mode="markers+text", name=f"{outcome} ({len(part)})",
+            error_x=_error_bars(part["output_ci_tok_s"]),
             text=part["label"], textposition="top center", customdata=part["trial"],
             hovertext=[_hover(row, data.param_names) for _, row in part.iterrows()], hoverinfo="text",
             marker=dict(size=[16 if f else 10 for f in part["on_front"]], color=colour_of(outcome, outcomes),
                         symbol="circle" if outcome == FEASIBLE else "x",
                         line=dict(width=[2 if f else 0 for f in part["on_front"]], color="#264653"))))
     fig.update_layout(title=f"Every trial: throughput vs stability ({data.title_note}; ringed: on the front;"
-                      " below 0: measured nothing)", xaxis_title="output tok/s at the operating point",
+                      " bars: 95 % CI of the operating point; below 0: measured nothing)", xaxis_title="output tok/s at the operating point",
                       yaxis_title="stability", **LAYOUT)
     return fig
 
@@ -87,7 +88,10 @@ def curves_figure(data: ReportData, chosen: Chosen) -> go.Figure:
              for c, r, w, ceilings in zip(curve["concurrency"], curve["repeat"], curve["warnings"], curve["ceilings"])]
     for col, (x, y) in enumerate((("concurrency", "output_tok_s"), ("concurrency", "ttft_p99_ms"),
                                   ("concurrency", "itl_p99_ms"), ("output_tok_s", "ttft_p99_ms")), start=1):
+        bars = _error_bars(curve["output_ci_tok_s"])
         fig.add_trace(go.Scatter(x=curve[x], y=curve[y], mode="lines+markers", showlegend=False, hovertext=hover,
+                                 error_y=bars if y == "output_tok_s" else None,
+                                 error_x=bars if x == "output_tok_s" else None,
                                  hoverinfo="text+x+y", marker=dict(symbol=symbols, size=9, color="#264653")),
                       row=1, col=col)
         fig.update_xaxes(title_text=x.replace("_", " "), type="log" if x == "concurrency" else "linear",
@@ -144,6 +148,12 @@ def failure_map_figure(data: ReportData) -> go.Figure:
                       xaxis_title=names[0] if names else "trial", yaxis_title=names[1] if len(names) > 1 else "",
                       **LAYOUT)
     return fig
+
+
+def _error_bars(half_widths: pd.Series) -> dict:
+    """Symmetric error bars from 95 % CI half-widths (none where a figure has no interval)."""
+    return dict(type="data", array=[0.0 if pd.isna(h) else float(h) for h in half_widths], visible=True,
+                thickness=1, color="#6c757d")
 
 
 def _numeric(values: pd.Series) -> bool:
