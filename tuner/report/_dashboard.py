@@ -111,14 +111,16 @@ def trial_note(record: TrialRecord) -> str:
     if record.levels:
         sweep = next((lv for lv in record.levels if lv.phase == LevelRole.SWEEP), record.levels[0])
         lines += [f"**Sampling**: {describe_sampling(sweep.sampling)}.", ""]
-        lines += ["| phase | concurrency | output tok/s | TTFT p50 / p99 ms | ITL p99 ms | failed | ceilings |"
+        lines += ["| phase | concurrency | output tok/s (95 % CI) | TTFT p50 / p99 ms | ITL p99 ms | failed | ceilings |"
                   " drafts accepted | checks |", "|---|---|---|---|---|---|---|---|---|"]
         for lv in record.levels:
             checks = "ok" if lv.reliable and not lv.warnings else ("FLAGGED: " if not lv.reliable else "") + \
                 "; ".join(lv.warnings)
-            lines.append(f"| {lv.phase} | {lv.concurrency} | {lv.output_throughput:,.0f} | "
+            ci = lv.output_throughput_ci
+            within = f" ±{ci.relative:.0%}" if ci is not None and ci.relative is not None else ""
+            lines.append(f"| {lv.phase} | {lv.concurrency} | {lv.output_throughput:,.0f}{within} | "
                          f"{_ms(lv.ttft_ms.p50)} / {_ms(lv.ttft_ms.p99)} | {_ms(lv.itl_ms.p99)} | "
-                         f"{lv.failed} of {lv.requests} | {ceiling_cell(lv)} | {acceptance_cell(lv)} |"
+                         f"{lv.failed} of {lv.describe_end()} | {ceiling_cell(lv)} | {acceptance_cell(lv)} |"
                          f" {checks.replace('|', '/')} |")
         lines.append("")
         lines += limits_sources(record.levels)
