@@ -49,7 +49,14 @@ from tuner.server.startup import prepare_compile_cache, startup_attrs
 from tuner.trial.clock import PhaseClock
 from tuner.trial.dominance import dominated_by
 from tuner.trial.probes import answer_probes
-from tuner.trial.sweep_plan import LaunchRequest, SweepPlan, TrialOutcome, repeat_pattern, sweep_points
+from tuner.trial.sweep_plan import (
+    LaunchRequest,
+    SweepPlan,
+    TrialOutcome,
+    prepared_levels,
+    repeat_pattern,
+    sweep_points,
+)
 from tuner.trial.watch import EXIT_WAIT_S, ServerWatch, failure_after_level
 
 LOG_TAIL_LINES = 60
@@ -302,11 +309,7 @@ class _Sweep:
     def _planned(self, workload: Workload) -> list[_Level]:
         """Every level this launch may measure. The repeats run at the operating point, known only once the sweep
         is over: they are planned at every level."""
-        load = self.plan.load
-        points = sweep_points(load, self.plan.goals)
-        levels = [_Level(p, 0, workload, LevelRole.SWEEP) for p in points]
-        levels += [_Level(repeat_pattern(p, load, self.plan.goals), r, workload, LevelRole.SWEEP)
-                   for p in points for r in range(1, load.repeats)]
+        levels = [_Level(p, r, workload, LevelRole.SWEEP) for p, r in prepared_levels(self.plan.load, self.plan.goals)]
         soak = _soak_pattern(self.plan)
         if soak is not None:
             levels.append(_Level(soak, 0, replace(workload, cycle=True), LevelRole.SOAK))

@@ -112,9 +112,18 @@ def stop_rule(load: LoadSpec, goals: Goals | None, concurrency: int, screen: boo
     return StopRule(precision=precision, min_requests=min(least, load.requests_per_level), limits=limits)
 
 
-def planned_levels(load: LoadSpec) -> list[tuple[LoadPattern, int]]:
-    """(pattern, repeat) in the order they are measured when the sweep runs to its end: the sweep, then one level
-    again (`repeats`: the operating point, the top level in this estimate)."""
-    points = sweep_points(load)
-    repeats = [repeat_pattern(points[-1], load, None) for _ in range(1, load.repeats)]
+def planned_levels(load: LoadSpec, goals: Goals | None = None) -> list[tuple[LoadPattern, int]]:
+    """(pattern, repeat) measured when the sweep runs to its end, in order: the sweep, then one level again
+    (`repeats`: the operating point; the top level stands for it here, as it is known only once the sweep is over).
+    What a launch counts as planned (survival) and what a launch's time is estimated from."""
+    points = sweep_points(load, goals)
+    repeats = [repeat_pattern(points[-1], load, goals) for _ in range(1, load.repeats)]
     return [(p, 0) for p in points] + [(p, r) for r, p in enumerate(repeats, start=1)]
+
+
+def prepared_levels(load: LoadSpec, goals: Goals | None = None) -> list[tuple[LoadPattern, int]]:
+    """(pattern, repeat) whose requests a launch builds before its first level: the sweep, and a repeat at every
+    level, since which one is the operating point is known only once the sweep is over."""
+    points = sweep_points(load, goals)
+    return [(p, 0) for p in points] + [(repeat_pattern(p, load, goals), r) for p in points
+                                       for r in range(1, load.repeats)]
