@@ -416,3 +416,18 @@ def test_a_config_that_answered_wrongly_once_is_never_feasible():
     wrong = runs[2].score.model_copy(update={"outcome": Outcome.WRONG_OUTPUT})
     runs[2] = runs[2].model_copy(update={"score": wrong, "feasible": False})
     assert not summarize(runs, GOALS, noise=0.05, repeats=2).feasible
+
+
+def test_an_slo_met_by_its_figure_but_not_for_sure_is_said_to_be_uncertain():
+    from tuner.contracts.results import Interval
+
+    result = launch(1000.0, ttft=300.0)  # held limit 450 ms (500, 10 % margin)
+    goals = Goals(slo={"ttft_p99_ms": 500.0}, slo_margin=0.1)
+    for lv in result.levels:
+        lv.ttft_ms.p99_ci = Interval(low=250.0, high=None, reason="too few requests")
+    score = score_run(result, goals)
+    assert score.feasible and score.slo_uncertain == [
+        "ttft_p99_ms: 95 % CI 250-no upper end (too few requests) reaches past 450"]
+    for lv in result.levels:
+        lv.ttft_ms.p99_ci = Interval(low=250.0, high=400.0)
+    assert score_run(result, goals).slo_uncertain == []  # the whole interval below the limit: met for sure

@@ -125,6 +125,9 @@ def _comment_block(study: optuna.Study, chosen: Selection) -> list[str]:
                      " measured no level there (its confirmations did)")
     if goals.slo:
         lines.append(f"# SLOs {goals.describe_slo()}: met in {summary.slo_met_runs} of {runs} launches")
+        uncertain = record.score.slo_uncertain if record.score is not None else []
+        if uncertain:
+            lines.append(f"#   met by the figures, not for sure in this launch: {'; '.join(uncertain)}")
     quality = record.score.quality if record.score is not None else None
     if quality is not None:
         lines.append(f"# quality: {quality.describe()}")

@@ -60,6 +60,23 @@ def level_value(level: LevelResult, name: str, goals: Goals) -> float | None:
     return None
 
 
+def slo_uncertain(level: LevelResult, goals: Goals) -> list[str]:
+    """The SLOs this level meets by its figure whose 95 % interval still reaches past the held limit: met, but not
+    for sure ("ttft_p99_ms: 95 % CI 41-2,210 ms reaches past 1,800"; a p99 from too few requests has no upper end).
+    Only p99s carry intervals (order statistics, tuner.load.intervals)."""
+    found = []
+    for name in goals.slo:
+        metric, stat = LATENCY_RE.match(name).groups()  # type: ignore[union-attr]
+        value, limit = latency(level, name), goals.held_limit(name)
+        ci = getattr(level, f"{metric}_ms").p99_ci if stat == "p99" else None
+        if value is None or value > limit or ci is None or (ci.high is not None and ci.high <= limit):
+            continue
+        high = f"{ci.high:,.0f} ms" if ci.high is not None else "no upper end (too few requests)"
+        low = f"{ci.low:,.0f}" if ci.low is not None else "?"
+        found.append(f"{name}: 95 % CI {low}-{high} reaches past {limit:,.0f}")
+    return found
+
+
 def slo_excess(level: LevelResult, goals: Goals) -> float:
     """How far the level misses its worst SLO, as a fraction of the limit (<= 0: every SLO met)."""
     worst = float("-inf") if goals.slo else -1.0

@@ -35,7 +35,7 @@ from tuner.contracts.goals import QUALITY as QUALITY_OBJECTIVE
 from tuner.contracts.goals import STABILITY, Goals, direction_of
 from tuner.contracts.outcomes import FailureClass, Outcome
 from tuner.contracts.results import FLAGGING_KINDS, LevelResult, LevelRole, TrialResult, WarningKind, warning_kind
-from tuner.scoring.objectives import LoadPoint, load_points, operating_point
+from tuner.scoring.objectives import LoadPoint, load_points, operating_point, slo_uncertain
 from tuner.scoring.quality import QualityCheck, QualityEvidence, beyond_noise
 
 CONFIG_FAILURE = "config_failure"
@@ -98,6 +98,9 @@ class Score(_Stored):
     # Relative half-width of the 95 % CI of the operating point's throughput (its levels combined as for their mean);
     # None: some level there has no interval (or stored before intervals). Throughput-like objectives carry it.
     point_precision: float | None = None
+    # SLOs the operating point meets by its figures but not for sure: the p99's 95 % interval reaches past the held
+    # limit (tuner.scoring.objectives.slo_uncertain). Met, and said to be uncertain.
+    slo_uncertain: list[str] = Field(default_factory=list)
     flags: list[str] = Field(default_factory=list)  # why levels were left out
     quality: QualityEvidence | None = None  # the launch's answers against the reference (quality guard on)
 
@@ -225,7 +228,8 @@ def _score_measured(result: TrialResult, goals: Goals) -> Score:
     return Score(outcome=result.failure_class or Outcome.MEASURED, detail=result.failure_detail,
                  values=_values(point, goals, components), constraints=constraints, components=components,
                  evidence=evidence, operating_point=point.key, operating_concurrency=point.concurrency,
-                 operating_rate=point.rate, point_precision=point.precision(), flags=flags)
+                 operating_rate=point.rate, point_precision=point.precision(),
+                 slo_uncertain=sorted({u for lv in point.levels for u in slo_uncertain(lv, goals)}), flags=flags)
 
 
 def _values(point: LoadPoint, goals: Goals, components: StabilityComponents) -> dict[str, float]:
