@@ -1,0 +1,118 @@
+"""`tuner compare`: the verdict's statistics, the three ways to name a side, and the command against the fake server
+(a config against itself is WITHIN NOISE on every metric; a config that serves 8 streams at once against one that
+serves 1 is IMPROVED)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from tests.builders import write_study
+from typer.testing import CliRunner
+
+from tuner.cli import app
+from tuner.compare import resolve_side
+from tuner.compare.run import alternating
+from tuner.compare.verdict import Verdict, judge
+from tuner.errors import InputError
+from tuner.inputs.spec import load_study
+
+
+def test_launches_alternate_so_that_drift_favours_neither():
+    assert alternating(2) == [0, 1, 1, 0]
+    assert alternating(3) == [0, 1, 1, 0, 0, 1]
+
+
+def test_the_same_figures_are_within_noise():
+    same = judge("output_tok_s", [1000.0, 1010.0, 990.0], [1000.0, 1005.0, 995.0], noise=0.02)
+    assert same.verdict == Verdict.WITHIN_NOISE and same.low <= 1.0 <= same.high
+
+
+def test_a_clear_gain_is_improved_and_a_clear_loss_a_regression():
+    gain = judge("output_tok_s", [1000.0, 1020.0, 990.0], [1500.0, 1480.0, 1530.0], noise=0.02)
+    assert gain.verdict == Verdict.IMPROVED and gain.low > 1.02
+    slower_first_token = judge("ttft_p99_ms", [100.0, 104.0, 98.0], [150.0, 155.0, 148.0], noise=0.02)
+    assert slower_first_token.verdict == Verdict.REGRESSION  # a latency: higher is worse
+
+
+def test_an_undecided_difference_says_how_many_launches_would_decide_it():
+    noisy = judge("output_tok_s", [1000.0, 1300.0], [1150.0, 1400.0], noise=0.02)
+    assert noisy.verdict == Verdict.WITHIN_NOISE and noisy.to_decide is not None and noisy.to_decide > 2
+    once = judge("output_tok_s", [1000.0], [2000.0], noise=0.02)
+    assert once.verdict == Verdict.WITHIN_NOISE and once.low is None and "one launch" in once.note
+
+
+def test_shares_are_compared_as_differences():
+    died = judge("stability", [1.0, 1.0], [0.0, 0.0], noise=0.02)
+    assert died.scale == "difference" and died.verdict == Verdict.REGRESSION and died.estimate == -1.0
+
+
+def test_a_side_from_an_exported_yaml_a_command_line_or_a_trial(tmp_path):
+    study = load_study(write_study(tmp_path))
+    exported = tmp_path / "best.yaml"
+    exported.write_text(yaml.safe_dump({"model": "fake", "max-num-seqs": 4, "enforce-eager": True}))
+    side = resolve_side(str(exported), study)
+    assert side.config.flags == {"--max-num-seqs": 4, "--enforce-eager": True} and side.config.model == "fake"
+    command = resolve_side("vllm serve other --max-num-seqs 8 --enforce-eager --kv-cache-dtype=fp8", study)
+    assert command.config.model == "other"
+    assert command.config.flags == {"--max-num-seqs": "8", "--enforce-eager": True, "--kv-cache-dtype": "fp8"}
+    assert command.config.command == tuple(study.spec.server.command)  # the study's server runs it
+    other = resolve_side(str(exported), study, server_command="/opt/vllm-next/bin/vllm serve")
+    assert other.config.command == ("/opt/vllm-next/bin/vllm", "serve")
+    with pytest.raises(InputError, match="no study 'api'"):  # the study file's study, never started
+        resolve_side("api:7", study)
+    with pytest.raises(InputError, match="a config YAML"):
+        resolve_side("nonsense", study)
+
+
+def test_a_side_from_a_trial_of_the_study(tmp_path):
+    import optuna
+
+    study = load_study(write_study(tmp_path))
+    stored = optuna.create_study(study_name="api", storage=study.spec.storage)
+    stored.add_trial(optuna.trial.create_trial(
+        params={"seqs": 4}, distributions={"seqs": optuna.distributions.CategoricalDistribution([1, 4])}, value=1.0))
+    for text in ("0", "api:0"):
+        assert resolve_side(text, study).config.flags["--max-num-seqs"] == 4
+    with pytest.raises(InputError, match="no trial 7"):
+        resolve_side("api:7", study)
+
+
+@pytest.fixture
+def fake_study(tmp_path):
+    path = write_study(tmp_path, load={"concurrency": [8], "requests_per_level": 64, "warmup_rounds": 1,
+                                       "input_len": 8, "output_len": 16, "repeats": 2, "request_timeout_s": 20,
+                                       "level_timeout_s": 60, "precision": None, "screen_precision": None})
+    for seqs in (1, 8):
+        (tmp_path / f"seqs{seqs}.yaml").write_text(yaml.safe_dump({"model": "fake", "max-num-seqs": seqs}))
+    return path
+
+
+@pytest.mark.usefixtures("no_server_left_behind")
+def test_a_config_against_itself_is_within_noise_on_every_metric(tmp_path, fake_study):
+    out = tmp_path / "verdict.json"
+    result = CliRunner().invoke(app, ["compare", str(fake_study), str(tmp_path / "seqs8.yaml"),
+                                      str(tmp_path / "seqs8.yaml"), "--launches", "2", "--json", str(out),
+                                      "--out", str(tmp_path / "runs")])
+    assert result.exit_code == 1, result.output  # nothing improved: B may not replace A
+    doc = json.loads(out.read_text())
+    assert doc["launches"] == [2, 2] and not doc["may_replace"]
+    assert {m["name"]: m["verdict"] for m in doc["metrics"]} == {
+        "output_tok_s": "WITHIN NOISE", "success": "WITHIN NOISE", "stability": "WITHIN NOISE"}
+    lines = (tmp_path / "runs" / "launches.jsonl").read_text().splitlines()
+    assert [json.loads(line)["side"] for line in lines] == ["A", "B", "B", "A"]
+
+
+@pytest.mark.usefixtures("no_server_left_behind")
+def test_eight_streams_at_once_beat_one_and_the_markdown_says_so(tmp_path, fake_study):
+    result = CliRunner().invoke(app, ["compare", str(fake_study), str(tmp_path / "seqs1.yaml"),
+                                      str(tmp_path / "seqs8.yaml"), "--launches", "2", "--format", "md",
+                                      "--out", str(tmp_path / "runs")])
+    assert result.exit_code == 0, result.output
+    assert "| output_tok_s |" in result.output and "IMPROVED" in result.output
+    assert "**B may replace A" in result.output and "|---|" in result.output
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path, fake_study):
+    result = CliRunner().invoke(app, ["compare", str(fake_study), str(tmp_path / "missing.yaml"), "3"])
+    assert result.exit_code == 2 and "missing.yaml: no such file" in result.output

@@ -1,0 +1,74 @@
+"""`tuner compare`: is B really better than A, and by how much? (tuner.compare)"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+
+from tuner.cli._app import app, console, err_console, user_errors
+from tuner.errors import InputError
+
+EXIT_MAY_NOT_REPLACE = 1
+
+
+@app.command("compare")
+@user_errors
+def compare(
+    study_file: Path = typer.Argument(..., help="Study file whose workload, SLOs, sweep, server command and"
+                                      " timeouts both sides are measured with."),
+    a: str = typer.Argument(..., help="A, what runs today: a config YAML (as `tuner study export` writes), a trial"
+                            " (N or STUDY:N, in the study's storage), or a quoted `vllm serve MODEL --flags` line."),
+    b: str = typer.Argument(..., help="B, the candidate: the same forms as A."),
+    launches: int = typer.Option(2, "--launches", min=1, max=20, help="Launches per side, alternating A B B A ..."
+                                 " (2 or more give intervals; more decide smaller differences)."),
+    output_format: str = typer.Option("table", "--format", help="table (terminal) or md (Markdown, for a pull"
+                                      " request)."),
+    json_path: Path | None = typer.Option(None, "--json", help="Also write the verdicts as JSON (for CI)."),
+    out_dir: Path | None = typer.Option(None, "--out", help="Where every launch is written as it ends"
+                                        " (launches.jsonl and server logs; default compare-runs/<time>)."),
+    server_command_a: str | None = typer.Option(None, "--server-command-a", help="A's server command instead of"
+                                                " the study's (e.g. another vLLM environment)."),
+    server_command_b: str | None = typer.Option(None, "--server-command-b", help="B's server command instead of"
+                                                " the study's: the same flags across vLLM versions."),
+) -> None:
+    """Launch A and B alternately on this slice with the study's workload and print, per metric, B against A with a
+    95 % interval and a verdict (IMPROVED, REGRESSION, WITHIN NOISE). Exit 0 when B may replace A (the rank
+    objective IMPROVED, no SLO, success or stability REGRESSION), 1 when it may not, 2 for bad input."""
+    from tuner.compare import compare_launches, resolve_side, run_compare
+    from tuner.inputs.spec import load_study
+
+    if output_format not in ("table", "md"):
+        raise InputError("--format", output_format, "table or md")
+    study = load_study(study_file)
+    sides = (resolve_side(a, study, server_command_a), resolve_side(b, study, server_command_b))
+    out = out_dir or Path("compare-runs") / time.strftime("%Y%m%d-%H%M%S")
+    run = run_compare(study, sides, launches, out, on_event=lambda line: err_console.print(line, highlight=False))
+    goals = study.spec.goals()
+    comparison = compare_launches(sides[0].label, sides[1].label, run.results[0], run.results[1], goals)
+    if output_format == "md":
+        typer.echo(comparison.markdown())
+    else:
+        _print_table(comparison)
+    if json_path is not None:
+        json_path.write_text(comparison.as_json())
+    err_console.print(f"every launch: {out / 'launches.jsonl'}", highlight=False)
+    if not comparison.may_replace:
+        raise typer.Exit(EXIT_MAY_NOT_REPLACE)
+
+
+def _print_table(comparison) -> None:
+    from rich.table import Table
+
+    from tuner.compare.verdict import HEADER
+
+    versions = f"; vLLM {comparison.versions[0]} vs {comparison.versions[1]}" if any(comparison.versions) else ""
+    table = Table(title=f"B vs A: {comparison.launches[0]} and {comparison.launches[1]} launches, machine noise"
+                        f" {comparison.noise:.1%}{versions}")
+    for name in HEADER:
+        table.add_column(name, justify="left" if name == "metric" else "right")
+    for row in comparison.rows():
+        table.add_row(*row)
+    console.print(f"A: {comparison.a_label}\nB: {comparison.b_label}", highlight=False)
+    console.print(table)
+    console.print(comparison.summary(), highlight=False)
