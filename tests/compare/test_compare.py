@@ -116,3 +116,29 @@ def test_eight_streams_at_once_beat_one_and_the_markdown_says_so(tmp_path, fake_
 def test_bad_input_is_one_line_and_exit_2(tmp_path, fake_study):
     result = CliRunner().invoke(app, ["compare", str(fake_study), str(tmp_path / "missing.yaml"), "3"])
     assert result.exit_code == 2 and "missing.yaml: no such file" in result.output
+
+
+@pytest.mark.usefixtures("no_server_left_behind")
+def test_a_config_that_answers_wrongly_regresses_on_quality_and_may_not_replace(tmp_path):
+    """The study's quality guard on: A's first launch answers the probes as the reference, B's are judged against
+    them (the fake answers wrongly below 128 batched tokens, a padded-shape bug no real server shows on demand)."""
+    from tests.study.test_quality_guard import write_study as guarded_study
+
+    path = guarded_study(tmp_path, "wrong-below-batch:128")
+    for batched in (32, 128):
+        (tmp_path / f"b{batched}.yaml").write_text(yaml.safe_dump(
+            {"model": "fake", "max-model-len": 256, "max-num-batched-tokens": batched}))
+    out = tmp_path / "verdict.json"
+    args = ["compare", str(path), str(tmp_path / "b128.yaml"), str(tmp_path / "b32.yaml"), "--launches", "1",
+            "--json", str(out), "--out", str(tmp_path / "runs")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1, result.output
+    quality = next(m for m in json.loads(out.read_text())["metrics"] if m["name"] == "quality")
+    assert quality["a"] == [1.0] and quality["b"][0] < 1.0
+    # Run again with two launches a side: the two already written are kept, two more launched.
+    again = CliRunner().invoke(app, [*args[:5], "2", *args[6:]])
+    assert "resuming: 2 launches already" in again.output
+    lines = (tmp_path / "runs" / "launches.jsonl").read_text().splitlines()
+    assert [json.loads(line)["side"] for line in lines] == ["A", "B", "B", "A"]
+    quality = next(m for m in json.loads(out.read_text())["metrics"] if m["name"] == "quality")
+    assert quality["verdict"] == "REGRESSION" and quality["a"] == [1.0, 1.0]

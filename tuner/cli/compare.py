@@ -26,7 +26,8 @@ def compare(
                                       " request)."),
     json_path: Path | None = typer.Option(None, "--json", help="Also write the verdicts as JSON (for CI)."),
     out_dir: Path | None = typer.Option(None, "--out", help="Where every launch is written as it ends"
-                                        " (launches.jsonl and server logs; default compare-runs/<time>)."),
+                                        " (launches.jsonl and server logs; default compare-runs/<time>). Given"
+                                        " again after an interruption, the launches already there are kept."),
     server_command_a: str | None = typer.Option(None, "--server-command-a", help="A's server command instead of"
                                                 " the study's (e.g. another vLLM environment)."),
     server_command_b: str | None = typer.Option(None, "--server-command-b", help="B's server command instead of"
@@ -45,7 +46,8 @@ def compare(
     out = out_dir or Path("compare-runs") / time.strftime("%Y%m%d-%H%M%S")
     run = run_compare(study, sides, launches, out, on_event=lambda line: err_console.print(line, highlight=False))
     goals = study.spec.goals()
-    comparison = compare_launches(sides[0].label, sides[1].label, run.results[0], run.results[1], goals)
+    comparison = compare_launches(sides[0].label, sides[1].label, run.results[0], run.results[1], goals,
+                                  run.quality_check(study.spec.quality.tolerance))
     if output_format == "md":
         typer.echo(comparison.markdown())
     else:

@@ -7,11 +7,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tuner.compare.sides import Side
+from tuner.contracts.quality import QualityPlan
 from tuner.contracts.results import TrialResult
+from tuner.contracts.serving import ServingFlags
 from tuner.inputs.spec import Study
 from tuner.planning.prelaunch import prompt_vocab_size
 from tuner.planning.traffic import resolve_traffic, sweep_plan
+from tuner.scoring.quality import QualityCheck, QualityReference, noise_gap, reference_key
 from tuner.trial import launch
+from tuner.trial.probes import probes_for, study_probe_set
 from tuner.trial.sweep_plan import LaunchRequest
 
 LAUNCHES_FILE = "launches.jsonl"
@@ -29,6 +33,35 @@ def alternating(launches: int) -> list[int]:
 class CompareRun:
     sides: tuple[Side, Side]
     results: tuple[list[TrialResult], list[TrialResult]] = field(default_factory=lambda: ([], []))
+    reference: QualityReference | None = None  # A's first answers to the probes, when the study's guard is on
+
+    def quality_check(self, tolerance: float) -> QualityCheck | None:
+        return QualityCheck(self.reference, tolerance) if self.reference is not None else None
+
+
+class _Probes:
+    """The study's quality probes (its guard on): A's first launch answers them as the reference, every later
+    launch (B's, and A's again: its own noise) is teacher-forced through A's answers."""
+
+    def __init__(self, study: Study, vocab: int | None) -> None:
+        self.probes = study_probe_set(study) if study.spec.quality.enabled and vocab else []
+        self.vocab = vocab or 0
+        self.key = reference_key(study.spec.model, self.probes)
+
+    def plan(self, side: Side, reference: QualityReference | None) -> QualityPlan | None:
+        probes = probes_for(self.probes, side.config.flags)
+        if not probes:
+            return None
+        answers = tuple(reference.answering({p.name for p in probes})) if reference is not None else None
+        batch = ServingFlags.of(side.config.flags).max_num_seqs or len(probes)
+        return QualityPlan(probes=tuple(probes), reference=answers, vocab_size=self.vocab,
+                           concurrency=max(1, min(batch, len(probes))))
+
+    def reference_from(self, result: TrialResult) -> QualityReference | None:
+        if not result.probes or any(a.error or not a.tokens for a in result.probes):
+            return None
+        return QualityReference(key=self.key, params={}, trial=0, answers=list(result.probes),
+                                noise=noise_gap(result.probes, result.probes), server_version=result.server_version)
 
 
 def run_compare(study: Study, sides: tuple[Side, Side], launches: int, out_dir: Path,
@@ -38,17 +71,25 @@ def run_compare(study: Study, sides: tuple[Side, Side], launches: int, out_dir: 
     out_dir.mkdir(parents=True, exist_ok=True)
     plan = sweep_plan(study, resolve_traffic(study))
     vocab = prompt_vocab_size(study)
+    probes = _Probes(study, vocab)
     run = CompareRun(sides)
+    done = _resume(out_dir / LAUNCHES_FILE, run, probes)
+    if done:
+        on_event(f"resuming: {done} launches already in {out_dir / LAUNCHES_FILE}")
     for n, side_index in enumerate(alternating(launches)):
+        if n < done:
+            continue
         side = sides[side_index]
         name = "AB"[side_index]
         on_event(f"launch {n + 1}/{2 * launches}: {name} ({side.label})")
         log_path = out_dir / f"launch-{n + 1:02d}-{name}.log"
-        outcome = launch(LaunchRequest(config=side.config, plan=plan, timeouts=study.spec.timeouts,
-                                       log_path=str(log_path.absolute()), host=study.spec.server.host,
-                                       vocab_size=vocab))
+        outcome = launch(LaunchRequest(config=side.config, plan=plan.with_quality(probes.plan(side, run.reference)),
+                                       timeouts=study.spec.timeouts, log_path=str(log_path.absolute()),
+                                       host=study.spec.server.host, vocab_size=vocab))
         result = outcome.result
         run.results[side_index].append(result)
+        if run.reference is None and side_index == 0:
+            run.reference = probes.reference_from(result)
         with (out_dir / LAUNCHES_FILE).open("a") as f:
             f.write(json.dumps({"launch": n + 1, "side": name, "label": side.label,
                                 "result": result.model_dump(mode="json")}) + "\n")
@@ -56,3 +97,19 @@ def run_compare(study: Study, sides: tuple[Side, Side], launches: int, out_dir: 
         on_event(f"launch {n + 1}/{2 * launches}: {name} {verdict}"
                  + (f" ({result.failure_detail[:100]})" if result.failure_class else ""))
     return run
+
+
+def _resume(path: Path, run: CompareRun, probes: _Probes) -> int:
+    """Launches an earlier, interrupted run of the same comparison wrote down: kept, not launched again."""
+    if not path.is_file():
+        return 0
+    done = 0
+    for line in path.read_text().splitlines():
+        entry = json.loads(line)
+        result = TrialResult.model_validate(entry["result"])
+        side_index = "AB".index(entry["side"])
+        run.results[side_index].append(result)
+        if run.reference is None and side_index == 0:
+            run.reference = probes.reference_from(result)
+        done += 1
+    return done

@@ -20,14 +20,15 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 
-from tuner.contracts.goals import LATENCY_RE, STABILITY, Goals, direction_of
+from tuner.contracts.goals import LATENCY_RE, QUALITY, STABILITY, Goals, direction_of
 from tuner.contracts.results import LevelRole, TrialResult
 from tuner.load.intervals import t_975
 from tuner.scoring.objectives import latency
+from tuner.scoring.quality import QualityCheck
 from tuner.scoring.score import score_run
 
 SUCCESS = "success"
-SHARES = (SUCCESS, STABILITY)  # compared as differences
+SHARES = (SUCCESS, STABILITY, QUALITY)  # compared as differences
 SHARE_NOISE = 0.05
 MIN_NOISE, DEFAULT_NOISE = 0.01, 0.05
 
@@ -41,15 +42,18 @@ class Verdict(StrEnum):
     WITHIN_NOISE = "WITHIN NOISE"
 
 
-def figures_of(result: TrialResult, goals: Goals) -> dict[str, float]:
-    """One launch's figures by metric name (a metric it did not measure is absent)."""
+def figures_of(result: TrialResult, goals: Goals, quality: QualityCheck | None = None) -> dict[str, float]:
+    """One launch's figures by metric name (a metric it did not measure is absent); `quality`: its answers judged
+    against A's first."""
     figures: dict[str, float] = {}
     sweep = [lv for lv in result.levels if lv.phase == LevelRole.SWEEP]
     sent = sum(lv.requests for lv in sweep)
     if sent:
         figures[SUCCESS] = sum(lv.completed for lv in sweep) / sent
-    score = score_run(result, goals)
+    score = score_run(result, goals, quality)
     figures[STABILITY] = score.components.score
+    if score.quality is not None:
+        figures[QUALITY] = score.quality.figure
     at_point = [lv for lv in sweep if lv.reliable and lv.concurrency == score.operating_concurrency]
     if not score.feasible or not at_point:
         return figures
@@ -65,7 +69,7 @@ def figures_of(result: TrialResult, goals: Goals) -> dict[str, float]:
 
 def metric_names(goals: Goals) -> list[str]:
     names = [goals.rank_metric, *(["goodput_tok_s"] if goals.slo and goals.rank_metric != "goodput_tok_s" else []),
-             *goals.slo, SUCCESS, STABILITY]
+             *goals.slo, SUCCESS, STABILITY, QUALITY]
     return list(dict.fromkeys(names))
 
 
@@ -88,7 +92,7 @@ class MetricVerdict:
 
     @property
     def guards(self) -> bool:
-        """A metric B must not regress on to replace A: an SLO latency, success or stability."""
+        """A metric B must not regress on to replace A: an SLO latency, success, stability or quality."""
         return bool(LATENCY_RE.match(self.name)) or self.name in SHARES
 
 
@@ -110,7 +114,8 @@ class Comparison:
 
     def summary(self) -> str:
         if self.may_replace:
-            return f"B may replace A: {self.rank_metric} IMPROVED and no SLO, success or stability REGRESSION"
+            return (f"B may replace A: {self.rank_metric} IMPROVED and no SLO, success, stability or quality"
+                    " REGRESSION")
         rank = next((m for m in self.metrics if m.name == self.rank_metric), None)
         why = [f"{m.name} REGRESSION" for m in self.metrics if m.guards and m.verdict == Verdict.REGRESSION]
         if rank is None or rank.verdict != Verdict.IMPROVED:
@@ -137,8 +142,8 @@ class Comparison:
 
 
 def compare_launches(a_label: str, b_label: str, a: Sequence[TrialResult], b: Sequence[TrialResult],
-                     goals: Goals) -> Comparison:
-    fa, fb = [figures_of(r, goals) for r in a], [figures_of(r, goals) for r in b]
+                     goals: Goals, quality: QualityCheck | None = None) -> Comparison:
+    fa, fb = [figures_of(r, goals, quality) for r in a], [figures_of(r, goals, quality) for r in b]
     spreads = [s for r in [*a, *b] if (s := score_run(r, goals).evidence.repeat_spread) is not None]
     noise = max(MIN_NOISE, statistics.median(spreads)) if spreads else DEFAULT_NOISE
     versions = (next((r.server_version for r in a if r.server_version), ""),
@@ -147,8 +152,9 @@ def compare_launches(a_label: str, b_label: str, a: Sequence[TrialResult], b: Se
                                                len([f for f in fb if goals.rank_metric in f])),
                             noise, goals.rank_metric, versions=versions)
     for name in metric_names(goals):
-        comparison.metrics.append(judge(name, [f[name] for f in fa if name in f], [f[name] for f in fb if name in f],
-                                        noise))
+        xs, ys = [f[name] for f in fa if name in f], [f[name] for f in fb if name in f]
+        if name != QUALITY or xs or ys:  # quality only when the study's guard is on
+            comparison.metrics.append(judge(name, xs, ys, noise))
     return comparison
 
 
