@@ -21,6 +21,7 @@ modules:
                 estimate, `tuner study plan`, `tuner study new`
     study/      the loop (prepare, run, open_study): Optuna ask/tell over stop rules, Ray executor, leases;
                 records: the only code that reads or writes what a study stores; the front
+    compare/    `tuner compare`: two configs launched alternately, per-metric verdicts with intervals
     report/     tables, live progress, the HTML / Markdown report, dashboard notes, the exported YAML
     cli/        every `tuner` command; the only place errors become one-line messages and exit codes
 """
