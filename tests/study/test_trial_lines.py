@@ -4,7 +4,7 @@ from __future__ import annotations
 from tests.builders import _score
 
 from tuner.contracts.results import Interval, LevelEnd, LevelResult, TrialResult
-from tuner.study._runner import _precision
+from tuner.study._done_line import _precision, done_line
 
 
 def result_with(ci: Interval | None, ended_by: LevelEnd | None = None) -> TrialResult:
@@ -25,3 +25,10 @@ def test_the_done_line_gives_the_operating_points_precision_or_why_none():
     assert _precision(result_with(None), score) == ""  # stored before intervals
     elsewhere = _score([1000.0, 1.0]).model_copy(update={"operating_concurrency": 16})
     assert _precision(result_with(Interval(low=1.0, high=2.0, relative=0.5)), elsewhere) == ""  # no level there
+
+
+def test_a_launch_stopped_as_dominated_says_so():
+    result = result_with(Interval(low=950.0, high=1050.0, relative=0.05))
+    result.dominated, result.wall_s = True, 90.0
+    line = done_line(_score([1000.0, 1.0]), result)
+    assert line.endswith("; stopped: dominated by the front [1.5 min of slice time]")

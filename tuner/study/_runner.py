@@ -22,14 +22,14 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 
 from tuner.contracts.outcomes import Disposition, disposition_of
-from tuner.contracts.results import LevelRole, TrialResult
+from tuner.contracts.results import TrialResult
 from tuner.errors import InfrastructureError, SetupError, TunerBug
 from tuner.inputs.spec import Study
 from tuner.planning.launch_time import estimated_launch_s
 from tuner.planning.prelaunch import prompt_vocab_size
 from tuner.planning.traffic import Traffic, resolve_traffic, sweep_plan
-from tuner.scoring.score import Score
 from tuner.study._bookkeeping import Bookkeeper, Proposal, Recorded
+from tuner.study._done_line import done_line
 from tuner.study._drivers import POLL_S, OtherDrivers
 from tuner.study._executor import Executor, RayExecutor, Task
 from tuner.study._first_shapes import FirstShapeDeaths, killed_before_serving
@@ -249,9 +249,7 @@ class StudyRunner:
         score = self.books.tell(attempt.proposal, result, attempts=attempt.number)
         self._release(attempt)
         self._count()
-        verdict = _verdict(score) + _precision(result, score) + _drafts(result)
-        held = f" [{result.wall_s / 60:.1f} min of slice time]" if result.wall_s else ""
-        self.progress.event(f"trial {attempt.trial_number} done: {verdict}{held}")
+        self.progress.event(f"trial {attempt.trial_number} done: {done_line(score, result)}")
 
     def _retry_or_give_up(self, attempt: Attempt, result: TrialResult) -> None:
         """Not the config's fault: the same parameters again, up to max_infra_retries; then recorded as failed,
@@ -340,44 +338,3 @@ class StudyRunner:
         if self.others.running and not self.snapshot.last_event.startswith("waiting for"):
             self.progress.event(f"waiting for trials other drivers run: {sorted(self.others.running)}")
         return bool(self.others.running)
-
-
-def _verdict(score: Score) -> str:
-    figures = ", ".join(f"{name} {_figure(value)}" for name, value in score.values.items())
-    where = f" at {score.operating_point}" if score.operating_point else ""
-    # The quality figure is shown whenever the guard judged the launch, objective or not.
-    quality = (f", quality {score.quality.figure:.3f}" if score.quality is not None
-               and "quality" not in score.values else "")
-    if score.feasible:
-        return f"{figures}{where}{quality}" + (f" (then {score.outcome})" if score.outcome != "measured" else "")
-    if score.outcome == "slo_miss":
-        return f"slo_miss: {score.detail}"
-    if score.quality is not None and score.outcome == "wrong_output":
-        return f"penalized: wrong_output (quality {score.quality.figure:.3f}: {score.quality.describe()})"
-    return f"penalized: {score.outcome}"
-
-
-def _drafts(result: TrialResult) -> str:
-    """How speculation fared at the launch's top measured level, under the study's sampling: the figure that says
-    whether the drafts paid."""
-    level = next((lv for lv in reversed(result.levels) if lv.phase == LevelRole.SWEEP and lv.speculation is not None), None)
-    if level is None or level.speculation is None:
-        return ""
-    return f"; drafts at c={level.concurrency}: {level.speculation.describe()}"
-
-
-def _precision(result: TrialResult, score: Score) -> str:
-    """How precisely the operating point's throughput is known: "; +/-4.1 % (95 %, 236 requests, to +/-5 %)", from
-    its most precise measurement (the repeat, coarse first), or why it has no interval."""
-    measured = [(lv, lv.output_throughput_ci) for lv in result.levels if lv.phase == LevelRole.SWEEP and lv.reliable
-                and lv.concurrency == score.operating_concurrency and lv.output_throughput_ci is not None]
-    if not measured or not score.feasible:
-        return ""
-    level, ci = min(measured, key=lambda m: m[1].relative if m[1].relative is not None else float("inf"))
-    if ci.relative is None:
-        return f"; no 95 % CI ({ci.reason}; {level.describe_end()})"
-    return f"; +/-{ci.relative:.1%} (95 %, {level.describe_end()})"
-
-
-def _figure(value: float) -> str:
-    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
