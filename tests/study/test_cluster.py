@@ -36,7 +36,8 @@ def write_study(tmp_path: Path, trials: int, requests: int) -> str:
         "server": {"command": [sys.executable, FAKE], "env": {"FAKE_VLLM_MODE": "ok", "FAKE_VLLM_TOKEN_MS": "5",
                                                                "TUNER_TEST_TAG": str(tmp_path)}},
         "load": {"concurrency": [1], "requests_per_level": requests, "warmup_rounds": 0, "input_len": 8,
-                 "output_len": 16, "repeats": 1, "worst_case": False},  # up to 1,000 sequences at once: not here
+                 "output_len": 16, "repeats": 1, "worst_case": False,  # up to 1,000 sequences at once: not here
+                 "precision": None},  # every request sent: the load lasts as long as the tests need
         "resources": {SLICE: 1}, "parallel": 2, "trials": trials, "storage": storage,
         "runs_dir": str(tmp_path / "runs"), "sampler": {"name": "random", "seed": 3}, "max_infra_retries": 2,
         "timeouts": {"startup_s": 120, "shutdown_grace_s": 2}, "confirm": {"repeats": 0},

@@ -185,9 +185,10 @@ def test_bad_responses_are_counted_and_trial_completes(tmp_path, mode, error):
 
 
 def test_killed_ray_worker_reruns_the_same_parameters(tmp_path):
+    # precision: null: the level sends all 400 requests, long enough for the kill to land inside it
     study = make_study(tmp_path, "ok", load={"concurrency": [1], "requests_per_level": 400, "warmup_rounds": 0,
                                              "input_len": 8, "output_len": 8, "repeats": 1, "request_timeout_s": 5,
-                                             "level_timeout_s": 60})
+                                             "level_timeout_s": 60, "precision": None})
     killed = []
 
     def kill_the_worker_once():

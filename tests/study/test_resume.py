@@ -28,7 +28,8 @@ def write_study(tmp_path: Path) -> str:
         "server": {"command": [sys.executable, FAKE], "env": {"FAKE_VLLM_MODE": "ok", "FAKE_VLLM_TOKEN_MS": "5",
                                                                    "TUNER_TEST_TAG": str(tmp_path)}},
         "load": {"concurrency": [1], "requests_per_level": 16, "warmup_rounds": 0, "input_len": 8, "output_len": 32,
-                 "repeats": 1, "worst_case": False},  # up to 1,000 sequences at once: not what these tests are about
+                 "repeats": 1, "worst_case": False,  # up to 1,000 sequences at once: not what these tests are about
+                 "precision": None},  # every request sent: each trial lasts long enough to be killed in
         "resources": {"CPU": 1}, "trials": TRIALS, "storage": storage, "runs_dir": str(tmp_path / "runs"),
         "sampler": {"name": "random", "seed": 1},
         "confirm": {"repeats": 1, "candidates": 1},  # one relaunch shows the confirmation resumes too

@@ -43,8 +43,10 @@ def write_study(workdir: Path, name: str, storage: str) -> None:
                                                                "TUNER_TEST_TAG": str(workdir)}},
         # about 5 s of load per trial: longer than the lease's grace, so a driver taking another's live trial
         # would show
+        # precision: null: every trial sends all 60 (a level measured to a precision could end in a second)
         "load": {"concurrency": [1], "requests_per_level": 60, "warmup_rounds": 0, "input_len": 8,
-                 "output_len": 16, "repeats": 1, "worst_case": False},  # up to 1,000 sequences at once: not here
+                 "output_len": 16, "repeats": 1, "worst_case": False,  # up to 1,000 sequences at once: not here
+                 "precision": None},
         "resources": {SLICE: 1}, "parallel": 1, "trials": TRIALS, "storage": storage,
         "runs_dir": str(workdir / "runs"), "sampler": {"name": "random", "seed": 5},
         "timeouts": {"startup_s": 120, "shutdown_grace_s": 2}, "confirm": {"repeats": 0},
