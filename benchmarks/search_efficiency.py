@@ -77,8 +77,9 @@ def study_file(folder: Path, surface_path: Path, recorded: dict, space_file: Pat
     return path
 
 
-def run_one(path: Path) -> list[dict]:
-    """One replayed study in memory; the launched search trials' params in order."""
+def run_one(path: Path) -> list[tuple[dict, float]]:
+    """One replayed study in memory; the launched search trials' params in order, each with the slice time its
+    replayed launch took when it was recorded (wall_s: startup, probes, sweep, teardown)."""
     import optuna
 
     from tuner.inputs.spec import load_study
@@ -92,14 +93,14 @@ def run_one(path: Path) -> list[dict]:
     for trial in optuna_study.get_trials(deepcopy=False):
         record = TrialRecord.of(trial)
         if record.complete and record.launched and record.confirms is None:
-            launched.append(dict(trial.params))
+            launched.append((dict(trial.params), record.wall_s))
     return launched
 
 
-def share_after(launched: list[dict], n: int, truth: dict, true_hv: float) -> float:
+def share_after(launched: list[tuple[dict, float]], n: int, truth: dict, true_hv: float) -> float:
     from tuner.study.replay import params_key
 
-    found = {params_key(p) for p in launched[:n]}
+    found = {params_key(p) for p, _ in launched[:n]}
     return hypervolume([truth[k] for k in found if k in truth]) / true_hv
 
 
@@ -142,6 +143,9 @@ def main() -> int:
     checkpoints = sorted({n for n in (*CHECKPOINTS, quarter) if n <= args.budget})
     shares: dict[str, dict[int, list[float]]] = {}
     to_goal: dict[str, list[int | None]] = {}
+    hours_to_goal: dict[str, list[float | None]] = {}
+    grid_hours = sum(statistics.median(launch["result"].get("wall_s", 0.0) for launch in config["launches"])
+                     for config in recorded["configs"] if config["launches"]) / 3600
     with tempfile.TemporaryDirectory() as tmp:
         space_file = Path(tmp) / "space.yaml"
         space_file.write_text(yaml.safe_dump(recorded["space"]))
@@ -155,14 +159,18 @@ def main() -> int:
             started = time.perf_counter()
             shares[strategy] = {n: [] for n in checkpoints}
             to_goal[strategy] = []
+            hours_to_goal[strategy] = []
             for seed in range(args.seeds):
                 path = study_file(Path(tmp), args.surface.resolve(), recorded, space_file, strategy, seed,
                                   args.budget)
                 launched = run_one(path)
                 for n in checkpoints:
                     shares[strategy][n].append(share_after(launched, n, truth, true_hv))
-                to_goal[strategy].append(next((n for n in range(1, args.budget + 1)
-                                               if share_after(launched, n, truth, true_hv) >= GOAL), None))
+                reached = next((n for n in range(1, args.budget + 1)
+                                if share_after(launched, n, truth, true_hv) >= GOAL), None)
+                to_goal[strategy].append(reached)
+                hours_to_goal[strategy].append(None if reached is None else
+                                               sum(wall for _, wall in launched[:reached]) / 3600)
             print(f"  {strategy}: {args.seeds} seeds in {time.perf_counter() - started:.0f} s", flush=True)
 
     print(f"\nhypervolume share of the true front after n launches: median [IQR] over {args.seeds} seeds"
@@ -181,6 +189,12 @@ def main() -> int:
               + f"{('-' if needed == float('inf') else f'{needed:g}'):>10}{f'{within} of {len(reached)} seeds':>16}")
     print(f"goal: >= {GOAL:.2f} of the true front's hypervolume within {quarter} launches (25 % of the grid),"
           " median over seeds")
+    print(f"\nslice-hours to reach {GOAL:.0%}, replaying each launch's recorded time (the whole grid, every config"
+          f" once at its median launch: {grid_hours:.2f} slice-h; 25 % of it: {grid_hours / 4:.2f})")
+    for strategy, hours in hours_to_goal.items():
+        spent = statistics.median(h if h is not None else float("inf") for h in hours)
+        share = "-" if spent == float("inf") else f"{spent:.2f} slice-h ({spent / grid_hours:.0%} of the grid)"
+        print(f"{strategy:<10}{share:>36}")
     if args.plot:
         plot(shares, args.plot, grid_size, args.seeds)
     return 0
