@@ -70,7 +70,26 @@ def test_a_launch_that_served_without_a_quality_figure_is_a_problem(tmp_path):
     (tmp_path / "best.yaml").write_text(GOOD_HEADER)
     found = check_demo.problems(GOOD_LOG, storage, "quickstart-cpu", tmp_path / "best.yaml")
     assert found == [f"trial {unjudged} served but has no quality figure",
-                     f"trial {unjudged}: level c=1 (sweep) has no share of both ceilings: not checked"]
+                     f"trial {unjudged}: level c=1 (sweep) has no share of both ceilings: not checked",
+                     f"trial {unjudged}: level c=1 was not measured to a precision"]
+
+
+def test_every_sweep_level_of_the_demo_says_what_ended_it(tmp_path):
+    from tests.builders import add_trial, level
+
+    from tuner.contracts.results import LevelEnd
+
+    storage = make_storage(tmp_path, False)
+    study = optuna.load_study(study_name="quickstart-cpu", storage=storage)
+    (tmp_path / "best.yaml").write_text(GOOD_HEADER)
+    measured = level(output_throughput=900.0)
+    measured.ended_by, measured.precision_target = LevelEnd.PRECISION, 0.15
+    counted = add_trial(study, [900.0, 0.9], -1.0, {}, params={"seqs": 8}, levels=[level(output_throughput=900.0)])
+    precise = add_trial(study, [900.0, 0.9], -1.0, {}, params={"seqs": 4}, levels=[measured])
+    found = [p for p in check_demo.problems(GOOD_LOG, storage, "quickstart-cpu", tmp_path / "best.yaml")
+             if "precision" in p]
+    assert found == [f"trial {counted}: level c=1 was not measured to a precision"]
+    assert precise != counted
 
 
 def test_every_level_of_the_demo_must_carry_its_share_of_both_ceilings_measured_on_the_host(tmp_path):
