@@ -21,7 +21,7 @@ def test_the_done_line_gives_the_operating_points_precision_or_why_none():
     measured = result_with(Interval(low=960.0, high=1040.0, relative=0.04), LevelEnd.PRECISION)
     assert _precision(measured, score) == "; +/-4.0% (95 %, 128 requests, to +/-5%)"
     capped = result_with(Interval(reason="steady part too short"), LevelEnd.CAP)
-    assert _precision(capped, score) == "; no 95 % CI (steady part too short; 128 requests (the cap, short of +/-5%))"
+    assert _precision(capped, score) == "; no 95 % CI (steady part too short; 128 requests, the cap, short of +/-5%)"
     assert _precision(result_with(None), score) == ""  # stored before intervals
     elsewhere = _score([1000.0, 1.0]).model_copy(update={"operating_concurrency": 16})
     assert _precision(result_with(Interval(low=1.0, high=2.0, relative=0.5)), elsewhere) == ""  # no level there

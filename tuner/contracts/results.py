@@ -298,15 +298,15 @@ class LevelResult(BaseModel):
     unsent: int = Field(0, description="prepared requests never sent because the level had ended (not failures)")
 
     def describe_end(self) -> str:
-        """"236 requests, to +/-5 %" / "512 requests (the cap, short of +/-5 %)": how much the level sent and why it
+        """"236 requests, to +/-5 %" / "512 requests, the cap, short of +/-5 %": how much the level sent and why it
         stopped there."""
         sent = f"{self.requests} requests"
         target = f"+/-{self.precision_target:.0%}" if self.precision_target is not None else ""
         return {LevelEnd.PRECISION: f"{sent}, to {target}",
-                LevelEnd.CAP: f"{sent} (the cap, short of {target})",
-                LevelEnd.SLO_MISSED: f"{sent} (stopped: an SLO is missed for sure)",
-                LevelEnd.DURATION: f"{sent} (the duration ran out)",
-                LevelEnd.CUT_SHORT: f"{sent} (cut short)"}.get(self.ended_by or LevelEnd.COUNT, sent)
+                LevelEnd.CAP: f"{sent}, the cap, short of {target}",
+                LevelEnd.SLO_MISSED: f"{sent}, stopped: an SLO is missed for sure",
+                LevelEnd.DURATION: f"{sent}, the duration ran out",
+                LevelEnd.CUT_SHORT: f"{sent}, cut short"}.get(self.ended_by or LevelEnd.COUNT, sent)
 
 
 class TrialResult(BaseModel):

@@ -28,6 +28,7 @@ Stability of one launch, a product of components in [0, 1] (one bad component ca
 from __future__ import annotations
 
 import statistics
+from collections.abc import Iterable
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
@@ -229,7 +230,12 @@ def _score_measured(result: TrialResult, goals: Goals) -> Score:
                  values=_values(point, goals, components), constraints=constraints, components=components,
                  evidence=evidence, operating_point=point.key, operating_concurrency=point.concurrency,
                  operating_rate=point.rate, point_precision=point.precision(),
-                 slo_uncertain=sorted({u for lv in point.levels for u in slo_uncertain(lv, goals)}), flags=flags)
+                 slo_uncertain=_one_per_slo(u for lv in point.levels for u in slo_uncertain(lv, goals)), flags=flags)
+
+
+def _one_per_slo(lines: Iterable[str]) -> list[str]:
+    """One line per SLO ("ttft_p99_ms: ..."), the last repeat's, when several levels of the point are uncertain."""
+    return list({line.split(":", 1)[0]: line for line in lines}.values())
 
 
 def _values(point: LoadPoint, goals: Goals, components: StabilityComponents) -> dict[str, float]:
