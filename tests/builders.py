@@ -15,6 +15,7 @@ import yaml
 from tuner.contracts.outcomes import FailureClass, Outcome
 from tuner.contracts.results import LatencyStats, LevelResult
 from tuner.inputs.spec import LoadSpec, Timeouts
+from tuner.load.request import RequestRecord
 from tuner.scoring.score import Evidence, Score, StabilityComponents
 from tuner.server.accepted import AcceptedInputs, parse_help
 from tuner.server.config import ServerConfig
@@ -162,3 +163,20 @@ class EndServerAt:
 def level(**fields) -> LevelResult:
     """A measured level with one answered request; `fields` set the rest."""
     return LevelResult(concurrency=1, requests=1, completed=1, failed=0, duration_s=1.0, **fields)
+
+
+def closed_loop(streams: int, per_stream: int, seconds: float, jitter: float, ttft: float = 0.05,
+                seed: int = 0) -> list[RequestRecord]:
+    """Records of a closed loop: each stream sends its next request when the last one ends, 100 tokens each."""
+    import random
+
+    rng = random.Random(seed)
+    records = []
+    for _ in range(streams):
+        t = 0.0
+        for _ in range(per_stream):
+            duration = seconds * (1 + rng.uniform(-jitter, jitter))
+            records.append(RequestRecord(ok=True, start=t, ttft=ttft, end=t + duration, e2el=duration,
+                                         output_tokens=100))
+            t += duration
+    return records

@@ -1,26 +1,11 @@
 """Intervals from a level's own requests: batch means over the steady part, order statistics for percentiles."""
 from __future__ import annotations
 
-import random
-
 import numpy as np
 import pytest
+from tests.builders import closed_loop
 
 from tuner.load.intervals import percentile_interval, t_975, throughput_interval
-from tuner.load.request import RequestRecord
-
-
-def closed_loop(streams: int, per_stream: int, seconds: float, jitter: float, seed: int = 0) -> list[RequestRecord]:
-    """Records of a closed loop: each stream sends its next request when the last one ends, 100 tokens each."""
-    rng = random.Random(seed)
-    records = []
-    for _ in range(streams):
-        t = 0.0
-        for _ in range(per_stream):
-            duration = seconds * (1 + rng.uniform(-jitter, jitter))
-            records.append(RequestRecord(ok=True, start=t, ttft=0.05, end=t + duration, output_tokens=100))
-            t += duration
-    return records
 
 
 def test_a_steady_level_has_a_narrow_interval_around_its_figure():

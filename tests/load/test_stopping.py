@@ -4,29 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import random
 from pathlib import Path
 
 import pytest
+from tests.builders import closed_loop
 
 from tuner.contracts.results import LevelEnd
 from tuner.load import LevelOptions, LoadPattern, Workload, measure_level
 from tuner.load.request import RequestRecord
 from tuner.load.stopping import PercentileLimit, StopRule, combined_end, default_min_requests
-
-
-def closed_loop(streams: int, per_stream: int, seconds: float, jitter: float, ttft: float = 0.05,
-                seed: int = 0) -> list[RequestRecord]:
-    rng = random.Random(seed)
-    records = []
-    for _ in range(streams):
-        t = 0.0
-        for _ in range(per_stream):
-            duration = seconds * (1 + rng.uniform(-jitter, jitter))
-            records.append(RequestRecord(ok=True, start=t, ttft=ttft, end=t + duration, e2el=duration,
-                                         output_tokens=100))
-            t += duration
-    return records
 
 
 def last_send(records):

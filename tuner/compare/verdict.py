@@ -25,7 +25,7 @@ from tuner.contracts.results import LevelRole, TrialResult
 from tuner.load.intervals import t_975
 from tuner.scoring.objectives import latency
 from tuner.scoring.quality import QualityCheck
-from tuner.scoring.score import score_run
+from tuner.scoring.score import Score, score_run
 
 SUCCESS = "success"
 SHARES = (SUCCESS, STABILITY, QUALITY)  # compared as differences
@@ -42,15 +42,14 @@ class Verdict(StrEnum):
     WITHIN_NOISE = "WITHIN NOISE"
 
 
-def figures_of(result: TrialResult, goals: Goals, quality: QualityCheck | None = None) -> dict[str, float]:
-    """One launch's figures by metric name (a metric it did not measure is absent); `quality`: its answers judged
-    against A's first."""
+def figures_of(result: TrialResult, goals: Goals, score: Score) -> dict[str, float]:
+    """One launch's figures by metric name (a metric it did not measure is absent), from its levels and its score
+    (its answers judged against A's first when the study's guard is on)."""
     figures: dict[str, float] = {}
     sweep = [lv for lv in result.levels if lv.phase == LevelRole.SWEEP]
     sent = sum(lv.requests for lv in sweep)
     if sent:
         figures[SUCCESS] = sum(lv.completed for lv in sweep) / sent
-    score = score_run(result, goals, quality)
     figures[STABILITY] = score.components.score
     if score.quality is not None:
         figures[QUALITY] = score.quality.figure
@@ -143,8 +142,10 @@ class Comparison:
 
 def compare_launches(a_label: str, b_label: str, a: Sequence[TrialResult], b: Sequence[TrialResult],
                      goals: Goals, quality: QualityCheck | None = None) -> Comparison:
-    fa, fb = [figures_of(r, goals, quality) for r in a], [figures_of(r, goals, quality) for r in b]
-    spreads = [s for r in [*a, *b] if (s := score_run(r, goals).evidence.repeat_spread) is not None]
+    scores = {id(r): score_run(r, goals, quality) for r in [*a, *b]}
+    fa = [figures_of(r, goals, scores[id(r)]) for r in a]
+    fb = [figures_of(r, goals, scores[id(r)]) for r in b]
+    spreads = [s for score in scores.values() if (s := score.evidence.repeat_spread) is not None]
     noise = max(MIN_NOISE, statistics.median(spreads)) if spreads else DEFAULT_NOISE
     versions = (next((r.server_version for r in a if r.server_version), ""),
                 next((r.server_version for r in b if r.server_version), ""))

@@ -50,10 +50,8 @@ def throughput_bound(levels: Sequence[LevelResult], remaining: Sequence[int], go
         if slo_excess(lv, goals) <= 0:
             highs.append(ci.high)
     last = sweep[-1]
-    if remaining and slo_excess(last, goals) <= 0 and last.concurrency:
-        ceiling = last.output_throughput_ci.high if last.output_throughput_ci else None
-        if ceiling is None:
-            return None
+    if remaining and slo_excess(last, goals) <= 0 and last.concurrency and last.output_throughput_ci is not None:
+        ceiling = last.output_throughput_ci.high or 0.0  # known: every level's high end was checked above
         highs += [ceiling * c / last.concurrency for c in remaining]
     return max(highs, default=0.0)
 
