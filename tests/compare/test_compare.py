@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import json
 
+import optuna
 import pytest
 import yaml
+from optuna.trial import TrialState
 from tests.builders import write_study
 from typer.testing import CliRunner
 
 from tuner.cli import app
 from tuner.compare import resolve_side
 from tuner.compare.run import alternating
+from tuner.compare.store import COMPARE_STUDY_FILE, STUDY_ATTR_VERDICT, CompareStore, is_comparison
 from tuner.compare.verdict import Verdict, judge
 from tuner.errors import InputError
 from tuner.inputs.spec import load_study
@@ -80,9 +83,14 @@ def test_a_side_from_a_trial_of_the_study(tmp_path):
 
 @pytest.fixture
 def fake_study(tmp_path):
-    path = write_study(tmp_path, load={"concurrency": [8], "requests_per_level": 64, "warmup_rounds": 1,
+    path = write_study(tmp_path, load={"concurrency": [8], "requests_per_level": 32, "warmup_rounds": 1,
                                        "input_len": 8, "output_len": 16, "repeats": 2, "request_timeout_s": 20,
                                        "level_timeout_s": 60, "precision": None, "screen_precision": None})
+    # Tokens paced 10 ms apart: the fake's throughput then follows the config (streams at once), not how busy the
+    # host's two cores happen to be during one launch (at 1 ms a token, the fake and the client are CPU-bound).
+    spec = yaml.safe_load(path.read_text())
+    spec["server"]["env"]["FAKE_VLLM_TOKEN_MS"] = "10"
+    path.write_text(yaml.safe_dump(spec))
     for seqs in (1, 8):
         (tmp_path / f"seqs{seqs}.yaml").write_text(yaml.safe_dump({"model": "fake", "max-num-seqs": seqs}))
     return path
@@ -98,9 +106,18 @@ def test_a_config_against_itself_is_within_noise_on_every_metric(tmp_path, fake_
     doc = json.loads(out.read_text())
     assert doc["launches"] == [2, 2] and not doc["may_replace"]
     assert {m["name"]: m["verdict"] for m in doc["metrics"]} == {
-        "output_tok_s": "WITHIN NOISE", "success": "WITHIN NOISE", "stability": "WITHIN NOISE"}
-    lines = (tmp_path / "runs" / "launches.jsonl").read_text().splitlines()
-    assert [json.loads(line)["side"] for line in lines] == ["A", "B", "B", "A"]
+        "output_tok_s": "WITHIN NOISE", "success": "WITHIN NOISE", "stability": "WITHIN NOISE"}, doc
+    store = stored_comparison(tmp_path / "runs", fake_study)
+    assert [launch.side for launch in store.launches()] == ["A", "B", "B", "A"]
+    assert is_comparison(store.study) and "WITHIN NOISE" in store.study.user_attrs[STUDY_ATTR_VERDICT]
+    assert all(t.state == TrialState.COMPLETE and t.values[0] > 0 for t in store.study.trials)
+
+
+def stored_comparison(out_dir, study_file):
+    """The comparison study `out_dir` names, loaded from the study file's storage as `tuner dashboard` would."""
+    storage = load_study(study_file).spec.storage
+    name = (out_dir / COMPARE_STUDY_FILE).read_text().strip()
+    return CompareStore(optuna.load_study(study_name=name, storage=storage))
 
 
 @pytest.mark.usefixtures("no_server_left_behind")
@@ -138,7 +155,22 @@ def test_a_config_that_answers_wrongly_regresses_on_quality_and_may_not_replace(
     # Run again with two launches a side: the two already written are kept, two more launched.
     again = CliRunner().invoke(app, [*args[:5], "2", *args[6:]])
     assert "resuming: 2 launches already" in again.output
-    lines = (tmp_path / "runs" / "launches.jsonl").read_text().splitlines()
-    assert [json.loads(line)["side"] for line in lines] == ["A", "B", "B", "A"]
+    store = stored_comparison(tmp_path / "runs", path)
+    assert [(launch.launch, launch.side) for launch in store.launches()] == [(1, "A"), (2, "B"), (3, "B"), (4, "A")]
     quality = next(m for m in json.loads(out.read_text())["metrics"] if m["name"] == "quality")
     assert quality["verdict"] == "REGRESSION" and quality["a"] == [1.0, 1.0]
+    # The same --out for another pair of configs would mix two comparisons: refused, nothing launched.
+    other = CliRunner().invoke(app, [*args[:2], str(tmp_path / "b32.yaml"), str(tmp_path / "b128.yaml"),
+                                     *args[4:]])
+    assert other.exit_code == 2 and "holds the comparison of A='b128.yaml'" in other.output
+    assert len(store.launches()) == 4
+    # optuna-dashboard shows it: each launch's note, and the verdict as the study's note.
+    from optuna_dashboard import get_note
+
+    from tuner.report import publish_to_dashboard
+    from tuner.study._optuna import live_trial
+
+    assert publish_to_dashboard(store.study) == 5
+    assert "REGRESSION" in get_note(store.study) and "b32.yaml" in get_note(store.study)
+    first = get_note(live_trial(store.study, store.study.trials[0]))
+    assert first.startswith("## Launch 1: side A (b128.yaml)") and "| sweep |" in first

@@ -25,9 +25,10 @@ def compare(
     output_format: str = typer.Option("table", "--format", help="table (terminal) or md (Markdown, for a pull"
                                       " request)."),
     json_path: Path | None = typer.Option(None, "--json", help="Also write the verdicts as JSON (for CI)."),
-    out_dir: Path | None = typer.Option(None, "--out", help="Where every launch is written as it ends"
-                                        " (launches.jsonl and server logs; default compare-runs/<time>). Given"
-                                        " again after an interruption, the launches already there are kept."),
+    out_dir: Path | None = typer.Option(None, "--out", help="Where the launches' server logs go (default"
+                                        " compare-runs/<time>); it names the comparison study the launches are"
+                                        " stored in, so given again after an interruption, the launches already"
+                                        " stored are kept."),
     server_command_a: str | None = typer.Option(None, "--server-command-a", help="A's server command instead of"
                                                 " the study's (e.g. another vLLM environment)."),
     server_command_b: str | None = typer.Option(None, "--server-command-b", help="B's server command instead of"
@@ -36,25 +37,35 @@ def compare(
     """Launch A and B alternately on this slice with the study's workload and print, per metric, B against A with a
     95 % interval and a verdict (IMPROVED, REGRESSION, WITHIN NOISE). Exit 0 when B may replace A (the rank
     objective IMPROVED, no SLO, success or stability REGRESSION), 1 when it may not, 2 for bad input."""
-    from tuner.compare import compare_launches, resolve_side, run_compare
+    import optuna
+
+    from tuner.compare import compare_launches, open_store, resolve_side, run_compare
     from tuner.inputs.spec import load_study
+    from tuner.study.storage import redact_url
 
     if output_format not in ("table", "md"):
         raise InputError("--format", output_format, "table or md")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # tuner says which study it stores the launches in
     study = load_study(study_file)
     sides = (resolve_side(a, study, server_command_a), resolve_side(b, study, server_command_b))
     out = out_dir or Path("compare-runs") / time.strftime("%Y%m%d-%H%M%S")
-    run = run_compare(study, sides, launches, out, on_event=lambda line: err_console.print(line, highlight=False))
+    store = open_store(study, (sides[0].label, sides[1].label), out)
+    err_console.print(f"comparison {store.name} in {redact_url(study.spec.storage)} (every launch stored as it ends;"
+                      " `tuner dashboard` shows it)", highlight=False)
+    run = run_compare(study, sides, launches, store, out,
+                      on_event=lambda line: err_console.print(line, highlight=False))
     goals = study.spec.goals()
     comparison = compare_launches(sides[0].label, sides[1].label, run.results[0], run.results[1], goals,
                                   run.quality_check(study.spec.quality.tolerance))
+    store.write_verdict(comparison.markdown())
     if output_format == "md":
         typer.echo(comparison.markdown())
     else:
         _print_table(comparison)
     if json_path is not None:
         json_path.write_text(comparison.as_json())
-    err_console.print(f"every launch: {out / 'launches.jsonl'}", highlight=False)
+    err_console.print(f"launches: comparison {store.name} (`tuner dashboard --storage"
+                      f" {redact_url(study.spec.storage)}`); server logs: {out}", highlight=False)
     if not comparison.may_replace:
         raise typer.Exit(EXIT_MAY_NOT_REPLACE)
 

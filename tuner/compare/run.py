@@ -1,12 +1,13 @@
-"""The launches of a comparison: alternating, one at a time on the slice, each written down as it ends."""
+"""The launches of a comparison: alternating, one at a time on the slice, each stored as it ends (tuner.compare.store)."""
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tuner.compare.sides import Side
+from tuner.compare.store import SIDES, CompareLaunch, CompareStore
+from tuner.compare.verdict import figures_of
 from tuner.contracts.quality import QualityPlan
 from tuner.contracts.results import TrialResult
 from tuner.contracts.serving import ServingFlags
@@ -14,11 +15,10 @@ from tuner.inputs.spec import Study
 from tuner.planning.prelaunch import prompt_vocab_size
 from tuner.planning.traffic import resolve_traffic, sweep_plan
 from tuner.scoring.quality import QualityCheck, QualityReference, noise_gap, reference_key
+from tuner.scoring.score import score_run
 from tuner.trial import launch
 from tuner.trial.probes import probes_for, study_probe_set
 from tuner.trial.sweep_plan import LaunchRequest
-
-LAUNCHES_FILE = "launches.jsonl"
 
 
 def alternating(launches: int) -> list[int]:
@@ -64,52 +64,42 @@ class _Probes:
                                 noise=noise_gap(result.probes, result.probes), server_version=result.server_version)
 
 
-def run_compare(study: Study, sides: tuple[Side, Side], launches: int, out_dir: Path,
+def run_compare(study: Study, sides: tuple[Side, Side], launches: int, store: CompareStore, out_dir: Path,
                 on_event: Callable[[str], None] = lambda _: None) -> CompareRun:
-    """Launch each side `launches` times, alternately, with the study's sweep; every launch's result is appended to
-    out_dir/launches.jsonl as it ends (its server log beside it)."""
+    """Launch each side `launches` times, alternately, with the study's sweep; every launch is stored as it ends
+    (its server log in out_dir). Launches already stored (an interrupted run of the same comparison) are kept."""
     out_dir.mkdir(parents=True, exist_ok=True)
     plan = sweep_plan(study, resolve_traffic(study))
     vocab = prompt_vocab_size(study)
     probes = _Probes(study, vocab)
     run = CompareRun(sides)
-    done = _resume(out_dir / LAUNCHES_FILE, run, probes)
-    if done:
-        on_event(f"resuming: {done} launches already in {out_dir / LAUNCHES_FILE}")
+    stored = store.launches()
+    for earlier in stored:
+        _add(run, probes, SIDES.index(earlier.side), earlier.result)
+    if stored:
+        on_event(f"resuming: {len(stored)} launches already in comparison {store.name}")
+    goals = study.spec.goals()
     for n, side_index in enumerate(alternating(launches)):
-        if n < done:
+        if n < len(stored):
             continue
-        side = sides[side_index]
-        name = "AB"[side_index]
+        side, name = sides[side_index], SIDES[side_index]
         on_event(f"launch {n + 1}/{2 * launches}: {name} ({side.label})")
         log_path = out_dir / f"launch-{n + 1:02d}-{name}.log"
         outcome = launch(LaunchRequest(config=side.config, plan=plan.with_quality(probes.plan(side, run.reference)),
                                        timeouts=study.spec.timeouts, log_path=str(log_path.absolute()),
                                        host=study.spec.server.host, vocab_size=vocab))
         result = outcome.result
-        run.results[side_index].append(result)
-        if run.reference is None and side_index == 0:
-            run.reference = probes.reference_from(result)
-        with (out_dir / LAUNCHES_FILE).open("a") as f:
-            f.write(json.dumps({"launch": n + 1, "side": name, "label": side.label,
-                                "result": result.model_dump(mode="json")}) + "\n")
+        _add(run, probes, side_index, result)
+        figures = figures_of(result, goals, score_run(result, goals, run.quality_check(study.spec.quality.tolerance)))
+        store.add(CompareLaunch(launch=n + 1, side=name, label=side.label, result=result),
+                  figures.get(goals.rank_metric))
         verdict = result.failure_class or "measured"
         on_event(f"launch {n + 1}/{2 * launches}: {name} {verdict}"
                  + (f" ({result.failure_detail[:100]})" if result.failure_class else ""))
     return run
 
 
-def _resume(path: Path, run: CompareRun, probes: _Probes) -> int:
-    """Launches an earlier, interrupted run of the same comparison wrote down: kept, not launched again."""
-    if not path.is_file():
-        return 0
-    done = 0
-    for line in path.read_text().splitlines():
-        entry = json.loads(line)
-        result = TrialResult.model_validate(entry["result"])
-        side_index = "AB".index(entry["side"])
-        run.results[side_index].append(result)
-        if run.reference is None and side_index == 0:
-            run.reference = probes.reference_from(result)
-        done += 1
-    return done
+def _add(run: CompareRun, probes: _Probes, side_index: int, result: TrialResult) -> None:
+    run.results[side_index].append(result)
+    if run.reference is None and side_index == 0:
+        run.reference = probes.reference_from(result)

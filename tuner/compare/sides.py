@@ -19,7 +19,7 @@ _TRIAL = re.compile(r"^(?:(?P<study>[^:]+):)?(?P<number>\d+)$")
 
 @dataclass(frozen=True)
 class Side:
-    label: str  # what the user typed, shortened: how the table names it
+    label: str  # what the user typed (a YAML by its file name): how the table names the side
     config: ServerConfig
 
 
@@ -36,8 +36,8 @@ def resolve_side(text: str, study: Study, server_command: str | None = None) -> 
         raise InputError(text, "", "a config YAML (.yaml), a trial (N or STUDY:N) or a quoted `vllm serve` command")
     if server_command:
         config = replace(config, command=tuple(shlex.split(server_command)))
-    label = Path(text).name if Path(text).suffix in (".yaml", ".yml") else text
-    return Side(label=label if len(label) <= 60 else label[:57] + "...", config=config)
+    label = Path(text).name if Path(text).suffix in (".yaml", ".yml") else " ".join(text.split())
+    return Side(label=label, config=config)
 
 
 def _base(study: Study, model: str, flags: dict[str, Any]) -> ServerConfig:

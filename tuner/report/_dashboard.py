@@ -8,8 +8,15 @@ import shlex
 
 import optuna
 import optuna_dashboard
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
+from tuner.compare.store import (
+    STUDY_ATTR_COMPARED_FOR,
+    STUDY_ATTR_SIDES,
+    STUDY_ATTR_VERDICT,
+    CompareLaunch,
+    is_comparison,
+)
 from tuner.contracts.outcomes import Outcome
 from tuner.contracts.results import LevelResult, LevelRole
 from tuner.contracts.sampling import describe_sampling
@@ -22,6 +29,8 @@ from tuner.study.records import TrialRecord
 
 def publish(study: optuna.Study) -> int:
     """Write every finished trial's note, the study's note and the figures; returns how many notes changed."""
+    if is_comparison(study):
+        return _publish_comparison(study)
     changed = 0
     for frozen in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
         trial = live_trial(study, frozen)
@@ -38,6 +47,34 @@ def _save_if_changed(target, body: str) -> int:
         return 0
     optuna_dashboard.save_note(target, body)
     return 1
+
+
+def _publish_comparison(study: optuna.Study) -> int:
+    """A comparison study (tuner compare): each launch's note, and the verdict table as the study's note."""
+    changed = 0
+    for frozen in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
+        launch = CompareLaunch.of(frozen)
+        changed += _save_if_changed(live_trial(study, frozen), trial_note(
+            _launch_record(frozen, launch), title=f"Launch {launch.launch}: side {launch.side} ({launch.label})"))
+    attrs = study.user_attrs
+    verdict = attrs.get(STUDY_ATTR_VERDICT) or "No verdict yet: the comparison has not finished.\n"
+    sides = attrs.get(STUDY_ATTR_SIDES, {})
+    head = [f"## {study.study_name}", "", f"`tuner compare` for study {attrs.get(STUDY_ATTR_COMPARED_FOR, '?')}:"
+            f" A = `{sides.get('A', '?')}`, B = `{sides.get('B', '?')}`; one trial per launch (parameter `side`).", ""]
+    return changed + _save_if_changed(study, "\n".join(head) + "\n" + verdict)
+
+
+def _launch_record(frozen: FrozenTrial, launch: CompareLaunch) -> TrialRecord:
+    """A comparison launch read as a trial record, so its note reads as a study trial's does."""
+    result = launch.result
+    return TrialRecord(number=frozen.number, state=frozen.state.name, values=frozen.values,
+                       feasible=frozen.state == TrialState.COMPLETE, argv=result.argv, env=result.env,
+                       hostname=result.hostname, node_id=result.node_id, log_path=result.log_path,
+                       log_tail=result.log_tail, wall_s=result.wall_s, phases=result.phases,
+                       server_version=result.server_version, startup_s=result.startup_s,
+                       failure_class=result.failure_class, failure_detail=result.failure_detail,
+                       levels=result.levels, sweep_stopped=result.sweep_stopped, killed_by=result.killed_by,
+                       relaunched_after=result.relaunched_after)
 
 
 def outcome_sentence(record: TrialRecord) -> str:
@@ -90,9 +127,9 @@ def limits_sources(levels: list[LevelResult]) -> list[str]:
     return ["Ceilings of " + checked.hardware + ": " + "; ".join(s for s in said if s) + ".", ""]
 
 
-def trial_note(record: TrialRecord) -> str:
+def trial_note(record: TrialRecord, title: str = "") -> str:
     role = (f"confirmation run of trial {record.confirms}" if record.confirms is not None else "search trial")
-    lines = [f"## Trial {record.number} ({role})", "", outcome_sentence(record), ""]
+    lines = [f"## {title or f'Trial {record.number} ({role})'}", "", outcome_sentence(record), ""]
     if record.argv:
         lines += ["**Command**", "", "```sh", " ".join(shlex.quote(a) for a in record.argv), "```", ""]
     if record.env:

@@ -1,7 +1,9 @@
 """The study: Optuna proposes flag combinations, workers measure them, the driver records and scores them.
 
     api           the library entry point: prepare (check a study file), run (start or resume), open_study
-    _runner       the loop: launch while the stop rules allow, handle what comes back by its disposition, confirm
+    _runner       the loop: launch while the stop rules allow, hand what comes back to its disposition, confirm
+    _dispositions what came back from an attempt: told, retried, or the study stopped (setup error, tuner's bug);
+                  the relaunches before any verdict (killed before serving, the quality reference)
     _stop_rules   when the search stops launching (trial count, duplicates, budget, patience, infra streak), and why
     _first_shapes a server a signal killed before it served: relaunched once, judged with both launches
     _drivers      other drivers of the same study: their running trials, theirs re-queued when their lease expires

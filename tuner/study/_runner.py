@@ -1,9 +1,9 @@
 """The study loop: propose configs, run them on the executor, record what came back, until a stop rule ends the search
 (tuner.study._stop_rules: trial count, duplicates, budget, patience, infra streak), then confirm the front.
 
-What comes back is handled by its failure class's disposition (tuner.contracts.outcomes: tell, retry, stop as a
-setup error, stop as a bug); a server a signal killed before it served is relaunched once first
-(tuner.study._first_shapes). The trial count counts launched COMPLETE trials (penalized ones included).
+What comes back is handled by its failure class's disposition (tuner.study._dispositions: tell, retry, stop as a
+setup error, stop as a bug; a server a signal killed before it served is relaunched once first). The trial count
+counts launched COMPLETE trials (penalized ones included).
 
 Several drivers may run one study (one storage, e.g. PostgreSQL). Each holds a lease on the trials it runs
 (tuner.study._lease) and counts every driver's running search trials against the trial count, read from storage
@@ -15,24 +15,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 
-from tuner.contracts.outcomes import Disposition, disposition_of
-from tuner.contracts.results import TrialResult
-from tuner.errors import InfrastructureError, SetupError, TunerBug
-from tuner.inputs.spec import Study
+from tuner.errors import InfrastructureError
+from tuner.inputs.spec import Study, StudySpec
 from tuner.planning.launch_time import estimated_launch_s
 from tuner.planning.prelaunch import prompt_vocab_size
 from tuner.planning.traffic import Traffic, resolve_traffic, sweep_plan
-from tuner.study._bookkeeping import Bookkeeper, Proposal, Recorded
-from tuner.study._done_line import done_line
+from tuner.study._bookkeeping import Bookkeeper, Recorded
+from tuner.study._dispositions import Attempt, Dispositions
 from tuner.study._drivers import POLL_S, OtherDrivers
 from tuner.study._executor import Executor, RayExecutor, Task
-from tuner.study._first_shapes import FirstShapeDeaths, killed_before_serving
 from tuner.study._lease import Lease
 from tuner.study._progress import Progress, Snapshot
 from tuner.study._stop_rules import SearchState, Stop, StopReason, first_stop, rules_for
@@ -40,23 +36,19 @@ from tuner.study.front import front_bars
 from tuner.study.records import StudyRecord, records, write_search_stopped
 from tuner.study.replay import ReplayExecutor, Surface
 from tuner.trial import launch
-from tuner.trial.sweep_plan import LaunchRequest, TrialOutcome
+from tuner.trial.sweep_plan import LaunchRequest
 
 WAIT_S = 0.5
 
 __all__ = ["Attempt", "Snapshot", "StudyRunner"]
 
 
-@dataclass
-class Attempt:
-    proposal: Proposal
-    number: int  # 1 for the first launch, +1 for each infra retry or relaunch
-    started: float = field(default_factory=time.monotonic)
-    relaunch_of: TrialResult | None = None  # the first launch, which a signal killed before it served
-
-    @property
-    def trial_number(self) -> int:
-        return self.proposal.trial.number
+def default_executor(spec: StudySpec, surface: Surface | None, task: Task,
+                     ray_address: str | None) -> Executor[Attempt]:
+    """Ray workers, one per slice; or the recorded surface when the study replays one."""
+    if surface is not None and spec.replay is not None:
+        return ReplayExecutor[Attempt](surface, spec.replay.seed, lambda attempt: dict(attempt.proposal.trial.params))
+    return RayExecutor[Attempt](task, spec.resources, spec.accelerator_type, ray_address)
 
 
 class StudyRunner:
@@ -79,10 +71,9 @@ class StudyRunner:
         self.rules = rules_for(self.spec)
         self.stopped: Stop | None = None  # the rule that ended the search
         self.not_launched_in_a_row = 0  # proposals that cost no launch: duplicates, rule breakers, predicted non-fits
-        self.infra_give_ups_in_a_row = 0
-        self.last_infra_detail = ""
-        self.first_shapes = FirstShapeDeaths()
         self.progress = Progress(self.spec, total_trials, on_progress, self._running)
+        self.dispositions = Dispositions(study, self.books, self.progress, self.runs_dir,
+                                         launch_again=self._submit, settled=self._settled)
         self.others = OtherDrivers(optuna_study, self.progress.event)
         self.lease: Lease | None = None
 
@@ -93,7 +84,8 @@ class StudyRunner:
     # -- the loop -------------------------------------------------------------------------------------------
     def run(self) -> Snapshot:
         self._count()
-        executor = self.executor = self.executor or self._default_executor()
+        executor = self.executor = self.executor or default_executor(self.spec, self.surface, self.task,
+                                                                     self.ray_address)
         with executor, Lease(self.optuna_study, self.spec.lease) as self.lease:
             try:
                 self._poll_storage(force=True)  # re-queue trials whose driver is gone
@@ -109,19 +101,13 @@ class StudyRunner:
                             break
                         time.sleep(POLL_S)  # theirs may yet fail or expire and be re-queued for us
                     for attempt, outcome in executor.wait(WAIT_S):
-                        self._finish(attempt, outcome)
+                        self.dispositions.finish(attempt, outcome)
                     self.progress.phases((a.trial_number, report) for a, report in executor.phase_reports())
                     self.progress.publish()
             except BaseException:
                 self._abandon_running()
                 raise
         return self.snapshot
-
-    def _default_executor(self) -> Executor[Attempt]:
-        if self.surface is not None and self.spec.replay is not None:
-            return ReplayExecutor[Attempt](self.surface, self.spec.replay.seed,
-                                           lambda attempt: dict(attempt.proposal.trial.params))
-        return RayExecutor[Attempt](self.task, self.spec.resources, self.spec.accelerator_type, self.ray_address)
 
     def _launch_search(self) -> None:
         self._apply_stop_rules()  # records why, even when there is no room to launch (the trials are used)
@@ -195,108 +181,21 @@ class StudyRunner:
         state = SearchState(
             trials=self.trials_given, launched=s.complete, running_s=tuple(s.running.values()), spent_s=s.slice_s,
             expected_launch_s=s.launch_s if s.launch_s is not None else estimated_launch_s(self.spec)[0],
-            not_launched_in_a_row=self.not_launched_in_a_row, infra_give_ups_in_a_row=self.infra_give_ups_in_a_row,
+            not_launched_in_a_row=self.not_launched_in_a_row,
+            infra_give_ups_in_a_row=self.dispositions.infra_give_ups_in_a_row,
             trials_since_front_improved=self.books.trials_since_front_improved)
         stop = first_stop([r for r in self.rules if self.stopped is None or r.fatal], state)
-        if stop is not None:
-            self._stop_search(stop)
-        return self.stopped is None
-
-    def _stop_search(self, stop: Stop) -> None:
+        if stop is None:
+            return self.stopped is None
         self.stopped = stop
         self.total = self.snapshot.total = min(self.total, self.snapshot.complete + len(self._running()))
         write_search_stopped(self.optuna_study, stop.message)
         if stop.reason != StopReason.TRIALS:  # the plain end of the search needs no event of its own
             self.progress.event(stop.message)
         if stop.fatal:
-            raise InfrastructureError(f"{stop.message}, the last with: {self.last_infra_detail[:200]} (see `tuner"
-                                      " study status`); fix the cluster and run the same command")
-
-    # -- what came back -------------------------------------------------------------------------------------
-    def _finish(self, attempt: Attempt, outcome: TrialOutcome) -> None:
-        try:
-            self.books.keep_artifacts(attempt.proposal, attempt.number, outcome)
-            result = outcome.result
-            if killed_before_serving(result) and attempt.relaunch_of is None:
-                self.snapshot.infra_retries += 1
-                self.progress.event(f"trial {attempt.trial_number}: {result.killed_by} killed the server before it"
-                                    f" served a request ({result.failure_detail[:100]}); not yet the config's fault:"
-                                    " relaunching it once")
-                self._submit(Attempt(attempt.proposal, attempt.number + 1, relaunch_of=result))
-                return
-            if attempt.relaunch_of is not None:
-                result = self._judge_relaunch(attempt, result)
-            elif self.books.quality.relaunch_reference(attempt.proposal.params, result, attempt.number):
-                self.progress.event(f"trial {attempt.trial_number}: the quality reference did not answer"
-                                    f" ({result.failure_class}); launching it once more, since no config can be"
-                                    " judged without it")
-                self._submit(Attempt(attempt.proposal, attempt.number + 1))
-                return
-            {Disposition.TELL: self._tell, Disposition.RETRY: self._retry_or_give_up,
-             Disposition.STOP_SETUP: self._stop, Disposition.STOP_BUG: self._stop,
-             }[disposition_of(result.failure_class)](attempt, result)
-        except UpdateFinishedTrialError:
-            # This driver stalled past its lease (grace_s without a heartbeat) and another driver re-queued the
-            # trial: what came back is not recorded here; the re-queued trial measures the config again.
-            self._release(attempt)
-            self._count()
-            self.progress.event(f"trial {attempt.trial_number}: its lease expired while it ran and another driver"
-                                " re-queued it; this result is not recorded")
-
-    def _tell(self, attempt: Attempt, result: TrialResult) -> None:
-        """Measured, or the config's own failure: scored, told to Optuna, penalized where it failed."""
-        self.infra_give_ups_in_a_row = 0
-        score = self.books.tell(attempt.proposal, result, attempts=attempt.number)
-        self._release(attempt)
-        self._count()
-        self.progress.event(f"trial {attempt.trial_number} done: {done_line(score, result)}")
-
-    def _retry_or_give_up(self, attempt: Attempt, result: TrialResult) -> None:
-        """Not the config's fault: the same parameters again, up to max_infra_retries; then recorded as failed,
-        uncounted, and a streak of those stops the study (the InfraStreak rule)."""
-        if attempt.number <= self.spec.max_infra_retries:
-            self.snapshot.infra_retries += 1
-            self.progress.event(f"trial {attempt.trial_number}: infra failure ({result.failure_detail[:80]}); retrying")
-            self._submit(Attempt(attempt.proposal, attempt.number + 1))
-            return
-        self.books.fail(attempt.proposal, result, attempts=attempt.number, requeue=False)
-        self._release(attempt)
-        self.progress.event(f"trial {attempt.trial_number}: infra failure after {attempt.number} attempts; not counted")
-        self.infra_give_ups_in_a_row += 1
-        self.last_infra_detail = result.failure_detail
-        self._apply_stop_rules()
-
-    def _judge_relaunch(self, attempt: Attempt, result: TrialResult) -> TrialResult:
-        """The relaunch judged with its first launch as evidence (tuner.study._first_shapes); the same death on
-        configs in a row stops the study: the environment, not a config."""
-        assert attempt.relaunch_of is not None
-        judged = self.first_shapes.judge(attempt.relaunch_of, result)
-        if self.first_shapes.environment_broken:
-            self.books.tell(attempt.proposal, judged, attempts=attempt.number)
-            self._release(attempt)
-            raise SetupError(str(self.study.path), "server.command",
-                             f"a server that can serve here: {result.killed_by} killed it before it served a"
-                             f" request on {self.first_shapes.in_a_row} configs in a row, twice each; that is the"
-                             " environment, not a config (a build for another CPU or accelerator, a broken"
-                             f" install?). Last: {result.failure_detail[:200]}")
-        return judged
-
-    def _stop(self, attempt: Attempt, result: TrialResult) -> None:
-        """Not the config's fault and not to be retried: the config is kept for the next run, unpenalized, and the
-        study stops (run()'s error path stops the other trials and tears their servers down). The user's setup (e.g.
-        no /tokenize for exact-length text prompts) gets one line saying how to fix it; tuner's own bug its traceback."""
-        self.books.fail(attempt.proposal, result, attempts=attempt.number, requeue=True)
-        self._release(attempt)
-        if disposition_of(result.failure_class) == Disposition.STOP_SETUP:
-            self.progress.event(f"trial {attempt.trial_number}: setup error: {result.failure_detail[:160]}")
-            raise SetupError(str(self.study.path), "model_info.config_json", "a local model folder as `model`, or"
-                             f" the model's config.json here: {result.failure_detail}")
-        trace_path = None
-        if result.traceback:
-            trace_path = self.runs_dir / f"trial-{attempt.trial_number:04d}-attempt-{attempt.number}.traceback.txt"
-            trace_path.write_text(result.traceback)
-        self.progress.event(f"trial {attempt.trial_number}: tuner error: {result.failure_detail[:160]}")
-        raise TunerBug(attempt.trial_number, result.failure_detail, result.traceback, trace_path)
+            raise InfrastructureError(f"{stop.message}, the last with: {self.dispositions.last_infra_detail[:200]}"
+                                      " (see `tuner study status`); fix the cluster and run the same command")
+        return False
 
     def _abandon_running(self) -> None:
         """On Ctrl-C or an error: stop running trials (their servers die with their workers) and re-queue them."""
@@ -307,16 +206,18 @@ class StudyRunner:
                 self.books.abandon(attempt.proposal)
             except UpdateFinishedTrialError:
                 pass  # another driver re-queued it already (this one had stalled past its lease)
-            self._release(attempt)
+            self._settled(attempt)
 
     # -- storage and other drivers --------------------------------------------------------------------------
     def _running(self) -> dict[int, float]:
         """This driver's running attempts: trial number -> when it started."""
         return {a.trial_number: a.started for a in self.executor.running} if self.executor else {}
 
-    def _release(self, attempt: Attempt) -> None:
+    def _settled(self, attempt: Attempt) -> None:
+        """A trial recorded for good (or given back): its lease released, the counts read again."""
         if self.lease is not None:
             self.lease.release(attempt.trial_number)
+        self._count()
 
     def _count(self) -> None:
         counts = self.books.counts()
