@@ -24,6 +24,7 @@ from tuner.inputs.spec import load_study
 def test_launches_alternate_so_that_drift_favours_neither():
     assert alternating(2) == [0, 1, 1, 0]
     assert alternating(3) == [0, 1, 1, 0, 0, 1]
+    assert alternating(2, sides=3) == [0, 1, 2, 2, 1, 0]
 
 
 def test_the_same_figures_are_within_noise():
@@ -128,6 +129,22 @@ def test_eight_streams_at_once_beat_one_and_the_markdown_says_so(tmp_path, fake_
     assert result.exit_code == 0, result.output
     assert "| output_tok_s |" in result.output and "IMPROVED" in result.output
     assert "**B may replace A" in result.output and "|---|" in result.output
+
+
+@pytest.mark.usefixtures("no_server_left_behind")
+def test_several_candidates_are_each_judged_against_a(tmp_path, fake_study):
+    out = tmp_path / "verdict.json"
+    result = CliRunner().invoke(app, ["compare", str(fake_study), str(tmp_path / "seqs8.yaml"),
+                                      str(tmp_path / "seqs1.yaml"), str(tmp_path / "seqs8.yaml"), "--launches", "1",
+                                      "--json", str(out), "--out", str(tmp_path / "runs")])
+    assert result.exit_code == 1, result.output  # one launch a side decides nothing
+    assert "C vs A" in result.output and "C may not replace A" in result.output
+    doc = json.loads(out.read_text())
+    assert [(c["b_name"], c["b_label"]) for c in doc["comparisons"]] == [("B", "seqs1.yaml"), ("C", "seqs8.yaml")]
+    store = stored_comparison(tmp_path / "runs", fake_study)
+    assert [(launch.side, launch.label) for launch in store.launches()] == [
+        ("A", "seqs8.yaml"), ("B", "seqs1.yaml"), ("C", "seqs8.yaml")]
+    assert CliRunner().invoke(app, ["compare", str(fake_study), "0", *["1"] * 6]).exit_code == 2  # at most 5
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path, fake_study):

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tuner.compare.sides import Side
-from tuner.compare.store import SIDES, CompareLaunch, CompareStore
+from tuner.compare.store import SIDE_NAMES, CompareLaunch, CompareStore
 from tuner.compare.verdict import figures_of
 from tuner.contracts.quality import QualityPlan
 from tuner.contracts.results import TrialResult
@@ -21,19 +21,23 @@ from tuner.trial.probes import probes_for, study_probe_set
 from tuner.trial.sweep_plan import LaunchRequest
 
 
-def alternating(launches: int) -> list[int]:
-    """Side indices in launch order: A B B A A B B A ... (an order that cancels a linear drift of the host)."""
+def alternating(launches: int, sides: int = 2) -> list[int]:
+    """Side indices in launch order, forward then backward: A B B A A B ... for two sides, A B C C B A A B C ... for
+    three (an order that cancels a linear drift of the host)."""
     order: list[int] = []
-    while len(order) < 2 * launches:
-        order += [0, 1] if len(order) % 4 == 0 else [1, 0]
-    return order[:2 * launches]
+    for n in range(launches):
+        order += list(range(sides)) if n % 2 == 0 else list(reversed(range(sides)))
+    return order
 
 
 @dataclass
 class CompareRun:
-    sides: tuple[Side, Side]
-    results: tuple[list[TrialResult], list[TrialResult]] = field(default_factory=lambda: ([], []))
+    sides: tuple[Side, ...]  # A (what runs today) first, then the candidates
+    results: list[list[TrialResult]] = field(default_factory=list)  # per side, in launch order
     reference: QualityReference | None = None  # A's first answers to the probes, when the study's guard is on
+
+    def __post_init__(self) -> None:
+        self.results = self.results or [[] for _ in self.sides]
 
     def quality_check(self, tolerance: float) -> QualityCheck | None:
         return QualityCheck(self.reference, tolerance) if self.reference is not None else None
@@ -64,9 +68,9 @@ class _Probes:
                                 noise=noise_gap(result.probes, result.probes), server_version=result.server_version)
 
 
-def run_compare(study: Study, sides: tuple[Side, Side], launches: int, store: CompareStore, out_dir: Path,
+def run_compare(study: Study, sides: tuple[Side, ...], launches: int, store: CompareStore, out_dir: Path,
                 on_event: Callable[[str], None] = lambda _: None) -> CompareRun:
-    """Launch each side `launches` times, alternately, with the study's sweep; every launch is stored as it ends
+    """Launch each side `launches` times, alternately (`alternating`), with the study's sweep; every launch is stored as it ends
     (its server log in out_dir). Launches already stored (an interrupted run of the same comparison) are kept."""
     out_dir.mkdir(parents=True, exist_ok=True)
     plan = sweep_plan(study, resolve_traffic(study))
@@ -75,15 +79,16 @@ def run_compare(study: Study, sides: tuple[Side, Side], launches: int, store: Co
     run = CompareRun(sides)
     stored = store.launches()
     for earlier in stored:
-        _add(run, probes, SIDES.index(earlier.side), earlier.result)
+        _add(run, probes, SIDE_NAMES.index(earlier.side), earlier.result)
     if stored:
         on_event(f"resuming: {len(stored)} launches already in comparison {store.name}")
     goals = study.spec.goals()
-    for n, side_index in enumerate(alternating(launches)):
+    order = alternating(launches, len(sides))
+    for n, side_index in enumerate(order):
         if n < len(stored):
             continue
-        side, name = sides[side_index], SIDES[side_index]
-        on_event(f"launch {n + 1}/{2 * launches}: {name} ({side.label})")
+        side, name = sides[side_index], SIDE_NAMES[side_index]
+        on_event(f"launch {n + 1}/{len(order)}: {name} ({side.label})")
         log_path = out_dir / f"launch-{n + 1:02d}-{name}.log"
         outcome = launch(LaunchRequest(config=side.config, plan=plan.with_quality(probes.plan(side, run.reference)),
                                        timeouts=study.spec.timeouts, log_path=str(log_path.absolute()),
@@ -94,7 +99,7 @@ def run_compare(study: Study, sides: tuple[Side, Side], launches: int, store: Co
         store.add(CompareLaunch(launch=n + 1, side=name, label=side.label, result=result),
                   figures.get(goals.rank_metric))
         verdict = result.failure_class or "measured"
-        on_event(f"launch {n + 1}/{2 * launches}: {name} {verdict}"
+        on_event(f"launch {n + 1}/{len(order)}: {name} {verdict}"
                  + (f" ({result.failure_detail[:100]})" if result.failure_class else ""))
     return run
 

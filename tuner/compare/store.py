@@ -34,15 +34,15 @@ COMPARE_STUDY_FILE = "compare-study.txt"  # in the --out directory: the comparis
 STUDY_ATTR_KIND = "kind"
 KIND_COMPARE = "compare"  # what tells a comparison study from a tuning study in one storage
 STUDY_ATTR_COMPARED_FOR = "compared_for"  # the study file's study: its workload, SLOs and sweep were used
-STUDY_ATTR_SIDES = "sides"  # {"A": label, "B": label}
-STUDY_ATTR_VERDICT = "verdict_markdown"  # the latest verdict table (tuner.compare.verdict.Comparison.markdown)
+STUDY_ATTR_SIDES = "sides"  # {"A": label, "B": label, ...}
+STUDY_ATTR_VERDICT = "verdict_markdown"  # the latest verdict tables, one per candidate (Comparison.markdown)
 
 # -- trial attributes ---------------------------------------------------------------------------------------------
 ATTR_LAUNCH = "compare_launch"  # the whole CompareLaunch
-PARAM_SIDE = "side"  # the one parameter: A or B (so the dashboard can plot the launches by side)
+PARAM_SIDE = "side"  # the one parameter: A, B, ... (so the dashboard can plot the launches by side)
 
-SideName = Literal["A", "B"]
-SIDES: tuple[SideName, SideName] = ("A", "B")
+SIDE_NAMES = ("A", "B", "C", "D", "E", "F")  # A runs today; the others are candidates
+SideName = Literal["A", "B", "C", "D", "E", "F"]
 
 
 class CompareLaunch(BaseModel):
@@ -79,14 +79,14 @@ class CompareStore:
         """Store one launch as it ends: COMPLETE with its rank figure, FAIL when it has none."""
         self.study.add_trial(optuna.trial.create_trial(
             state=TrialState.COMPLETE if value is not None else TrialState.FAIL,
-            params={PARAM_SIDE: launch.side}, distributions={PARAM_SIDE: CategoricalDistribution(SIDES)},
+            params={PARAM_SIDE: launch.side}, distributions={PARAM_SIDE: CategoricalDistribution(SIDE_NAMES)},
             value=value, user_attrs={ATTR_LAUNCH: launch.model_dump(mode="json")}))
 
     def write_verdict(self, markdown: str) -> None:
         self.study.set_user_attr(STUDY_ATTR_VERDICT, markdown)
 
 
-def open_store(study: Study, labels: tuple[str, str], out_dir: Path) -> CompareStore:
+def open_store(study: Study, labels: tuple[str, ...], out_dir: Path) -> CompareStore:
     """The comparison study `out_dir` names (resumed), or a new one named for the study and the time (its name
     written into `out_dir` first). A directory that holds another pair's comparison is refused."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -109,13 +109,14 @@ def open_store(study: Study, labels: tuple[str, str], out_dir: Path) -> CompareS
         stored.set_metric_names([goals.rank_metric])
     stored.set_user_attr(STUDY_ATTR_KIND, KIND_COMPARE)
     stored.set_user_attr(STUDY_ATTR_COMPARED_FOR, study.spec.name)
-    stored.set_user_attr(STUDY_ATTR_SIDES, dict(zip(SIDES, labels, strict=True)))
+    stored.set_user_attr(STUDY_ATTR_SIDES, dict(zip(SIDE_NAMES, labels, strict=False)))
     pointer.write_text(name + "\n")
     return CompareStore(stored)
 
 
-def _check_same_sides(stored: optuna.Study, labels: tuple[str, str], out_dir: Path) -> None:
-    sides = stored.user_attrs.get(STUDY_ATTR_SIDES, {})
-    if tuple(sides.get(s) for s in SIDES) != labels:
-        raise InputError(str(out_dir), "--out", f"holds the comparison of A={sides.get('A')!r} and"
-                         f" B={sides.get('B')!r}; give another --out for {labels[0]!r} against {labels[1]!r}")
+def _check_same_sides(stored: optuna.Study, labels: tuple[str, ...], out_dir: Path) -> None:
+    sides: dict[str, str] = stored.user_attrs.get(STUDY_ATTR_SIDES, {})
+    if tuple(sides.values()) != labels:
+        held = ", ".join(f"{name}={label!r}" for name, label in sides.items())
+        asked = ", ".join(repr(label) for label in labels)
+        raise InputError(str(out_dir), "--out", f"holds the comparison of {held}; give another --out for {asked}")

@@ -33,7 +33,12 @@ SHARE_NOISE = 0.05
 MIN_NOISE, DEFAULT_NOISE = 0.01, 0.05
 
 
-HEADER = ("metric", "A (median)", "B (median)", "B vs A", "95 % CI", "verdict", "launches/side to decide")
+def header(b_name: str = "B") -> tuple[str, ...]:
+    return ("metric", "A (median)", f"{b_name} (median)", f"{b_name} vs A", "95 % CI", "verdict",
+            "launches/side to decide")
+
+
+HEADER = header()
 
 
 class Verdict(StrEnum):
@@ -104,6 +109,7 @@ class Comparison:
     rank_metric: str
     metrics: list[MetricVerdict] = field(default_factory=list)
     versions: tuple[str, str] = ("", "")
+    b_name: str = "B"  # the candidate's letter (C, D, ... when several are compared with A)
 
     @property
     def may_replace(self) -> bool:
@@ -113,13 +119,13 @@ class Comparison:
 
     def summary(self) -> str:
         if self.may_replace:
-            return (f"B may replace A: {self.rank_metric} IMPROVED and no SLO, success, stability or quality"
+            return (f"{self.b_name} may replace A: {self.rank_metric} IMPROVED and no SLO, success, stability or quality"
                     " REGRESSION")
         rank = next((m for m in self.metrics if m.name == self.rank_metric), None)
         why = [f"{m.name} REGRESSION" for m in self.metrics if m.guards and m.verdict == Verdict.REGRESSION]
         if rank is None or rank.verdict != Verdict.IMPROVED:
             why.insert(0, f"{self.rank_metric} {rank.verdict if rank else 'not measured'}")
-        return "B may not replace A: " + ", ".join(why)
+        return f"{self.b_name} may not replace A: " + ", ".join(why)
 
     def rows(self) -> list[list[str]]:
         return [[m.name, _fmt(m.a, m.name), _fmt(m.b, m.name), _estimate(m), _interval(m), m.verdict.value,
@@ -127,10 +133,11 @@ class Comparison:
                 for m in self.metrics]
 
     def markdown(self) -> str:
-        lines = [f"**A**: `{self.a_label}`  \n**B**: `{self.b_label}`  \n{self.launches[0]} and {self.launches[1]}"
+        lines = [f"**A**: `{self.a_label}`  \n**{self.b_name}**: `{self.b_label}`  \n{self.launches[0]} and"
+                 f" {self.launches[1]}"
                  f" launches, alternating; machine noise {self.noise:.1%}"
                  + (f"; vLLM {self.versions[0]} vs {self.versions[1]}" if any(self.versions) else ""), "",
-                 "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+                 "| " + " | ".join(header(self.b_name)) + " |", "|" + "---|" * len(HEADER)]
         lines += ["| " + " | ".join(row) + " |" for row in self.rows()]
         return "\n".join([*lines, "", f"**{self.summary()}**", ""])
 
@@ -141,7 +148,7 @@ class Comparison:
 
 
 def compare_launches(a_label: str, b_label: str, a: Sequence[TrialResult], b: Sequence[TrialResult],
-                     goals: Goals, quality: QualityCheck | None = None) -> Comparison:
+                     goals: Goals, quality: QualityCheck | None = None, b_name: str = "B") -> Comparison:
     scores = {id(r): score_run(r, goals, quality) for r in [*a, *b]}
     fa = [figures_of(r, goals, scores[id(r)]) for r in a]
     fb = [figures_of(r, goals, scores[id(r)]) for r in b]
@@ -151,7 +158,7 @@ def compare_launches(a_label: str, b_label: str, a: Sequence[TrialResult], b: Se
                 next((r.server_version for r in b if r.server_version), ""))
     comparison = Comparison(a_label, b_label, (len([f for f in fa if goals.rank_metric in f]),
                                                len([f for f in fb if goals.rank_metric in f])),
-                            noise, goals.rank_metric, versions=versions)
+                            noise, goals.rank_metric, versions=versions, b_name=b_name)
     for name in metric_names(goals):
         xs, ys = [f[name] for f in fa if name in f], [f[name] for f in fb if name in f]
         if name != QUALITY or xs or ys:  # quality only when the study's guard is on

@@ -59,8 +59,9 @@ def _publish_comparison(study: optuna.Study) -> int:
     attrs = study.user_attrs
     verdict = attrs.get(STUDY_ATTR_VERDICT) or "No verdict yet: the comparison has not finished.\n"
     sides = attrs.get(STUDY_ATTR_SIDES, {})
+    named = ", ".join(f"{name} = `{label}`" for name, label in sides.items())
     head = [f"## {study.study_name}", "", f"`tuner compare` for study {attrs.get(STUDY_ATTR_COMPARED_FOR, '?')}:"
-            f" A = `{sides.get('A', '?')}`, B = `{sides.get('B', '?')}`; one trial per launch (parameter `side`).", ""]
+            f" {named}; one trial per launch (parameter `side`).", ""]
     return changed + _save_if_changed(study, "\n".join(head) + "\n" + verdict)
 
 
