@@ -1,6 +1,7 @@
 """`tuner compare`: is B (or C, ...) really better than A, and by how much? (tuner.compare)"""
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -77,8 +78,8 @@ def compare(
         else:
             _print_table(comparison)
     if json_path is not None:
-        json_path.write_text(comparisons[0].as_json() if len(comparisons) == 1 else
-                             "{\"comparisons\": [" + ", ".join(c.as_json() for c in comparisons) + "]}")
+        doc = comparisons[0].as_dict() if len(comparisons) == 1 else {"comparisons": [c.as_dict() for c in comparisons]}
+        json_path.write_text(json.dumps(doc, indent=2, default=str))
     err_console.print(f"launches: comparison {store.name} (`tuner dashboard --storage"
                       f" {redact_url(study.spec.storage)}`); server logs: {out}", highlight=False)
     if not any(comparison.may_replace for comparison in comparisons):

@@ -14,7 +14,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import optuna
 from optuna.distributions import CategoricalDistribution
@@ -41,8 +41,8 @@ STUDY_ATTR_VERDICT = "verdict_markdown"  # the latest verdict tables, one per ca
 ATTR_LAUNCH = "compare_launch"  # the whole CompareLaunch
 PARAM_SIDE = "side"  # the one parameter: A, B, ... (so the dashboard can plot the launches by side)
 
-SIDE_NAMES = ("A", "B", "C", "D", "E", "F")  # A runs today; the others are candidates
 SideName = Literal["A", "B", "C", "D", "E", "F"]
+SIDE_NAMES: tuple[str, ...] = get_args(SideName)  # A runs today; the others are candidates
 
 
 class CompareLaunch(BaseModel):

@@ -19,6 +19,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from tuner.contracts.goals import LATENCY_RE, QUALITY, STABILITY, Goals, direction_of
 from tuner.contracts.results import LevelRole, TrialResult
@@ -141,10 +142,13 @@ class Comparison:
         lines += ["| " + " | ".join(row) + " |" for row in self.rows()]
         return "\n".join([*lines, "", f"**{self.summary()}**", ""])
 
-    def as_json(self) -> str:
+    def as_dict(self) -> dict[str, Any]:
         doc = asdict(self)
         doc["may_replace"], doc["summary"] = self.may_replace, self.summary()
-        return json.dumps(doc, indent=2, default=str)
+        return doc
+
+    def as_json(self) -> str:
+        return json.dumps(self.as_dict(), indent=2, default=str)
 
 
 def compare_launches(a_label: str, b_label: str, a: Sequence[TrialResult], b: Sequence[TrialResult],

@@ -67,15 +67,8 @@ def _publish_comparison(study: optuna.Study) -> int:
 
 def _launch_record(frozen: FrozenTrial, launch: CompareLaunch) -> TrialRecord:
     """A comparison launch read as a trial record, so its note reads as a study trial's does."""
-    result = launch.result
-    return TrialRecord(number=frozen.number, state=frozen.state.name, values=frozen.values,
-                       feasible=frozen.state == TrialState.COMPLETE, argv=result.argv, env=result.env,
-                       hostname=result.hostname, node_id=result.node_id, log_path=result.log_path,
-                       log_tail=result.log_tail, wall_s=result.wall_s, phases=result.phases,
-                       server_version=result.server_version, startup_s=result.startup_s,
-                       failure_class=result.failure_class, failure_detail=result.failure_detail,
-                       levels=result.levels, sweep_stopped=result.sweep_stopped, killed_by=result.killed_by,
-                       relaunched_after=result.relaunched_after)
+    return TrialRecord.of_result(launch.result, number=frozen.number, state=frozen.state.name, values=frozen.values,
+                                 feasible=frozen.state == TrialState.COMPLETE)
 
 
 def outcome_sentence(record: TrialRecord) -> str:

@@ -341,18 +341,11 @@ class Bookkeeper:
         """The trial's record, written through TrialRecord. `prediction`: a config judged before launch, never
         launched: its failure class is predicted, not measured."""
         config = proposal.config
-        record = TrialRecord(
-            argv=result.argv or config.argv(self.spec.server.host, 0), env=result.env or config.redacted_env(),
-            server_flags=config.flags, hostname=result.hostname, node_id=result.node_id, attempts=attempts,
-            log_path=result.log_path, log_tail=result.log_tail, wall_s=result.wall_s, startup_s=result.startup_s,
-            server_version=result.server_version, rerecords_reference=rerecords_reference(proposal.trial),
-            startup=result.startup, phases=result.phases,
-            failure_class=result.failure_class, failure_detail=result.failure_detail, levels=result.levels,
-            sweep_stopped=result.sweep_stopped, killed_by=result.killed_by, relaunched_after=result.relaunched_after,
-            score=score, prompts_s=result.prompts_s, prompts_built=result.prompts_built,
-            peak_concurrency=score.operating_concurrency if score else None,
-            confirms=proposal.confirms, replayed=result.replayed,
-            enqueued=was_enqueued(proposal.trial), requeued_from=requeued_from(proposal.trial),
+        record = TrialRecord.of_result(
+            result, argv=result.argv or config.argv(self.spec.server.host, 0), env=result.env or config.redacted_env(),
+            server_flags=config.flags, attempts=attempts, rerecords_reference=rerecords_reference(proposal.trial),
+            score=score, peak_concurrency=score.operating_concurrency if score else None,
+            confirms=proposal.confirms, enqueued=was_enqueued(proposal.trial), requeued_from=requeued_from(proposal.trial),
             launched=prediction is None, predicted=prediction is not None,
             prediction=prediction.detail if prediction else "", memory_estimate=prediction.estimate if prediction else {})
         record.write(proposal.trial)

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from tuner.contracts.goals import Goals
 from tuner.contracts.outcomes import FailureClass, Outcome
-from tuner.contracts.results import LevelResult, LevelRole
+from tuner.contracts.results import LevelResult, LevelRole, TrialResult
 from tuner.scoring.confirmation import ConfigSummary
 from tuner.scoring.quality import QualityReference
 from tuner.scoring.score import Score
@@ -162,6 +162,19 @@ class TrialRecord(BaseModel):
         if self.confirms is not None:
             return TrialOrigin.CONFIRMATION
         return TrialOrigin.SEARCH
+
+    @classmethod
+    def of_result(cls, result: TrialResult, **fields: Any) -> TrialRecord:
+        """A record whose launch part (command, log, phases, outcome, levels) is what the worker returned;
+        `fields` give the rest (and may override a launch field, e.g. an argv the worker never built)."""
+        launch = dict(
+            argv=result.argv, env=result.env, hostname=result.hostname, node_id=result.node_id,
+            log_path=result.log_path, log_tail=result.log_tail, wall_s=result.wall_s, startup_s=result.startup_s,
+            server_version=result.server_version, startup=result.startup, phases=result.phases,
+            failure_class=result.failure_class, failure_detail=result.failure_detail, levels=result.levels,
+            sweep_stopped=result.sweep_stopped, killed_by=result.killed_by, relaunched_after=result.relaunched_after,
+            prompts_s=result.prompts_s, prompts_built=result.prompts_built, replayed=result.replayed)
+        return cls(**{**launch, **fields})
 
     # -- reading ------------------------------------------------------------------------------------------------
     @classmethod
